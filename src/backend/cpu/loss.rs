@@ -1,0 +1,121 @@
+//! Loss heads fused with their gradient: softmax cross-entropy (stable
+//! log-sum-exp) and the two squared-error conventions. Each returns the
+//! per-member mean loss and d(mean loss)/df in one pass over the outputs.
+
+use super::pointwise::for_rows;
+use super::{Cpu, Elem};
+use crate::error::{Error, Result};
+use crate::nn::loss::LossKind;
+use crate::tensor::Tensor;
+
+pub fn loss<T: Elem>(
+    kind: LossKind,
+    f: &Tensor<Cpu>,
+    target: &Tensor<Cpu>,
+) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
+    let (e, rows, k) = f.as_batched()?;
+    let fv = T::view(f.storage())?;
+    let tv = T::view(target.storage())?;
+    let mut grad = fv.to_vec();
+    // One loss value per row, summed afterwards in row order so the result
+    // does not depend on how rows were spread over threads.
+    let mut row_loss = vec![T::ZERO; e * rows];
+    let inv_b = T::from_f64(1.0 / rows.max(1) as f64);
+    match kind {
+        LossKind::CrossEntropy => {
+            if target.numel() != rows {
+                return Err(Error::shape(format!(
+                    "cross-entropy needs one label per example: {} labels for outputs {:?}",
+                    target.numel(),
+                    f.shape()
+                )));
+            }
+            if let Some(bad) = tv
+                .iter()
+                .find(|&&l| l.to_f64() < 0.0 || l.to_f64() >= k as f64)
+            {
+                return Err(Error::shape(format!(
+                    "label {:?} out of range for {k} classes",
+                    bad
+                )));
+            }
+            for_rows(&mut grad, k, |r, g| {
+                let label = tv[r % rows].to_f64() as usize;
+                let mut mx = g[0];
+                for &v in g.iter() {
+                    mx = mx.max(v);
+                }
+                let mut s = T::ZERO;
+                for v in g.iter_mut() {
+                    *v = (*v - mx).exp();
+                    s += *v;
+                }
+                for v in g.iter_mut() {
+                    *v = *v / s * inv_b;
+                }
+                g[label] = g[label] - inv_b;
+            });
+            for (r, l) in row_loss.iter_mut().enumerate() {
+                let row = &fv[r * k..(r + 1) * k];
+                let mut mx = row[0];
+                for &v in row {
+                    mx = mx.max(v);
+                }
+                let mut s = T::ZERO;
+                for &v in row {
+                    s += (v - mx).exp();
+                }
+                *l = mx + s.ln() - row[tv[r % rows].to_f64() as usize];
+            }
+        }
+        LossKind::Mse | LossKind::MseMean => {
+            let per_member = rows * k;
+            let shared = target.numel() == per_member;
+            if !shared && target.numel() != e * per_member {
+                return Err(Error::shape(format!(
+                    "squared loss: targets {:?} do not match outputs {:?}",
+                    target.shape(),
+                    f.shape()
+                )));
+            }
+            // Mse: 0.5 * sum_k (f - y)^2, mean over examples.
+            // MseMean: mean over examples and outputs of (f - y)^2.
+            let (lscale, gscale) = match kind {
+                LossKind::Mse => (T::from_f64(0.5), inv_b),
+                _ => (
+                    T::from_f64(1.0 / k as f64),
+                    T::from_f64(2.0 / (rows.max(1) * k) as f64),
+                ),
+            };
+            let toff = |r: usize| if shared { (r % rows) * k } else { r * k };
+            for_rows(&mut grad, k, |r, g| {
+                let t = &tv[toff(r)..toff(r) + k];
+                for (v, &y) in g.iter_mut().zip(t) {
+                    *v = (*v - y) * gscale;
+                }
+            });
+            for (r, l) in row_loss.iter_mut().enumerate() {
+                let row = &fv[r * k..(r + 1) * k];
+                let t = &tv[toff(r)..toff(r) + k];
+                let mut s = T::ZERO;
+                for (&v, &y) in row.iter().zip(t) {
+                    s += (v - y) * (v - y);
+                }
+                *l = lscale * s;
+            }
+        }
+    }
+    let losses: Vec<T> = (0..e)
+        .map(|m| {
+            let mut s = T::ZERO;
+            for &l in &row_loss[m * rows..(m + 1) * rows] {
+                s += l;
+            }
+            s * inv_b
+        })
+        .collect();
+    Ok((
+        Tensor::from_parts(vec![e], T::wrap(losses)),
+        Tensor::from_parts(f.shape().to_vec(), T::wrap(grad)),
+    ))
+}

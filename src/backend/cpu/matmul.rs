@@ -1,0 +1,112 @@
+//! Batched matmul with transposes through the `gemm` crate. Transposes are
+//! expressed as strides, so no operand is copied. `gemm` splits work across
+//! threads by output tiles and keeps the same reduction order over k whatever
+//! the thread count, which keeps results independent of the thread count.
+
+use super::{Cpu, Elem};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// Work (m * n * k) under which one product runs on one thread and the
+/// ensemble members are spread over threads instead.
+const SMALL_PRODUCT: usize = 1 << 18;
+
+pub fn matmul<T: Elem>(
+    a: &Tensor<Cpu>,
+    ta: bool,
+    b: &Tensor<Cpu>,
+    tb: bool,
+    alpha: f64,
+) -> Result<Tensor<Cpu>> {
+    let (ea, ar, ac) = a.as_batched()?;
+    let (eb, br, bc) = b.as_batched()?;
+    let (m, ka) = if ta { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if tb { (bc, br) } else { (br, bc) };
+    if ka != kb {
+        return Err(Error::shape(format!(
+            "matmul of {:?}{} and {:?}{}: inner dimensions {ka} and {kb} differ",
+            a.shape(),
+            if ta { "^T" } else { "" },
+            b.shape(),
+            if tb { "^T" } else { "" },
+        )));
+    }
+    if ea != eb && ea != 1 && eb != 1 {
+        return Err(Error::shape(format!(
+            "matmul ensemble sizes {ea} and {eb} differ",
+        )));
+    }
+    let e = ea.max(eb);
+    let k = ka;
+    let av = T::view(a.storage())?;
+    let bv = T::view(b.storage())?;
+    let mut out = vec![T::ZERO; e * m * n];
+    // Row/column strides of op(a) and op(b) inside one matrix.
+    let (a_rs, a_cs) = if ta {
+        (1, ac as isize)
+    } else {
+        (ac as isize, 1)
+    };
+    let (b_rs, b_cs) = if tb {
+        (1, bc as isize)
+    } else {
+        (bc as isize, 1)
+    };
+    let alpha = T::from_f64(alpha);
+    let one_product = |i: usize, dst: &mut [T], par: gemm::Parallelism| {
+        if k == 0 {
+            return;
+        }
+        let a_off = if ea == 1 { 0 } else { i * ar * ac };
+        let b_off = if eb == 1 { 0 } else { i * br * bc };
+        // SAFETY: the pointers and strides describe in-bounds matrices of the
+        // shapes checked above; dst is a distinct m x n row-major buffer.
+        // gemm computes dst = 0 * dst + alpha * lhs * rhs here.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                dst.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                av[a_off..].as_ptr(),
+                a_cs,
+                a_rs,
+                bv[b_off..].as_ptr(),
+                b_cs,
+                b_rs,
+                T::ZERO,
+                alpha,
+                false,
+                false,
+                false,
+                par,
+            )
+        }
+    };
+    let threads = rayon::current_num_threads();
+    if m * n == 0 {
+    } else if e > 1 && m * n * k < SMALL_PRODUCT {
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|(i, dst)| one_product(i, dst, gemm::Parallelism::None));
+    } else {
+        let par = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        for (i, dst) in out.chunks_mut(m * n).enumerate() {
+            one_product(i, dst, par);
+        }
+    }
+    let shape = if a.shape().len() == 3 || b.shape().len() == 3 {
+        vec![e, m, n]
+    } else {
+        vec![m, n]
+    };
+    Ok(Tensor::from_parts(shape, T::wrap(out)))
+}

@@ -1,0 +1,188 @@
+//! The CPU backend: the reference every other backend is tested against, and
+//! a usable engine in its own right. Computes in f32 or f64; matmul goes
+//! through the `gemm` crate (multi-threaded with rayon), pointwise and
+//! reduction kernels are plain loops parallelized over rows. Every reduction
+//! has a fixed order, so results for a given seed are identical whatever the
+//! thread count.
+
+mod elem;
+mod loss;
+mod matmul;
+mod optim;
+mod pointwise;
+mod reduce;
+
+pub use elem::{CpuStorage, Elem};
+
+use crate::backend::{AdamHyper, Backend, DType, SgdHyper};
+use crate::error::{Error, Result};
+use crate::nn::activation::Activation;
+use crate::nn::loss::LossKind;
+use crate::tensor::Tensor;
+
+#[derive(Clone, Debug)]
+pub struct Cpu {
+    dtype: DType,
+}
+
+impl Cpu {
+    pub fn new(dtype: DType) -> Self {
+        Cpu { dtype }
+    }
+    pub fn f32() -> Self {
+        Cpu::new(DType::F32)
+    }
+    pub fn f64() -> Self {
+        Cpu::new(DType::F64)
+    }
+}
+
+pub type CpuTensor = Tensor<Cpu>;
+
+macro_rules! dispatch {
+    ($self:expr, $m:ident :: $f:ident, $($arg:expr),*) => {
+        match $self.dtype {
+            DType::F32 => $m::$f::<f32>($($arg),*),
+            DType::F64 => $m::$f::<f64>($($arg),*),
+        }
+    };
+}
+
+impl Backend for Cpu {
+    type Storage = CpuStorage;
+
+    fn describe(&self) -> String {
+        format!(
+            "cpu ({}, {} threads)",
+            self.dtype.name(),
+            rayon::current_num_threads()
+        )
+    }
+
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<CpuTensor> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape(format!(
+                "{} values given for shape {shape:?}",
+                data.len()
+            )));
+        }
+        let storage = match self.dtype {
+            DType::F32 => {
+                CpuStorage::from_vec(data.iter().map(|&x| x as f32).collect::<Vec<f32>>())
+            }
+            DType::F64 => CpuStorage::from_vec(data.to_vec()),
+        };
+        Ok(Tensor::from_parts(shape.to_vec(), storage))
+    }
+
+    fn to_f64(&self, t: &CpuTensor) -> Result<Vec<f64>> {
+        Ok(match t.storage() {
+            CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
+            CpuStorage::F64(v) => v.to_vec(),
+        })
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
+        let n = shape.iter().product();
+        let storage = match self.dtype {
+            DType::F32 => CpuStorage::from_vec(vec![0f32; n]),
+            DType::F64 => CpuStorage::from_vec(vec![0f64; n]),
+        };
+        Ok(Tensor::from_parts(shape.to_vec(), storage))
+    }
+
+    fn matmul(
+        &self,
+        a: &CpuTensor,
+        ta: bool,
+        b: &CpuTensor,
+        tb: bool,
+        alpha: f64,
+    ) -> Result<CpuTensor> {
+        dispatch!(self, matmul::matmul, a, ta, b, tb, alpha)
+    }
+
+    fn bias_act(
+        &self,
+        z: &CpuTensor,
+        bias: Option<&CpuTensor>,
+        bias_scale: f64,
+        act: Activation,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        dispatch!(self, pointwise::bias_act, z, bias, bias_scale, act)
+    }
+
+    fn act_backward(
+        &self,
+        pre: &CpuTensor,
+        g_post: &CpuTensor,
+        act: Activation,
+    ) -> Result<CpuTensor> {
+        dispatch!(self, pointwise::act_backward, pre, g_post, act)
+    }
+
+    fn sum_rows(&self, x: &CpuTensor, alpha: f64) -> Result<CpuTensor> {
+        dispatch!(self, reduce::sum_rows, x, alpha)
+    }
+
+    fn scale_members(&self, x: &CpuTensor, s: &CpuTensor) -> Result<CpuTensor> {
+        dispatch!(self, pointwise::scale_members, x, s)
+    }
+
+    fn loss(
+        &self,
+        kind: LossKind,
+        f: &CpuTensor,
+        target: &CpuTensor,
+    ) -> Result<(CpuTensor, CpuTensor)> {
+        dispatch!(self, loss::loss, kind, f, target)
+    }
+
+    fn count_correct(&self, f: &CpuTensor, labels: &CpuTensor) -> Result<Vec<f64>> {
+        dispatch!(self, reduce::count_correct, f, labels)
+    }
+
+    fn axpy(&self, y: &mut CpuTensor, alpha: f64, x: &CpuTensor) -> Result<()> {
+        dispatch!(self, pointwise::axpy, y, alpha, x)
+    }
+
+    fn sum_sq(&self, x: &CpuTensor) -> Result<Vec<f64>> {
+        dispatch!(self, reduce::sum_sq, x)
+    }
+
+    fn sgd_update(
+        &self,
+        param: &mut CpuTensor,
+        grad: &CpuTensor,
+        buf: &mut CpuTensor,
+        hp: &SgdHyper,
+    ) -> Result<()> {
+        dispatch!(self, optim::sgd_update, param, grad, buf, hp)
+    }
+
+    fn adam_update(
+        &self,
+        param: &mut CpuTensor,
+        grad: &CpuTensor,
+        m: &mut CpuTensor,
+        v: &mut CpuTensor,
+        hp: &AdamHyper,
+    ) -> Result<()> {
+        dispatch!(self, optim::adam_update, param, grad, m, v, hp)
+    }
+}
+
+/// Rows of at least this many elements in total go to rayon; smaller work
+/// runs on the calling thread, where spawning would cost more than it saves.
+pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;
+
+/// How many rows one rayon task takes, so a task holds about
+/// `PAR_MIN_ELEMS / 4` elements.
+pub(crate) fn rows_per_task(row_len: usize) -> usize {
+    ((PAR_MIN_ELEMS / 4) / row_len.max(1)).max(1)
+}

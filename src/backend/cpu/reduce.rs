@@ -1,0 +1,90 @@
+//! Reductions: sums over the batch rows (bias gradients), per-member squared
+//! norms, and argmax accuracy counts. Each output is accumulated by one
+//! thread in a fixed order, so sums do not depend on the thread count.
+
+use super::{Cpu, Elem};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+pub fn sum_rows<T: Elem>(x: &Tensor<Cpu>, alpha: f64) -> Result<Tensor<Cpu>> {
+    let (e, rows, n) = x.as_batched()?;
+    let xv = T::view(x.storage())?;
+    let a = T::from_f64(alpha);
+    let mut out = vec![T::ZERO; e * n];
+    let member = |m: usize, dst: &mut [T]| {
+        let base = &xv[m * rows * n..(m + 1) * rows * n];
+        for row in base.chunks(n) {
+            for (d, &v) in dst.iter_mut().zip(row) {
+                *d += v;
+            }
+        }
+        for d in dst.iter_mut() {
+            *d = *d * a;
+        }
+    };
+    if n > 0 {
+        if e > 1 {
+            out.par_chunks_mut(n)
+                .enumerate()
+                .for_each(|(m, dst)| member(m, dst));
+        } else {
+            member(0, &mut out);
+        }
+    }
+    let shape = if x.shape().len() == 3 {
+        vec![e, n]
+    } else {
+        vec![n]
+    };
+    Ok(Tensor::from_parts(shape, T::wrap(out)))
+}
+
+pub fn sum_sq<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
+    let xv = T::view(x.storage())?;
+    let e = if x.shape().len() >= 2 {
+        x.shape()[0]
+    } else {
+        1
+    };
+    let per = if e == 0 { 0 } else { xv.len() / e };
+    Ok((0..e)
+        .map(|m| {
+            xv[m * per..(m + 1) * per]
+                .iter()
+                .map(|&v| v.to_f64() * v.to_f64())
+                .sum()
+        })
+        .collect())
+}
+
+pub fn count_correct<T: Elem>(f: &Tensor<Cpu>, labels: &Tensor<Cpu>) -> Result<Vec<f64>> {
+    let (e, rows, k) = f.as_batched()?;
+    if labels.numel() != rows {
+        return Err(Error::shape(format!(
+            "{} labels for outputs {:?}",
+            labels.numel(),
+            f.shape()
+        )));
+    }
+    let fv = T::view(f.storage())?;
+    let lv = T::view(labels.storage())?;
+    Ok((0..e)
+        .map(|m| {
+            let mut correct = 0.0;
+            for (r, &label) in lv.iter().enumerate() {
+                let row = &fv[(m * rows + r) * k..(m * rows + r + 1) * k];
+                let mut best = 0;
+                for j in 1..k {
+                    if row[j] > row[best] {
+                        best = j;
+                    }
+                }
+                if best as f64 == label.to_f64() {
+                    correct += 1.0;
+                }
+            }
+            correct
+        })
+        .collect())
+}

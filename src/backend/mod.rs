@@ -1,0 +1,151 @@
+//! The `Backend` trait: the few coarse ops everything above it (tape, models,
+//! optimizers, observers) is written in. Each backend (CPU reference, CUDA,
+//! WGSL) implements all of them; a new op goes into every backend in the same
+//! change, with a parity test against the CPU.
+//!
+//! Conventions shared by every op: tensors are contiguous row-major; rank-3
+//! tensors carry the ensemble dimension E first; a rank-2 operand is shared
+//! across the ensemble; per-member scalars (learning rates) come as slices of
+//! length E or 1.
+
+pub mod cpu;
+pub mod device;
+
+use crate::error::Result;
+use crate::nn::activation::Activation;
+use crate::nn::loss::LossKind;
+use crate::tensor::Tensor;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+    F64,
+}
+
+impl DType {
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+        }
+    }
+}
+
+/// Hyperparameters of one SGD update (PyTorch's `torch.optim.SGD` semantics:
+/// coupled weight decay, momentum buffer without dampening).
+#[derive(Clone, Debug)]
+pub struct SgdHyper<'a> {
+    /// Learning rate per ensemble member (length E, or 1 for all).
+    pub lr: &'a [f64],
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+}
+
+/// Hyperparameters of one Adam / AdamW update (PyTorch semantics; `step` is
+/// 1 on the first update, for bias correction).
+#[derive(Clone, Debug)]
+pub struct AdamHyper<'a> {
+    pub lr: &'a [f64],
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// AdamW: decay the weights directly instead of adding `wd * p` to the
+    /// gradient.
+    pub decoupled: bool,
+    pub step: u64,
+}
+
+pub trait Backend: Clone + Send + Sync + Sized + 'static {
+    type Storage: Clone + Send + Sync + std::fmt::Debug;
+
+    /// What this backend is, for logs (e.g. "cpu (f32, 2 threads)").
+    fn describe(&self) -> String;
+    fn dtype(&self) -> DType;
+
+    /// Upload host values (converted to the backend's dtype).
+    fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<Tensor<Self>>;
+    /// Download to the host as f64.
+    fn to_f64(&self, t: &Tensor<Self>) -> Result<Vec<f64>>;
+    fn zeros(&self, shape: &[usize]) -> Result<Tensor<Self>>;
+
+    /// `alpha * op(a) @ op(b)` batched over the ensemble dimension, where
+    /// `op(x)` is `x` or its transpose (`ta`, `tb`) per matrix. A batch of one
+    /// broadcasts against a batch of E.
+    fn matmul(
+        &self,
+        a: &Tensor<Self>,
+        ta: bool,
+        b: &Tensor<Self>,
+        tb: bool,
+        alpha: f64,
+    ) -> Result<Tensor<Self>>;
+
+    /// Fused `pre = z + bias_scale * bias` (bias `[E, n]` broadcast over the
+    /// rows of `z` `[E, B, n]`) and `post = act(pre)`. Returns `(pre, post)`.
+    fn bias_act(
+        &self,
+        z: &Tensor<Self>,
+        bias: Option<&Tensor<Self>>,
+        bias_scale: f64,
+        act: Activation,
+    ) -> Result<(Tensor<Self>, Tensor<Self>)>;
+
+    /// `g_post * act'(pre)`, elementwise.
+    fn act_backward(
+        &self,
+        pre: &Tensor<Self>,
+        g_post: &Tensor<Self>,
+        act: Activation,
+    ) -> Result<Tensor<Self>>;
+
+    /// `alpha * sum over rows`: `[E, B, n] -> [E, n]`.
+    fn sum_rows(&self, x: &Tensor<Self>, alpha: f64) -> Result<Tensor<Self>>;
+
+    /// Each ensemble member's slice of `x` (`[E, ...]`) times `s[e]` (`s` of
+    /// shape `[E]`).
+    fn scale_members(&self, x: &Tensor<Self>, s: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Loss head on outputs `f` `[E, B, K]`: per-member mean loss `[E]` and
+    /// its gradient with respect to `f`. `target` is `[B]` class indices for
+    /// cross-entropy and `[B, K]` (shared) or `[E, B, K]` values for the
+    /// squared losses.
+    fn loss(
+        &self,
+        kind: LossKind,
+        f: &Tensor<Self>,
+        target: &Tensor<Self>,
+    ) -> Result<(Tensor<Self>, Tensor<Self>)>;
+
+    /// Per member, the number of rows of `f` `[E, B, K]` whose argmax is the
+    /// label in `labels` `[B]`.
+    fn count_correct(&self, f: &Tensor<Self>, labels: &Tensor<Self>) -> Result<Vec<f64>>;
+
+    /// `y += alpha * x`.
+    fn axpy(&self, y: &mut Tensor<Self>, alpha: f64, x: &Tensor<Self>) -> Result<()>;
+
+    /// Per member squared Frobenius norm of `[E, ...]`.
+    fn sum_sq(&self, x: &Tensor<Self>) -> Result<Vec<f64>>;
+
+    /// In-place SGD update of `param` (`[E, ...]`) with momentum buffer `buf`
+    /// (ignored when momentum is 0).
+    fn sgd_update(
+        &self,
+        param: &mut Tensor<Self>,
+        grad: &Tensor<Self>,
+        buf: &mut Tensor<Self>,
+        hp: &SgdHyper,
+    ) -> Result<()>;
+
+    /// In-place Adam/AdamW update with first and second moment buffers.
+    fn adam_update(
+        &self,
+        param: &mut Tensor<Self>,
+        grad: &Tensor<Self>,
+        m: &mut Tensor<Self>,
+        v: &mut Tensor<Self>,
+        hp: &AdamHyper,
+    ) -> Result<()>;
+}

@@ -1,0 +1,340 @@
+//! The run configuration: a TOML file, optionally edited by `--set key=value`
+//! overrides, resolved into typed settings. Unknown keys and wrong types are
+//! rejected by the TOML reader (naming the key and line); impossible values
+//! are rejected by `validate`, naming the key as `section.key`.
+
+use crate::backend::DType;
+use crate::data::DataConfig;
+use crate::error::{Error, Result};
+use crate::nn::activation::Activation;
+use crate::nn::loss::LossKind;
+use crate::nn::parametrization::Parametrization;
+use crate::optim::{OptimHyper, OptimizerKind, Schedule};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// A label for the run, used in plot titles.
+    pub name: Option<String>,
+    /// Seed of the weight init, data shuffling and synthetic data.
+    pub seed: u64,
+    /// Compute precision: "f32" or "f64" (f64 on the CPU only).
+    pub dtype: String,
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    pub optim: OptimConfig,
+    pub train: TrainConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelConfig {
+    /// Hidden width.
+    pub width: usize,
+    /// Number of dense layers (depth 1 is a linear model).
+    pub depth: usize,
+    pub activation: String,
+    pub bias: bool,
+    /// "sp", "ntk", "mup" or "mf".
+    pub parametrization: String,
+    /// The width at which muP and mean-field learning rates are unscaled.
+    pub base_width: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            width: 128,
+            depth: 3,
+            activation: "tanh".into(),
+            bias: true,
+            parametrization: "sp".into(),
+            base_width: 64,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OptimConfig {
+    /// "gd", "sgd", "adam" or "adamw".
+    pub name: String,
+    pub lr: f64,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// "constant" or "cosine".
+    pub schedule: String,
+    pub warmup_steps: u64,
+    /// Cosine decays to `lr * min_lr_factor`.
+    pub min_lr_factor: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            name: "gd".into(),
+            lr: 0.1,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            schedule: "constant".into(),
+            warmup_steps: 0,
+            min_lr_factor: 0.0,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    pub steps: u64,
+    /// Examples per step; 0 means the whole training set (full batch).
+    pub batch_size: usize,
+    /// "xent", "mse" or "mse_mean".
+    pub loss: String,
+    /// Log a metrics record every this many steps (and at the last).
+    pub log_every: u64,
+    /// Evaluate on the full train and test sets every this many steps; 0
+    /// means at every log.
+    pub eval_every: u64,
+    /// Write `model.safetensors` at the end.
+    pub checkpoint: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 1000,
+            batch_size: 0,
+            loss: "xent".into(),
+            log_every: 10,
+            eval_every: 0,
+            checkpoint: true,
+        }
+    }
+}
+
+/// The typed, checked form of a `Config`.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    pub dtype: DType,
+    pub activation: Activation,
+    pub parametrization: Parametrization,
+    pub loss: LossKind,
+    pub optim: OptimHyper,
+    pub schedule: Schedule,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            name: None,
+            seed: 0,
+            dtype: "f32".into(),
+            model: ModelConfig::default(),
+            data: DataConfig::default(),
+            optim: OptimConfig::default(),
+            train: TrainConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Read a TOML file and apply `key=value` overrides (dotted keys, values
+    /// in TOML syntax; a value that is not valid TOML is taken as a string).
+    pub fn load(path: &Path, overrides: &[String]) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::from_toml_str(&text, overrides).map_err(|e| match e {
+            Error::Msg(m) => Error::msg(format!("{}: {m}", path.display())),
+            e => e,
+        })
+    }
+
+    pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::msg(format!("invalid TOML: {e}")))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+        }
+        // Re-serialize so the reader reports unknown keys and wrong types
+        // with the offending line.
+        let text = toml::to_string(&table).map_err(|e| Error::msg(e.to_string()))?;
+        let cfg: Config =
+            toml::from_str(&text).map_err(|e| Error::msg(format!("bad config: {e}")))?;
+        Ok(cfg)
+    }
+
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string(self)
+            .map_err(|e| Error::msg(format!("cannot write the config as TOML: {e}")))
+    }
+
+    /// Check every value and parse the named choices.
+    pub fn resolve(&self) -> Result<Resolved> {
+        let dtype = match self.dtype.as_str() {
+            "f32" => DType::F32,
+            "f64" => DType::F64,
+            s => {
+                return Err(Error::config(
+                    "dtype",
+                    format!("expected \"f32\" or \"f64\", got {s:?}"),
+                ))
+            }
+        };
+        let m = &self.model;
+        if m.width == 0 {
+            return Err(Error::config("model.width", "must be at least 1, got 0"));
+        }
+        if m.depth == 0 {
+            return Err(Error::config(
+                "model.depth",
+                "must be at least 1 (the number of dense layers), got 0",
+            ));
+        }
+        if m.base_width == 0 {
+            return Err(Error::config(
+                "model.base_width",
+                "must be at least 1, got 0",
+            ));
+        }
+        let activation = Activation::parse("model.activation", &m.activation)?;
+        let parametrization = Parametrization::parse("model.parametrization", &m.parametrization)?;
+        let o = &self.optim;
+        let kind = OptimizerKind::parse("optim.name", &o.name)?;
+        positive_finite("optim.lr", o.lr)?;
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(Error::config(
+                "optim.momentum",
+                format!("must be in [0, 1), got {}", o.momentum),
+            ));
+        }
+        if o.nesterov && o.momentum == 0.0 {
+            return Err(Error::config(
+                "optim.nesterov",
+                "Nesterov momentum needs optim.momentum > 0",
+            ));
+        }
+        if o.momentum != 0.0 && matches!(kind, OptimizerKind::Adam | OptimizerKind::AdamW) {
+            return Err(Error::config(
+                "optim.momentum",
+                "Adam has no momentum setting; use optim.beta1",
+            ));
+        }
+        if !(o.weight_decay >= 0.0 && o.weight_decay.is_finite()) {
+            return Err(Error::config(
+                "optim.weight_decay",
+                format!("must be >= 0, got {}", o.weight_decay),
+            ));
+        }
+        for (key, b) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&b) {
+                return Err(Error::config(key, format!("must be in [0, 1), got {b}")));
+            }
+        }
+        positive_finite("optim.eps", o.eps)?;
+        if !(0.0..=1.0).contains(&o.min_lr_factor) {
+            return Err(Error::config(
+                "optim.min_lr_factor",
+                format!("must be in [0, 1], got {}", o.min_lr_factor),
+            ));
+        }
+        let t = &self.train;
+        if t.steps == 0 {
+            return Err(Error::config("train.steps", "must be at least 1, got 0"));
+        }
+        if t.log_every == 0 {
+            return Err(Error::config(
+                "train.log_every",
+                "must be at least 1, got 0",
+            ));
+        }
+        if o.warmup_steps > t.steps {
+            return Err(Error::config(
+                "optim.warmup_steps",
+                format!(
+                    "{} warmup steps exceed train.steps = {}",
+                    o.warmup_steps, t.steps
+                ),
+            ));
+        }
+        let schedule = Schedule::parse(
+            "optim.schedule",
+            &o.schedule,
+            o.warmup_steps,
+            t.steps,
+            o.min_lr_factor,
+        )?;
+        let loss = LossKind::parse("train.loss", &t.loss)?;
+        self.data.validate()?;
+        let optim = OptimHyper {
+            kind,
+            momentum: o.momentum,
+            nesterov: o.nesterov,
+            weight_decay: o.weight_decay,
+            beta1: o.beta1,
+            beta2: o.beta2,
+            eps: o.eps,
+        };
+        Ok(Resolved {
+            dtype,
+            activation,
+            parametrization,
+            loss,
+            optim,
+            schedule,
+        })
+    }
+}
+
+fn positive_finite(key: &str, v: f64) -> Result<()> {
+    if v > 0.0 && v.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::config(
+            key,
+            format!("must be a positive number, got {v}"),
+        ))
+    }
+}
+
+/// Set `a.b.c = value` in `table`, creating tables on the way.
+fn apply_override(table: &mut toml::Table, assignment: &str) -> Result<()> {
+    let (key, raw) = assignment
+        .split_once('=')
+        .ok_or_else(|| Error::config(assignment, "an override must look like key=value"))?;
+    let key = key.trim();
+    let raw = raw.trim();
+    let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+        Ok(mut t) => t
+            .remove("v")
+            .unwrap_or_else(|| toml::Value::String(raw.into())),
+        Err(_) => toml::Value::String(raw.into()),
+    };
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        return Err(Error::config(
+            key,
+            "an override key must be dotted names like model.width",
+        ));
+    }
+    let mut cur = table;
+    for p in &parts[..parts.len() - 1] {
+        let entry = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        cur = entry
+            .as_table_mut()
+            .ok_or_else(|| Error::config(key, format!("`{p}` is a value, not a section")))?;
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    Ok(())
+}

@@ -1,0 +1,348 @@
+//! The `[data]` table of a run's config: which data set to use and how to
+//! preprocess it. Field names are the public config keys; every field has a
+//! default so a config only names what it changes, and the default is the
+//! bundled digits set.
+//!
+//! Preprocessing always runs in this order:
+//! load -> shuffle? -> split (test_fraction) -> take n_train / n_test ->
+//! scale -> standardize -> one_hot.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+pub const SOURCES: &[&str] = &[
+    "digits",
+    "npy",
+    "npz",
+    "mnist",
+    "cifar10",
+    "teacher_student",
+    "chebyshev",
+    "linear",
+];
+pub const ACTIVATIONS: &[&str] = &["identity", "relu", "tanh"];
+
+#[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// One of [`SOURCES`].
+    pub source: String,
+
+    // --- file sources ---
+    /// `npy`: inputs, shape [N, ...] (flattened to [N, d]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_path: Option<PathBuf>,
+    /// `npy`: targets; integer [N] = class labels, float [N] or [N, K] = values.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y_path: Option<PathBuf>,
+    /// `npy`: optional test inputs (then `test_y_path` is required).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_x_path: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_y_path: Option<PathBuf>,
+    /// `npz`: the archive; `mnist` / `cifar10`: the directory of the files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    /// `npz`: array names of the inputs and targets.
+    pub x_key: String,
+    pub y_key: String,
+
+    // --- preprocessing ---
+    /// Multiply every input by this (e.g. 1/255 for image pixels).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scale: Option<f64>,
+    /// Per-feature zero mean and unit std, with statistics of the train set.
+    pub standardize: bool,
+    /// Turn class labels into one-hot value targets (for an MSE loss).
+    pub one_hot: bool,
+    /// Keep the first n train examples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_train: Option<usize>,
+    /// Keep the first n test examples; for synthetic sources, the number of
+    /// fresh test points to generate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n_test: Option<usize>,
+    /// For sources without a test split: hold out this fraction (chosen by a
+    /// seeded shuffle) as the test set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+    /// Shuffle the source (seeded) before splitting and subsetting; off, "the
+    /// first n" means the file's first n.
+    pub shuffle: bool,
+
+    // --- synthetic sources ---
+    /// Number of train points.
+    pub n: usize,
+    pub input_dim: usize,
+    pub output_dim: usize,
+    /// `teacher_student`: hidden width, number of dense layers, activation.
+    pub teacher_width: usize,
+    pub teacher_depth: usize,
+    pub teacher_activation: String,
+    /// Std of Gaussian noise added to every synthetic target.
+    pub noise_std: f64,
+    /// `chebyshev`: the degree k of the target T_k.
+    pub degree: usize,
+    /// `linear`: the singular values of the teacher map A (else A is Gaussian).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub singular_values: Option<Vec<f64>>,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            source: "digits".into(),
+            x_path: None,
+            y_path: None,
+            test_x_path: None,
+            test_y_path: None,
+            path: None,
+            x_key: "x".into(),
+            y_key: "y".into(),
+            scale: None,
+            standardize: false,
+            one_hot: false,
+            n_train: None,
+            n_test: None,
+            test_fraction: None,
+            shuffle: false,
+            n: 1000,
+            input_dim: 10,
+            output_dim: 1,
+            teacher_width: 32,
+            teacher_depth: 2,
+            teacher_activation: "tanh".into(),
+            noise_std: 0.0,
+            degree: 4,
+            singular_values: None,
+        }
+    }
+}
+
+impl DataConfig {
+    pub fn is_synthetic(&self) -> bool {
+        matches!(
+            self.source.as_str(),
+            "teacher_student" | "chebyshev" | "linear"
+        )
+    }
+
+    /// Whether the source comes with its own test split.
+    pub fn has_test_split(&self) -> bool {
+        match self.source.as_str() {
+            "mnist" | "cifar10" => true,
+            "npy" => self.test_x_path.is_some(),
+            _ => self.is_synthetic() && self.n_test.is_some(),
+        }
+    }
+
+    /// Checks every key without touching the file system.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, msg: String| Err(Error::config(format!("data.{key}"), msg));
+        let src = self.source.as_str();
+        if !SOURCES.contains(&src) {
+            return bad(
+                "source",
+                format!(
+                    "unknown source '{src}'; expected one of {}",
+                    SOURCES.join(", ")
+                ),
+            );
+        }
+
+        // Path keys only mean something to some sources; a path the source
+        // would ignore is almost certainly a mistake.
+        let paths = [
+            ("x_path", &self.x_path, src == "npy"),
+            ("y_path", &self.y_path, src == "npy"),
+            ("test_x_path", &self.test_x_path, src == "npy"),
+            ("test_y_path", &self.test_y_path, src == "npy"),
+            (
+                "path",
+                &self.path,
+                matches!(src, "npz" | "mnist" | "cifar10"),
+            ),
+        ];
+        for (key, value, used) in paths {
+            if value.is_some() && !used {
+                return bad(key, format!("is set but source '{src}' does not read it"));
+            }
+        }
+        if self.singular_values.is_some() && src != "linear" {
+            return bad(
+                "singular_values",
+                format!("is set but source '{src}' does not read it"),
+            );
+        }
+        match src {
+            "npy" => {
+                if self.x_path.is_none() {
+                    return bad(
+                        "x_path",
+                        "source 'npy' needs x_path (an .npy file of inputs)".into(),
+                    );
+                }
+                if self.y_path.is_none() {
+                    return bad(
+                        "y_path",
+                        "source 'npy' needs y_path (an .npy file of targets)".into(),
+                    );
+                }
+                if self.test_x_path.is_some() != self.test_y_path.is_some() {
+                    let missing = if self.test_x_path.is_none() {
+                        "test_x_path"
+                    } else {
+                        "test_y_path"
+                    };
+                    return bad(
+                        missing,
+                        "test_x_path and test_y_path must be given together".into(),
+                    );
+                }
+            }
+            "npz" | "mnist" | "cifar10" if self.path.is_none() => {
+                let what = if src == "npz" {
+                    "the .npz file"
+                } else {
+                    "the directory of its files"
+                };
+                return bad("path", format!("source '{src}' needs path ({what})"));
+            }
+            "npz" => {
+                if self.x_key.is_empty() {
+                    return bad("x_key", "must name an array".into());
+                }
+                if self.y_key.is_empty() {
+                    return bad("y_key", "must name an array".into());
+                }
+            }
+            _ => {}
+        }
+
+        if let Some(s) = self.scale {
+            if !s.is_finite() {
+                return bad("scale", format!("must be finite, got {s}"));
+            }
+        }
+        if self.n_train == Some(0) {
+            return bad("n_train", "must be at least 1".into());
+        }
+        if self.n_test == Some(0) {
+            return bad(
+                "n_test",
+                "must be at least 1 (leave it out for no test set)".into(),
+            );
+        }
+        if let Some(f) = self.test_fraction {
+            if !(f > 0.0 && f < 1.0) {
+                return bad(
+                    "test_fraction",
+                    format!("must lie strictly between 0 and 1, got {f}"),
+                );
+            }
+            if self.has_test_split() {
+                let why = if self.is_synthetic() {
+                    "n_test already generates a test set".to_string()
+                } else {
+                    format!("source '{src}' already has a test split")
+                };
+                return bad("test_fraction", format!("cannot be used: {why}"));
+            }
+        }
+        if self.n_test.is_some() && !self.has_test_split() && self.test_fraction.is_none() {
+            return bad(
+                "n_test",
+                format!("source '{src}' has no test split; set data.test_fraction to hold one out"),
+            );
+        }
+        if self.is_synthetic() {
+            self.validate_synthetic()?;
+        }
+        Ok(())
+    }
+
+    fn validate_synthetic(&self) -> Result<()> {
+        let bad = |key: &str, msg: String| Err(Error::config(format!("data.{key}"), msg));
+        let src = self.source.as_str();
+        if self.one_hot {
+            return bad(
+                "one_hot",
+                format!("source '{src}' has real-valued targets, not labels"),
+            );
+        }
+        if !(self.noise_std >= 0.0 && self.noise_std.is_finite()) {
+            return bad(
+                "noise_std",
+                format!("must be finite and >= 0, got {}", self.noise_std),
+            );
+        }
+        match src {
+            "chebyshev" => {
+                if self.n < 2 {
+                    return bad(
+                        "n",
+                        format!("chebyshev needs at least 2 grid points, got {}", self.n),
+                    );
+                }
+            }
+            _ => {
+                if self.n == 0 {
+                    return bad("n", "must be at least 1".into());
+                }
+                if self.input_dim == 0 {
+                    return bad("input_dim", "must be at least 1".into());
+                }
+                if self.output_dim == 0 {
+                    return bad("output_dim", "must be at least 1".into());
+                }
+            }
+        }
+        if src == "teacher_student" {
+            if self.teacher_width == 0 {
+                return bad("teacher_width", "must be at least 1".into());
+            }
+            if self.teacher_depth == 0 {
+                return bad("teacher_depth", "must be at least 1 (dense layers)".into());
+            }
+            if !ACTIVATIONS.contains(&self.teacher_activation.as_str()) {
+                return bad(
+                    "teacher_activation",
+                    format!(
+                        "unknown activation '{}'; expected one of {}",
+                        self.teacher_activation,
+                        ACTIVATIONS.join(", ")
+                    ),
+                );
+            }
+        }
+        if src == "linear" && self.n < self.input_dim {
+            return bad(
+                "n",
+                format!(
+                    "linear needs n >= input_dim for orthogonal inputs, got n = {} < input_dim = {}",
+                    self.n, self.input_dim
+                ),
+            );
+        }
+        if let Some(s) = &self.singular_values {
+            let rank = self.input_dim.min(self.output_dim);
+            if s.is_empty() || s.len() > rank {
+                return bad(
+                    "singular_values",
+                    format!(
+                        "needs 1 to min(input_dim, output_dim) = {rank} values, got {}",
+                        s.len()
+                    ),
+                );
+            }
+            if let Some(v) = s.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return bad(
+                    "singular_values",
+                    format!("must be finite and >= 0, got {v}"),
+                );
+            }
+        }
+        Ok(())
+    }
+}

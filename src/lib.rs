@@ -1,0 +1,21 @@
+//! lmech: a training engine for the science of deep learning. It trains
+//! networks while measuring what the theory of training dynamics predicts.
+//! See DESIGN.md (the architecture map) and README.md (usage).
+
+pub mod backend;
+pub mod config;
+pub mod data;
+pub mod error;
+pub mod nn;
+pub mod optim;
+pub mod rng;
+pub mod run;
+pub mod scalar;
+pub mod tape;
+pub mod tensor;
+pub mod train;
+
+pub use backend::cpu::Cpu;
+pub use backend::{Backend, DType};
+pub use error::{Error, Result};
+pub use tensor::Tensor;

@@ -1,0 +1,186 @@
+//! Optimizers: full-batch GD, SGD with heavy-ball or Nesterov momentum, Adam
+//! and AdamW, with weight decay and a learning-rate schedule. The update
+//! arithmetic is a fused backend op; this module owns the state buffers and
+//! the per-parameter learning rate (base lr x schedule x the
+//! parametrization's per-layer scale, per ensemble member).
+
+pub mod schedule;
+
+use crate::backend::{AdamHyper, Backend, SgdHyper};
+use crate::error::{Error, Result};
+use crate::nn::parametrization::OptimFamily;
+use crate::tensor::Tensor;
+pub use schedule::Schedule;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum OptimizerKind {
+    /// Gradient descent; full batch unless a batch size is set.
+    Gd,
+    Sgd,
+    Adam,
+    AdamW,
+}
+
+impl OptimizerKind {
+    pub const NAMES: [&'static str; 4] = ["gd", "sgd", "adam", "adamw"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Gd => "gd",
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
+        }
+    }
+
+    pub fn parse(key: &str, s: &str) -> Result<Self> {
+        match s {
+            "gd" => Ok(OptimizerKind::Gd),
+            "sgd" => Ok(OptimizerKind::Sgd),
+            "adam" => Ok(OptimizerKind::Adam),
+            "adamw" => Ok(OptimizerKind::AdamW),
+            _ => Err(Error::config(
+                key,
+                format!(
+                    "unknown optimizer {s:?}; expected one of {}",
+                    Self::NAMES.join(", ")
+                ),
+            )),
+        }
+    }
+
+    pub fn family(self) -> OptimFamily {
+        match self {
+            OptimizerKind::Gd | OptimizerKind::Sgd => OptimFamily::Sgd,
+            OptimizerKind::Adam | OptimizerKind::AdamW => OptimFamily::Adam,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OptimHyper {
+    pub kind: OptimizerKind,
+    pub momentum: f64,
+    pub nesterov: bool,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl OptimHyper {
+    pub fn new(kind: OptimizerKind) -> Self {
+        OptimHyper {
+            kind,
+            momentum: 0.0,
+            nesterov: false,
+            weight_decay: 0.0,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+pub struct Optimizer<B: Backend> {
+    pub hyper: OptimHyper,
+    pub schedule: Schedule,
+    /// Base learning rate of each ensemble member.
+    pub base_lr: Vec<f64>,
+    lr_scales: Vec<f64>,
+    state: Vec<(Tensor<B>, Tensor<B>)>,
+    steps_done: u64,
+}
+
+impl<B: Backend> Optimizer<B> {
+    /// State for `params`, whose learning rates are scaled by `lr_scales`
+    /// (one per parameter tensor).
+    pub fn new(
+        be: &B,
+        hyper: OptimHyper,
+        schedule: Schedule,
+        base_lr: Vec<f64>,
+        params: &[&Tensor<B>],
+        lr_scales: Vec<f64>,
+    ) -> Result<Self> {
+        if lr_scales.len() != params.len() {
+            return Err(Error::msg(
+                "one learning-rate scale per parameter tensor is needed",
+            ));
+        }
+        let state = params
+            .iter()
+            .map(|p| -> Result<_> {
+                Ok(match hyper.kind {
+                    OptimizerKind::Adam | OptimizerKind::AdamW => {
+                        (be.zeros(p.shape())?, be.zeros(p.shape())?)
+                    }
+                    _ if hyper.momentum != 0.0 => (be.zeros(p.shape())?, be.zeros(&[0])?),
+                    _ => (be.zeros(&[0])?, be.zeros(&[0])?),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Optimizer {
+            hyper,
+            schedule,
+            base_lr,
+            lr_scales,
+            state,
+            steps_done: 0,
+        })
+    }
+
+    pub fn steps_done(&self) -> u64 {
+        self.steps_done
+    }
+
+    /// The learning rate of each member at the next step, before per-layer
+    /// scales.
+    pub fn current_lr(&self) -> Vec<f64> {
+        let f = self.schedule.factor(self.steps_done);
+        self.base_lr.iter().map(|lr| lr * f).collect()
+    }
+
+    /// Apply one update to `params` with gradients `grads` (same order).
+    pub fn step(&mut self, be: &B, params: Vec<&mut Tensor<B>>, grads: &[Tensor<B>]) -> Result<()> {
+        if params.len() != grads.len() || params.len() != self.state.len() {
+            return Err(Error::msg(
+                "optimizer: parameters, gradients and state differ in number",
+            ));
+        }
+        let lr_now = self.current_lr();
+        self.steps_done += 1;
+        for (((p, g), (s1, s2)), scale) in params
+            .into_iter()
+            .zip(grads)
+            .zip(self.state.iter_mut())
+            .zip(&self.lr_scales)
+        {
+            let lr: Vec<f64> = lr_now.iter().map(|l| l * scale).collect();
+            match self.hyper.kind {
+                OptimizerKind::Gd | OptimizerKind::Sgd => {
+                    let hp = SgdHyper {
+                        lr: &lr,
+                        momentum: self.hyper.momentum,
+                        nesterov: self.hyper.nesterov,
+                        weight_decay: self.hyper.weight_decay,
+                    };
+                    be.sgd_update(p, g, s1, &hp)?;
+                }
+                OptimizerKind::Adam | OptimizerKind::AdamW => {
+                    let hp = AdamHyper {
+                        lr: &lr,
+                        beta1: self.hyper.beta1,
+                        beta2: self.hyper.beta2,
+                        eps: self.hyper.eps,
+                        weight_decay: self.hyper.weight_decay,
+                        decoupled: self.hyper.kind == OptimizerKind::AdamW,
+                        step: self.steps_done,
+                    };
+                    be.adam_update(p, g, s1, s2, &hp)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,62 @@
+//! A tensor is a shape plus a backend's storage: contiguous, row-major. The
+//! leading dimension of a rank-3 tensor is the ensemble dimension E (E
+//! same-shape models computed in one call); a rank-2 operand of a batched op
+//! is shared by every ensemble member.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+
+#[derive(Clone, Debug)]
+pub struct Tensor<B: Backend> {
+    shape: Vec<usize>,
+    storage: B::Storage,
+}
+
+impl<B: Backend> Tensor<B> {
+    /// Backends build tensors through this; it does not check the storage's
+    /// length, which is the backend's job.
+    pub fn from_parts(shape: Vec<usize>, storage: B::Storage) -> Self {
+        Tensor { shape, storage }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn storage(&self) -> &B::Storage {
+        &self.storage
+    }
+
+    pub fn storage_mut(&mut self) -> &mut B::Storage {
+        &mut self.storage
+    }
+
+    /// The tensor read as a batch of matrices: (batch, rows, cols). Rank 2 is
+    /// a batch of one; rank 1 is a single row.
+    pub fn as_batched(&self) -> Result<(usize, usize, usize)> {
+        match self.shape.as_slice() {
+            [c] => Ok((1, 1, *c)),
+            [r, c] => Ok((1, *r, *c)),
+            [e, r, c] => Ok((*e, *r, *c)),
+            s => Err(Error::shape(format!(
+                "expected a tensor of rank 1 to 3, got shape {s:?}"
+            ))),
+        }
+    }
+
+    /// Same data, new shape with the same number of elements.
+    pub fn reshape(mut self, shape: &[usize]) -> Result<Self> {
+        if shape.iter().product::<usize>() != self.numel() {
+            return Err(Error::shape(format!(
+                "cannot reshape {:?} to {shape:?}",
+                self.shape
+            )));
+        }
+        self.shape = shape.to_vec();
+        Ok(self)
+    }
+}

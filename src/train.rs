@@ -1,0 +1,460 @@
+//! The training runner behind `lmech train`: load data, build the model and
+//! optimizer on the chosen backend, loop over steps, log metrics, detect
+//! divergence, and leave a complete run directory (config, metrics, summary,
+//! checkpoint, plot). The loop knows nothing of what observers measure.
+
+use crate::backend::cpu::Cpu;
+use crate::backend::device::Device;
+use crate::backend::Backend;
+use crate::config::{Config, Resolved};
+use crate::data::{self, Dataset, Targets};
+use crate::error::{Error, Result};
+use crate::nn::loss::LossKind;
+use crate::nn::mlp::{Mlp, MlpSpec};
+use crate::optim::Optimizer;
+use crate::rng::Rng;
+use crate::run::{self, MetricsLog, NamedTensor, Progress, Record, Status, Summary, TensorData};
+use crate::tape::{LossHead, Tape};
+use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Where and how to run.
+pub struct RunOptions {
+    pub out: PathBuf,
+    pub device: Device,
+    /// Show a progress bar (it still hides itself when stderr is not a
+    /// terminal).
+    pub progress: bool,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub dir: PathBuf,
+    pub status: Status,
+    pub steps_done: u64,
+    pub final_metrics: BTreeMap<String, f64>,
+}
+
+impl RunReport {
+    pub fn diverged(&self) -> bool {
+        matches!(self.status, Status::Diverged { .. })
+    }
+}
+
+/// Train the run described by `cfg`, writing its run directory.
+pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
+    let res = cfg.resolve()?;
+    match opts.device {
+        Device::Cpu => train_on(Cpu::new(res.dtype), cfg, &res, opts),
+    }
+}
+
+/// A data set on the device: inputs, loss targets and (where accuracy
+/// applies) class labels.
+struct DeviceData<B: Backend> {
+    n: usize,
+    x: Tensor<B>,
+    target: Tensor<B>,
+    labels: Option<Tensor<B>>,
+}
+
+/// Class labels for accuracy: the labels themselves, or the argmax of
+/// one-hot targets.
+fn class_labels(ds: &Dataset) -> Option<Vec<f64>> {
+    match &ds.y {
+        Targets::Labels { y, .. } => Some(y.iter().map(|&c| c as f64).collect()),
+        Targets::Values { y, k } if *k > 1 => {
+            let mut out = Vec::with_capacity(ds.n);
+            for row in y.chunks(*k) {
+                let ones = row.iter().filter(|&&v| v == 1.0).count();
+                let zeros = row.iter().filter(|&&v| v == 0.0).count();
+                if ones != 1 || ones + zeros != *k {
+                    return None;
+                }
+                out.push(row.iter().position(|&v| v == 1.0)? as f64);
+            }
+            Some(out)
+        }
+        Targets::Values { .. } => None,
+    }
+}
+
+fn loss_target(ds: &Dataset, loss: LossKind) -> Result<(Vec<f64>, Vec<usize>)> {
+    match (&ds.y, loss) {
+        (Targets::Labels { y, .. }, LossKind::CrossEntropy) => {
+            Ok((y.iter().map(|&c| c as f64).collect(), vec![ds.n]))
+        }
+        (Targets::Values { .. }, LossKind::CrossEntropy) => Err(Error::config(
+            "train.loss",
+            "xent needs integer class labels, but the data has float targets; use mse or mse_mean",
+        )),
+        (Targets::Labels { .. }, _) => Err(Error::config(
+            "train.loss",
+            format!(
+                "{} needs float targets, but the data has class labels; set data.one_hot = true",
+                loss.name()
+            ),
+        )),
+        (Targets::Values { y, k }, _) => Ok((y.clone(), vec![ds.n, *k])),
+    }
+}
+
+impl<B: Backend> DeviceData<B> {
+    fn upload(be: &B, ds: &Dataset, loss: LossKind, rows: Option<&[usize]>) -> Result<Self> {
+        let sub;
+        let ds = match rows {
+            Some(r) => {
+                sub = ds.subset(r);
+                &sub
+            }
+            None => ds,
+        };
+        let (t, tshape) = loss_target(ds, loss)?;
+        let labels = match class_labels(ds) {
+            Some(l) => Some(be.from_f64(&[ds.n], &l)?),
+            None => None,
+        };
+        Ok(DeviceData {
+            n: ds.n,
+            x: be.from_f64(&[ds.n, ds.d], &ds.x)?,
+            target: be.from_f64(&tshape, &t)?,
+            labels,
+        })
+    }
+}
+
+/// Mean loss and accuracy of member 0 over a whole data set, in chunks so
+/// memory is bounded by the chunk.
+fn evaluate<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    ds: &Dataset,
+    loss: LossKind,
+) -> Result<(f64, Option<f64>)> {
+    const CHUNK: usize = 4096;
+    let mut total = 0.0;
+    let mut correct = 0.0;
+    let mut has_acc = true;
+    for start in (0..ds.n).step_by(CHUNK) {
+        let rows: Vec<usize> = (start..(start + CHUNK).min(ds.n)).collect();
+        let d = DeviceData::upload(be, ds, loss, Some(&rows))?;
+        let f = model.predict(be, &d.x)?;
+        let (l, _) = be.loss(loss, &f, &d.target)?;
+        total += be.to_f64(&l)?[0] * d.n as f64;
+        match &d.labels {
+            Some(lab) => correct += be.count_correct(&f, lab)?[0],
+            None => has_acc = false,
+        }
+    }
+    let n = ds.n.max(1) as f64;
+    Ok((total / n, if has_acc { Some(correct / n) } else { None }))
+}
+
+/// Which rows each step trains on: all of them, or shuffled mini-batches
+/// drawn epoch by epoch.
+struct Batcher {
+    n: usize,
+    batch: usize,
+    order: Vec<usize>,
+    pos: usize,
+    rng: Rng,
+}
+
+impl Batcher {
+    fn new(n: usize, batch: usize, seed: u64) -> Self {
+        Batcher {
+            n,
+            batch,
+            order: Vec::new(),
+            pos: 0,
+            rng: Rng::stream(seed, "batches"),
+        }
+    }
+
+    fn full_batch(&self) -> bool {
+        self.batch == 0 || self.batch >= self.n
+    }
+
+    fn next(&mut self) -> Vec<usize> {
+        if self.pos + self.batch > self.order.len() {
+            self.order = (0..self.n).collect();
+            self.rng.shuffle(&mut self.order);
+            self.pos = 0;
+        }
+        let rows = self.order[self.pos..self.pos + self.batch].to_vec();
+        self.pos += self.batch;
+        rows
+    }
+}
+
+fn hyperparams(cfg: &Config) -> serde_json::Map<String, serde_json::Value> {
+    let mut h = serde_json::Map::new();
+    h.insert("lr".into(), cfg.optim.lr.into());
+    h.insert("width".into(), cfg.model.width.into());
+    h.insert("depth".into(), cfg.model.depth.into());
+    h.insert("activation".into(), cfg.model.activation.clone().into());
+    h.insert(
+        "parametrization".into(),
+        cfg.model.parametrization.clone().into(),
+    );
+    h.insert("optimizer".into(), cfg.optim.name.clone().into());
+    h.insert("seed".into(), cfg.seed.into());
+    h.insert("batch_size".into(), cfg.train.batch_size.into());
+    h.insert("loss".into(), cfg.train.loss.clone().into());
+    h.insert("steps".into(), cfg.train.steps.into());
+    h.insert("momentum".into(), cfg.optim.momentum.into());
+    h.insert("weight_decay".into(), cfg.optim.weight_decay.into());
+    h.insert("dtype".into(), cfg.dtype.clone().into());
+    h.insert("data".into(), cfg.data.source.clone().into());
+    h
+}
+
+/// The safetensors tensors and metadata of a model: each dense layer as
+/// `layers.{i}.weight` `[out, in]` and `layers.{i}.bias` `[out]` (with a
+/// leading E when the ensemble has more than one member), plus what PyTorch
+/// needs to rebuild the function: `z = multiplier * h W^T + bias_multiplier * b`.
+pub fn checkpoint_contents<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    config_toml: &str,
+) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    let mut tensors = Vec::new();
+    for (name, p) in model.param_names().into_iter().zip(model.params()) {
+        let mut shape = p.shape().to_vec();
+        if model.ensemble == 1 {
+            shape.remove(0);
+        }
+        let values = be.to_f64(p)?;
+        let data = match be.dtype() {
+            crate::backend::DType::F32 => {
+                TensorData::F32(values.iter().map(|&v| v as f32).collect())
+            }
+            crate::backend::DType::F64 => TensorData::F64(values),
+        };
+        tensors.push(NamedTensor { name, shape, data });
+    }
+    let json = |v: Vec<f64>| serde_json::to_string(&v).unwrap_or_default();
+    let mut meta = BTreeMap::new();
+    meta.insert("format".into(), "pt".into());
+    meta.insert("lmech_version".into(), env!("CARGO_PKG_VERSION").into());
+    meta.insert("architecture".into(), "mlp".into());
+    meta.insert(
+        "layer_sizes".into(),
+        serde_json::to_string(&model.spec.sizes).unwrap_or_default(),
+    );
+    meta.insert("activation".into(), model.spec.activation.name().into());
+    meta.insert("bias".into(), model.spec.bias.to_string());
+    meta.insert(
+        "parametrization".into(),
+        model.spec.parametrization.name().into(),
+    );
+    meta.insert(
+        "multipliers".into(),
+        json(model.scales.iter().map(|s| s.multiplier).collect()),
+    );
+    meta.insert(
+        "bias_multipliers".into(),
+        json(model.scales.iter().map(|s| s.bias_multiplier).collect()),
+    );
+    meta.insert("ensemble".into(), model.ensemble.to_string());
+    meta.insert("config".into(), config_toml.into());
+    Ok((tensors, meta))
+}
+
+fn train_on<B: Backend>(
+    be: B,
+    cfg: &Config,
+    res: &Resolved,
+    opts: &RunOptions,
+) -> Result<RunReport> {
+    let started = Instant::now();
+    let dir = run::prepare_run_dir(&opts.out)?;
+    let config_toml = cfg.to_toml()?;
+    run::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())?;
+
+    let split = data::load(&cfg.data, cfg.seed)?;
+    let train_ds = &split.train;
+    if train_ds.n == 0 {
+        return Err(Error::config("data", "the training set is empty"));
+    }
+    let loss = res.loss;
+    let full = DeviceData::upload(&be, train_ds, loss, None)?;
+    let mut spec = MlpSpec::new(
+        train_ds.d,
+        cfg.model.width,
+        cfg.model.depth,
+        train_ds.out_dim(),
+        res.activation,
+    );
+    spec.bias = cfg.model.bias;
+    spec.parametrization = res.parametrization;
+    spec.base_width = cfg.model.base_width;
+    let mut model = Mlp::init(&be, spec, &[cfg.seed])?;
+    let family = res.optim.kind.family();
+    let mut opt = Optimizer::new(
+        &be,
+        res.optim.clone(),
+        res.schedule.clone(),
+        vec![cfg.optim.lr],
+        &model.params(),
+        model.lr_scales(family),
+    )?;
+
+    let mut log = MetricsLog::create(&dir)?;
+    let steps = cfg.train.steps;
+    let label = cfg.name.clone().unwrap_or_else(|| "train".into());
+    let progress = if opts.progress {
+        Some(Progress::new(steps, &label))
+    } else {
+        None
+    };
+    let mut batcher = Batcher::new(train_ds.n, cfg.train.batch_size, cfg.seed);
+    let full_batch = batcher.full_batch();
+    let eval_every = if cfg.train.eval_every == 0 {
+        cfg.train.log_every
+    } else {
+        cfg.train.eval_every
+    };
+    let mut status = Status::Finished;
+    let mut last = Record::new(0);
+
+    for step in 0..=steps {
+        let is_final = step == steps;
+        let log_now = is_final || step % cfg.train.log_every == 0;
+        let eval_now = is_final || step % eval_every == 0;
+        let batch = if full_batch {
+            None
+        } else {
+            Some(DeviceData::upload(
+                &be,
+                train_ds,
+                loss,
+                Some(&batcher.next()),
+            )?)
+        };
+        let data = batch.as_ref().unwrap_or(&full);
+
+        let mut tape = Tape::new(be.clone());
+        let x = tape.leaf(data.x.clone(), false);
+        let vars = model.forward(&mut tape, x, !is_final)?;
+        let loss_var = tape.apply(
+            Box::new(LossHead::new(loss, data.target.clone())),
+            &[vars.output],
+        )?;
+        let loss_value = be.to_f64(tape.value(loss_var))?[0];
+
+        let mut rec = Record::new(step);
+        rec.set("loss", loss_value);
+        if !loss_value.is_finite() {
+            log.log(&rec)?;
+            status = Status::Diverged {
+                step,
+                reason: format!("training loss became {loss_value} at step {step}"),
+            };
+            break;
+        }
+        if log_now {
+            rec.set("lr", opt.current_lr()[0]);
+            if eval_now {
+                let (tl, ta) = if full_batch {
+                    let acc = match &data.labels {
+                        Some(l) => {
+                            Some(be.count_correct(tape.value(vars.output), l)?[0] / data.n as f64)
+                        }
+                        None => None,
+                    };
+                    (loss_value, acc)
+                } else {
+                    evaluate(&be, &model, train_ds, loss)?
+                };
+                if !full_batch {
+                    rec.set("train_loss", tl);
+                }
+                if let Some(a) = ta {
+                    rec.set("train_acc", a);
+                }
+                if let Some(test) = &split.test {
+                    let (l, a) = evaluate(&be, &model, test, loss)?;
+                    rec.set("test_loss", l);
+                    if let Some(a) = a {
+                        rec.set("test_acc", a);
+                    }
+                }
+            }
+        }
+        if !is_final {
+            let ones = be.from_f64(&[model.ensemble], &vec![1.0; model.ensemble])?;
+            let mut grads = tape.backward(loss_var, ones)?;
+            let param_grads: Vec<Tensor<B>> = Mlp::<B>::param_vars(&vars)
+                .into_iter()
+                .map(|v| {
+                    grads
+                        .take(v)
+                        .ok_or_else(|| Error::msg("internal: a parameter got no gradient"))
+                })
+                .collect::<Result<_>>()?;
+            if log_now {
+                let sq: f64 = param_grads
+                    .iter()
+                    .map(|g| be.sum_sq(g).map(|v| v[0]))
+                    .sum::<Result<f64>>()?;
+                rec.set("grad_norm", sq.sqrt());
+            }
+            drop(tape);
+            opt.step(&be, model.params_mut(), &param_grads)?;
+        }
+        if log_now {
+            rec.set("time_s", started.elapsed().as_secs_f64());
+            last = rec.clone();
+            log.log(&rec)?;
+        }
+        if let Some(p) = &progress {
+            p.update(step, loss_value);
+        }
+    }
+    let steps_done = opt.steps_done();
+    if let Some(p) = &progress {
+        p.finish(
+            match &status {
+                Status::Finished => "finished".to_string(),
+                Status::Diverged { step, .. } => format!("diverged at step {step}"),
+            }
+            .as_str(),
+        );
+    }
+
+    log.write_csv()?;
+    run::plot_loss(&dir, &log)?;
+    if cfg.train.checkpoint && matches!(status, Status::Finished) {
+        let (tensors, meta) = checkpoint_contents(&be, &model, &config_toml)?;
+        run::save_checkpoint(&dir.join("model.safetensors"), &tensors, &meta)?;
+    }
+    let summary = Summary {
+        status: status.clone(),
+        hyperparams: hyperparams(cfg),
+        final_metrics: last.clone(),
+        steps_done,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        device: be.describe(),
+    };
+    summary.write(&dir)?;
+    let final_metrics = last
+        .iter()
+        .filter_map(|(k, v)| v.as_f64().map(|v| (k.to_string(), v)))
+        .collect();
+    Ok(RunReport {
+        dir,
+        status,
+        steps_done,
+        final_metrics,
+    })
+}
+
+/// Train from a config file path with overrides; used by the CLI and tests.
+pub fn train_file(path: &Path, overrides: &[String], opts: &RunOptions) -> Result<RunReport> {
+    let cfg = Config::load(path, overrides)?;
+    train(&cfg, opts)
+}
