@@ -10,12 +10,28 @@ use std::path::{Path, PathBuf};
 
 // ---------- helpers ----------
 
-/// A fresh, empty directory unique to this process and test.
-fn tmpdir(name: &str) -> PathBuf {
+/// A fresh, empty directory unique to this process and test, removed when
+/// dropped so test runs leave nothing behind.
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmpdir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("lmech-data-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 /// `.npy` bytes (format `version`, 1 or 2) with a header padded to 64 bytes.
@@ -90,7 +106,7 @@ fn err_msg<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
 }
 
 /// Indexed data set: x_i = i (d = 1), labels i % 3, n examples.
-fn indexed_npy(name: &str, n: usize) -> (PathBuf, DataConfig) {
+fn indexed_npy(name: &str, n: usize) -> (TempDir, DataConfig) {
     let dir = tmpdir(name);
     let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
     let y: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
@@ -559,7 +575,7 @@ fn cifar_batches() {
     write(&dir.join("test_batch.bin"), &cifar_records(&[7], 50));
     let cfg = DataConfig {
         source: "cifar10".into(),
-        path: Some(dir.clone()),
+        path: Some(dir.to_path_buf()),
         ..DataConfig::default()
     };
     let Split { train, test } = load(&cfg, 0).unwrap();

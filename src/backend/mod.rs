@@ -93,10 +93,13 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
         act: Activation,
     ) -> Result<(Tensor<Self>, Tensor<Self>)>;
 
-    /// `g_post * act'(pre)`, elementwise.
+    /// `g_post * act'(pre)`, elementwise; `post = act(pre)` is passed too so
+    /// activations whose derivative is a function of the output need not
+    /// recompute it.
     fn act_backward(
         &self,
         pre: &Tensor<Self>,
+        post: &Tensor<Self>,
         g_post: &Tensor<Self>,
         act: Activation,
     ) -> Result<Tensor<Self>>;

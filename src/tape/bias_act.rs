@@ -43,7 +43,7 @@ impl<B: Backend> Op<B> for BiasAct<B> {
         &self,
         be: &B,
         inputs: &[&Tensor<B>],
-        _output: &Tensor<B>,
+        output: &Tensor<B>,
         g_out: &Tensor<B>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<B>>>> {
@@ -51,7 +51,7 @@ impl<B: Backend> Op<B> for BiasAct<B> {
             .pre
             .as_ref()
             .ok_or_else(|| Error::msg("bias_act: backward before forward"))?;
-        let g_pre = be.act_backward(pre, g_out, self.activation)?;
+        let g_pre = be.act_backward(pre, output, g_out, self.activation)?;
         let db = if inputs.len() == 2 && needs[1] {
             let db = be.sum_rows(&g_pre, self.bias_multiplier)?;
             Some(db.reshape(inputs[1].shape())?)

@@ -120,10 +120,11 @@ impl Backend for Cpu {
     fn act_backward(
         &self,
         pre: &CpuTensor,
+        post: &CpuTensor,
         g_post: &CpuTensor,
         act: Activation,
     ) -> Result<CpuTensor> {
-        dispatch!(self, pointwise::act_backward, pre, g_post, act)
+        dispatch!(self, pointwise::act_backward, pre, post, g_post, act)
     }
 
     fn sum_rows(&self, x: &CpuTensor, alpha: f64) -> Result<CpuTensor> {

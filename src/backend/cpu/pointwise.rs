@@ -32,8 +32,9 @@ pub fn bias_act<T: Elem>(
     act: Activation,
 ) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
     let (e, rows, n) = z.as_batched()?;
-    let zv = T::view(z.storage())?;
-    let bv = match bias {
+    let shape = z.shape().to_vec();
+    let pre = match bias {
+        None => z.clone(),
         Some(b) => {
             let (be, br, bn) = b.as_batched()?;
             // A bias is [E, n] (rank 2) or [n]: as_batched reads [E, n] as one
@@ -46,58 +47,97 @@ pub fn bias_act<T: Elem>(
                     z.shape()
                 )));
             }
-            Some((T::view(b.storage())?, members))
+            let bv = T::view(b.storage())?;
+            let zv = T::view(z.storage())?;
+            let scale = T::from_f64(bias_scale);
+            let mut pre = vec![T::ZERO; zv.len()];
+            for_rows(&mut pre, n, |r, row| {
+                let member = if members == 1 { 0 } else { r / rows };
+                let b = &bv[member * n..(member + 1) * n];
+                let z = &zv[r * n..(r + 1) * n];
+                for ((x, &zz), &bb) in row.iter_mut().zip(z).zip(b) {
+                    *x = zz + scale * bb;
+                }
+            });
+            Tensor::from_parts(shape.clone(), T::wrap(pre))
         }
-        None => None,
     };
-    let scale = T::from_f64(bias_scale);
-    let mut pre = zv.to_vec();
-    if let Some((bv, members)) = bv {
-        for_rows(&mut pre, n, |r, row| {
-            let member = if members == 1 { 0 } else { r / rows };
-            let b = &bv[member * n..(member + 1) * n];
-            for (x, &bb) in row.iter_mut().zip(b) {
-                *x += scale * bb;
-            }
-        });
+    if act == Activation::Identity {
+        return Ok((pre.clone(), pre));
     }
-    let mut post = pre.clone();
-    if act != Activation::Identity {
-        for_rows(&mut post, n, |_, row| {
-            for x in row.iter_mut() {
-                *x = act.apply(*x);
+    let pv = T::view(pre.storage())?;
+    let mut post = vec![T::ZERO; pv.len()];
+    for_rows(&mut post, n, |r, row| {
+        apply_row(act, &pv[r * n..(r + 1) * n], row)
+    });
+    Ok((pre, Tensor::from_parts(shape, T::wrap(post))))
+}
+
+/// `dst = act(src)`, with the match outside the loop so each arm is a
+/// plain loop the compiler can vectorize.
+fn apply_row<T: Elem>(act: Activation, src: &[T], dst: &mut [T]) {
+    macro_rules! each {
+        ($a:expr) => {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = $a.apply(x);
             }
-        });
+        };
     }
-    let shape = z.shape().to_vec();
-    Ok((
-        Tensor::from_parts(shape.clone(), T::wrap(pre)),
-        Tensor::from_parts(shape, T::wrap(post)),
-    ))
+    match act {
+        Activation::Identity => dst.copy_from_slice(src),
+        Activation::Relu => each!(Activation::Relu),
+        Activation::Tanh => each!(Activation::Tanh),
+        Activation::Gelu => each!(Activation::Gelu),
+        Activation::Silu => each!(Activation::Silu),
+        Activation::Elu => each!(Activation::Elu),
+        Activation::Softplus => each!(Activation::Softplus),
+    }
 }
 
 pub fn act_backward<T: Elem>(
     pre: &Tensor<Cpu>,
+    post: &Tensor<Cpu>,
     g_post: &Tensor<Cpu>,
     act: Activation,
 ) -> Result<Tensor<Cpu>> {
-    if pre.shape() != g_post.shape() {
+    if pre.shape() != g_post.shape() || post.shape() != g_post.shape() {
         return Err(Error::shape(format!(
-            "act_backward: {:?} vs {:?}",
+            "act_backward: pre {:?}, post {:?}, gradient {:?}",
             pre.shape(),
+            post.shape(),
             g_post.shape()
         )));
     }
+    if act == Activation::Identity {
+        return Ok(g_post.clone());
+    }
     let pv = T::view(pre.storage())?;
-    let mut out = T::view(g_post.storage())?.to_vec();
+    let yv = T::view(post.storage())?;
+    let gv = T::view(g_post.storage())?;
     let n = *pre.shape().last().unwrap_or(&1);
-    if act != Activation::Identity {
-        for_rows(&mut out, n, |r, row| {
-            let p = &pv[r * n..(r + 1) * n];
-            for (g, &x) in row.iter_mut().zip(p) {
-                *g = *g * act.deriv(x);
-            }
-        });
+    let mut out = vec![T::ZERO; gv.len()];
+    macro_rules! each {
+        ($a:expr) => {
+            for_rows(&mut out, n, |r, row| {
+                let span = r * n..(r + 1) * n;
+                for ((d, &g), (&x, &y)) in row
+                    .iter_mut()
+                    .zip(&gv[span.clone()])
+                    .zip(pv[span.clone()].iter().zip(&yv[span]))
+                {
+                    *d = g * $a.deriv_with_output(x, y);
+                }
+            })
+        };
+    }
+    match act {
+        Activation::Identity => unreachable!("handled above"),
+        Activation::Relu => each!(Activation::Relu),
+        Activation::Tanh => each!(Activation::Tanh),
+        Activation::Gelu => each!(Activation::Gelu),
+        Activation::Silu => each!(Activation::Silu),
+        Activation::Elu => each!(Activation::Elu),
+        Activation::Softplus => each!(Activation::Softplus),
     }
     Ok(Tensor::from_parts(pre.shape().to_vec(), T::wrap(out)))
 }
