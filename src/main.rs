@@ -27,7 +27,7 @@ enum Command {
     Train {
         /// The run's config file (see examples/).
         config: PathBuf,
-        /// Run directory (default: runs/<config file name>).
+        /// Run directory (default: runs/<config file name>, made unique).
         #[arg(long)]
         out: Option<PathBuf>,
         /// auto, cpu, cuda, cuda:N or wgpu.
@@ -88,7 +88,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or("run".into());
-                PathBuf::from("runs").join(stem)
+                lmech::run::unique_run_dir(&PathBuf::from("runs"), &stem)
             });
             let report = train(
                 &cfg,
