@@ -32,7 +32,7 @@ fn train_step(c: &mut Criterion) {
     )
     .unwrap();
     let ones = be.from_f64(&[1], &[1.0]).unwrap();
-    let mut step = |model: &mut Mlp<Cpu>, opt: &mut Optimizer<Cpu>, update: bool| {
+    let step = |model: &mut Mlp<Cpu>, opt: &mut Optimizer<Cpu>, update: bool| {
         let mut tape = Tape::new(be.clone());
         let xv = tape.leaf(x.clone(), false);
         let vars = model.forward(&mut tape, xv, true).unwrap();

@@ -162,15 +162,41 @@ impl Config {
     pub fn from_toml_str(text: &str, overrides: &[String]) -> Result<Self> {
         let mut table: toml::Table =
             toml::from_str(text).map_err(|e| Error::msg(format!("invalid TOML: {e}")))?;
+        if overrides.is_empty() {
+            // Read the text itself, so that an unknown key or a wrong type is
+            // reported at its line in the user's file.
+            return toml::from_str(text).map_err(|e| Error::msg(format!("bad config: {e}")));
+        }
         for o in overrides {
             apply_override(&mut table, o)?;
         }
-        // Re-serialize so the reader reports unknown keys and wrong types
-        // with the offending line.
-        let text = toml::to_string(&table).map_err(|e| Error::msg(e.to_string()))?;
-        let cfg: Config =
-            toml::from_str(&text).map_err(|e| Error::msg(format!("bad config: {e}")))?;
-        Ok(cfg)
+        if let Ok(cfg) = Self::from_table(&table) {
+            return Ok(cfg);
+        }
+        // Blame the file (at its own line) or the first override that makes
+        // the config unreadable; line numbers of the merged table would point
+        // into text the user never saw.
+        toml::from_str::<Config>(text).map_err(|e| Error::msg(format!("bad config: {e}")))?;
+        let mut table: toml::Table =
+            toml::from_str(text).map_err(|e| Error::msg(format!("invalid TOML: {e}")))?;
+        for o in overrides {
+            apply_override(&mut table, o)?;
+            if let Err(e) = Self::from_table(&table) {
+                let key = o.split_once('=').map_or(o.as_str(), |(k, _)| k).trim();
+                return Err(Error::config(
+                    key,
+                    format!("{} (from --set {o})", e.message().trim_end()),
+                ));
+            }
+        }
+        Err(Error::msg(
+            "internal: the overrides failed together but not one by one",
+        ))
+    }
+
+    fn from_table(table: &toml::Table) -> std::result::Result<Self, toml::de::Error> {
+        let text = toml::to_string(table).map_err(serde::de::Error::custom)?;
+        toml::from_str(&text)
     }
 
     pub fn to_toml(&self) -> Result<String> {

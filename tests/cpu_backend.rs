@@ -14,6 +14,7 @@ use lmech::tape::{LossHead, Tape};
 use lmech::{Backend, Cpu, Tensor};
 
 /// op(a) @ op(b) for one matrix pair, by the definition.
+#[allow(clippy::too_many_arguments)]
 fn naive(
     a: &[f64],
     ar: usize,

@@ -6,7 +6,7 @@ mod common;
 
 use common::{tensor, values};
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
-use lmech::{Backend, Cpu, Tensor};
+use lmech::{Cpu, Tensor};
 
 /// Run `grads.len()` updates of a two-member parameter `[2, 2]` starting at
 /// `p0`, with member learning rates `lrs`.

@@ -9,7 +9,7 @@ use lmech::nn::activation::Activation;
 use lmech::nn::mlp::{Mlp, MlpSpec};
 use lmech::nn::parametrization::{OptimFamily, Parametrization};
 use lmech::rng::Rng;
-use lmech::{Backend, Cpu};
+use lmech::Cpu;
 
 fn model(p: Parametrization, width: usize, base: usize) -> Mlp<Cpu> {
     let mut spec = MlpSpec::new(50, width, 3, 10, Activation::Tanh);

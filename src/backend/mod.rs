@@ -58,6 +58,7 @@ pub struct AdamHyper<'a> {
     pub step: u64,
 }
 
+#[allow(clippy::wrong_self_convention)]
 pub trait Backend: Clone + Send + Sync + Sized + 'static {
     type Storage: Clone + Send + Sync + std::fmt::Debug;
 

@@ -47,7 +47,7 @@ pub fn sum_sq<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
     } else {
         1
     };
-    let per = if e == 0 { 0 } else { xv.len() / e };
+    let per = xv.len().checked_div(e).unwrap_or(0);
     Ok((0..e)
         .map(|m| {
             xv[m * per..(m + 1) * per]
