@@ -271,10 +271,7 @@ fn train_on<B: Backend>(
     opts: &RunOptions,
 ) -> Result<RunReport> {
     let started = Instant::now();
-    let dir = run::prepare_run_dir(&opts.out)?;
-    let config_toml = cfg.to_toml()?;
-    run::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())?;
-
+    // Data problems are found before the run directory is touched.
     let split = data::load(&cfg.data, cfg.seed)?;
     let train_ds = &split.train;
     if train_ds.n == 0 {
@@ -303,6 +300,9 @@ fn train_on<B: Backend>(
         model.lr_scales(family),
     )?;
 
+    let dir = run::prepare_run_dir(&opts.out)?;
+    let config_toml = cfg.to_toml()?;
+    run::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())?;
     let mut log = MetricsLog::create(&dir)?;
     let steps = cfg.train.steps;
     let label = cfg.name.clone().unwrap_or_else(|| "train".into());
@@ -357,7 +357,10 @@ fn train_on<B: Backend>(
             break;
         }
         if log_now {
-            rec.set("lr", opt.current_lr()[0]);
+            if !is_final {
+                // The rate of the update this step makes.
+                rec.set("lr", opt.current_lr()[0]);
+            }
             if eval_now {
                 let (tl, ta) = if full_batch {
                     let acc = match &data.labels {
