@@ -12,22 +12,24 @@ fn rand(be: &Cpu, rng: &mut Rng, shape: &[usize]) -> Tensor<Cpu> {
     be.from_f64(shape, &v).unwrap()
 }
 
+/// (name, a shape, transpose a, b shape, transpose b, m, n, k)
+type Case = (
+    &'static str,
+    [usize; 3],
+    bool,
+    [usize; 3],
+    bool,
+    usize,
+    usize,
+    usize,
+);
+
 fn matmul(c: &mut Criterion) {
     let be = Cpu::f32();
     let mut rng = Rng::new(0);
     let mut group = c.benchmark_group("matmul_f32");
     group.sample_size(20);
-    // (name, a shape, ta, b shape, tb, m, n, k)
-    let cases: [(
-        &str,
-        [usize; 3],
-        bool,
-        [usize; 3],
-        bool,
-        usize,
-        usize,
-        usize,
-    ); 4] = [
+    let cases: [Case; 4] = [
         (
             "fwd_x_wT_1000x784x1024",
             [1, 1000, 784],

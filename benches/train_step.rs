@@ -8,8 +8,7 @@ use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::{Mlp, MlpSpec};
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
-use lmech::tape::{LossHead, Tape};
-use lmech::{Backend, Cpu, Tensor};
+use lmech::{Backend, Cpu};
 
 const BATCH: usize = 1000;
 
@@ -31,25 +30,12 @@ fn train_step(c: &mut Criterion) {
         vec![1.0; model.params().len()],
     )
     .unwrap();
-    let ones = be.from_f64(&[1], &[1.0]).unwrap();
     let step = |model: &mut Mlp<Cpu>, opt: &mut Optimizer<Cpu>, update: bool| {
-        let mut tape = Tape::new(be.clone());
-        let xv = tape.leaf(x.clone(), false);
-        let vars = model.forward(&mut tape, xv, true).unwrap();
-        let loss = tape
-            .apply(
-                Box::new(LossHead::new(LossKind::CrossEntropy, labels.clone())),
-                &[vars.output],
-            )
+        let pass = model
+            .loss_pass(&be, &x, &labels, LossKind::CrossEntropy, true)
             .unwrap();
-        let mut grads = tape.backward(loss, ones.clone()).unwrap();
-        let g: Vec<Tensor<Cpu>> = Mlp::<Cpu>::param_vars(&vars)
-            .into_iter()
-            .map(|v| grads.take(v).unwrap())
-            .collect();
-        drop(tape);
         if update {
-            opt.step(&be, model.params_mut(), &g).unwrap();
+            opt.step(&be, model.params_mut(), &pass.grads).unwrap();
         }
     };
     let mut group = c.benchmark_group("mlp_784_1024_1024_10_tanh_b1000_f32");

@@ -14,7 +14,6 @@ use crate::nn::mlp::{Mlp, MlpSpec};
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::run::{self, MetricsLog, NamedTensor, Progress, Record, Status, Summary, TensorData};
-use crate::tape::{LossHead, Tape};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -337,14 +336,8 @@ fn train_on<B: Backend>(
         };
         let data = batch.as_ref().unwrap_or(&full);
 
-        let mut tape = Tape::new(be.clone());
-        let x = tape.leaf(data.x.clone(), false);
-        let vars = model.forward(&mut tape, x, !is_final)?;
-        let loss_var = tape.apply(
-            Box::new(LossHead::new(loss, data.target.clone())),
-            &[vars.output],
-        )?;
-        let loss_value = be.to_f64(tape.value(loss_var))?[0];
+        let pass = model.loss_pass(&be, &data.x, &data.target, loss, !is_final)?;
+        let loss_value = be.to_f64(&pass.loss)?[0];
 
         let mut rec = Record::new(step);
         rec.set("loss", loss_value);
@@ -364,9 +357,7 @@ fn train_on<B: Backend>(
             if eval_now {
                 let (tl, ta) = if full_batch {
                     let acc = match &data.labels {
-                        Some(l) => {
-                            Some(be.count_correct(tape.value(vars.output), l)?[0] / data.n as f64)
-                        }
+                        Some(l) => Some(be.count_correct(&pass.output, l)?[0] / data.n as f64),
                         None => None,
                     };
                     (loss_value, acc)
@@ -389,25 +380,15 @@ fn train_on<B: Backend>(
             }
         }
         if !is_final {
-            let ones = be.from_f64(&[model.ensemble], &vec![1.0; model.ensemble])?;
-            let mut grads = tape.backward(loss_var, ones)?;
-            let param_grads: Vec<Tensor<B>> = Mlp::<B>::param_vars(&vars)
-                .into_iter()
-                .map(|v| {
-                    grads
-                        .take(v)
-                        .ok_or_else(|| Error::msg("internal: a parameter got no gradient"))
-                })
-                .collect::<Result<_>>()?;
             if log_now {
-                let sq: f64 = param_grads
+                let sq: f64 = pass
+                    .grads
                     .iter()
                     .map(|g| be.sum_sq(g).map(|v| v[0]))
                     .sum::<Result<f64>>()?;
                 rec.set("grad_norm", sq.sqrt());
             }
-            drop(tape);
-            opt.step(&be, model.params_mut(), &param_grads)?;
+            opt.step(&be, model.params_mut(), &pass.grads)?;
         }
         if log_now {
             rec.set("time_s", started.elapsed().as_secs_f64());

@@ -10,8 +10,7 @@ use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::{Mlp, MlpSpec};
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
-use lmech::tape::{LossHead, Tape};
-use lmech::{Backend, Cpu, Tensor};
+use lmech::{Backend, Cpu};
 
 /// op(a) @ op(b) for one matrix pair, by the definition.
 #[allow(clippy::too_many_arguments)]
@@ -258,22 +257,10 @@ fn train_steps(threads: usize) -> Vec<Vec<f64>> {
         )
         .unwrap();
         for _ in 0..10 {
-            let mut tape = Tape::new(be.clone());
-            let xv = tape.leaf(x.clone(), false);
-            let vars = model.forward(&mut tape, xv, true).unwrap();
-            let loss = tape
-                .apply(
-                    Box::new(LossHead::new(LossKind::CrossEntropy, labels.clone())),
-                    &[vars.output],
-                )
+            let pass = model
+                .loss_pass(&be, &x, &labels, LossKind::CrossEntropy, true)
                 .unwrap();
-            let mut grads = tape.backward(loss, tensor(&be, &[2], &[1.0, 1.0])).unwrap();
-            let g: Vec<Tensor<Cpu>> = Mlp::<Cpu>::param_vars(&vars)
-                .into_iter()
-                .map(|v| grads.take(v).unwrap())
-                .collect();
-            drop(tape);
-            opt.step(&be, model.params_mut(), &g).unwrap();
+            opt.step(&be, model.params_mut(), &pass.grads).unwrap();
         }
         model.params().iter().map(|p| values(&be, p)).collect()
     })

@@ -2,68 +2,16 @@
 //! (written here by tiny in-test writers), the preprocessing order, the
 //! synthetic tasks' ground truth, and config validation.
 
+mod common;
+
+use common::{npy_bytes, npy_bytes_v, temp_dir, TempDir};
 use lmech::data::npy::{self, NpyData};
 use lmech::data::{load, DataConfig, Dataset, Split, Targets};
 use lmech::error::Error;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 // ---------- helpers ----------
-
-/// A fresh, empty directory unique to this process and test, removed when
-/// dropped so test runs leave nothing behind.
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tmpdir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("lmech-data-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
-}
-
-/// `.npy` bytes (format `version`, 1 or 2) with a header padded to 64 bytes.
-fn npy_bytes_v(version: u8, descr: &str, shape: &[usize], fortran: bool, data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
-    let shape_txt = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let fortran_txt = if fortran { "True" } else { "False" };
-    let mut header =
-        format!("{{'descr': '{descr}', 'fortran_order': {fortran_txt}, 'shape': {shape_txt}, }}");
-    let prefix = if version == 1 { 10 } else { 12 };
-    while (prefix + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY".to_vec();
-    out.extend([version, 0]);
-    if version == 1 {
-        out.extend((header.len() as u16).to_le_bytes());
-    } else {
-        out.extend((header.len() as u32).to_le_bytes());
-    }
-    out.extend(header.as_bytes());
-    out.extend(data);
-    out
-}
-
-fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    npy_bytes_v(1, descr, shape, false, data)
-}
 
 fn f64_bytes(v: &[f64]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -107,7 +55,7 @@ fn err_msg<T: std::fmt::Debug>(r: Result<T, Error>) -> String {
 
 /// Indexed data set: x_i = i (d = 1), labels i % 3, n examples.
 fn indexed_npy(name: &str, n: usize) -> (TempDir, DataConfig) {
-    let dir = tmpdir(name);
+    let dir = temp_dir(name);
     let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
     let y: Vec<i64> = (0..n as i64).map(|i| i % 3).collect();
     write(&dir.join("x.npy"), &npy_bytes("<f8", &[n], &f64_bytes(&x)));
@@ -149,7 +97,7 @@ fn digits_bundled_loads() {
 
 #[test]
 fn npy_dtypes_round_trip() {
-    let dir = tmpdir("npy-dtypes");
+    let dir = temp_dir("npy-dtypes");
     let ints: [i64; 6] = [0, 1, 2, 3, 100, 127];
     let signed: [i64; 6] = [-128, -1, 0, 1, 2, 127];
     type Case = (&'static str, Vec<u8>, NpyData);
@@ -261,7 +209,7 @@ fn npy_fortran_order_becomes_c_order() {
 
 #[test]
 fn npy_pair_loads_labels_and_values() {
-    let dir = tmpdir("npy-pair");
+    let dir = temp_dir("npy-pair");
     // x of shape [4, 2, 2] is flattened to d = 4.
     let x: Vec<f64> = (0..16).map(|v| v as f64).collect();
     write(
@@ -302,7 +250,7 @@ fn npy_pair_loads_labels_and_values() {
 
 #[test]
 fn npy_test_files_share_class_count() {
-    let dir = tmpdir("npy-test-files");
+    let dir = temp_dir("npy-test-files");
     write(
         &dir.join("x.npy"),
         &npy_bytes("<f8", &[3, 2], &f64_bytes(&[0.0; 6])),
@@ -332,7 +280,7 @@ fn npy_test_files_share_class_count() {
 
 #[test]
 fn npy_errors_name_the_file() {
-    let dir = tmpdir("npy-errors");
+    let dir = temp_dir("npy-errors");
     let good_x = dir.join("x.npy");
     write(&good_x, &npy_bytes("<f8", &[3, 2], &f64_bytes(&[0.0; 6])));
 
@@ -408,7 +356,7 @@ fn write_npz(path: &Path, method: zip::CompressionMethod, members: &[(&str, Vec<
 
 #[test]
 fn npz_stored_and_deflated() {
-    let dir = tmpdir("npz");
+    let dir = temp_dir("npz");
     let x: Vec<f64> = (0..300).map(|v| (v % 7) as f64).collect();
     let members = [
         ("inputs.npy", npy_bytes("<f8", &[100, 3], &f64_bytes(&x))),
@@ -502,7 +450,7 @@ fn mnist_cfg(dir: &Path) -> DataConfig {
 #[test]
 fn mnist_plain_and_gz() {
     for gz in [false, true] {
-        let dir = tmpdir(&format!("mnist-{gz}"));
+        let dir = temp_dir(&format!("mnist-{gz}"));
         write_mnist(&dir, gz);
         let Split { train, test } = load(&mnist_cfg(&dir), 0).unwrap();
         let test = test.expect("MNIST has a test split");
@@ -516,7 +464,7 @@ fn mnist_plain_and_gz() {
 
 #[test]
 fn mnist_errors_name_the_file() {
-    let dir = tmpdir("mnist-errors");
+    let dir = temp_dir("mnist-errors");
     write_mnist(&dir, false);
 
     let labels_path = dir.join("train-labels-idx1-ubyte");
@@ -566,7 +514,7 @@ fn cifar_records(labels: &[u8], first_pixel: u8) -> Vec<u8> {
 
 #[test]
 fn cifar_batches() {
-    let dir = tmpdir("cifar");
+    let dir = temp_dir("cifar");
     write(&dir.join("data_batch_1.bin"), &cifar_records(&[3, 9], 0));
     write(
         &dir.join("data_batch_3.bin"),
@@ -641,7 +589,7 @@ fn standardize_uses_train_statistics() {
 
 #[test]
 fn standardize_leaves_nearly_constant_features_finite() {
-    let dir = tmpdir("standardize-const");
+    let dir = temp_dir("standardize-const");
     // Feature 0 is 0.1 everywhere (its computed std is rounding noise),
     // feature 1 varies.
     let x: Vec<f64> = (0..7).flat_map(|i| [0.1, i as f64]).collect();

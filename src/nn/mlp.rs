@@ -6,9 +6,10 @@
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
+use crate::nn::loss::LossKind;
 use crate::nn::parametrization::{Init, LayerScale, OptimFamily, Parametrization};
 use crate::rng::Rng;
-use crate::tape::{BiasAct, Dense, Tape, Var};
+use crate::tape::{BiasAct, Dense, LossHead, Tape, Var};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Debug)]
@@ -79,6 +80,17 @@ pub struct ForwardVars {
     /// Each dense layer's product before bias and activation; its cotangent
     /// is the backprop signal d_i.
     pub layer_products: Vec<Var>,
+}
+
+/// The result of one pass of a loss over a batch.
+pub struct LossPass<B: Backend> {
+    /// Per-member mean loss, `[E]`.
+    pub loss: Tensor<B>,
+    /// The model's outputs, `[E, B, out]`.
+    pub output: Tensor<B>,
+    /// Gradients of the summed member losses, in `params()` order (empty
+    /// when not asked for).
+    pub grads: Vec<Tensor<B>>,
 }
 
 fn draw(rng: &mut Rng, init: Init, n: usize) -> Vec<f64> {
@@ -206,6 +218,43 @@ impl<B: Backend> Mlp<B> {
         }
         vars.output = h;
         Ok(vars)
+    }
+
+    /// The `kind` loss of each member on inputs `x` and `target`, with the
+    /// parameter gradients when `with_grads`: the forward and backward pass
+    /// of one training step.
+    pub fn loss_pass(
+        &self,
+        be: &B,
+        x: &Tensor<B>,
+        target: &Tensor<B>,
+        kind: LossKind,
+        with_grads: bool,
+    ) -> Result<LossPass<B>> {
+        let mut tape = Tape::new(be.clone());
+        let xv = tape.leaf(x.clone(), false);
+        let vars = self.forward(&mut tape, xv, with_grads)?;
+        let loss = tape.apply(
+            Box::new(LossHead::new(kind, target.clone())),
+            &[vars.output],
+        )?;
+        let mut grads = Vec::new();
+        if with_grads {
+            // Each member's loss gets cotangent 1: members train independently.
+            let ones = be.from_f64(&[self.ensemble], &vec![1.0; self.ensemble])?;
+            let mut g = tape.backward(loss, ones)?;
+            for v in Self::param_vars(&vars) {
+                grads.push(
+                    g.take(v)
+                        .ok_or_else(|| Error::msg("internal: a parameter got no gradient"))?,
+                );
+            }
+        }
+        Ok(LossPass {
+            loss: tape.value(loss).clone(),
+            output: tape.value(vars.output).clone(),
+            grads,
+        })
     }
 
     /// Outputs `[E, B, out]` for inputs `x`, without gradients.

@@ -1,10 +1,13 @@
-//! Helpers shared by the integration tests: random tensors and a central
-//! finite-difference check of any function recorded on the tape.
+//! Helpers shared by the integration tests: random tensors, a central
+//! finite-difference check of any function recorded on the tape, temporary
+//! directories and a `.npy` writer.
 #![allow(dead_code)]
 
 use lmech::rng::Rng;
 use lmech::tape::{Tape, Var};
 use lmech::{Backend, Cpu, Result, Tensor};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 pub fn randn(rng: &mut Rng, n: usize, scale: f64) -> Vec<f64> {
     (0..n).map(|_| scale * rng.normal()).collect()
@@ -85,4 +88,71 @@ pub fn fd_check(
         worst = worst.max(max_rel_err(&analytic, &numeric));
     }
     worst
+}
+
+/// A fresh, empty directory per test (tests run in parallel), removed when
+/// the test ends.
+pub struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(name: &str) -> TempDir {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "lmech-test-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    TempDir(dir)
+}
+
+/// `.npy` bytes (format `version`, 1 or 2) with a header padded to 64 bytes,
+/// as NumPy writes them.
+pub fn npy_bytes_v(
+    version: u8,
+    descr: &str,
+    shape: &[usize],
+    fortran: bool,
+    data: &[u8],
+) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|s| s.to_string()).collect();
+    let shape_txt = match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    };
+    let fortran_txt = if fortran { "True" } else { "False" };
+    let mut header =
+        format!("{{'descr': '{descr}', 'fortran_order': {fortran_txt}, 'shape': {shape_txt}, }}");
+    let prefix = if version == 1 { 10 } else { 12 };
+    while (prefix + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY".to_vec();
+    out.extend([version, 0]);
+    if version == 1 {
+        out.extend((header.len() as u16).to_le_bytes());
+    } else {
+        out.extend((header.len() as u32).to_le_bytes());
+    }
+    out.extend(header.as_bytes());
+    out.extend(data);
+    out
+}
+
+pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    npy_bytes_v(1, descr, shape, false, data)
 }
