@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod curvature;
 pub mod data;
 pub mod error;
 pub mod nn;

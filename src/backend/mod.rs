@@ -105,6 +105,19 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
         act: Activation,
     ) -> Result<Tensor<Self>>;
 
+    /// The tangent of `act_backward` along a tangent `pre_dot` of the
+    /// pre-activation and `g_post_dot` of the incoming cotangent:
+    /// `g_post_dot * act'(pre) + g_post * act''(pre) * pre_dot`.
+    fn act_backward_tangent(
+        &self,
+        pre: &Tensor<Self>,
+        post: &Tensor<Self>,
+        g_post: &Tensor<Self>,
+        g_post_dot: &Tensor<Self>,
+        pre_dot: &Tensor<Self>,
+        act: Activation,
+    ) -> Result<Tensor<Self>>;
+
     /// `alpha * sum over rows`: `[E, B, n] -> [E, n]`.
     fn sum_rows(&self, x: &Tensor<Self>, alpha: f64) -> Result<Tensor<Self>>;
 
@@ -122,6 +135,27 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
         f: &Tensor<Self>,
         target: &Tensor<Self>,
     ) -> Result<(Tensor<Self>, Tensor<Self>)>;
+
+    /// The Hessian of each member's mean loss with respect to its outputs,
+    /// applied to `f_dot` (`[E, B, K]`): for cross-entropy
+    /// `(p * (f_dot - <p, f_dot>)) / B` row by row, for `Mse` `f_dot / B`.
+    fn loss_hvp(
+        &self,
+        kind: LossKind,
+        f: &Tensor<Self>,
+        target: &Tensor<Self>,
+        f_dot: &Tensor<Self>,
+    ) -> Result<Tensor<Self>>;
+
+    /// Per member, the inner product of `a` and `b` (`[E, ...]`): `[E]`.
+    fn dot_members(&self, a: &Tensor<Self>, b: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Squared norm of each row: `[E, B, n] -> [E, B]`. Per-sample gradient
+    /// norms are products of these (DESIGN.md, 5).
+    fn row_sq_norms(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Per member, the sum of absolute values of `[E, ...]`.
+    fn sum_abs(&self, x: &Tensor<Self>) -> Result<Vec<f64>>;
 
     /// Per member, the number of rows of `f` `[E, B, K]` whose argmax is the
     /// label in `labels` `[B]`.

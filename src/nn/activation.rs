@@ -150,6 +150,37 @@ impl Activation {
     }
 }
 
+impl Activation {
+    /// d^2 act / dx^2 at x given also y = act(x); Hessian-vector products
+    /// need it for the tangent of the backward pass.
+    #[inline(always)]
+    pub fn second_deriv<T: Scalar>(self, x: T, y: T) -> T {
+        match self {
+            Activation::Identity | Activation::Relu => T::ZERO,
+            Activation::Tanh => T::from_f64(-2.0) * y * (T::ONE - y * y),
+            Activation::Gelu => {
+                let pdf = T::from_f64(INV_SQRT_2PI) * (T::from_f64(-0.5) * x * x).exp();
+                pdf * (T::from_f64(2.0) - x * x)
+            }
+            Activation::Silu => {
+                let s = sigmoid(x);
+                s * (T::ONE - s) * (T::from_f64(2.0) + x * (T::ONE - T::from_f64(2.0) * s))
+            }
+            Activation::Elu => {
+                if x > T::ZERO {
+                    T::ZERO
+                } else {
+                    y + T::ONE
+                }
+            }
+            Activation::Softplus => {
+                let s = sigmoid(x);
+                s * (T::ONE - s)
+            }
+        }
+    }
+}
+
 #[inline(always)]
 pub fn sigmoid<T: Scalar>(x: T) -> T {
     // Written to avoid exp overflow for large |x|.
@@ -174,6 +205,21 @@ mod tests {
                 let d: f64 = act.deriv(x);
                 assert!(
                     (fd - d).abs() < 1e-7 * (1.0 + d.abs()),
+                    "{act:?} at {x}: fd {fd} vs {d}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn second_derivatives_match_central_differences() {
+        let h = 1e-5;
+        for act in ALL_ACTIVATIONS {
+            for &x in &[-3.1, -1.0, -0.3, 0.2, 0.7, 2.5] {
+                let fd = (act.deriv(x + h) - act.deriv(x - h)) / (2.0 * h);
+                let d: f64 = act.second_deriv(x, act.apply(x));
+                assert!(
+                    (fd - d).abs() < 1e-8 * (1.0 + d.abs()),
                     "{act:?} at {x}: fd {fd} vs {d}"
                 );
             }

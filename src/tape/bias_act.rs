@@ -1,6 +1,7 @@
 //! Fused bias add and activation, `post = act(z + bias_multiplier * b)`, one
 //! op so the pre-activation is computed once and kept for backward.
 
+use super::op::{CotangentPair, Curvature, TangentArgs};
 use super::Op;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -11,6 +12,7 @@ pub struct BiasAct<B: Backend> {
     pub activation: Activation,
     pub bias_multiplier: f64,
     pre: Option<Tensor<B>>,
+    pre_dot: Option<Tensor<B>>,
 }
 
 impl<B: Backend> BiasAct<B> {
@@ -19,7 +21,21 @@ impl<B: Backend> BiasAct<B> {
             activation,
             bias_multiplier,
             pre: None,
+            pre_dot: None,
         }
+    }
+
+    fn pre(&self) -> Result<&Tensor<B>> {
+        self.pre
+            .as_ref()
+            .ok_or_else(|| Error::msg("bias_act: backward before forward"))
+    }
+
+    /// The bias cotangent `bias_multiplier * sum over rows of g_pre`, shaped
+    /// like the bias.
+    fn bias_grad(&self, be: &B, g_pre: &Tensor<B>, bias: &Tensor<B>) -> Result<Tensor<B>> {
+        be.sum_rows(g_pre, self.bias_multiplier)?
+            .reshape(bias.shape())
     }
 }
 
@@ -47,20 +63,85 @@ impl<B: Backend> Op<B> for BiasAct<B> {
         g_out: &Tensor<B>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<B>>>> {
-        let pre = self
-            .pre
-            .as_ref()
-            .ok_or_else(|| Error::msg("bias_act: backward before forward"))?;
-        let g_pre = be.act_backward(pre, output, g_out, self.activation)?;
+        let g_pre = be.act_backward(self.pre()?, output, g_out, self.activation)?;
         let db = if inputs.len() == 2 && needs[1] {
-            let db = be.sum_rows(&g_pre, self.bias_multiplier)?;
-            Some(db.reshape(inputs[1].shape())?)
+            Some(self.bias_grad(be, &g_pre, inputs[1])?)
         } else {
             None
         };
         let mut out = vec![if needs[0] { Some(g_pre) } else { None }];
         if inputs.len() == 2 {
             out.push(db);
+        }
+        Ok(out)
+    }
+
+    fn jvp(
+        &mut self,
+        be: &B,
+        inputs: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        output: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
+        let z_dot = tangents[0].cloned();
+        let b_dot = tangents.get(1).copied().flatten();
+        let pre_dot = match (z_dot, b_dot) {
+            (z_dot, Some(bd)) => {
+                let base = match z_dot {
+                    Some(t) => t,
+                    None => be.zeros(inputs[0].shape())?,
+                };
+                Some(
+                    be.bias_act(&base, Some(bd), self.bias_multiplier, Activation::Identity)?
+                        .0,
+                )
+            }
+            (z_dot, None) => z_dot,
+        };
+        let out = match &pre_dot {
+            Some(pd) => Some(be.act_backward(self.pre()?, output, pd, self.activation)?),
+            None => None,
+        };
+        self.pre_dot = pre_dot;
+        Ok(out)
+    }
+
+    fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
+        let pre = self.pre()?;
+        let (post, g) = (args.output, args.g_out);
+        let g_pre = be.act_backward(pre, post, g, self.activation)?;
+        // Tangent of g * act'(pre): g_dot * act'(pre) always, plus
+        // g * act''(pre) * pre_dot for the Hessian.
+        let linear = match args.g_out_dot {
+            Some(gd) => Some(be.act_backward(pre, post, gd, self.activation)?),
+            None => None,
+        };
+        let g_pre_dot = match (args.mode, &self.pre_dot) {
+            (Curvature::Hessian, Some(pd)) => {
+                let gd = match args.g_out_dot {
+                    Some(gd) => gd.clone(),
+                    None => be.zeros(g.shape())?,
+                };
+                Some(be.act_backward_tangent(pre, post, g, &gd, pd, self.activation)?)
+            }
+            _ => linear,
+        };
+        let bias = if args.inputs.len() == 2 && args.needs[1] {
+            let db_dot = match &g_pre_dot {
+                Some(t) => Some(self.bias_grad(be, t, args.inputs[1])?),
+                None => None,
+            };
+            (Some(self.bias_grad(be, &g_pre, args.inputs[1])?), db_dot)
+        } else {
+            (None, None)
+        };
+        let mut out = vec![if args.needs[0] {
+            (Some(g_pre), g_pre_dot)
+        } else {
+            (None, None)
+        }];
+        if args.inputs.len() == 2 {
+            out.push(bias);
         }
         Ok(out)
     }

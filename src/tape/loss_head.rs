@@ -1,8 +1,10 @@
 //! The loss as the tape's root: per-member mean loss `[E]` from outputs
 //! `[E, B, K]` and a fixed target. Its gradient is computed in the forward
-//! kernel (fused) and scaled by the incoming per-member cotangent.
+//! kernel (fused) and scaled by the incoming per-member cotangent; its
+//! Hessian-vector product is the loss head's own kernel.
 
-use super::Op;
+use super::op::{CotangentPair, TangentArgs};
+use super::{add_optional, Op};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
@@ -12,6 +14,7 @@ pub struct LossHead<B: Backend> {
     pub kind: LossKind,
     target: Tensor<B>,
     grad: Option<Tensor<B>>,
+    f_dot: Option<Tensor<B>>,
 }
 
 impl<B: Backend> LossHead<B> {
@@ -20,7 +23,14 @@ impl<B: Backend> LossHead<B> {
             kind,
             target,
             grad: None,
+            f_dot: None,
         }
+    }
+
+    fn grad(&self) -> Result<&Tensor<B>> {
+        self.grad
+            .as_ref()
+            .ok_or_else(|| Error::msg("loss: backward before forward"))
     }
 }
 
@@ -49,10 +59,44 @@ impl<B: Backend> Op<B> for LossHead<B> {
         if !needs[0] {
             return Ok(vec![None]);
         }
-        let grad = self
-            .grad
-            .as_ref()
-            .ok_or_else(|| Error::msg("loss: backward before forward"))?;
-        Ok(vec![Some(be.scale_members(grad, g_out)?)])
+        Ok(vec![Some(be.scale_members(self.grad()?, g_out)?)])
+    }
+
+    fn jvp(
+        &mut self,
+        be: &B,
+        _inputs: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        _output: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
+        self.f_dot = tangents[0].cloned();
+        match tangents[0] {
+            Some(fd) => Ok(Some(be.dot_members(self.grad()?, fd)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
+        if !args.needs[0] {
+            return Ok(vec![(None, None)]);
+        }
+        let [f] = args.inputs else {
+            return Err(Error::msg("loss takes (f)"));
+        };
+        let grad = self.grad()?;
+        let g_f = be.scale_members(grad, args.g_out)?;
+        // Tangent of g_L * grad(f): g_L_dot * grad + g_L * H_L f_dot, the
+        // loss head's curvature in both the Hessian and Gauss-Newton modes.
+        let from_seed = match args.g_out_dot {
+            Some(gd) => Some(be.scale_members(grad, gd)?),
+            None => None,
+        };
+        let from_curv = match &self.f_dot {
+            Some(fd) => {
+                Some(be.scale_members(&be.loss_hvp(self.kind, f, &self.target, fd)?, args.g_out)?)
+            }
+            None => None,
+        };
+        Ok(vec![(Some(g_f), add_optional(be, from_seed, from_curv)?)])
     }
 }

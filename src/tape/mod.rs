@@ -5,9 +5,11 @@
 //! backprop signal d_i that per-sample gradient norms and the NTK are built
 //! from (DESIGN.md, 5).
 //!
-//! An op is a value implementing `Op`; forward-mode (jvp) and the tangent of
-//! the vjp, which Hessian-vector products need (DESIGN.md, 4), are further
-//! methods on the same trait, so adding them changes no caller.
+//! Leaves may carry tangents; then `apply` also runs each op's jvp, and
+//! `backward_with_tangents` returns, beside the cotangents, their tangents
+//! along the leaf tangents: with the parameter tangents set to v, the
+//! parameters' cotangent tangents are the Hessian-vector product H v (or the
+//! Gauss-Newton product) of the root (DESIGN.md, 4).
 
 mod bias_act;
 mod dense;
@@ -17,7 +19,7 @@ mod op;
 pub use bias_act::BiasAct;
 pub use dense::Dense;
 pub use loss_head::LossHead;
-pub use op::Op;
+pub use op::{CotangentPair, Curvature, Op, TangentArgs};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -37,6 +39,7 @@ struct Node<B: Backend> {
     op: Option<Box<dyn Op<B>>>,
     inputs: Vec<Var>,
     value: Tensor<B>,
+    tangent: Option<Tensor<B>>,
     requires_grad: bool,
 }
 
@@ -80,20 +83,61 @@ impl<B: Backend> Tape<B> {
             op: None,
             inputs: Vec::new(),
             value,
+            tangent: None,
             requires_grad,
         });
         Var(self.nodes.len() - 1)
+    }
+
+    /// A leaf with a tangent: forward-mode derivatives along it are
+    /// propagated through every op applied after it.
+    pub fn leaf_with_tangent(
+        &mut self,
+        value: Tensor<B>,
+        tangent: Tensor<B>,
+        requires_grad: bool,
+    ) -> Result<Var> {
+        if tangent.shape() != value.shape() {
+            return Err(Error::shape(format!(
+                "tangent {:?} for a value {:?}",
+                tangent.shape(),
+                value.shape()
+            )));
+        }
+        self.nodes.push(Node {
+            op: None,
+            inputs: Vec::new(),
+            value,
+            tangent: Some(tangent),
+            requires_grad,
+        });
+        Ok(Var(self.nodes.len() - 1))
+    }
+
+    /// The tangent of a value (None: zero).
+    pub fn tangent(&self, v: Var) -> Option<&Tensor<B>> {
+        self.nodes[v.0].tangent.as_ref()
     }
 
     /// Run `op` forward on `inputs` and record it.
     pub fn apply(&mut self, mut op: Box<dyn Op<B>>, inputs: &[Var]) -> Result<Var> {
         let values: Vec<&Tensor<B>> = inputs.iter().map(|v| &self.nodes[v.0].value).collect();
         let value = op.forward(&self.backend, &values)?;
+        let tangents: Vec<Option<&Tensor<B>>> = inputs
+            .iter()
+            .map(|v| self.nodes[v.0].tangent.as_ref())
+            .collect();
+        let tangent = if tangents.iter().any(|t| t.is_some()) {
+            op.jvp(&self.backend, &values, &tangents, &value)?
+        } else {
+            None
+        };
         let requires_grad = inputs.iter().any(|v| self.nodes[v.0].requires_grad);
         self.nodes.push(Node {
             op: Some(op),
             inputs: inputs.to_vec(),
             value,
+            tangent,
             requires_grad,
         });
         Ok(Var(self.nodes.len() - 1))
@@ -148,4 +192,91 @@ impl<B: Backend> Tape<B> {
         }
         Ok(Grads { grads })
     }
+
+    /// Reverse pass from `root` with cotangent `seed` and its tangent
+    /// `seed_dot` (None: zero), along the tangents the leaves carry. Returns
+    /// the cotangents and their tangents: for a loss root seeded with ones,
+    /// the parameters' entries of the second are H v (`Curvature::Hessian`)
+    /// or G v (`Curvature::GaussNewton`) for the parameter tangents v.
+    pub fn backward_with_tangents(
+        &self,
+        root: Var,
+        seed: Tensor<B>,
+        seed_dot: Option<Tensor<B>>,
+        mode: Curvature,
+    ) -> Result<(Grads<B>, Grads<B>)> {
+        if seed.shape() != self.nodes[root.0].value.shape() {
+            return Err(Error::shape(format!(
+                "backward seed {:?} for a value of shape {:?}",
+                seed.shape(),
+                self.nodes[root.0].value.shape()
+            )));
+        }
+        let n = self.nodes.len();
+        let mut grads: Vec<Option<Tensor<B>>> = (0..n).map(|_| None).collect();
+        let mut dots: Vec<Option<Tensor<B>>> = (0..n).map(|_| None).collect();
+        grads[root.0] = Some(seed);
+        dots[root.0] = seed_dot;
+        for i in (0..=root.0).rev() {
+            let node = &self.nodes[i];
+            let Some(op) = node.op.as_ref() else { continue };
+            if !node.requires_grad {
+                continue;
+            }
+            let Some(g_out) = grads[i].as_ref() else {
+                continue;
+            };
+            let inputs: Vec<&Tensor<B>> =
+                node.inputs.iter().map(|v| &self.nodes[v.0].value).collect();
+            let tangents: Vec<Option<&Tensor<B>>> = node
+                .inputs
+                .iter()
+                .map(|v| self.nodes[v.0].tangent.as_ref())
+                .collect();
+            let needs: Vec<bool> = node
+                .inputs
+                .iter()
+                .map(|v| self.nodes[v.0].requires_grad)
+                .collect();
+            let args = TangentArgs {
+                inputs: &inputs,
+                tangents: &tangents,
+                output: &node.value,
+                g_out,
+                g_out_dot: dots[i].as_ref(),
+                needs: &needs,
+                mode,
+            };
+            let pairs = op.vjp_tangent(&self.backend, &args)?;
+            for ((input, need), (c, cd)) in node.inputs.iter().zip(needs).zip(pairs) {
+                if !need {
+                    continue;
+                }
+                for (slot, value) in [(&mut grads[input.0], c), (&mut dots[input.0], cd)] {
+                    let Some(value) = value else { continue };
+                    match slot.as_mut() {
+                        Some(acc) => self.backend.axpy(acc, 1.0, &value)?,
+                        None => *slot = Some(value),
+                    }
+                }
+            }
+        }
+        Ok((Grads { grads }, Grads { grads: dots }))
+    }
+}
+
+/// `a + b` where either may be absent (a zero).
+pub(crate) fn add_optional<B: Backend>(
+    be: &B,
+    a: Option<Tensor<B>>,
+    b: Option<Tensor<B>>,
+) -> Result<Option<Tensor<B>>> {
+    Ok(match (a, b) {
+        (Some(mut a), Some(b)) => {
+            be.axpy(&mut a, 1.0, &b)?;
+            Some(a)
+        }
+        (a, None) => a,
+        (None, b) => b,
+    })
 }

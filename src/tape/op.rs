@@ -1,8 +1,39 @@
-//! The interface every recorded op implements.
+//! The interface every recorded op implements: forward, reverse (vjp),
+//! forward-mode tangent (jvp), and the tangent of the reverse pass, which
+//! together give Hessian-vector products by Pearlmutter's R-op: one
+//! forward-with-tangent pass and one backward-with-tangent pass, with no
+//! second-order graph (DESIGN.md, 4).
 
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::tensor::Tensor;
+
+/// Which curvature the backward-with-tangent pass computes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Curvature {
+    /// The full Hessian of the loss.
+    Hessian,
+    /// The Gauss-Newton matrix J^T H_loss J: the tangent of the backward
+    /// pass keeps only the loss head's second derivative and propagates it
+    /// linearly, dropping the network's own second-order terms.
+    GaussNewton,
+}
+
+/// Everything the tangent of an op's reverse pass may need.
+pub struct TangentArgs<'a, B: Backend> {
+    pub inputs: &'a [&'a Tensor<B>],
+    /// Tangent of each input (None: zero).
+    pub tangents: &'a [Option<&'a Tensor<B>>],
+    pub output: &'a Tensor<B>,
+    /// Cotangent of the output and its tangent (None: zero).
+    pub g_out: &'a Tensor<B>,
+    pub g_out_dot: Option<&'a Tensor<B>>,
+    pub needs: &'a [bool],
+    pub mode: Curvature,
+}
+
+/// An input's cotangent and the cotangent's tangent.
+pub type CotangentPair<B> = (Option<Tensor<B>>, Option<Tensor<B>>);
 
 pub trait Op<B: Backend>: Send {
     fn name(&self) -> &'static str;
@@ -21,4 +52,19 @@ pub trait Op<B: Backend>: Send {
         g_out: &Tensor<B>,
         needs: &[bool],
     ) -> Result<Vec<Option<Tensor<B>>>>;
+
+    /// The output's tangent given the inputs' tangents (None: zero), called
+    /// right after `forward`; an op may keep tangents its reverse tangent
+    /// needs. Returns None when the output's tangent is zero.
+    fn jvp(
+        &mut self,
+        be: &B,
+        inputs: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        output: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>>;
+
+    /// The reverse pass and its tangent together: for each input, its
+    /// cotangent and the tangent of that cotangent.
+    fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>>;
 }

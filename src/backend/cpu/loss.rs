@@ -119,3 +119,66 @@ pub fn loss<T: Elem>(
         Tensor::from_parts(f.shape().to_vec(), T::wrap(grad)),
     ))
 }
+
+pub fn loss_hvp<T: Elem>(
+    kind: LossKind,
+    f: &Tensor<Cpu>,
+    target: &Tensor<Cpu>,
+    f_dot: &Tensor<Cpu>,
+) -> Result<Tensor<Cpu>> {
+    let (_, rows, k) = f.as_batched()?;
+    if f_dot.shape() != f.shape() {
+        return Err(Error::shape(format!(
+            "loss_hvp: tangent {:?} for outputs {:?}",
+            f_dot.shape(),
+            f.shape()
+        )));
+    }
+    let fv = T::view(f.storage())?;
+    let inv_b = T::from_f64(1.0 / rows.max(1) as f64);
+    let mut out = T::view(f_dot.storage())?.to_vec();
+    match kind {
+        LossKind::CrossEntropy => {
+            if target.numel() != rows {
+                return Err(Error::shape(format!(
+                    "{} labels for outputs {:?}",
+                    target.numel(),
+                    f.shape()
+                )));
+            }
+            // H = (diag(p) - p p^T) / B for each row's softmax p.
+            for_rows(&mut out, k, |r, d| {
+                let row = &fv[r * k..(r + 1) * k];
+                let mut mx = row[0];
+                for &v in row {
+                    mx = mx.max(v);
+                }
+                let mut s = T::ZERO;
+                let mut p = vec![T::ZERO; k];
+                for (pj, &v) in p.iter_mut().zip(row) {
+                    *pj = (v - mx).exp();
+                    s += *pj;
+                }
+                let mut pd = T::ZERO;
+                for (pj, &dj) in p.iter_mut().zip(d.iter()) {
+                    *pj = *pj / s;
+                    pd += *pj * dj;
+                }
+                for (dj, &pj) in d.iter_mut().zip(&p) {
+                    *dj = pj * (*dj - pd) * inv_b;
+                }
+            });
+        }
+        LossKind::Mse | LossKind::MseMean => {
+            let scale = if kind == LossKind::Mse {
+                inv_b
+            } else {
+                T::from_f64(2.0 / (rows.max(1) * k) as f64)
+            };
+            for v in out.iter_mut() {
+                *v = *v * scale;
+            }
+        }
+    }
+    Ok(Tensor::from_parts(f.shape().to_vec(), T::wrap(out)))
+}

@@ -127,6 +127,49 @@ impl Backend for Cpu {
         dispatch!(self, pointwise::act_backward, pre, post, g_post, act)
     }
 
+    fn act_backward_tangent(
+        &self,
+        pre: &CpuTensor,
+        post: &CpuTensor,
+        g_post: &CpuTensor,
+        g_post_dot: &CpuTensor,
+        pre_dot: &CpuTensor,
+        act: Activation,
+    ) -> Result<CpuTensor> {
+        dispatch!(
+            self,
+            pointwise::act_backward_tangent,
+            pre,
+            post,
+            g_post,
+            g_post_dot,
+            pre_dot,
+            act
+        )
+    }
+
+    fn loss_hvp(
+        &self,
+        kind: LossKind,
+        f: &CpuTensor,
+        target: &CpuTensor,
+        f_dot: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        dispatch!(self, loss::loss_hvp, kind, f, target, f_dot)
+    }
+
+    fn dot_members(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        dispatch!(self, reduce::dot_members, a, b)
+    }
+
+    fn row_sq_norms(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        dispatch!(self, reduce::row_sq_norms, x)
+    }
+
+    fn sum_abs(&self, x: &CpuTensor) -> Result<Vec<f64>> {
+        dispatch!(self, reduce::sum_abs, x)
+    }
+
     fn sum_rows(&self, x: &CpuTensor, alpha: f64) -> Result<CpuTensor> {
         dispatch!(self, reduce::sum_rows, x, alpha)
     }

@@ -142,6 +142,46 @@ pub fn act_backward<T: Elem>(
     Ok(Tensor::from_parts(pre.shape().to_vec(), T::wrap(out)))
 }
 
+pub fn act_backward_tangent<T: Elem>(
+    pre: &Tensor<Cpu>,
+    post: &Tensor<Cpu>,
+    g_post: &Tensor<Cpu>,
+    g_post_dot: &Tensor<Cpu>,
+    pre_dot: &Tensor<Cpu>,
+    act: Activation,
+) -> Result<Tensor<Cpu>> {
+    let shape = pre.shape();
+    if [post, g_post, g_post_dot, pre_dot]
+        .iter()
+        .any(|t| t.shape() != shape)
+    {
+        return Err(Error::shape(format!(
+            "act_backward_tangent: operands of shapes {:?}, {:?}, {:?}, {:?}, {:?}",
+            shape,
+            post.shape(),
+            g_post.shape(),
+            g_post_dot.shape(),
+            pre_dot.shape()
+        )));
+    }
+    let (xv, yv) = (T::view(pre.storage())?, T::view(post.storage())?);
+    let (gv, gdv, xdv) = (
+        T::view(g_post.storage())?,
+        T::view(g_post_dot.storage())?,
+        T::view(pre_dot.storage())?,
+    );
+    let n = *shape.last().unwrap_or(&1);
+    let mut out = vec![T::ZERO; xv.len()];
+    for_rows(&mut out, n, |r, row| {
+        for (j, d) in row.iter_mut().enumerate() {
+            let i = r * n + j;
+            let (x, y) = (xv[i], yv[i]);
+            *d = gdv[i] * act.deriv_with_output(x, y) + gv[i] * act.second_deriv(x, y) * xdv[i];
+        }
+    });
+    Ok(Tensor::from_parts(shape.to_vec(), T::wrap(out)))
+}
+
 pub fn scale_members<T: Elem>(x: &Tensor<Cpu>, s: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
     let e = s.numel();
     let total = x.numel();

@@ -88,3 +88,72 @@ pub fn count_correct<T: Elem>(f: &Tensor<Cpu>, labels: &Tensor<Cpu>) -> Result<V
         })
         .collect())
 }
+
+pub fn dot_members<T: Elem>(a: &Tensor<Cpu>, b: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(format!(
+            "dot_members: {:?} vs {:?}",
+            a.shape(),
+            b.shape()
+        )));
+    }
+    let (av, bv) = (T::view(a.storage())?, T::view(b.storage())?);
+    let e = if a.shape().len() >= 2 {
+        a.shape()[0]
+    } else {
+        1
+    };
+    let per = av.len().checked_div(e).unwrap_or(0);
+    let out: Vec<T> = (0..e)
+        .map(|m| {
+            let mut s = T::ZERO;
+            for (&x, &y) in av[m * per..(m + 1) * per]
+                .iter()
+                .zip(&bv[m * per..(m + 1) * per])
+            {
+                s += x * y;
+            }
+            s
+        })
+        .collect();
+    Ok(Tensor::from_parts(vec![e], T::wrap(out)))
+}
+
+pub fn row_sq_norms<T: Elem>(x: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
+    let (e, rows, n) = x.as_batched()?;
+    let xv = T::view(x.storage())?;
+    let out: Vec<T> = xv
+        .chunks(n.max(1))
+        .map(|row| {
+            let mut s = T::ZERO;
+            for &v in row {
+                s += v * v;
+            }
+            s
+        })
+        .collect();
+    let shape = if x.shape().len() == 3 {
+        vec![e, rows]
+    } else {
+        vec![rows]
+    };
+    Ok(Tensor::from_parts(shape, T::wrap(out)))
+}
+
+pub fn sum_abs<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
+    let xv = T::view(x.storage())?;
+    let e = if x.shape().len() >= 2 {
+        x.shape()[0]
+    } else {
+        1
+    };
+    let per = xv.len().checked_div(e).unwrap_or(0);
+    Ok((0..e)
+        .map(|m| {
+            xv[m * per..(m + 1) * per]
+                .iter()
+                .map(|&v| v.to_f64().abs())
+                .sum()
+        })
+        .collect())
+}

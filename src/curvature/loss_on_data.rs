@@ -1,0 +1,166 @@
+//! The training loss of one model on a whole data set, held as device chunks:
+//! its value, gradient, and Hessian- or Gauss-Newton-vector products. The
+//! loss over N examples is the chunk losses weighted by n_c / N, so each
+//! chunk's backward pass is seeded with that weight and the products add up.
+
+use super::flat::{flatten, unflatten};
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::nn::loss::LossKind;
+use crate::nn::mlp::Mlp;
+use crate::tape::{Curvature, LossHead, Tape};
+use crate::tensor::Tensor;
+use std::cell::Cell;
+
+pub struct LossOnData<'a, B: Backend> {
+    be: B,
+    model: &'a Mlp<B>,
+    kind: LossKind,
+    /// (inputs, targets, rows) per chunk.
+    chunks: Vec<(Tensor<B>, Tensor<B>, usize)>,
+    total: usize,
+    products: Cell<usize>,
+}
+
+impl<'a, B: Backend> LossOnData<'a, B> {
+    /// `chunks` are (inputs `[n_c, d]`, targets) pairs covering the data set.
+    /// Curvature is measured for one model: an ensemble of one.
+    pub fn new(
+        be: &B,
+        model: &'a Mlp<B>,
+        kind: LossKind,
+        chunks: Vec<(Tensor<B>, Tensor<B>)>,
+    ) -> Result<Self> {
+        if model.ensemble != 1 {
+            return Err(Error::msg(format!(
+                "curvature is measured one model at a time; this model is an ensemble of {}",
+                model.ensemble
+            )));
+        }
+        let chunks: Vec<_> = chunks
+            .into_iter()
+            .map(|(x, t)| {
+                let rows = x.shape().first().copied().unwrap_or(0);
+                (x, t, rows)
+            })
+            .collect();
+        let total = chunks.iter().map(|c| c.2).sum();
+        if total == 0 {
+            return Err(Error::msg("curvature needs at least one example"));
+        }
+        Ok(LossOnData {
+            be: be.clone(),
+            model,
+            kind,
+            chunks,
+            total,
+            products: Cell::new(0),
+        })
+    }
+
+    /// Number of parameters (the dimension of the products).
+    pub fn dim(&self) -> usize {
+        self.model.params().iter().map(|p| p.numel()).sum()
+    }
+
+    pub fn examples(&self) -> usize {
+        self.total
+    }
+
+    /// How many Hessian or Gauss-Newton products have been computed.
+    pub fn products(&self) -> usize {
+        self.products.get()
+    }
+
+    fn weight(&self, rows: usize) -> Result<Tensor<B>> {
+        self.be.from_f64(&[1], &[rows as f64 / self.total as f64])
+    }
+
+    /// The mean loss over the data set and its gradient, per parameter.
+    pub fn gradient(&self) -> Result<(f64, Vec<Tensor<B>>)> {
+        let mut loss = 0.0;
+        let mut acc: Option<Vec<Tensor<B>>> = None;
+        for (x, t, rows) in &self.chunks {
+            let mut tape = Tape::new(self.be.clone());
+            let xv = tape.leaf(x.clone(), false);
+            let vars = self.model.forward(&mut tape, xv, true)?;
+            let l = tape.apply(
+                Box::new(LossHead::new(self.kind, t.clone())),
+                &[vars.output],
+            )?;
+            loss += self.be.to_f64(tape.value(l))?[0] * *rows as f64 / self.total as f64;
+            let mut g = tape.backward(l, self.weight(*rows)?)?;
+            let grads: Vec<Tensor<B>> = Mlp::<B>::param_vars(&vars)
+                .into_iter()
+                .map(|v| {
+                    g.take(v)
+                        .ok_or_else(|| Error::msg("internal: a parameter got no gradient"))
+                })
+                .collect::<Result<_>>()?;
+            acc = Some(self.accumulate(acc, grads)?);
+        }
+        Ok((loss, acc.unwrap_or_default()))
+    }
+
+    fn accumulate(
+        &self,
+        acc: Option<Vec<Tensor<B>>>,
+        add: Vec<Tensor<B>>,
+    ) -> Result<Vec<Tensor<B>>> {
+        match acc {
+            None => Ok(add),
+            Some(mut acc) => {
+                for (a, b) in acc.iter_mut().zip(&add) {
+                    self.be.axpy(a, 1.0, b)?;
+                }
+                Ok(acc)
+            }
+        }
+    }
+
+    /// `H v` or `G v` for a direction given per parameter tensor.
+    pub fn product_tensors(&self, v: &[Tensor<B>], mode: Curvature) -> Result<Vec<Tensor<B>>> {
+        let params = self.model.params();
+        if v.len() != params.len() {
+            return Err(Error::shape(format!(
+                "{} direction tensors for {} parameters",
+                v.len(),
+                params.len()
+            )));
+        }
+        let mut acc: Option<Vec<Tensor<B>>> = None;
+        for (x, t, rows) in &self.chunks {
+            let mut tape = Tape::new(self.be.clone());
+            let xv = tape.leaf(x.clone(), false);
+            let pv = params
+                .iter()
+                .zip(v)
+                .map(|(p, d)| tape.leaf_with_tangent((*p).clone(), d.clone(), true))
+                .collect::<Result<Vec<_>>>()?;
+            let vars = self.model.forward_with(&mut tape, xv, &pv)?;
+            let l = tape.apply(
+                Box::new(LossHead::new(self.kind, t.clone())),
+                &[vars.output],
+            )?;
+            let (_, mut dots) = tape.backward_with_tangents(l, self.weight(*rows)?, None, mode)?;
+            let prods = pv
+                .iter()
+                .zip(&params)
+                .map(|(var, p)| match dots.take(*var) {
+                    Some(d) => Ok(d),
+                    None => self.be.zeros(p.shape()),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            acc = Some(self.accumulate(acc, prods)?);
+        }
+        self.products.set(self.products.get() + 1);
+        acc.ok_or_else(|| Error::msg("curvature needs at least one chunk"))
+    }
+
+    /// `H v` or `G v` for a flat host vector `v`.
+    pub fn product(&self, v: &[f64], mode: Curvature) -> Result<Vec<f64>> {
+        let params = self.model.params();
+        let vt = unflatten(&self.be, v, &params)?;
+        flatten(&self.be, &self.product_tensors(&vt, mode)?)
+    }
+}
