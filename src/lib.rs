@@ -8,6 +8,7 @@ pub mod curvature;
 pub mod data;
 pub mod error;
 pub mod nn;
+pub mod observe;
 pub mod optim;
 pub mod rng;
 pub mod run;

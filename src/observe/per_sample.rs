@@ -1,0 +1,184 @@
+//! Per-example gradients from each dense layer's inputs a_i and backprop
+//! signals d_i, without materializing a `[batch, params]` array: the weight
+//! gradient of example i is `m d_i a_i^T` (m the layer's forward
+//! multiplier), so its squared norm is `m^2 |d_i|^2 |a_i|^2`, and the bias
+//! gradient's is `m_b^2 |d_i|^2` (DESIGN.md, 5). Gradient-noise statistics
+//! (McCandlish et al. 2018) follow from these norms and the mean gradient.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::nn::loss::LossKind;
+use crate::nn::mlp::{ForwardVars, Mlp};
+use crate::tape::{LossHead, Tape};
+use crate::tensor::Tensor;
+
+/// Squared norms of each example's loss gradient (the gradient of its own
+/// loss, not of the batch mean), per layer and in total.
+pub struct PerSampleNorms {
+    /// `per_layer[l][i]`: layer l's weights and bias, example i.
+    pub per_layer: Vec<Vec<f64>>,
+    pub total: Vec<f64>,
+    /// Squared norm of the batch-mean gradient.
+    pub mean_grad_sq: f64,
+}
+
+impl PerSampleNorms {
+    pub fn batch(&self) -> usize {
+        self.total.len()
+    }
+
+    /// Mean over examples of |g_i|.
+    pub fn mean_norm(&self) -> f64 {
+        self.total.iter().map(|v| v.sqrt()).sum::<f64>() / self.batch().max(1) as f64
+    }
+
+    /// tr(Sigma): the per-example gradients' total variance, unbiased,
+    /// `(sum |g_i|^2 - B |g_mean|^2) / (B - 1)`.
+    pub fn variance(&self) -> f64 {
+        let b = self.batch() as f64;
+        (self.total.iter().sum::<f64>() - b * self.mean_grad_sq) / (b - 1.0).max(1.0)
+    }
+
+    /// McCandlish et al.'s simple noise scale B = tr(Sigma) / |G|^2.
+    pub fn noise_scale(&self) -> f64 {
+        self.variance() / self.mean_grad_sq
+    }
+}
+
+/// One backward pass over a batch, keeping the layer signals.
+struct Signals<B: Backend> {
+    tape: Tape<B>,
+    vars: ForwardVars,
+    grads: crate::tape::Grads<B>,
+    rows: usize,
+}
+
+fn signals<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    x: &Tensor<B>,
+    target: &Tensor<B>,
+    kind: LossKind,
+) -> Result<Signals<B>> {
+    if model.ensemble != 1 {
+        return Err(Error::msg(
+            "per-sample gradients are measured one model at a time (ensemble of 1)",
+        ));
+    }
+    let rows = x.shape().first().copied().unwrap_or(0);
+    if rows < 2 {
+        return Err(Error::msg(
+            "per-sample statistics need at least two examples",
+        ));
+    }
+    let mut tape = Tape::new(be.clone());
+    let xv = tape.leaf(x.clone(), false);
+    let vars = model.forward(&mut tape, xv, true)?;
+    let loss = tape.apply(
+        Box::new(LossHead::new(kind, target.clone())),
+        &[vars.output],
+    )?;
+    let grads = tape.backward(loss, be.from_f64(&[1], &[1.0])?)?;
+    Ok(Signals {
+        tape,
+        vars,
+        grads,
+        rows,
+    })
+}
+
+/// Per-example gradient norms on a batch `x` with targets `target`.
+pub fn per_sample_norms<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    x: &Tensor<B>,
+    target: &Tensor<B>,
+    kind: LossKind,
+) -> Result<PerSampleNorms> {
+    let s = signals(be, model, x, target, kind)?;
+    // d_i of the batch-mean loss is 1/B of example i's own signal.
+    let b2 = (s.rows * s.rows) as f64;
+    let mut per_layer = Vec::new();
+    let mut total = vec![0.0; s.rows];
+    let mut mean_grad_sq = 0.0;
+    for l in 0..model.spec.layers() {
+        let d = s
+            .grads
+            .get(s.vars.layer_products[l])
+            .ok_or_else(|| Error::msg("internal: no layer signal"))?;
+        let a = s.tape.value(s.vars.layer_inputs[l]);
+        let dn = be.to_f64(&be.row_sq_norms(d)?)?;
+        let an = be.to_f64(&be.row_sq_norms(a)?)?;
+        let m = model.scales[l].multiplier;
+        let mb = model.scales[l].bias_multiplier;
+        let bias = model.spec.bias;
+        let layer: Vec<f64> = (0..s.rows)
+            .map(|i| b2 * dn[i] * (m * m * an[i] + if bias { mb * mb } else { 0.0 }))
+            .collect();
+        for (t, v) in total.iter_mut().zip(&layer) {
+            *t += v;
+        }
+        per_layer.push(layer);
+        mean_grad_sq += be.sum_sq(
+            s.grads
+                .get(s.vars.weights[l])
+                .ok_or_else(|| Error::msg("no weight gradient"))?,
+        )?[0];
+        if let Some(bv) = s.vars.biases[l] {
+            mean_grad_sq += be.sum_sq(
+                s.grads
+                    .get(bv)
+                    .ok_or_else(|| Error::msg("no bias gradient"))?,
+            )?[0];
+        }
+    }
+    Ok(PerSampleNorms {
+        per_layer,
+        total,
+        mean_grad_sq,
+    })
+}
+
+/// The full per-example gradients `[B][P]` (in `Mlp::params()` order), for
+/// small models: refused when B x P exceeds `max_entries`.
+pub fn per_sample_gradients<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    x: &Tensor<B>,
+    target: &Tensor<B>,
+    kind: LossKind,
+    max_entries: usize,
+) -> Result<Vec<Vec<f64>>> {
+    let p = model.spec.param_count();
+    let rows = x.shape().first().copied().unwrap_or(0);
+    if rows.saturating_mul(p) > max_entries {
+        return Err(Error::msg(format!(
+            "full per-sample gradients of {rows} examples x {p} parameters exceed the limit of {max_entries} values; \
+             use the per-sample norms instead"
+        )));
+    }
+    let s = signals(be, model, x, target, kind)?;
+    let bsz = s.rows as f64;
+    let mut out = vec![Vec::with_capacity(p); s.rows];
+    for l in 0..model.spec.layers() {
+        let d = be.to_f64(
+            s.grads
+                .get(s.vars.layer_products[l])
+                .ok_or_else(|| Error::msg("no layer signal"))?,
+        )?;
+        let a = be.to_f64(s.tape.value(s.vars.layer_inputs[l]))?;
+        let (n_out, n_in) = (model.spec.sizes[l + 1], model.spec.sizes[l]);
+        let m = model.scales[l].multiplier * bsz;
+        let mb = model.scales[l].bias_multiplier * bsz;
+        for (i, g) in out.iter_mut().enumerate() {
+            let (di, ai) = (&d[i * n_out..(i + 1) * n_out], &a[i * n_in..(i + 1) * n_in]);
+            for &dv in di {
+                g.extend(ai.iter().map(|&av| m * dv * av));
+            }
+            if model.spec.bias {
+                g.extend(di.iter().map(|&dv| mb * dv));
+            }
+        }
+    }
+    Ok(out)
+}
