@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::loss::LossKind;
 use crate::nn::parametrization::Parametrization;
+use crate::observe::ObserveConfig;
 use crate::optim::{OptimHyper, OptimizerKind, Schedule};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -26,6 +27,8 @@ pub struct Config {
     pub data: DataConfig,
     pub optim: OptimConfig,
     pub train: TrainConfig,
+    /// Measurements taken during training (none unless a sub-table is set).
+    pub observe: ObserveConfig,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -144,6 +147,7 @@ impl Default for Config {
             data: DataConfig::default(),
             optim: OptimConfig::default(),
             train: TrainConfig::default(),
+            observe: ObserveConfig::default(),
         }
     }
 }

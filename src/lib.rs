@@ -7,6 +7,7 @@ pub mod config;
 pub mod curvature;
 pub mod data;
 pub mod error;
+pub mod linalg;
 pub mod nn;
 pub mod observe;
 pub mod optim;

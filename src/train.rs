@@ -11,6 +11,7 @@ use crate::data::{self, Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
 use crate::nn::mlp::{Mlp, MlpSpec};
+use crate::observe::Observers;
 use crate::optim::Optimizer;
 use crate::rng::Rng;
 use crate::run::{self, MetricsLog, NamedTensor, Progress, Record, Status, Summary, TensorData};
@@ -299,10 +300,23 @@ fn train_on<B: Backend>(
         model.lr_scales(family),
     )?;
 
+    cfg.observe.validate(model.spec.param_count(), train_ds.n)?;
     let dir = run::prepare_run_dir(&opts.out)?;
     let config_toml = cfg.to_toml()?;
     run::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())?;
     let mut log = MetricsLog::create(&dir)?;
+    let mut observers = if cfg.observe.any() {
+        Some(Observers::new(
+            cfg.observe.clone(),
+            &model,
+            train_ds,
+            loss,
+            cfg.seed,
+            dir.clone(),
+        )?)
+    } else {
+        None
+    };
     let steps = cfg.train.steps;
     let label = cfg.name.clone().unwrap_or_else(|| "train".into());
     let progress = if opts.progress {
@@ -322,7 +336,8 @@ fn train_on<B: Backend>(
 
     for step in 0..=steps {
         let is_final = step == steps;
-        let log_now = is_final || step % cfg.train.log_every == 0;
+        let observe_now = observers.as_ref().is_some_and(|o| o.any_due(step, steps));
+        let log_now = is_final || step % cfg.train.log_every == 0 || observe_now;
         let eval_now = is_final || step % eval_every == 0;
         let batch = if full_batch {
             None
@@ -377,6 +392,14 @@ fn train_on<B: Backend>(
                         rec.set("test_acc", a);
                     }
                 }
+            }
+        }
+        if let Some(o) = observers.as_mut() {
+            if observe_now {
+                o.observe(&be, &model, step, steps, &mut rec)?;
+            }
+            if !is_final {
+                o.before_update(&be, &model, step, steps)?;
             }
         }
         if !is_final {

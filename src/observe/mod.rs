@@ -1,8 +1,13 @@
 //! Observers: measurements taken during training on a schedule, written into
 //! the run's metrics records under stable names. The train loop only asks
-//! "is anything due at this step?" and hands over the model; it knows nothing
-//! of what is measured (DESIGN.md, 6).
+//! whether anything is due at a step and hands over the model; it knows
+//! nothing of what is measured (DESIGN.md, 6).
 
+pub mod config;
 pub mod ntk;
 pub mod per_sample;
+mod runner;
 pub mod stats;
+
+pub use config::ObserveConfig;
+pub use runner::Observers;
