@@ -6,6 +6,7 @@ pub mod backend;
 pub mod config;
 pub mod curvature;
 pub mod data;
+pub mod eos;
 pub mod error;
 pub mod linalg;
 pub mod nn;

@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 use lmech::backend::device::{describe_devices, DeviceRequest};
 use lmech::config::Config;
+use lmech::eos::{run_eos, table_text, EosOptions};
 use lmech::train::{train, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -40,6 +41,35 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// The edge-of-stability experiment (Cohen et al. 2021) on the bundled
+    /// digits: full-batch GD at several learning rates with sharpness
+    /// tracking; plots and a table.
+    Eos {
+        /// Output directory (one run directory per learning rate, plots, eos.csv).
+        #[arg(long, default_value = "runs/eos")]
+        out: PathBuf,
+        /// Learning rates, comma-separated.
+        #[arg(long, value_delimiter = ',', default_values_t = vec![0.1, 0.14, 0.2])]
+        lrs: Vec<f64>,
+        /// GD steps per learning rate.
+        #[arg(long, default_value_t = 1500)]
+        steps: u64,
+        /// Measure sharpness every this many steps.
+        #[arg(long, default_value_t = 10)]
+        every: u64,
+        /// Hidden width of the tanh MLP.
+        #[arg(long, default_value_t = 64)]
+        width: usize,
+        /// Training examples (the first n digits).
+        #[arg(long, default_value_t = 1000)]
+        n_train: usize,
+        /// auto, cpu, cuda, cuda:N or wgpu.
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// List the devices lmech can run on here.
     Devices,
 }
@@ -70,6 +100,43 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             for line in describe_devices() {
                 println!("{line}");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eos {
+            out,
+            lrs,
+            steps,
+            every,
+            width,
+            n_train,
+            device,
+            quiet,
+        } => {
+            let (device, why) = DeviceRequest::parse(&device)?.resolve()?;
+            eprintln!("{why}");
+            if out.join("eos.csv").exists() {
+                return Err(lmech::Error::msg(format!(
+                    "{} already holds an eos experiment; choose another --out",
+                    out.display()
+                )));
+            }
+            let opts = EosOptions {
+                out: out.clone(),
+                lrs,
+                steps,
+                every,
+                width,
+                n_train,
+                device,
+                progress: !quiet,
+            };
+            let rows = run_eos(&opts)?;
+            print!("{}", table_text(&rows));
+            println!(
+                "plots: {}/eos_lr*.svg, table: {}/eos.csv",
+                out.display(),
+                out.display()
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Train {

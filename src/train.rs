@@ -36,6 +36,8 @@ pub struct RunReport {
     pub status: Status,
     pub steps_done: u64,
     pub final_metrics: BTreeMap<String, f64>,
+    /// Every metrics record, as written to metrics.jsonl.
+    pub records: Vec<Record>,
 }
 
 impl RunReport {
@@ -457,6 +459,7 @@ fn train_on<B: Backend>(
         status,
         steps_done,
         final_metrics,
+        records: log.records().to_vec(),
     })
 }
 

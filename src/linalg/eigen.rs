@@ -87,7 +87,9 @@ pub fn sym_eigen(a: &[f64], n: usize) -> Result<SymEigen> {
                 // can no longer change them: set it to zero, which is what
                 // lets the sweep loop reach an exactly diagonal matrix.
                 let g = 100.0 * apq.abs();
-                if sweep > THRESHOLD_SWEEPS && app.abs() + g == app.abs() && aqq.abs() + g == aqq.abs()
+                if sweep > THRESHOLD_SWEEPS
+                    && app.abs() + g == app.abs()
+                    && aqq.abs() + g == aqq.abs()
                 {
                     m[p * n + q] = 0.0;
                     m[q * n + p] = 0.0;

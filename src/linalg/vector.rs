@@ -106,16 +106,14 @@ pub(crate) fn add_combination(y: &mut [f64], vectors: &[Vec<f64>], coeffs: &[f64
         vectors.iter().all(|v| v.len() == y.len()),
         "add_combination: vectors of different lengths"
     );
-    y.par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, yc)| {
-            let off = c * CHUNK;
-            for (v, &a) in vectors.iter().zip(coeffs) {
-                for (yi, vi) in yc.iter_mut().zip(&v[off..off + yc.len()]) {
-                    *yi += a * vi;
-                }
+    y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, yc)| {
+        let r = c * CHUNK..c * CHUNK + yc.len();
+        for (v, &a) in vectors.iter().zip(coeffs) {
+            for (yi, vi) in yc.iter_mut().zip(&v[r.clone()]) {
+                *yi += a * vi;
             }
-        });
+        }
+    });
 }
 
 /// A vector of independent standard normals (a random start direction).

@@ -38,6 +38,15 @@ struct Labels<'a> {
     y: &'a str,
 }
 
+/// One chart of a figure: named series of (x, y) points.
+pub struct Panel {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<(String, Vec<(f64, f64)>)>,
+    pub log_y: bool,
+}
+
 /// Writes an SVG plot of `series` (name, points) to `path` atomically.
 pub fn plot_curves(
     path: &Path,
@@ -47,7 +56,38 @@ pub fn plot_curves(
     series: &[(String, Vec<(f64, f64)>)],
     log_y: bool,
 ) -> Result<()> {
-    let curves: Vec<(&str, Vec<(f64, f64)>)> = series
+    let panel = Panel {
+        title: title.to_string(),
+        x_label: x_label.to_string(),
+        y_label: y_label.to_string(),
+        series: series.to_vec(),
+        log_y,
+    };
+    plot_panels(path, &[panel])
+}
+
+/// Writes an SVG of `panels` side by side to `path` atomically.
+pub fn plot_panels(path: &Path, panels: &[Panel]) -> Result<()> {
+    let mut svg = String::new();
+    {
+        let size = (SIZE.0 * panels.len().max(1) as u32, SIZE.1);
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        let mut drawn = root.fill(&WHITE);
+        for (panel, area) in panels.iter().zip(&areas) {
+            drawn = drawn.and_then(|()| draw_panel(area, panel));
+        }
+        drawn
+            .and_then(|()| root.present())
+            .map_err(|e| Error::msg(format!("{}: cannot draw plot: {e}", path.display())))?;
+    }
+    write_atomic(path, svg.as_bytes())
+}
+
+fn draw_panel(root: &Area, panel: &Panel) -> DrawResult {
+    let log_y = panel.log_y;
+    let curves: Vec<(&str, Vec<(f64, f64)>)> = panel
+        .series
         .iter()
         .map(|(name, points)| {
             let kept = points
@@ -59,36 +99,27 @@ pub fn plot_curves(
         })
         .collect();
     let labels = Labels {
-        title,
-        x: x_label,
-        y: y_label,
+        title: &panel.title,
+        x: &panel.x_label,
+        y: &panel.y_label,
     };
-
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        let drawn = root.fill(&WHITE).and_then(|()| match bounds(&curves) {
-            None => draw_no_data(&root, &labels),
-            Some((x, y)) if log_y => draw_chart(
-                &root,
-                &labels,
-                x,
-                LogCoord::from(pad_log(y).log_scale()),
-                &curves,
-            ),
-            Some((x, y)) => draw_chart(
-                &root,
-                &labels,
-                x,
-                RangedCoordf64::from(pad_linear(y)),
-                &curves,
-            ),
-        });
-        drawn
-            .and_then(|()| root.present())
-            .map_err(|e| Error::msg(format!("{}: cannot draw plot: {e}", path.display())))?;
+    match bounds(&curves) {
+        None => draw_no_data(root, &labels),
+        Some((x, y)) if log_y => draw_chart(
+            root,
+            &labels,
+            x,
+            LogCoord::from(pad_log(y).log_scale()),
+            &curves,
+        ),
+        Some((x, y)) => draw_chart(
+            root,
+            &labels,
+            x,
+            RangedCoordf64::from(pad_linear(y)),
+            &curves,
+        ),
     }
-    write_atomic(path, svg.as_bytes())
 }
 
 /// Writes `dir/loss.svg`: `loss` and, when logged, `test_loss` against step,

@@ -1,0 +1,228 @@
+//! `lmech eos`: the edge-of-stability experiment of Cohen et al. (2021) on
+//! the bundled digits. A tanh MLP is trained by full-batch gradient descent
+//! at several learning rates while the sharpness (top Hessian eigenvalue of
+//! the training loss, on the whole training set) is tracked. Under GD the
+//! sharpness rises until it reaches 2/eta, then hovers there while the loss
+//! keeps falling, non-monotonically. One plot per learning rate shows
+//! sharpness against the 2/eta line with the loss beside it, and a table
+//! gives, per eta, when sharpness first reached 2/eta and its median after.
+
+use crate::backend::device::Device;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::observe::config::SpectrumTop;
+use crate::run::{plot_panels, write_atomic, Panel, Record};
+use crate::train::{train, RunOptions};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+pub struct EosOptions {
+    pub out: PathBuf,
+    pub lrs: Vec<f64>,
+    pub steps: u64,
+    /// Measure sharpness every this many steps.
+    pub every: u64,
+    pub width: usize,
+    pub n_train: usize,
+    pub device: Device,
+    pub progress: bool,
+}
+
+impl Default for EosOptions {
+    fn default() -> Self {
+        EosOptions {
+            out: PathBuf::from("runs/eos"),
+            lrs: vec![0.1, 0.14, 0.2],
+            steps: 1500,
+            every: 10,
+            width: 64,
+            n_train: 1000,
+            device: Device::Cpu,
+            progress: true,
+        }
+    }
+}
+
+/// One learning rate's outcome.
+#[derive(Clone, Debug)]
+pub struct EosRow {
+    pub lr: f64,
+    pub threshold: f64,
+    /// First measured step with sharpness >= 2/eta.
+    pub reached_at: Option<u64>,
+    /// Median sharpness over the measurements from `reached_at` on.
+    pub median_after: Option<f64>,
+    pub final_loss: f64,
+    pub diverged: bool,
+    pub dir: PathBuf,
+}
+
+/// The config of one run: digits (first `n_train` examples, pixels scaled to
+/// [0, 1], one-hot targets), a depth-3 tanh MLP, MSE loss
+/// `0.5 ||f - y||^2`, full-batch GD, sharpness by warm-started Lanczos.
+pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
+    let mut cfg = Config::default();
+    cfg.name = Some(format!("eos lr={lr}"));
+    cfg.model.width = opts.width;
+    cfg.model.depth = 3;
+    cfg.model.activation = "tanh".into();
+    cfg.data.scale = Some(1.0 / 16.0);
+    cfg.data.one_hot = true;
+    cfg.data.n_train = Some(opts.n_train);
+    cfg.optim.name = "gd".into();
+    cfg.optim.lr = lr;
+    cfg.train.loss = "mse".into();
+    cfg.train.steps = opts.steps;
+    cfg.train.log_every = opts.every;
+    cfg.observe.every = opts.every;
+    cfg.observe.sharpness = Some(SpectrumTop {
+        tol: 1e-3,
+        max_iter: 30,
+        ..SpectrumTop::default()
+    });
+    cfg
+}
+
+/// (step, value) of `key` over the records that have it.
+fn series(records: &[Record], key: &str) -> Vec<(f64, f64)> {
+    records
+        .iter()
+        .filter_map(|r| {
+            let step = r.get("step")?.as_f64()?;
+            Some((step, r.get(key)?.as_f64()?))
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        0.5 * (v[m - 1] + v[m])
+    })
+}
+
+/// When sharpness first reached `threshold`, and its median from then on.
+pub fn summarize(sharpness: &[(f64, f64)], threshold: f64) -> (Option<u64>, Option<f64>) {
+    match sharpness.iter().position(|&(_, s)| s >= threshold) {
+        Some(i) => (
+            Some(sharpness[i].0 as u64),
+            median(sharpness[i..].iter().map(|p| p.1).collect()),
+        ),
+        None => (None, None),
+    }
+}
+
+/// Run the experiment; writes one run directory per learning rate under
+/// `opts.out`, plots `eos_lr{eta}.svg` and the table `eos.csv`.
+pub fn run_eos(opts: &EosOptions) -> Result<Vec<EosRow>> {
+    if opts.lrs.is_empty() || opts.lrs.iter().any(|&lr| !(lr > 0.0 && lr.is_finite())) {
+        return Err(Error::config(
+            "--lrs",
+            "needs one or more positive learning rates",
+        ));
+    }
+    std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
+    let mut rows = Vec::new();
+    for &lr in &opts.lrs {
+        let cfg = eos_config(opts, lr);
+        let dir = opts.out.join(format!("lr_{lr}"));
+        let report = train(
+            &cfg,
+            &RunOptions {
+                out: dir.clone(),
+                device: opts.device,
+                progress: opts.progress,
+            },
+        )?;
+        let threshold = 2.0 / lr;
+        let sharp = series(&report.records, "sharpness");
+        let loss = series(&report.records, "loss");
+        let (reached_at, median_after) = summarize(&sharp, threshold);
+        let end = loss.last().map(|p| p.0).unwrap_or(0.0);
+        let panels = [
+            Panel {
+                title: format!("sharpness, eta = {lr}"),
+                x_label: "step".into(),
+                y_label: "top Hessian eigenvalue".into(),
+                series: vec![
+                    ("sharpness".into(), sharp.clone()),
+                    ("2/eta".into(), vec![(0.0, threshold), (end, threshold)]),
+                ],
+                log_y: false,
+            },
+            Panel {
+                title: format!("training loss, eta = {lr}"),
+                x_label: "step".into(),
+                y_label: "loss".into(),
+                series: vec![("loss".into(), loss.clone())],
+                log_y: loss.iter().all(|p| p.1 > 0.0),
+            },
+        ];
+        plot_panels(&opts.out.join(format!("eos_lr{lr}.svg")), &panels)?;
+        rows.push(EosRow {
+            lr,
+            threshold,
+            reached_at,
+            median_after,
+            final_loss: loss.last().map(|p| p.1).unwrap_or(f64::NAN),
+            diverged: report.diverged(),
+            dir: report.dir,
+        });
+    }
+    write_atomic(&opts.out.join("eos.csv"), table_csv(&rows).as_bytes())?;
+    Ok(rows)
+}
+
+fn table_csv(rows: &[EosRow]) -> String {
+    let mut s = String::from(
+        "eta,two_over_eta,first_step_at_2_over_eta,median_sharpness_after,final_loss,diverged\n",
+    );
+    for r in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{}",
+            r.lr,
+            r.threshold,
+            r.reached_at.map(|v| v.to_string()).unwrap_or_default(),
+            r.median_after.map(|v| v.to_string()).unwrap_or_default(),
+            r.final_loss,
+            r.diverged
+        );
+    }
+    s
+}
+
+/// The table as printed by `lmech eos`.
+pub fn table_text(rows: &[EosRow]) -> String {
+    let mut s = String::from(
+        "   eta    2/eta   reached 2/eta at step   median sharpness after   (ratio)   final loss\n",
+    );
+    for r in rows {
+        let reached = r
+            .reached_at
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "never".into());
+        let (median, ratio) = match r.median_after {
+            Some(m) => (format!("{m:.3}"), format!("{:.3}", m / r.threshold)),
+            None => ("-".into(), "-".into()),
+        };
+        let _ = writeln!(
+            s,
+            "{:>6} {:>8.3} {:>23} {:>24} {:>9} {:>12.5}{}",
+            r.lr,
+            r.threshold,
+            reached,
+            median,
+            ratio,
+            r.final_loss,
+            if r.diverged { "  (diverged)" } else { "" }
+        );
+    }
+    s
+}

@@ -1,0 +1,310 @@
+//! The Lanczos method with full reorthogonalization: the Krylov process
+//! itself (shared with stochastic Lanczos quadrature) and, built on it, the
+//! top-k eigensolver for a Hessian's largest eigenvalues.
+//!
+//! Full reorthogonalization (classical Gram-Schmidt applied twice against
+//! every previous Lanczos vector, "twice is enough") keeps the basis
+//! orthonormal to working precision, so there are no ghost copies of
+//! converged eigenvalues and the residual estimate `|beta_m s_{m,i}|` is the
+//! true residual `||A y_i - theta_i y_i||`. The price is memory: the basis
+//! holds up to `min(max_iter, n)` vectors of `n` `f64`s, i.e.
+//! `8 * n * max_iter` bytes (800 MB for a 1M-parameter model and 100
+//! iterations), and `O(n m)` work per iteration on top of the operator call,
+//! plus the convergence check's dense Jacobi solve of the `m x m` `T`
+//! (a few ms at `m = 100`, ~20 ms at `m = 200`).
+
+use crate::error::{Error, Result};
+use crate::linalg::eigen::sym_eigen;
+use crate::linalg::operator::{apply, start_vector, Operator};
+use crate::linalg::vector::{add_combination, dots, gaussian, norm, scale};
+use crate::rng::Rng;
+
+/// `beta` below this fraction of the largest `||A q||` seen means the Krylov
+/// space is invariant to working precision (what is left of `A q` after
+/// orthogonalization is rounding noise, not a new direction).
+const BREAKDOWN: f64 = 1e-12;
+
+/// The Lanczos process: an orthonormal basis `q_0, q_1, ...` of the Krylov
+/// space of a start vector and the tridiagonal projection `T = Q^T A Q`
+/// (diagonal `alphas`, off-diagonal `betas`).
+pub(crate) struct LanczosProcess {
+    n: usize,
+    /// `q_0 ..= q_m`: one vector ahead of `alphas` between steps.
+    basis: Vec<Vec<f64>>,
+    alphas: Vec<f64>,
+    /// `betas[j]` couples `q_j` and `q_{j+1}` in `T`.
+    betas: Vec<f64>,
+    /// What is left of `A q_m` after orthogonalization, and its norm.
+    residual: Vec<f64>,
+    beta: f64,
+    /// Largest `||A q_j||` so far: the operator's scale for `BREAKDOWN`.
+    op_scale: f64,
+}
+
+impl LanczosProcess {
+    /// A process started from the unit vector `q0`.
+    pub(crate) fn new(q0: Vec<f64>) -> Self {
+        LanczosProcess {
+            n: q0.len(),
+            basis: vec![q0],
+            alphas: Vec::new(),
+            betas: Vec::new(),
+            residual: Vec::new(),
+            beta: 0.0,
+            op_scale: 0.0,
+        }
+    }
+
+    /// Steps taken so far (= operator calls = order of `T`).
+    pub(crate) fn steps(&self) -> usize {
+        self.alphas.len()
+    }
+
+    /// One operator call: `A q_m`, orthogonalized twice against the whole
+    /// basis, gives `alpha_m` and the next residual.
+    pub(crate) fn step(&mut self, op: &mut Operator<'_>) -> Result<()> {
+        let m = self.alphas.len();
+        let mut w = apply(op, &self.basis[m], self.n)?;
+        self.op_scale = self.op_scale.max(norm(&w));
+        // alpha is the total q_m-coefficient removed by both passes; the
+        // other coefficients are beta_{m-1} and rounding, already in T.
+        let mut alpha = 0.0;
+        for _ in 0..2 {
+            alpha += gram_schmidt_pass(&mut w, &self.basis)[m];
+        }
+        self.alphas.push(alpha);
+        self.beta = norm(&w);
+        self.residual = w;
+        Ok(())
+    }
+
+    /// Norm of the last residual: `beta_m`, the coupling of the Krylov space
+    /// to the rest of the space.
+    pub(crate) fn beta(&self) -> f64 {
+        self.beta
+    }
+
+    /// Whether the Krylov space is invariant to working precision.
+    pub(crate) fn broke_down(&self) -> bool {
+        self.beta <= BREAKDOWN * self.op_scale
+    }
+
+    /// Extends the basis by the normalized residual (call only if it did not
+    /// break down).
+    pub(crate) fn advance(&mut self) {
+        let mut q = std::mem::take(&mut self.residual);
+        scale(1.0 / self.beta, &mut q);
+        self.basis.push(q);
+        self.betas.push(self.beta);
+    }
+
+    /// Extends the basis by a random direction orthogonal to it, coupled to
+    /// it by 0 in `T`: after a breakdown the basis spans an invariant
+    /// subspace, and the search continues in its complement. Call only with
+    /// fewer than `n` steps taken.
+    pub(crate) fn restart(&mut self, rng: &mut Rng) -> Result<()> {
+        let mut q = gaussian(self.n, rng);
+        let before = norm(&q);
+        for _ in 0..2 {
+            gram_schmidt_pass(&mut q, &self.basis);
+        }
+        let after = norm(&q);
+        // A Gaussian vector keeps about sqrt((n - m) / n) of its norm; losing
+        // almost all of it means the basis already spans the space.
+        if after <= 1e-8 * before {
+            return Err(Error::msg(
+                "Lanczos restart: no direction left orthogonal to the Krylov basis",
+            ));
+        }
+        scale(1.0 / after, &mut q);
+        self.residual.clear();
+        self.basis.push(q);
+        self.betas.push(0.0);
+        Ok(())
+    }
+
+    /// `T` as a dense row-major `m x m` matrix, `m = steps()`.
+    pub(crate) fn tridiagonal(&self) -> Vec<f64> {
+        let m = self.alphas.len();
+        let mut t = vec![0.0; m * m];
+        for (j, &a) in self.alphas.iter().enumerate() {
+            t[j * m + j] = a;
+        }
+        for (j, &b) in self.betas.iter().take(m.saturating_sub(1)).enumerate() {
+            t[j * m + j + 1] = b;
+            t[(j + 1) * m + j] = b;
+        }
+        t
+    }
+
+    /// The Ritz vector `Q s` of a coefficient vector `s` of length
+    /// `steps()`, normalized.
+    fn ritz_vector(&self, s: &[f64]) -> Vec<f64> {
+        let mut y = vec![0.0; self.n];
+        add_combination(&mut y, &self.basis[..s.len()], s);
+        let len = norm(&y);
+        scale(1.0 / len, &mut y);
+        y
+    }
+}
+
+/// One classical Gram-Schmidt pass: removes from `w` its components along
+/// the orthonormal `basis` and returns them.
+fn gram_schmidt_pass(w: &mut [f64], basis: &[Vec<f64>]) -> Vec<f64> {
+    let h = dots(basis, w);
+    let minus: Vec<f64> = h.iter().map(|x| -x).collect();
+    add_combination(w, basis, &minus);
+    h
+}
+
+/// Settings of the top-k Lanczos eigensolver.
+#[derive(Debug, Clone)]
+pub struct LanczosOptions {
+    /// Number of eigenpairs wanted (the algebraically largest).
+    pub k: usize,
+    /// Most operator calls; also the most basis vectors kept (memory
+    /// `8 * n * max_iter` bytes). Capped at `n`.
+    pub max_iter: usize,
+    /// Relative residual `|beta_m s_{m,i}| / |theta_i|` every one of the k
+    /// Ritz pairs must reach.
+    pub tol: f64,
+    /// Seed of the random start vector (and of restarts after a breakdown).
+    pub seed: u64,
+    /// Warm start, e.g. the previous top eigenvector; need not be unit.
+    pub start: Option<Vec<f64>>,
+}
+
+/// Top-k eigenpairs found by `lanczos`.
+#[derive(Debug, Clone)]
+pub struct LanczosResult {
+    /// Ritz values, descending: estimates of the k largest eigenvalues.
+    pub values: Vec<f64>,
+    /// Unit Ritz vectors; `vectors[i]` belongs to `values[i]`.
+    pub vectors: Vec<Vec<f64>>,
+    /// Relative residuals `||A y_i - theta_i y_i|| / |theta_i|`; an
+    /// eigenvalue of the operator lies within `residuals[i] * |values[i]|`
+    /// of `values[i]`.
+    pub residuals: Vec<f64>,
+    /// Whether every residual reached `tol`.
+    pub converged: bool,
+    /// Operator calls made.
+    pub matvecs: usize,
+}
+
+/// The `k` algebraically largest eigenpairs of the symmetric operator `op`
+/// on `R^n`, by Lanczos with full reorthogonalization.
+///
+/// Stops when all k relative residuals are `<= tol` (checked after every
+/// iteration from the k-th on), after `max_iter` operator calls, or after
+/// `n` (the Krylov space is then the whole space and the result is exact).
+/// If the Krylov space becomes invariant (`beta ~ 0`, e.g. a warm start that
+/// is an exact eigenvector) the search continues from a random direction
+/// orthogonal to it. A run that stops unconverged returns `Ok` with
+/// `converged == false` and its residuals, for the caller to report.
+pub fn lanczos(n: usize, op: &mut Operator<'_>, opts: &LanczosOptions) -> Result<LanczosResult> {
+    let k = opts.k;
+    if k == 0 {
+        return Err(Error::config(
+            "k",
+            "asked for 0 eigenvalues; need at least 1",
+        ));
+    }
+    if k > n {
+        return Err(Error::config(
+            "k",
+            format!("asked for {k} eigenvalues of a {n}-parameter model"),
+        ));
+    }
+    if opts.max_iter < k {
+        return Err(Error::config(
+            "max_iter",
+            format!(
+                "{} Lanczos iterations cannot give {k} eigenvalues; need max_iter >= k",
+                opts.max_iter
+            ),
+        ));
+    }
+    if opts.tol.is_nan() || opts.tol < 0.0 {
+        return Err(Error::config(
+            "tol",
+            format!("tolerance must be >= 0, got {}", opts.tol),
+        ));
+    }
+    let max_steps = opts.max_iter.min(n);
+    let mut rng = Rng::stream(opts.seed, "lanczos");
+    let q0 = start_vector(n, opts.start.as_deref(), &mut rng)?;
+    let mut process = LanczosProcess::new(q0);
+
+    loop {
+        process.step(op)?;
+        let m = process.steps();
+        if m >= k {
+            // With m = n the basis spans the whole space: the residual is
+            // zero in exact arithmetic, whatever rounding left in beta.
+            let beta = if m == n { 0.0 } else { process.beta() };
+            let ritz = RitzPairs::of(&process, k, beta)?;
+            if ritz.converged(opts.tol) || m == max_steps {
+                let converged = ritz.converged(opts.tol);
+                return Ok(LanczosResult {
+                    vectors: ritz
+                        .coefficients
+                        .iter()
+                        .map(|s| process.ritz_vector(s))
+                        .collect(),
+                    values: ritz.values,
+                    residuals: ritz.residuals,
+                    converged,
+                    matvecs: m,
+                });
+            }
+        }
+        if process.broke_down() {
+            process.restart(&mut rng)?;
+        } else {
+            process.advance();
+        }
+    }
+}
+
+/// The top-k Ritz pairs of the current `T`, in coefficients of the basis.
+struct RitzPairs {
+    values: Vec<f64>,
+    coefficients: Vec<Vec<f64>>,
+    residuals: Vec<f64>,
+}
+
+impl RitzPairs {
+    fn of(process: &LanczosProcess, k: usize, beta: f64) -> Result<Self> {
+        let m = process.steps();
+        let eig = sym_eigen(&process.tridiagonal(), m)?;
+        // Relative to |theta|, but never to less than rounding of T's scale:
+        // a Ritz value of exactly 0 would otherwise give 0/0.
+        let floor = f64::EPSILON * eig.values[0].abs().max(eig.values[m - 1].abs());
+        let residuals = eig.vectors[..k]
+            .iter()
+            .zip(&eig.values)
+            .map(|(s, theta)| {
+                let r = (beta * s[m - 1]).abs();
+                // An exact pair (e.g. of the zero operator) has residual 0.
+                if r == 0.0 {
+                    0.0
+                } else {
+                    r / theta.abs().max(floor)
+                }
+            })
+            .collect();
+        let mut values = eig.values;
+        values.truncate(k);
+        let mut coefficients = eig.vectors;
+        coefficients.truncate(k);
+        Ok(RitzPairs {
+            values,
+            coefficients,
+            residuals,
+        })
+    }
+
+    fn converged(&self, tol: f64) -> bool {
+        self.residuals.iter().all(|&r| r <= tol)
+    }
+}
