@@ -266,9 +266,9 @@ fn mode_strengths(set: &SaxeSetup, w1: &[f64], w2: &[f64]) -> (Vec<f64>, f64) {
         .collect();
     let mut diag = vec![0.0; r];
     let mut off: f64 = 0.0;
-    for a in 0..r {
+    for (a, ua) in set.u.iter().enumerate() {
         let utw2: Vec<f64> = (0..h)
-            .map(|j| (0..k).map(|i| set.u[a][i] * w2[i * h + j]).sum())
+            .map(|j| (0..k).map(|i| ua[i] * w2[i * h + j]).sum())
             .collect();
         for (b, wv) in w1v.iter().enumerate() {
             let m = dot(&utw2, wv);
@@ -290,8 +290,7 @@ struct SaxeRun {
 }
 
 /// Train the aligned net with GD at `lr` for `horizon` tau and compare with
-/// the closed form. With tau = 1 / lr, step t is time t * lr / tau... i.e.
-/// t / tau = t * lr.
+/// the closed form. With tau = 1 / lr steps, step t is at t / tau = t * lr.
 fn saxe_run(be: &Cpu, set: &SaxeSetup, lr: f64, horizon: f64) -> SaxeRun {
     let mut spec = MlpSpec::new(SAXE_D, SAXE_H, 2, SAXE_K, Activation::Identity);
     spec.bias = false;
@@ -336,13 +335,8 @@ fn saxe_run(be: &Cpu, set: &SaxeSetup, lr: f64, horizon: f64) -> SaxeRun {
         }
     }
     // At the horizon every mode is learned: u_a -> s_a.
-    for a in 0..r {
-        assert!(
-            (prev[a] - set.s[a]).abs() < 0.02 * set.s[a],
-            "mode {a} ends at {} (s = {})",
-            prev[a],
-            set.s[a]
-        );
+    for (a, (&u, &s)) in prev.iter().zip(&set.s).enumerate() {
+        assert!((u - s).abs() < 0.02 * s, "mode {a} ends at {u} (s = {s})");
     }
     SaxeRun {
         max_rel_err,
@@ -470,7 +464,7 @@ fn catapult_recurrences_are_exact() {
         let mut opt = gd(&be, &model, eta);
         let (mut f, mut lam) = (f0, lam0);
         // The recurrence iterated on its own from (f0, lambda0).
-        let (mut fr, mut lr) = (f0, lam0);
+        let (mut fr, mut lam_r) = (f0, lam0);
         for t in 0..40 {
             let pass = model
                 .loss_pass(&be, &x, &target, LossKind::Mse, true)
@@ -480,10 +474,16 @@ fn catapult_recurrences_are_exact() {
             // Rounding of v.u / sqrt(n) is relative to sum |u_i v_i| / sqrt(n)
             // <= lambda sqrt(n) / 2.
             assert!((out - f).abs() <= 1e-14 * lam * (n as f64).sqrt());
-            assert!((loss - 0.5 * (f - y) * (f - y)).abs() <= 1e-14 * loss.max(1e-300));
+            let g = f - y;
+            assert!(
+                (loss - 0.5 * g * g).abs() <= 1e-14 * (g.abs() + lam * (n as f64).sqrt()).powi(2)
+            );
             opt.step(&be, model.params_mut(), &pass.grads).unwrap();
             let (fm, lm) = f_and_ntk(&be, &model);
             let ((fp, lp), (fs, ls)) = catapult_step(f, lam, y, eta, n as f64);
+            // f from the weights is rounded relative to sum |u_i v_i| / sqrt(n)
+            // <= lambda sqrt(n) / 2 whatever the terms of the recurrence.
+            let fs = fs + lam * (n as f64).sqrt();
             let (ef, el) = ((fm - fp).abs() / fs, (lm - lp).abs() / ls);
             assert!(
                 ef < 1e-10 && el < 1e-10,
@@ -494,14 +494,14 @@ fn catapult_recurrences_are_exact() {
             second_order = second_order
                 .max((eta * eta * g * g * f / n as f64).abs() / fs)
                 .max((eta * eta * g * g * lam / n as f64).abs() / ls);
-            (fr, lr) = catapult_step(fr, lr, y, eta, n as f64).0;
-            let traj = ((fm - fr).abs() / fs.max(fr.abs())).max((lm - lr).abs() / lm);
+            (fr, lam_r) = catapult_step(fr, lam_r, y, eta, n as f64).0;
+            let traj = ((fm - fr).abs() / fs.max(fr.abs())).max((lm - lam_r).abs() / lm);
             worst_traj = worst_traj.max(traj);
             (f, lam) = (fm, lm);
         }
     }
     eprintln!("catapult recurrences: worst one-step rel err {worst:.3e}, trajectory {worst_traj:.3e}, largest second-order term {second_order:.3e}");
-    assert!(worst_traj < 1e-8, "{worst_traj}");
+    assert!(worst_traj < 1e-12, "{worst_traj}");
     assert!(second_order > 1e-2, "{second_order}");
 }
 
@@ -544,7 +544,12 @@ fn catapult_phases() {
     );
     assert!(*loss.last().unwrap() < 1e-20 * loss[0]);
     let drift = (lam.last().unwrap() - lam[0]).abs() / lam[0];
-    assert!(drift < 1e-2, "lazy lambda drifted by {drift}");
+    eprintln!(
+        "lazy: loss0 {:.3e}, final {:.3e}; lambda drift {drift:.3e}",
+        loss[0],
+        loss.last().unwrap()
+    );
+    assert!(drift < 1e-3, "lazy lambda drifted by {drift}");
 
     // 2 / lambda0 < eta < 4 / lambda0: catapult. The loss grows to O(n),
     // the kernel shrinks below 2 / eta, then the loss falls to zero.
@@ -618,7 +623,7 @@ fn kunin_softmax_translation_conserves_class_sums() {
         .collect();
     let labels = tensor(&be, &[batch], &labels);
     let one_hot = tensor(&be, &[batch, k], &one_hot);
-    let lr = 0.3;
+    let lr = 0.5;
     let steps = 50;
     // Last-layer weight and bias positions in params() order.
     let (wl, bl) = (4, 5);
@@ -663,7 +668,7 @@ fn kunin_softmax_translation_conserves_class_sums() {
         .zip(&p0[wl])
         .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
     assert!(moved > 0.1, "last layer moved only {moved}");
-    assert!(losses[steps - 1] < 0.5 * losses[0], "losses {losses:?}");
+    assert!(losses[steps - 1] < 0.75 * losses[0], "losses {losses:?}");
 
     // Control: squared error on one-hot targets has no such symmetry, and
     // the same sums drift.
@@ -680,9 +685,9 @@ fn kunin_softmax_translation_conserves_class_sums() {
     assert!(drift > 1e-2, "mse drift only {drift}");
 }
 
-/// For each hidden unit i of layer l: (|w_in,i|^2 + b_i^2 - |a_out,i|^2,
-/// |g_w_in,i|^2 + g_b_i^2 - |g_a_out,i|^2)-style pieces. Returns, per
-/// (layer, unit): (|theta_in|^2, |theta_out|^2) of `p`, in the given order.
+/// (|theta_in|^2, |theta_out|^2) of hidden unit i of layer l in `p` (params
+/// or gradients, in `params()` order): theta_in is row i of W_l with b_l[i],
+/// theta_out is column i of W_{l+1}.
 fn unit_norms(p: &[Vec<f64>], sizes: &[usize], l: usize, i: usize) -> (f64, f64) {
     let (fan_in, width) = (sizes[l], sizes[l + 1]);
     let next_out = sizes[l + 2];
@@ -694,6 +699,7 @@ fn unit_norms(p: &[Vec<f64>], sizes: &[usize], l: usize, i: usize) -> (f64, f64)
     (dot(w_in, w_in) + b * b, out)
 }
 
+/// (<theta_in, g_in>, <theta_out, g_out>) of hidden unit i of layer l.
 fn unit_inner(p: &[Vec<f64>], g: &[Vec<f64>], sizes: &[usize], l: usize, i: usize) -> (f64, f64) {
     let (fan_in, width) = (sizes[l], sizes[l + 1]);
     let next_out = sizes[l + 2];
@@ -706,10 +712,24 @@ fn unit_inner(p: &[Vec<f64>], g: &[Vec<f64>], sizes: &[usize], l: usize, i: usiz
     (inner_in, inner_out)
 }
 
-/// Worst relative errors over `steps` GD steps of the rescale-symmetry laws
-/// for every hidden unit: (per-step law, gradient-flow orthogonality), and
-/// the number of (step, unit) pairs whose eta^2 term was non-negligible.
-fn rescale_law_errors(act: Activation, lr: f64, steps: usize) -> (f64, f64, usize) {
+struct RescaleErrors {
+    /// Worst |Delta Q - eta^2 (|g_in|^2 - |g_out|^2)| over every (step, unit),
+    /// relative to the sum of the magnitudes of the terms of
+    /// |theta - eta g|^2 = |theta|^2 - 2 eta <theta, g> + eta^2 |g|^2 for
+    /// both groups: the scale of the rounding in computing Delta Q.
+    vs_terms: f64,
+    /// The same error relative to eta^2 (|g_in|^2 + |g_out|^2), over the
+    /// informative (step, unit) pairs.
+    vs_signal: f64,
+    /// Worst |<theta_in, g_in> - <theta_out, g_out>| relative to
+    /// |theta_in||g_in| + |theta_out||g_out|.
+    flow: f64,
+    /// Number of (step, unit) pairs whose eta^2 term is at least 1e-6 of the
+    /// terms: dropping it would be an error 1e8 times the tolerance there.
+    informative: usize,
+}
+
+fn rescale_law_errors(act: Activation, lr: f64, steps: usize) -> RescaleErrors {
     let be = Cpu::f64();
     let (input, width, k, batch) = (5, 12, 3, 24);
     let mut rng = Rng::new(8);
@@ -718,7 +738,12 @@ fn rescale_law_errors(act: Activation, lr: f64, steps: usize) -> (f64, f64, usiz
     let mut model = kunin_model(&be, (input, width, k), act);
     let sizes = model.spec.sizes.clone();
     let mut opt = gd(&be, &model, lr);
-    let (mut worst, mut worst_flow, mut informative) = (0.0f64, 0.0f64, 0);
+    let mut e = RescaleErrors {
+        vs_terms: 0.0,
+        vs_signal: 0.0,
+        flow: 0.0,
+        informative: 0,
+    };
     for _ in 0..steps {
         let before = host_params(&be, &model);
         let (_, g) = gd_step(&be, &mut model, &mut opt, &x, &y, LossKind::Mse);
@@ -728,57 +753,61 @@ fn rescale_law_errors(act: Activation, lr: f64, steps: usize) -> (f64, f64, usiz
                 let (in0, out0) = unit_norms(&before, &sizes, l, i);
                 let (in1, out1) = unit_norms(&after, &sizes, l, i);
                 let (gin, gout) = unit_norms(&g, &sizes, l, i);
-                let delta = (in1 - out1) - (in0 - out0);
-                let predicted = lr * lr * (gin - gout);
-                // Rounding of the norms themselves sets the floor.
-                let scale = lr * lr * (gin + gout) + 1e-14 * (in0 + out0);
-                worst = worst.max((delta - predicted).abs() / scale);
-                let terms = lr * lr * (gin + gout)
-                    + 2.0 * lr * ((in0 * gin).sqrt() + (out0 * gout).sqrt())
-                    + in0
-                    + out0;
-                eprintln!(
-                    "{l} {i} rel_sig {:.3e} rel_terms {:.3e} sig/terms {:.3e}",
-                    (delta - predicted).abs() / (lr * lr * (gin + gout)),
-                    (delta - predicted).abs() / terms,
-                    lr * lr * (gin + gout) / terms
-                );
-                if lr * lr * (gin + gout) > 1e-6 * (in0 + out0) {
-                    informative += 1;
+                let err = ((in1 - out1) - (in0 - out0) - lr * lr * (gin - gout)).abs();
+                let signal = lr * lr * (gin + gout);
+                let terms =
+                    in0 + out0 + 2.0 * lr * ((in0 * gin).sqrt() + (out0 * gout).sqrt()) + signal;
+                e.vs_terms = e.vs_terms.max(err / terms);
+                if signal > 1e-6 * terms {
+                    e.informative += 1;
+                    e.vs_signal = e.vs_signal.max(err / signal);
                 }
                 let (pin, pout) = unit_inner(&before, &g, &sizes, l, i);
-                let flow_scale = (in0 * gin).sqrt() + (out0 * gout).sqrt() + 1e-300;
-                worst_flow = worst_flow.max((pin - pout).abs() / flow_scale);
+                let flow_scale = (in0 * gin).sqrt() + (out0 * gout).sqrt();
+                if flow_scale > 0.0 {
+                    e.flow = e.flow.max((pin - pout).abs() / flow_scale);
+                }
             }
         }
     }
-    (worst, worst_flow, informative)
+    e
 }
 
 /// Rescale symmetry of ReLU: theta_in -> a theta_in, theta_out -> theta_out / a
 /// leaves the net unchanged, so <theta_in, g_in> = <theta_out, g_out>
-/// (the gradient-flow conservation of |theta_in|^2 - |theta_out|^2). Under GD,
-/// |theta - eta g|^2 = |theta|^2 - 2 eta <theta, g> + eta^2 |g|^2, so the
-/// first-order terms cancel and
-/// Delta(|theta_in|^2 - |theta_out|^2) = eta^2 (|g_in|^2 - |g_out|^2) exactly.
+/// (the gradient-flow conservation of Q = |theta_in|^2 - |theta_out|^2). Under
+/// GD, |theta - eta g|^2 = |theta|^2 - 2 eta <theta, g> + eta^2 |g|^2, so the
+/// first-order terms cancel and Delta Q = eta^2 (|g_in|^2 - |g_out|^2) exactly.
 #[test]
 fn kunin_relu_rescale_law_per_step() {
-    let (worst, worst_flow, informative) = rescale_law_errors(Activation::Relu, 0.3, 8);
+    let e = rescale_law_errors(Activation::Relu, 0.3, 8);
     eprintln!(
-        "rescale law: worst rel err {worst:.3e}, flow {worst_flow:.3e}, informative {informative}"
+        "rescale law: err/terms {:.3e}, err/signal {:.3e}, flow {:.3e}, informative {}",
+        e.vs_terms, e.vs_signal, e.flow, e.informative
     );
-    assert!(worst < 1e-12, "per-step law off by {worst}");
-    assert!(worst_flow < 1e-13, "<theta, g> law off by {worst_flow}");
-    // 2 hidden layers x 12 units x 8 steps; most must carry a visible eta^2 term.
+    // Exact up to rounding: the terms of Delta Q are |theta|^2-sized, so the
+    // error relative to the eta^2 signal itself is larger where the signal
+    // is small (down to ~1e-6 of |theta|^2 here).
+    assert!(e.vs_terms < 1e-14, "per-step law off by {}", e.vs_terms);
     assert!(
-        informative > 100,
-        "only {informative} informative unit-steps"
+        e.vs_signal < 1e-10,
+        "per-step law off by {} of the signal",
+        e.vs_signal
+    );
+    assert!(e.flow < 1e-14, "<theta, g> law off by {}", e.flow);
+    // 2 hidden layers x 12 units x 8 steps = 192; most carry a visible eta^2 term.
+    assert!(
+        e.informative > 100,
+        "only {} informative unit-steps",
+        e.informative
     );
 
     // Control: tanh has no rescale symmetry and the law fails.
-    let (worst, worst_flow, _) = rescale_law_errors(Activation::Tanh, 0.3, 8);
+    let e = rescale_law_errors(Activation::Tanh, 0.3, 8);
     assert!(
-        worst > 1e-2 && worst_flow > 1e-2,
-        "tanh: {worst} {worst_flow}"
+        e.vs_terms > 1e-4 && e.flow > 1e-2,
+        "tanh: {} {}",
+        e.vs_terms,
+        e.flow
     );
 }
