@@ -61,8 +61,10 @@ pub struct EosRow {
 /// [0, 1], one-hot targets), a depth-3 tanh MLP, MSE loss
 /// `0.5 ||f - y||^2`, full-batch GD, sharpness by warm-started Lanczos.
 pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
-    let mut cfg = Config::default();
-    cfg.name = Some(format!("eos lr={lr}"));
+    let mut cfg = Config {
+        name: Some(format!("eos lr={lr}")),
+        ..Config::default()
+    };
     cfg.model.width = opts.width;
     cfg.model.depth = 3;
     cfg.model.activation = "tanh".into();

@@ -17,8 +17,10 @@ use lmech::rng::Rng;
 use lmech::tape::Curvature;
 use lmech::{Cpu, Tensor};
 
+type Chunks = Vec<(Tensor<Cpu>, Tensor<Cpu>)>;
+
 /// A tanh MLP 5-16-12-3 (347 parameters) and 40 examples in 3 chunks.
-fn setup() -> (Mlp<Cpu>, Vec<(Tensor<Cpu>, Tensor<Cpu>)>) {
+fn setup() -> (Mlp<Cpu>, Chunks) {
     let be = Cpu::f64();
     let mut spec = MlpSpec::new(5, 16, 3, 3, Activation::Tanh);
     spec.sizes = vec![5, 16, 12, 3];
@@ -74,13 +76,11 @@ fn lanczos_matches_dense_eigendecomposition_of_the_hessian() {
         };
         let r = lanczos(n, &mut op, &opts).unwrap();
         assert!(r.converged, "{mode:?}: residuals {:?}", r.residuals);
-        for i in 0..4 {
-            let rel = (r.values[i] - exact[i]).abs() / exact[i].abs();
+        for (i, (got, want)) in r.values.iter().zip(&exact).enumerate() {
+            let rel = (got - want).abs() / want.abs();
             assert!(
                 rel < 1e-8,
-                "{mode:?} eigenvalue {i}: {} vs {} ({rel})",
-                r.values[i],
-                exact[i]
+                "{mode:?} eigenvalue {i}: {got} vs {want} ({rel})"
             );
         }
         // Power iteration finds the eigenvalue of largest magnitude.

@@ -185,8 +185,7 @@ fn refused(extra: &str, mentions: &[&str]) {
                 progress: false,
             },
         )
-        .err()
-        .expect("an impossible observer was accepted")
+        .expect_err("an impossible observer was accepted")
         .to_string(),
     };
     for m in mentions {

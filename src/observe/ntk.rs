@@ -49,7 +49,6 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Mlp<B>, x: &Tensor<B>) -> Resul
         ));
     }
     let n = x.shape().first().copied().unwrap_or(0);
-    let layers = model.spec.layers();
     let outputs = *model.spec.sizes.last().unwrap_or(&0);
     let mut tape = Tape::new(be.clone());
     let xv = tape.leaf(x.clone(), false);
@@ -69,7 +68,7 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Mlp<B>, x: &Tensor<B>) -> Resul
         }
         let grads = tape.backward(vars.output, be.from_f64(&[1, n, outputs], &seed)?)?;
         let mut theta = vec![0.0; n * n];
-        for l in 0..layers {
+        for (l, gram) in input_grams.iter().enumerate() {
             let d = grads
                 .get(vars.layer_products[l])
                 .ok_or_else(|| Error::msg("internal: no layer signal"))?;
@@ -80,7 +79,7 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Mlp<B>, x: &Tensor<B>) -> Resul
             } else {
                 0.0
             };
-            for ((t, &dv), &av) in theta.iter_mut().zip(&dd).zip(&input_grams[l]) {
+            for ((t, &dv), &av) in theta.iter_mut().zip(&dd).zip(gram) {
                 *t += dv * (m2 * av + mb2);
             }
         }
