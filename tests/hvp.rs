@@ -276,3 +276,63 @@ fn gauss_newton_is_symmetric_psd_and_equals_the_hessian_at_zero_residual() {
         assert!(max_rel_err(&hv, &gv) > 1e-3, "{act:?}");
     }
 }
+
+#[test]
+fn backward_with_tangents_also_gives_the_gradient_when_asked() {
+    let be = Cpu::f64();
+    let p = problem(
+        Activation::Silu,
+        Parametrization::Ntk,
+        LossKind::CrossEntropy,
+        21,
+    );
+    let (x, t) = p.whole[0].clone();
+    let run = |leaf_cotangents: bool| {
+        let mut tape = Tape::new(be.clone());
+        let xv = tape.leaf(x.clone(), false);
+        let pv: Vec<_> = p
+            .model
+            .params()
+            .iter()
+            .map(|q| {
+                let v = randn(&mut Rng::new(23), q.numel(), 1.0);
+                tape.leaf_with_tangent((*q).clone(), tensor(&be, q.shape(), &v), true)
+                    .unwrap()
+            })
+            .collect();
+        let vars = p.model.forward_with(&mut tape, xv, &pv).unwrap();
+        let l = tape
+            .apply(Box::new(LossHead::new(p.kind, t.clone())), &[vars.output])
+            .unwrap();
+        let plain = tape.backward(l, tensor(&be, &[1], &[1.0])).unwrap();
+        let (g, d) = tape
+            .backward_with_tangents(
+                l,
+                tensor(&be, &[1], &[1.0]),
+                None,
+                Curvature::Hessian,
+                leaf_cotangents,
+            )
+            .unwrap();
+        let want: Vec<Vec<f64>> = pv
+            .iter()
+            .map(|v| values(&be, plain.get(*v).unwrap()))
+            .collect();
+        let got: Vec<Option<Vec<f64>>> = pv
+            .iter()
+            .map(|v| g.get(*v).map(|t| values(&be, t)))
+            .collect();
+        let dots: Vec<Vec<f64>> = pv.iter().map(|v| values(&be, d.get(*v).unwrap())).collect();
+        (want, got, dots)
+    };
+    let (want, got, dots_with) = run(true);
+    for (w, g) in want.iter().zip(&got) {
+        assert!(max_rel_err(w, g.as_ref().unwrap()) < 1e-14);
+    }
+    let (_, got, dots_without) = run(false);
+    assert!(
+        got.iter().all(|g| g.is_none()),
+        "leaf gradients computed though not asked for"
+    );
+    assert_eq!(dots_with, dots_without);
+}

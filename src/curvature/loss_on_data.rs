@@ -142,7 +142,8 @@ impl<'a, B: Backend> LossOnData<'a, B> {
                 Box::new(LossHead::new(self.kind, t.clone())),
                 &[vars.output],
             )?;
-            let (_, mut dots) = tape.backward_with_tangents(l, self.weight(*rows)?, None, mode)?;
+            let (_, mut dots) =
+                tape.backward_with_tangents(l, self.weight(*rows)?, None, mode, false)?;
             let prods = pv
                 .iter()
                 .zip(&params)

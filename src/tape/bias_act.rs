@@ -131,7 +131,12 @@ impl<B: Backend> Op<B> for BiasAct<B> {
                 Some(t) => Some(self.bias_grad(be, t, args.inputs[1])?),
                 None => None,
             };
-            (Some(self.bias_grad(be, &g_pre, args.inputs[1])?), db_dot)
+            let db = if args.cotangent_needed[1] {
+                Some(self.bias_grad(be, &g_pre, args.inputs[1])?)
+            } else {
+                None
+            };
+            (db, db_dot)
         } else {
             (None, None)
         };

@@ -90,7 +90,11 @@ impl<B: Backend> Op<B> for Dense {
         if args.needs[0] {
             check_shared_input(x, g)?;
             // dx = m g W, so its tangent is m (g_dot W + g W_dot).
-            let dx = be.matmul(g, false, w, false, m)?;
+            let dx = if args.cotangent_needed[0] {
+                Some(be.matmul(g, false, w, false, m)?)
+            } else {
+                None
+            };
             let lin = match gd {
                 Some(gd) => Some(be.matmul(gd, false, w, false, m)?),
                 None => None,
@@ -99,13 +103,17 @@ impl<B: Backend> Op<B> for Dense {
                 (true, Some(wd)) => Some(be.matmul(g, false, wd, false, m)?),
                 _ => None,
             };
-            out.push((Some(dx), add(be, lin, second)?));
+            out.push((dx, add(be, lin, second)?));
         } else {
             out.push((None, None));
         }
         if args.needs[1] {
             // dW = m g^T x, so its tangent is m (g_dot^T x + g^T x_dot).
-            let dw = be.matmul(g, true, x, false, m)?;
+            let dw = if args.cotangent_needed[1] {
+                Some(be.matmul(g, true, x, false, m)?)
+            } else {
+                None
+            };
             let lin = match gd {
                 Some(gd) => Some(be.matmul(gd, true, x, false, m)?),
                 None => None,
@@ -114,7 +122,7 @@ impl<B: Backend> Op<B> for Dense {
                 (true, Some(xd)) => Some(be.matmul(g, true, xd, false, m)?),
                 _ => None,
             };
-            out.push((Some(dw), add(be, lin, second)?));
+            out.push((dw, add(be, lin, second)?));
         } else {
             out.push((None, None));
         }

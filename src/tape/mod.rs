@@ -198,12 +198,15 @@ impl<B: Backend> Tape<B> {
     /// the cotangents and their tangents: for a loss root seeded with ones,
     /// the parameters' entries of the second are H v (`Curvature::Hessian`)
     /// or G v (`Curvature::GaussNewton`) for the parameter tangents v.
+    /// Without `leaf_cotangents` the leaves' own cotangents (the gradient)
+    /// are skipped, which an HVP does not need.
     pub fn backward_with_tangents(
         &self,
         root: Var,
         seed: Tensor<B>,
         seed_dot: Option<Tensor<B>>,
         mode: Curvature,
+        leaf_cotangents: bool,
     ) -> Result<(Grads<B>, Grads<B>)> {
         if seed.shape() != self.nodes[root.0].value.shape() {
             return Err(Error::shape(format!(
@@ -238,6 +241,12 @@ impl<B: Backend> Tape<B> {
                 .iter()
                 .map(|v| self.nodes[v.0].requires_grad)
                 .collect();
+            let cotangent_needed: Vec<bool> = node
+                .inputs
+                .iter()
+                .zip(&needs)
+                .map(|(v, &need)| need && (leaf_cotangents || self.nodes[v.0].op.is_some()))
+                .collect();
             let args = TangentArgs {
                 inputs: &inputs,
                 tangents: &tangents,
@@ -245,6 +254,7 @@ impl<B: Backend> Tape<B> {
                 g_out,
                 g_out_dot: dots[i].as_ref(),
                 needs: &needs,
+                cotangent_needed: &cotangent_needed,
                 mode,
             };
             let pairs = op.vjp_tangent(&self.backend, &args)?;

@@ -29,6 +29,9 @@ pub struct TangentArgs<'a, B: Backend> {
     pub g_out: &'a Tensor<B>,
     pub g_out_dot: Option<&'a Tensor<B>>,
     pub needs: &'a [bool],
+    /// Whether each input's plain cotangent is wanted (an HVP needs only
+    /// the tangents at the parameters, so their gradients are skipped).
+    pub cotangent_needed: &'a [bool],
     pub mode: Curvature,
 }
 
