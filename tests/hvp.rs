@@ -336,3 +336,31 @@ fn backward_with_tangents_also_gives_the_gradient_when_asked() {
     );
     assert_eq!(dots_with, dots_without);
 }
+
+#[test]
+fn repeated_products_reuse_the_tape_and_agree_with_fresh_ones() {
+    let be = Cpu::f64();
+    for (act, kind) in [
+        (Activation::Tanh, LossKind::CrossEntropy),
+        (Activation::Gelu, LossKind::Mse),
+    ] {
+        let p = problem(act, Parametrization::Standard, kind, 31);
+        // One chunk: the second and later products use the kept tape.
+        let cached = LossOnData::new(&be, &p.model, kind, p.whole.clone()).unwrap();
+        let mut rng = Rng::new(32);
+        for mode in [
+            Curvature::Hessian,
+            Curvature::GaussNewton,
+            Curvature::Hessian,
+        ] {
+            let v = randn(&mut rng, cached.dim(), 1.0);
+            let fresh = LossOnData::new(&be, &p.model, kind, p.chunks.clone()).unwrap();
+            let err = max_rel_err(
+                &cached.product(&v, mode).unwrap(),
+                &fresh.product(&v, mode).unwrap(),
+            );
+            assert!(err < 1e-13, "{act:?} {mode:?}: {err}");
+        }
+        assert_eq!(cached.products(), 3);
+    }
+}

@@ -2,15 +2,29 @@
 //! its value, gradient, and Hessian- or Gauss-Newton-vector products. The
 //! loss over N examples is the chunk losses weighted by n_c / N, so each
 //! chunk's backward pass is seeded with that weight and the products add up.
+//!
+//! When the data fits in one chunk, the first product keeps its tape: the
+//! forward values and the backward pass's plain cotangents do not depend on
+//! the direction v, so later products at the same point recompute only the
+//! tangents (as PyHessian reuses its graph). The model is borrowed for the
+//! life of a `LossOnData`, so the point cannot move under the cache.
 
 use super::flat::{flatten, unflatten};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
 use crate::nn::mlp::Mlp;
-use crate::tape::{Curvature, LossHead, Tape};
+use crate::tape::{Curvature, Grads, LossHead, Tape, Var};
 use crate::tensor::Tensor;
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+
+/// A one-chunk tape kept between products at the same point.
+struct Cached<B: Backend> {
+    tape: Tape<B>,
+    params: Vec<Var>,
+    loss: Var,
+    grads: Grads<B>,
+}
 
 pub struct LossOnData<'a, B: Backend> {
     be: B,
@@ -20,6 +34,7 @@ pub struct LossOnData<'a, B: Backend> {
     chunks: Vec<(Tensor<B>, Tensor<B>, usize)>,
     total: usize,
     products: Cell<usize>,
+    cache: RefCell<Option<Cached<B>>>,
 }
 
 impl<'a, B: Backend> LossOnData<'a, B> {
@@ -55,6 +70,7 @@ impl<'a, B: Backend> LossOnData<'a, B> {
             chunks,
             total,
             products: Cell::new(0),
+            cache: RefCell::new(None),
         })
     }
 
@@ -128,34 +144,76 @@ impl<'a, B: Backend> LossOnData<'a, B> {
                 params.len()
             )));
         }
+        self.products.set(self.products.get() + 1);
+        if self.chunks.len() == 1 {
+            return self.cached_product(v, mode);
+        }
         let mut acc: Option<Vec<Tensor<B>>> = None;
         for (x, t, rows) in &self.chunks {
-            let mut tape = Tape::new(self.be.clone());
-            let xv = tape.leaf(x.clone(), false);
-            let pv = params
-                .iter()
-                .zip(v)
-                .map(|(p, d)| tape.leaf_with_tangent((*p).clone(), d.clone(), true))
-                .collect::<Result<Vec<_>>>()?;
-            let vars = self.model.forward_with(&mut tape, xv, &pv)?;
-            let l = tape.apply(
-                Box::new(LossHead::new(self.kind, t.clone())),
-                &[vars.output],
-            )?;
-            let (_, mut dots) =
+            let (tape, pv, l) = self.record(x, t, v)?;
+            let (_, dots) =
                 tape.backward_with_tangents(l, self.weight(*rows)?, None, mode, false)?;
-            let prods = pv
-                .iter()
-                .zip(&params)
-                .map(|(var, p)| match dots.take(*var) {
-                    Some(d) => Ok(d),
-                    None => self.be.zeros(p.shape()),
-                })
-                .collect::<Result<Vec<_>>>()?;
-            acc = Some(self.accumulate(acc, prods)?);
+            acc = Some(self.accumulate(acc, self.collect(&dots, &pv)?)?);
         }
-        self.products.set(self.products.get() + 1);
         acc.ok_or_else(|| Error::msg("curvature needs at least one chunk"))
+    }
+
+    /// Forward pass of one chunk with the parameters carrying tangents `v`.
+    fn record(
+        &self,
+        x: &Tensor<B>,
+        t: &Tensor<B>,
+        v: &[Tensor<B>],
+    ) -> Result<(Tape<B>, Vec<Var>, Var)> {
+        let mut tape = Tape::new(self.be.clone());
+        let xv = tape.leaf(x.clone(), false);
+        let pv = self
+            .model
+            .params()
+            .iter()
+            .zip(v)
+            .map(|(p, d)| tape.leaf_with_tangent((*p).clone(), d.clone(), true))
+            .collect::<Result<Vec<_>>>()?;
+        let vars = self.model.forward_with(&mut tape, xv, &pv)?;
+        let l = tape.apply(
+            Box::new(LossHead::new(self.kind, t.clone())),
+            &[vars.output],
+        )?;
+        Ok((tape, pv, l))
+    }
+
+    /// The parameters' cotangent tangents (zero where a parameter got none).
+    fn collect(&self, dots: &Grads<B>, pv: &[Var]) -> Result<Vec<Tensor<B>>> {
+        pv.iter()
+            .zip(self.model.params())
+            .map(|(var, p)| match dots.get(*var) {
+                Some(d) => Ok(d.clone()),
+                None => self.be.zeros(p.shape()),
+            })
+            .collect()
+    }
+
+    fn cached_product(&self, v: &[Tensor<B>], mode: Curvature) -> Result<Vec<Tensor<B>>> {
+        let mut cache = self.cache.borrow_mut();
+        if let Some(c) = cache.as_mut() {
+            let leaves: Vec<(Var, Tensor<B>)> =
+                c.params.iter().copied().zip(v.iter().cloned()).collect();
+            c.tape.retangent(&leaves)?;
+            let dots = c.tape.tangent_backward(c.loss, &c.grads, mode)?;
+            return self.collect(&dots, &c.params);
+        }
+        let (x, t, rows) = &self.chunks[0];
+        let (tape, params, loss) = self.record(x, t, v)?;
+        let grads = tape.backward(loss, self.weight(*rows)?)?;
+        let dots = tape.tangent_backward(loss, &grads, mode)?;
+        let out = self.collect(&dots, &params)?;
+        *cache = Some(Cached {
+            tape,
+            params,
+            loss,
+            grads,
+        });
+        Ok(out)
     }
 
     /// `H v` or `G v` for a flat host vector `v`.

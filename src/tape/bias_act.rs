@@ -109,13 +109,14 @@ impl<B: Backend> Op<B> for BiasAct<B> {
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
         let pre = self.pre()?;
         let (post, g) = (args.output, args.g_out);
-        let g_pre = be.act_backward(pre, post, g, self.activation)?;
+        let bias_wanted = args.inputs.len() == 2 && args.cotangent_needed[1];
+        let g_pre = if args.cotangent_needed[0] || bias_wanted {
+            Some(be.act_backward(pre, post, g, self.activation)?)
+        } else {
+            None
+        };
         // Tangent of g * act'(pre): g_dot * act'(pre) always, plus
         // g * act''(pre) * pre_dot for the Hessian.
-        let linear = match args.g_out_dot {
-            Some(gd) => Some(be.act_backward(pre, post, gd, self.activation)?),
-            None => None,
-        };
         let g_pre_dot = match (args.mode, &self.pre_dot) {
             (Curvature::Hessian, Some(pd)) => {
                 let gd = match args.g_out_dot {
@@ -124,24 +125,26 @@ impl<B: Backend> Op<B> for BiasAct<B> {
                 };
                 Some(be.act_backward_tangent(pre, post, g, &gd, pd, self.activation)?)
             }
-            _ => linear,
+            _ => match args.g_out_dot {
+                Some(gd) => Some(be.act_backward(pre, post, gd, self.activation)?),
+                None => None,
+            },
         };
         let bias = if args.inputs.len() == 2 && args.needs[1] {
             let db_dot = match &g_pre_dot {
                 Some(t) => Some(self.bias_grad(be, t, args.inputs[1])?),
                 None => None,
             };
-            let db = if args.cotangent_needed[1] {
-                Some(self.bias_grad(be, &g_pre, args.inputs[1])?)
-            } else {
-                None
+            let db = match (&g_pre, bias_wanted) {
+                (Some(gp), true) => Some(self.bias_grad(be, gp, args.inputs[1])?),
+                _ => None,
             };
             (db, db_dot)
         } else {
             (None, None)
         };
         let mut out = vec![if args.needs[0] {
-            (Some(g_pre), g_pre_dot)
+            (g_pre.filter(|_| args.cotangent_needed[0]), g_pre_dot)
         } else {
             (None, None)
         }];

@@ -208,6 +208,70 @@ impl<B: Backend> Tape<B> {
         mode: Curvature,
         leaf_cotangents: bool,
     ) -> Result<(Grads<B>, Grads<B>)> {
+        self.check_seed(root, &seed)?;
+        let n = self.nodes.len();
+        let mut grads: Vec<Option<Tensor<B>>> = (0..n).map(|_| None).collect();
+        grads[root.0] = Some(seed);
+        let dots = self.reverse_tangents(
+            root,
+            seed_dot,
+            mode,
+            Cotangents::Compute(&mut grads, leaf_cotangents),
+        )?;
+        Ok((Grads { grads }, dots))
+    }
+
+    /// Set new tangents on leaves and recompute every op's output tangent,
+    /// reusing the recorded values: the forward half of another
+    /// Hessian-vector product at the same point.
+    pub fn retangent(&mut self, leaves: &[(Var, Tensor<B>)]) -> Result<()> {
+        for (v, t) in leaves {
+            let node = &mut self.nodes[v.0];
+            if node.op.is_some() || t.shape() != node.value.shape() {
+                return Err(Error::shape(format!(
+                    "retangent: {:?} is not a leaf of shape {:?}",
+                    v,
+                    t.shape()
+                )));
+            }
+            node.tangent = Some(t.clone());
+        }
+        for i in 0..self.nodes.len() {
+            let Some(mut op) = self.nodes[i].op.take() else {
+                continue;
+            };
+            let (earlier, _) = self.nodes.split_at(i);
+            let inputs = &self.nodes[i].inputs;
+            let values: Vec<&Tensor<B>> = inputs.iter().map(|v| &earlier[v.0].value).collect();
+            let tangents: Vec<Option<&Tensor<B>>> = inputs
+                .iter()
+                .map(|v| earlier[v.0].tangent.as_ref())
+                .collect();
+            let tangent = if tangents.iter().any(|t| t.is_some()) {
+                op.jvp(&self.backend, &values, &tangents, &self.nodes[i].value)
+            } else {
+                Ok(None)
+            };
+            self.nodes[i].op = Some(op);
+            self.nodes[i].tangent = tangent?;
+        }
+        Ok(())
+    }
+
+    /// The tangents of the cotangents only, given the cotangents of an
+    /// earlier `backward` from the same root at the same point: the reverse
+    /// half of another Hessian-vector product, which needs no plain
+    /// cotangent recomputed.
+    pub fn tangent_backward(
+        &self,
+        root: Var,
+        cached: &Grads<B>,
+        mode: Curvature,
+    ) -> Result<Grads<B>> {
+        self.reverse_tangents(root, None, mode, Cotangents::Cached(cached))
+    }
+
+    fn check_seed(&self, root: Var, seed: &Tensor<B>) -> Result<()> {
         if seed.shape() != self.nodes[root.0].value.shape() {
             return Err(Error::shape(format!(
                 "backward seed {:?} for a value of shape {:?}",
@@ -215,10 +279,18 @@ impl<B: Backend> Tape<B> {
                 self.nodes[root.0].value.shape()
             )));
         }
+        Ok(())
+    }
+
+    fn reverse_tangents(
+        &self,
+        root: Var,
+        seed_dot: Option<Tensor<B>>,
+        mode: Curvature,
+        mut cot: Cotangents<'_, B>,
+    ) -> Result<Grads<B>> {
         let n = self.nodes.len();
-        let mut grads: Vec<Option<Tensor<B>>> = (0..n).map(|_| None).collect();
         let mut dots: Vec<Option<Tensor<B>>> = (0..n).map(|_| None).collect();
-        grads[root.0] = Some(seed);
         dots[root.0] = seed_dot;
         for i in (0..=root.0).rev() {
             let node = &self.nodes[i];
@@ -226,9 +298,11 @@ impl<B: Backend> Tape<B> {
             if !node.requires_grad {
                 continue;
             }
-            let Some(g_out) = grads[i].as_ref() else {
-                continue;
+            let g_out = match &cot {
+                Cotangents::Compute(grads, _) => grads[i].clone(),
+                Cotangents::Cached(c) => c.get(Var(i)).cloned(),
             };
+            let Some(g_out) = g_out else { continue };
             let inputs: Vec<&Tensor<B>> =
                 node.inputs.iter().map(|v| &self.nodes[v.0].value).collect();
             let tangents: Vec<Option<&Tensor<B>>> = node
@@ -245,13 +319,18 @@ impl<B: Backend> Tape<B> {
                 .inputs
                 .iter()
                 .zip(&needs)
-                .map(|(v, &need)| need && (leaf_cotangents || self.nodes[v.0].op.is_some()))
+                .map(|(v, &need)| match &cot {
+                    Cotangents::Compute(_, leaves) => {
+                        need && (*leaves || self.nodes[v.0].op.is_some())
+                    }
+                    Cotangents::Cached(_) => false,
+                })
                 .collect();
             let args = TangentArgs {
                 inputs: &inputs,
                 tangents: &tangents,
                 output: &node.value,
-                g_out,
+                g_out: &g_out,
                 g_out_dot: dots[i].as_ref(),
                 needs: &needs,
                 cotangent_needed: &cotangent_needed,
@@ -262,16 +341,34 @@ impl<B: Backend> Tape<B> {
                 if !need {
                     continue;
                 }
-                for (slot, value) in [(&mut grads[input.0], c), (&mut dots[input.0], cd)] {
-                    let Some(value) = value else { continue };
-                    match slot.as_mut() {
-                        Some(acc) => self.backend.axpy(acc, 1.0, &value)?,
-                        None => *slot = Some(value),
-                    }
+                if let (Cotangents::Compute(grads, _), Some(c)) = (&mut cot, c) {
+                    accumulate(&self.backend, &mut grads[input.0], c)?;
+                }
+                if let Some(cd) = cd {
+                    accumulate(&self.backend, &mut dots[input.0], cd)?;
                 }
             }
         }
-        Ok((Grads { grads }, Grads { grads: dots }))
+        Ok(Grads { grads: dots })
+    }
+}
+
+/// Where the reverse-tangent pass gets each output's plain cotangent.
+enum Cotangents<'a, B: Backend> {
+    /// Computed in the same pass (and kept for the leaves when the flag is
+    /// set).
+    Compute(&'a mut Vec<Option<Tensor<B>>>, bool),
+    /// From an earlier backward pass at the same point.
+    Cached(&'a Grads<B>),
+}
+
+fn accumulate<B: Backend>(be: &B, slot: &mut Option<Tensor<B>>, value: Tensor<B>) -> Result<()> {
+    match slot.as_mut() {
+        Some(acc) => be.axpy(acc, 1.0, &value),
+        None => {
+            *slot = Some(value);
+            Ok(())
+        }
     }
 }
 

@@ -172,13 +172,30 @@ pub fn act_backward_tangent<T: Elem>(
     );
     let n = *shape.last().unwrap_or(&1);
     let mut out = vec![T::ZERO; xv.len()];
-    for_rows(&mut out, n, |r, row| {
-        for (j, d) in row.iter_mut().enumerate() {
-            let i = r * n + j;
-            let (x, y) = (xv[i], yv[i]);
-            *d = gdv[i] * act.deriv_with_output(x, y) + gv[i] * act.second_deriv(x, y) * xdv[i];
-        }
-    });
+    // One loop per activation (the match outside), over row slices, so each
+    // arm vectorizes.
+    macro_rules! each {
+        ($a:expr) => {
+            for_rows(&mut out, n, |r, row| {
+                let span = r * n..(r + 1) * n;
+                let (x, y, g) = (&xv[span.clone()], &yv[span.clone()], &gv[span.clone()]);
+                let (gd, xd) = (&gdv[span.clone()], &xdv[span]);
+                for j in 0..row.len() {
+                    row[j] = gd[j] * $a.deriv_with_output(x[j], y[j])
+                        + g[j] * $a.second_deriv(x[j], y[j]) * xd[j];
+                }
+            })
+        };
+    }
+    match act {
+        Activation::Identity => out.copy_from_slice(gdv),
+        Activation::Relu => each!(Activation::Relu),
+        Activation::Tanh => each!(Activation::Tanh),
+        Activation::Gelu => each!(Activation::Gelu),
+        Activation::Silu => each!(Activation::Silu),
+        Activation::Elu => each!(Activation::Elu),
+        Activation::Softplus => each!(Activation::Softplus),
+    }
     Ok(Tensor::from_parts(shape.to_vec(), T::wrap(out)))
 }
 
