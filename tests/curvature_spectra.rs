@@ -8,7 +8,7 @@ mod common;
 use common::{randn, tensor};
 use lmech::curvature::LossOnData;
 use lmech::linalg::{
-    hutchinson_trace, lanczos, power_iteration, sym_eigen, LanczosOptions, PowerOptions,
+    hutchinson_trace, lanczos, power_iteration, sym_eigen, Accuracy, LanczosOptions, PowerOptions,
 };
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
@@ -73,6 +73,7 @@ fn lanczos_matches_dense_eigendecomposition_of_the_hessian() {
             tol: 1e-10,
             seed: 1,
             start: None,
+            accuracy: Accuracy::Residual,
         };
         let r = lanczos(n, &mut op, &opts).unwrap();
         assert!(r.converged, "{mode:?}: residuals {:?}", r.residuals);
@@ -139,9 +140,48 @@ fn unconverged_lanczos_reports_its_residual() {
         tol: 1e-12,
         seed: 1,
         start: None,
+        accuracy: Accuracy::Residual,
     };
     let r = lanczos(lod.dim(), &mut op, &opts).unwrap();
     assert!(!r.converged);
     assert!(r.residuals.iter().any(|&x| x > 1e-12), "{:?}", r.residuals);
     assert_eq!(r.matvecs, 4);
+}
+
+#[test]
+fn eigenvalue_accuracy_stops_earlier_and_still_meets_its_tolerance() {
+    let be = Cpu::f64();
+    let (model, chunks) = setup();
+    let lod = LossOnData::new(&be, &model, LossKind::CrossEntropy, chunks).unwrap();
+    let n = lod.dim();
+    let exact = sym_eigen(&dense(&lod, Curvature::Hessian), n)
+        .unwrap()
+        .values[0];
+    let run = |accuracy| {
+        let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
+        let opts = LanczosOptions {
+            k: 1,
+            max_iter: 200,
+            tol: 1e-6,
+            seed: 3,
+            start: None,
+            accuracy,
+        };
+        lanczos(n, &mut op, &opts).unwrap()
+    };
+    let by_value = run(Accuracy::Eigenvalue);
+    let by_residual = run(Accuracy::Residual);
+    assert!(by_value.converged && by_residual.converged);
+    assert!(
+        (by_value.values[0] - exact).abs() <= 1e-6 * exact.abs(),
+        "{} vs {exact}",
+        by_value.values[0]
+    );
+    assert!(by_value.value_errors[0] <= 1e-6);
+    assert!(
+        by_value.matvecs < by_residual.matvecs,
+        "{} vs {}",
+        by_value.matvecs,
+        by_residual.matvecs
+    );
 }

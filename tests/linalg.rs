@@ -5,7 +5,8 @@
 
 use lmech::error::Result;
 use lmech::linalg::{
-    hutchinson_trace, lanczos, power_iteration, slq, sym_eigen, LanczosOptions, PowerOptions,
+    hutchinson_trace, lanczos, power_iteration, slq, sym_eigen, Accuracy, LanczosOptions,
+    PowerOptions,
 };
 use lmech::rng::Rng;
 
@@ -213,6 +214,7 @@ fn lanczos_finds_the_algebraically_largest_of_an_indefinite_spectrum() {
         tol,
         seed: 1,
         start: None,
+        accuracy: Accuracy::Residual,
     };
     let result = lanczos(n, &mut operator(&a, &mut calls), &opts).unwrap();
     eprintln!(
@@ -258,6 +260,7 @@ fn lanczos_warm_start_from_the_top_eigenvector_converges_at_once() {
         tol: 1e-10,
         seed: 2,
         start: None,
+        accuracy: Accuracy::Residual,
     };
     let mut cold_calls = 0;
     let cold = lanczos(n, &mut operator(&a, &mut cold_calls), &opts).unwrap();
@@ -287,6 +290,7 @@ fn lanczos_continues_past_an_exact_invariant_subspace() {
         tol: 1e-10,
         seed: 4,
         start: Some(q[2].clone()),
+        accuracy: Accuracy::Residual,
     };
     let mut calls = 0;
     let result = lanczos(n, &mut operator(&a, &mut calls), &opts).unwrap();
@@ -311,6 +315,7 @@ fn lanczos_reports_non_convergence_with_honest_residuals() {
         tol,
         seed: 3,
         start: None,
+        accuracy: Accuracy::Residual,
     };
     let mut calls = 0;
     let result = lanczos(n, &mut operator(&a, &mut calls), &opts).unwrap();
@@ -355,6 +360,7 @@ fn lanczos_terminates_exactly_when_n_is_small() {
         tol: 0.0,
         seed: 5,
         start: None,
+        accuracy: Accuracy::Residual,
     };
     let mut calls = 0;
     let result = lanczos(n, &mut operator(&a, &mut calls), &opts).unwrap();
@@ -379,6 +385,7 @@ fn lanczos_errors_name_the_problem() {
         tol: 1e-8,
         seed: 0,
         start: None,
+        accuracy: Accuracy::Residual,
     };
     let err = lanczos(10, &mut operator(&a, &mut calls), &opts)
         .unwrap_err()

@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::curvature::{flatten, LossOnData};
 use crate::data::{Dataset, Targets};
 use crate::error::{Error, Result};
-use crate::linalg::{self, LanczosOptions, PowerOptions};
+use crate::linalg::{self, Accuracy, LanczosOptions, PowerOptions};
 use crate::nn::loss::LossKind;
 use crate::nn::mlp::Mlp;
 use crate::run::{write_atomic, Record};
@@ -303,7 +303,7 @@ impl<B: Backend> Observers<B> {
             &mut self.warm_gn
         };
         let start = if s.warm_start { warm.clone() } else { None };
-        let (values, residual, converged, top) = if s.method == "power" {
+        let (values, residual, error, converged, top) = if s.method == "power" {
             let opts = PowerOptions {
                 max_iter: s.max_iter,
                 tol: s.tol,
@@ -311,7 +311,7 @@ impl<B: Backend> Observers<B> {
                 start,
             };
             let r = linalg::power_iteration(lod.dim(), &mut op, &opts)?;
-            (vec![r.value], r.residual, r.converged, r.vector)
+            (vec![r.value], r.residual, None, r.converged, r.vector)
         } else {
             let opts = LanczosOptions {
                 k: s.k,
@@ -319,11 +319,13 @@ impl<B: Backend> Observers<B> {
                 tol: s.tol,
                 seed: self.seed,
                 start,
+                accuracy: Accuracy::Eigenvalue,
             };
             let r = linalg::lanczos(lod.dim(), &mut op, &opts)?;
             let worst = r.residuals.iter().cloned().fold(0.0, f64::max);
+            let error = r.value_errors.iter().cloned().fold(0.0, f64::max);
             let top = r.vectors.into_iter().next().unwrap_or_default();
-            (r.values, worst, r.converged, top)
+            (r.values, worst, Some(error), r.converged, top)
         };
         *warm = Some(top);
         rec.set(name, values[0]);
@@ -338,6 +340,9 @@ impl<B: Backend> Observers<B> {
             }
         }
         rec.set(format!("{name}_residual"), residual);
+        if let Some(e) = error {
+            rec.set(format!("{name}_error_bound"), e);
+        }
         rec.set(format!("{name}_converged"), converged as u64);
         rec.set(format!("{name}_hvps"), lod.products() as u64);
         rec.set(format!("{name}_seconds"), started.elapsed().as_secs_f64());
@@ -386,6 +391,7 @@ fn top_of_dense(a: &[f64], n: usize, k: usize, seed: u64) -> Result<Vec<f64>> {
         tol: 1e-8,
         seed,
         start: None,
+        accuracy: Accuracy::Eigenvalue,
     };
     Ok(linalg::lanczos(n, &mut op, &opts)?.values)
 }
