@@ -221,6 +221,16 @@ fn curvature(c: &mut Criterion) {
             .product_tensors(&s.v, Curvature::Hessian)
             .unwrap()
     });
+    {
+        // Repeated products at one point, as in a Lanczos or power loop: the
+        // forward values and the gradient's signals are reused.
+        let s = big();
+        let lod = loss_on_data(s);
+        lod.product_tensors(&s.v, Curvature::Hessian).unwrap();
+        g.bench_function("hvp_tensors_warm_b1000", |b| {
+            b.iter(|| black_box(lod.product_tensors(&s.v, Curvature::Hessian).unwrap()))
+        });
+    }
     bench(&mut g, "hvp_host_vector_b1000", big, |s| {
         loss_on_data(s)
             .product(&s.v_host, Curvature::Hessian)

@@ -204,8 +204,10 @@ impl<'a, B: Backend> LossOnData<'a, B> {
         }
         let (x, t, rows) = &self.chunks[0];
         let (tape, params, loss) = self.record(x, t, v)?;
-        let grads = tape.backward(loss, self.weight(*rows)?)?;
-        let dots = tape.tangent_backward(loss, &grads, mode)?;
+        // One pass gives this product and the cotangents later ones reuse
+        // (the parameters' own gradients are not needed and are skipped).
+        let (grads, dots) =
+            tape.backward_with_tangents(loss, self.weight(*rows)?, None, mode, false)?;
         let out = self.collect(&dots, &params)?;
         *cache = Some(Cached {
             tape,
