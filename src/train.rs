@@ -14,7 +14,7 @@ use crate::nn::mlp::{Mlp, MlpSpec};
 use crate::observe::Observers;
 use crate::optim::Optimizer;
 use crate::rng::Rng;
-use crate::run::{self, MetricsLog, NamedTensor, Progress, Record, Status, Summary, TensorData};
+use crate::run::{self, MetricsLog, Progress, Record, Status, Summary};
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -214,58 +214,6 @@ fn hyperparams(cfg: &Config) -> serde_json::Map<String, serde_json::Value> {
     h
 }
 
-/// The safetensors tensors and metadata of a model: each dense layer as
-/// `layers.{i}.weight` `[out, in]` and `layers.{i}.bias` `[out]` (with a
-/// leading E when the ensemble has more than one member), plus what PyTorch
-/// needs to rebuild the function: `z = multiplier * h W^T + bias_multiplier * b`.
-pub fn checkpoint_contents<B: Backend>(
-    be: &B,
-    model: &Mlp<B>,
-    config_toml: &str,
-) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-    let mut tensors = Vec::new();
-    for (name, p) in model.param_names().into_iter().zip(model.params()) {
-        let mut shape = p.shape().to_vec();
-        if model.ensemble == 1 {
-            shape.remove(0);
-        }
-        let values = be.to_f64(p)?;
-        let data = match be.dtype() {
-            crate::backend::DType::F32 => {
-                TensorData::F32(values.iter().map(|&v| v as f32).collect())
-            }
-            crate::backend::DType::F64 => TensorData::F64(values),
-        };
-        tensors.push(NamedTensor { name, shape, data });
-    }
-    let json = |v: Vec<f64>| serde_json::to_string(&v).unwrap_or_default();
-    let mut meta = BTreeMap::new();
-    meta.insert("format".into(), "pt".into());
-    meta.insert("lmech_version".into(), env!("CARGO_PKG_VERSION").into());
-    meta.insert("architecture".into(), "mlp".into());
-    meta.insert(
-        "layer_sizes".into(),
-        serde_json::to_string(&model.spec.sizes).unwrap_or_default(),
-    );
-    meta.insert("activation".into(), model.spec.activation.name().into());
-    meta.insert("bias".into(), model.spec.bias.to_string());
-    meta.insert(
-        "parametrization".into(),
-        model.spec.parametrization.name().into(),
-    );
-    meta.insert(
-        "multipliers".into(),
-        json(model.scales.iter().map(|s| s.multiplier).collect()),
-    );
-    meta.insert(
-        "bias_multipliers".into(),
-        json(model.scales.iter().map(|s| s.bias_multiplier).collect()),
-    );
-    meta.insert("ensemble".into(), model.ensemble.to_string());
-    meta.insert("config".into(), config_toml.into());
-    Ok((tensors, meta))
-}
-
 fn train_on<B: Backend>(
     be: B,
     cfg: &Config,
@@ -438,7 +386,8 @@ fn train_on<B: Backend>(
     log.write_csv()?;
     run::plot_loss(&dir, &log)?;
     if cfg.train.checkpoint && matches!(status, Status::Finished) {
-        let (tensors, meta) = checkpoint_contents(&be, &model, &config_toml)?;
+        let (tensors, meta) =
+            crate::nn::checkpoint::checkpoint_contents(&be, &model, &config_toml)?;
         run::save_checkpoint(&dir.join("model.safetensors"), &tensors, &meta)?;
     }
     let summary = Summary {

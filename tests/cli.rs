@@ -1087,3 +1087,33 @@ fn devices_lists_the_cpu() {
         text(&res.stdout)
     );
 }
+
+#[test]
+fn a_checkpoint_loads_back_into_the_same_model() {
+    let dir = temp_dir("reload");
+    let out = dir.join("run");
+    let res = train(
+        &example("mup_adam.toml"),
+        &out,
+        &["train.steps=30", "dtype=\"f64\""],
+    );
+    assert_success(&res);
+    let be = lmech::Cpu::f64();
+    let model: lmech::nn::mlp::Mlp<lmech::Cpu> =
+        lmech::nn::checkpoint::load_mlp(&be, &out.join("model.safetensors")).unwrap();
+    let (tensors, _) = load_checkpoint(&out.join("model.safetensors")).unwrap();
+    for (name, p) in model.param_names().iter().zip(model.params()) {
+        let t = tensors.iter().find(|t| &t.name == name).unwrap();
+        let want = match &t.data {
+            TensorData::F64(v) => v.clone(),
+            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+        };
+        assert_eq!(lmech::Backend::to_f64(&be, p).unwrap(), want, "{name}");
+    }
+    assert_eq!(model.spec.parametrization.name(), "mup");
+    let err = match lmech::nn::checkpoint::load_mlp(&be, &out.join("summary.json")) {
+        Ok(_) => panic!("summary.json loaded as a checkpoint"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("summary.json"), "{err}");
+}

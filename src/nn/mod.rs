@@ -2,6 +2,7 @@
 //! the MLP.
 
 pub mod activation;
+pub mod checkpoint;
 pub mod loss;
 pub mod mlp;
 pub mod parametrization;
