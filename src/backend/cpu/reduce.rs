@@ -40,7 +40,9 @@ pub fn sum_rows<T: Elem>(x: &Tensor<Cpu>, alpha: f64) -> Result<Tensor<Cpu>> {
     Ok(Tensor::from_parts(shape, T::wrap(out)))
 }
 
-pub fn sum_sq<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
+/// `f` applied to each ensemble member's slice of `x` (`[E, ...]`; a rank-1
+/// tensor is one member).
+fn per_member<T: Elem>(x: &Tensor<Cpu>, f: impl Fn(&[T]) -> f64) -> Result<Vec<f64>> {
     let xv = T::view(x.storage())?;
     let e = if x.shape().len() >= 2 {
         x.shape()[0]
@@ -48,14 +50,11 @@ pub fn sum_sq<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
         1
     };
     let per = xv.len().checked_div(e).unwrap_or(0);
-    Ok((0..e)
-        .map(|m| {
-            xv[m * per..(m + 1) * per]
-                .iter()
-                .map(|&v| v.to_f64() * v.to_f64())
-                .sum()
-        })
-        .collect())
+    Ok((0..e).map(|m| f(&xv[m * per..(m + 1) * per])).collect())
+}
+
+pub fn sum_sq<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
+    per_member::<T>(x, |s| s.iter().map(|&v| v.to_f64() * v.to_f64()).sum())
 }
 
 pub fn count_correct<T: Elem>(f: &Tensor<Cpu>, labels: &Tensor<Cpu>) -> Result<Vec<f64>> {
@@ -141,19 +140,5 @@ pub fn row_sq_norms<T: Elem>(x: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
 }
 
 pub fn sum_abs<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
-    let xv = T::view(x.storage())?;
-    let e = if x.shape().len() >= 2 {
-        x.shape()[0]
-    } else {
-        1
-    };
-    let per = xv.len().checked_div(e).unwrap_or(0);
-    Ok((0..e)
-        .map(|m| {
-            xv[m * per..(m + 1) * per]
-                .iter()
-                .map(|&v| v.to_f64().abs())
-                .sum()
-        })
-        .collect())
+    per_member::<T>(x, |s| s.iter().map(|&v| v.to_f64().abs()).sum())
 }
