@@ -1,0 +1,418 @@
+"""Reference values for lmech's numerical-parity tests, computed in PyTorch.
+
+Given an lmech run directory (or a `model.safetensors` checkpoint), this
+rebuilds the model with `lmech_checkpoint.load_mlp`, picks a small batch of
+data, and computes in float64:
+
+- the training loss on the batch and its gradient, flattened in lmech's
+  parameter order (`layers.0.weight` row-major `[out, in]`, `layers.0.bias`,
+  `layers.1.weight`, ...);
+- the Hessian-vector product along a fixed direction v, both by forward-over-
+  reverse (`torch.func.jvp` of `torch.func.grad`) and by double backward (the
+  two must agree to 1e-12), and the Gauss-Newton-vector product
+  `J^T H_loss J v` (jvp of the outputs, Hessian of the loss in the outputs,
+  vjp back);
+- the top-k Hessian eigenvalues from the dense Hessian
+  (`torch.autograd.functional.hessian` on the flat parameter vector +
+  `torch.linalg.eigvalsh`) and from scipy's `eigsh` (ARPACK) on HVPs, the
+  way the edge-of-stability literature measures sharpness (they must agree
+  to 1e-8);
+- the exact Hessian trace (dense) and Hutchinson's estimate with stored
+  Rademacher probes;
+- per-example gradient squared norms (`vmap(grad)`; each example's own loss,
+  not the batch mean);
+- the empirical NTK Gram matrices per output and their trace over outputs
+  (`jacrev`);
+- a short full-batch gradient-descent run from the checkpoint's weights with
+  `torch.optim.SGD` (no momentum), each parameter's learning rate being the
+  base lr times the parametrization's SGD learning-rate scale (recomputed
+  here from lmech's table): the loss before every update and after the last
+  one, and the final flat parameters.
+
+It writes one JSON fixture holding the inputs it used (x, targets, v, the
+probes) and every reference value, for `tests/pytorch_parity.rs`.
+
+Data (`--data`):
+
+- `config` (the default when the run's `data.source` is `digits`): the
+  bundled digits processed as lmech does for this config: first `n_train`
+  rows, times `scale`, labels (xent) or one-hot targets (`one_hot`); the
+  batch is the first `--n` of those rows, so it is a subset of what the run
+  trained on. Preprocessing this script does not replicate (`shuffle`,
+  `standardize`, `test_fraction`) and other sources are refused.
+- `random` (the default for every other source): x ~ N(0, 1) with the
+  checkpoint's input dimension, and targets consistent with the loss (labels
+  uniform over the outputs for `xent`, N(0, 1) values otherwise), drawn from
+  `--seed`. Parity is a property of the function, not of the data.
+
+Inputs drawn here (random x and targets, v) are rounded to 6 decimals before
+use, so that the fixture stores them exactly and compactly; probes are
+stored as strings of '+' and '-'.
+
+    python bench/pytorch/parity.py runs/digits_gd --out parity.json [--n 16] [--seed 0]
+
+Requires torch, numpy, safetensors and scipy (bench/pytorch/requirements.txt).
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+import tomllib
+import warnings
+
+import numpy as np
+import scipy
+import scipy.sparse.linalg
+import torch
+from safetensors import safe_open
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from lmech_checkpoint import load_mlp  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DIGITS_DIR = os.path.join(HERE, "..", "..", "data", "digits")
+DTYPE = torch.float64
+# torch.func's forward-mode decompositions still go through torch.jit.script
+# internally in torch 2.15 and warn about it on first use; nothing to act on.
+warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated")
+
+
+def fail(msg):
+    print(f"parity.py: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def rel(a, b):
+    """max |a - b| / max(|a|, |b|): the measure the Rust test uses."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0), 1e-300)
+    return float(np.abs(a - b).max(initial=0.0) / scale)
+
+
+# --------------------------------------------------------------------------
+# checkpoint and config
+
+
+def resolve(path):
+    """(checkpoint path, config dict, metadata) from a run dir or a checkpoint."""
+    if os.path.isdir(path):
+        ckpt = os.path.join(path, "model.safetensors")
+        if not os.path.exists(ckpt):
+            fail(f"{path} has no model.safetensors (a diverged or unfinished run?)")
+    else:
+        ckpt = path
+    with safe_open(ckpt, framework="pt") as f:
+        meta = f.metadata() or {}
+    cfg_path = os.path.join(path, "config.toml") if os.path.isdir(path) else None
+    if cfg_path and os.path.exists(cfg_path):
+        with open(cfg_path, "rb") as f:
+            cfg = tomllib.load(f)
+    elif "config" in meta:
+        cfg = tomllib.loads(meta["config"])
+    else:
+        fail(f"{ckpt}: no config.toml beside it and no config in its metadata")
+    return ckpt, cfg, meta
+
+
+def sgd_lr_scales(meta, sizes):
+    """Per-parameter SGD learning-rate scales in lmech's parameter order
+    (README, Parametrizations), recomputed independently of lmech."""
+    param = meta["parametrization"]
+    bias = meta["bias"] == "true"
+    base = int(meta.get("base_width", sizes[1] if len(sizes) > 2 else sizes[-1]))
+    layers = len(sizes) - 1
+    width = sizes[1] if layers > 1 else base
+    m = width / base
+    out = []
+    for l in range(layers):
+        first, last = l == 0, l == layers - 1
+        if param in ("sp", "ntk"):
+            w, b = 1.0, 1.0
+        elif param == "mup":
+            if first and not last:
+                w = m
+            elif last and not first:
+                w = 1.0 / m
+            else:
+                w = 1.0
+            b = m
+        elif param == "mf":
+            w, b = m, m
+        else:
+            fail(f"unknown parametrization {param!r}")
+        out.append(w)
+        if bias:
+            out.append(b)
+    return out
+
+
+# --------------------------------------------------------------------------
+# data
+
+
+def round6(t):
+    return torch.round(t * 1e6) / 1e6
+
+
+def digits_data(cfg, n, loss, outputs, digits_dir):
+    data = cfg.get("data", {})
+    for key in ("shuffle", "standardize"):
+        if data.get(key):
+            fail(f"data.{key} = true is not replicated here; use --data random")
+    if data.get("test_fraction") is not None:
+        fail("data.test_fraction is not replicated here; use --data random")
+    x = np.load(os.path.join(digits_dir, "x.npy")).astype(np.float64)
+    y = np.load(os.path.join(digits_dir, "y.npy")).astype(np.int64)
+    x = x.reshape(len(x), -1)
+    n_train = data.get("n_train")
+    if n_train is not None:
+        x, y = x[:n_train], y[:n_train]
+    if n > len(x):
+        fail(f"--n {n} is more than the run's {len(x)} training examples")
+    x, y = x[:n], y[:n]
+    if data.get("scale") is not None:
+        x = x * float(data["scale"])
+    one_hot = bool(data.get("one_hot", False))
+    if loss == "xent":
+        if one_hot:
+            fail("xent with one_hot targets is not an lmech configuration")
+        target = torch.tensor(y, dtype=torch.int64)
+    else:
+        if not one_hot:
+            fail(f"{loss} on digits labels needs data.one_hot = true")
+        target = torch.nn.functional.one_hot(torch.tensor(y), outputs).to(DTYPE)
+    desc = {
+        "source": "digits",
+        "rows": f"first {n} of the first {n_train if n_train is not None else 'all'}",
+        "scale": data.get("scale"),
+        "one_hot": one_hot,
+    }
+    return torch.tensor(x, dtype=DTYPE), target, desc
+
+
+def random_data(n, d_in, outputs, loss, gen):
+    x = round6(torch.randn(n, d_in, generator=gen, dtype=DTYPE))
+    if loss == "xent":
+        target = torch.randint(0, outputs, (n,), generator=gen)
+    else:
+        target = round6(torch.randn(n, outputs, generator=gen, dtype=DTYPE))
+    return x, target, {"source": "random", "x": "N(0, 1) rounded to 1e-6", "targets": "labels" if loss == "xent" else "N(0, 1) rounded to 1e-6"}
+
+
+# --------------------------------------------------------------------------
+# the computations
+
+
+def make_loss(kind):
+    def loss(f, t):
+        if kind == "xent":
+            return torch.nn.functional.cross_entropy(f, t)
+        if kind == "mse":
+            return 0.5 * ((f - t) ** 2).sum(-1).mean()
+        if kind == "mse_mean":
+            return ((f - t) ** 2).mean()
+        fail(f"unknown loss {kind!r}")
+
+    return loss
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", help="lmech run directory or model.safetensors")
+    ap.add_argument("--out", required=True, help="fixture JSON to write")
+    ap.add_argument("--n", type=int, default=16, help="examples in the batch (default 16)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of v, probes and random data")
+    ap.add_argument("--data", choices=["auto", "config", "random"], default="auto")
+    ap.add_argument("--k", type=int, default=3, help="top Hessian eigenvalues (default 3)")
+    ap.add_argument("--probes", type=int, default=10, help="Hutchinson probes (default 10)")
+    ap.add_argument("--gd-steps", type=int, default=10)
+    ap.add_argument("--gd-lr", type=float, default=None, help="default: the config's optim.lr")
+    ap.add_argument("--name", default=None, help="fixture name (default: the output's stem)")
+    ap.add_argument("--digits-dir", default=DIGITS_DIR)
+    args = ap.parse_args()
+
+    torch.set_default_dtype(DTYPE)
+    ckpt, cfg, meta = resolve(args.run)
+    if meta.get("ensemble", "1") != "1":
+        fail("ensemble checkpoints are not supported (one model at a time)")
+    model = load_mlp(ckpt).to(DTYPE)
+    sizes = json.loads(meta["layer_sizes"])
+    d_in, outputs = sizes[0], sizes[-1]
+    loss_kind = cfg.get("train", {}).get("loss", "xent")
+    loss_fn = make_loss(loss_kind)
+    gen = torch.Generator().manual_seed(args.seed)
+
+    source = cfg.get("data", {}).get("source", "digits")
+    mode = args.data if args.data != "auto" else ("config" if source == "digits" else "random")
+    if mode == "config":
+        if source != "digits":
+            fail(f"data.source = {source!r} is not replicated here; use --data random")
+        x, target, data_desc = digits_data(cfg, args.n, loss_kind, outputs, args.digits_dir)
+    else:
+        x, target, data_desc = random_data(args.n, d_in, outputs, loss_kind, gen)
+    n = x.shape[0]
+
+    # The model as a function of one flat parameter vector, in lmech's order.
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for _, p in model.named_parameters()]
+    numels = [p.numel() for _, p in model.named_parameters()]
+    theta0 = torch.cat([p.detach().reshape(-1) for p in model.parameters()]).clone()
+    P = theta0.numel()
+
+    def unflat(theta):
+        out, at = {}, 0
+        for name, shape, k in zip(names, shapes, numels):
+            out[name] = theta[at : at + k].reshape(shape)
+            at += k
+        return out
+
+    def f(theta, xb):
+        return torch.func.functional_call(model, unflat(theta), (xb,))
+
+    def L(theta):
+        return loss_fn(f(theta, x), target)
+
+    v = round6(torch.randn(P, generator=gen, dtype=DTYPE))
+    probes = torch.randint(0, 2, (args.probes, P), generator=gen).to(DTYPE) * 2 - 1
+
+    # loss and gradient
+    theta = theta0.clone().requires_grad_(True)
+    loss = L(theta)
+    grad = torch.autograd.grad(loss, theta)[0].detach()
+    grad_func = torch.func.grad(L)(theta0)
+    assert rel(grad, grad_func) < 1e-13, "autograd and torch.func gradients disagree"
+
+    # HVP two ways, GNVP
+    def hvp(u):
+        return torch.func.jvp(torch.func.grad(L), (theta0,), (u,))[1]
+
+    hv = hvp(v)
+    g = torch.autograd.grad(L(theta), theta, create_graph=True)[0]
+    hv_db = torch.autograd.grad(g @ v, theta)[0].detach()
+    hvp_agree = rel(hv, hv_db)
+    assert hvp_agree < 1e-12, f"HVP by jvp(grad) and by double backward differ by {hvp_agree:.3g}"
+
+    out0, jv = torch.func.jvp(lambda th: f(th, x), (theta0,), (v,))
+    hl_jv = torch.func.jvp(torch.func.grad(lambda o: loss_fn(o, target)), (out0,), (jv,))[1]
+    _, pull = torch.func.vjp(lambda th: f(th, x), theta0)
+    gnv = pull(hl_jv)[0]
+
+    # dense Hessian: eigenvalues, trace
+    H = torch.autograd.functional.hessian(L, theta0, vectorize=True)
+    H = 0.5 * (H + H.T)
+    assert rel(H @ v, hv) < 1e-12, "dense Hessian and HVP disagree"
+    evals = torch.linalg.eigvalsh(H)
+    top = evals.flip(0)[: args.k]
+    trace_exact = float(torch.diagonal(H).sum())
+    hutch = [float(z @ hvp(z)) for z in probes]
+    trace_hutch = sum(hutch) / len(hutch)
+    # scipy eigsh (ARPACK) on HVPs, as the edge-of-stability papers do
+    op = scipy.sparse.linalg.LinearOperator(
+        (P, P), matvec=lambda u: hvp(torch.as_tensor(np.ravel(u), dtype=DTYPE)).numpy(), dtype=np.float64
+    )
+    v0 = np.random.default_rng(args.seed).standard_normal(P)
+    ev_arpack = np.sort(scipy.sparse.linalg.eigsh(op, k=args.k, which="LA", tol=0, v0=v0, return_eigenvectors=False))[::-1]
+    eigsh_agree = rel(ev_arpack, top.numpy())
+    assert eigsh_agree < 1e-8, f"eigsh and the dense eigenvalues differ by {eigsh_agree:.3g}"
+
+    # per-example gradient norms (each example's own loss)
+    def example_loss(th, xi, ti):
+        return loss_fn(f(th, xi[None]), ti[None])
+
+    per_ex = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0))(theta0, x, target)
+    per_sample_sq = (per_ex**2).sum(1)
+
+    # empirical NTK
+    J = torch.func.jacrev(lambda th: f(th, x))(theta0)  # [n, outputs, P]
+    ntk_per_output = [J[:, k, :] @ J[:, k, :].T for k in range(outputs)]
+    ntk_trace = sum(ntk_per_output)
+
+    # full-batch GD with torch.optim.SGD from the checkpoint's weights
+    lr = args.gd_lr if args.gd_lr is not None else float(cfg.get("optim", {}).get("lr", 0.1))
+    scales = sgd_lr_scales(meta, sizes)
+    assert len(scales) == len(names)
+    gd_model = load_mlp(ckpt).to(DTYPE)
+    groups = [{"params": [p], "lr": lr * s} for p, s in zip(gd_model.parameters(), scales)]
+    opt = torch.optim.SGD(groups, lr=lr, momentum=0.0)
+    gd_losses = []
+    for _ in range(args.gd_steps):
+        opt.zero_grad()
+        l = loss_fn(gd_model(x), target)
+        gd_losses.append(l.item())
+        l.backward()
+        opt.step()
+    with torch.no_grad():
+        gd_losses.append(float(loss_fn(gd_model(x), target)))
+    gd_final = torch.cat([p.detach().reshape(-1) for p in gd_model.parameters()])
+
+    def flat(t):
+        vals = [float(a) for a in torch.as_tensor(t).reshape(-1)]
+        assert all(math.isfinite(a) for a in vals), "a non-finite reference value"
+        return vals
+
+    out_dir = os.path.dirname(os.path.abspath(args.out))
+    fixture = {
+        "name": args.name or os.path.splitext(os.path.basename(args.out))[0],
+        "generated_by": "bench/pytorch/parity.py",
+        "torch_version": torch.__version__,
+        "scipy_version": scipy.__version__,
+        "checkpoint": os.path.relpath(os.path.abspath(ckpt), out_dir),
+        "layer_sizes": sizes,
+        "activation": meta["activation"],
+        "parametrization": meta["parametrization"],
+        "bias": meta["bias"] == "true",
+        "loss": loss_kind,
+        "params": P,
+        "seed": args.seed,
+        "data": data_desc,
+        "inputs": {
+            "n": n,
+            "x_shape": list(x.shape),
+            "x": flat(x),
+            "target_shape": list(target.shape),
+            "target": flat(target.to(DTYPE)),
+            "v": flat(v),
+            "probes": ["".join("+" if s > 0 else "-" for s in z.tolist()) for z in probes],
+        },
+        "reference": {
+            "loss": loss.item(),
+            "gradient": flat(grad),
+            "hvp": flat(hv),
+            "gnvp": flat(gnv),
+            "top_eigenvalues": flat(top),
+            "top_eigenvalues_eigsh": flat(torch.as_tensor(ev_arpack.copy())),
+            "bottom_eigenvalue": float(evals[0]),
+            "trace_exact": trace_exact,
+            "trace_hutchinson": trace_hutch,
+            "per_sample_sq_norms": flat(per_sample_sq),
+            "ntk_per_output": [flat(k) for k in ntk_per_output],
+            "ntk_trace": flat(ntk_trace),
+            "gd": {
+                "optimizer": "torch.optim.SGD, momentum 0, full batch",
+                "lr": lr,
+                "steps": args.gd_steps,
+                "lr_scales": scales,
+                "losses": gd_losses,
+                "final_params": flat(gd_final),
+            },
+        },
+        "pytorch_self_checks": {
+            "hvp_jvp_vs_double_backward": hvp_agree,
+            "eigsh_vs_dense": eigsh_agree,
+        },
+    }
+    with open(args.out, "w") as fh:
+        json.dump(fixture, fh, separators=(",", ":"))
+        fh.write("\n")
+    print(
+        f"{fixture['name']}: {P} params, n={n}, loss {loss.item():.6g}, top eigenvalues "
+        f"{', '.join(f'{e:.6g}' for e in top.tolist())}, trace {trace_exact:.6g}; "
+        f"HVP jvp/double-backward {hvp_agree:.1e}, eigsh/dense {eigsh_agree:.1e} -> {args.out}"
+    )
+
+
+if __name__ == "__main__":
+    main()
