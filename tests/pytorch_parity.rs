@@ -155,7 +155,7 @@ impl Errors {
     fn failures(&self) -> Vec<String> {
         self.rows
             .iter()
-            .filter(|(_, e, t)| !(e <= t))
+            .filter(|(_, e, t)| e.is_nan() || e > t)
             .map(|(w, e, t)| format!("{w}: {e:.2e} > {t:.0e}"))
             .collect()
     }

@@ -1,0 +1,627 @@
+"""Side-by-side speed and memory of lmech and PyTorch on the same workloads,
+same machine, same thread count. Normally run through bench/compare.sh,
+which builds lmech first; see that file's header for the options.
+
+For each (workload, size) of the chosen grid, it runs lmech's side
+(target/release/lmech-bench, a subprocess) and PyTorch's side (this script
+again, `--torch-child`, which runs bench/pytorch/workloads.py in a fresh
+process), alternately, each with its own warm-up and repetitions, so that
+each side's peak memory is its own process's. It prints one line per row as
+it goes, then a markdown table (medians, the ratio PyTorch / lmech, peak
+memory), and writes JSON results to bench/results/compare-<device>-<date>.json
+(rewritten after every row, so an interrupted run keeps what it measured).
+An error in one row (out of memory, a timeout, a missing device) is recorded
+in that row and the run goes on.
+"""
+
+import argparse
+import datetime
+import importlib.util
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+WORKLOADS = [
+    "train_step",
+    "forward_backward",
+    "hvp",
+    "hvp_warm",
+    "sharpness_power",
+    "sharpness_lanczos",
+    "hutchinson",
+    "per_sample_norms",
+    "ntk",
+    "gd_run",
+]
+# Workloads whose single call is many products or steps: fewer repetitions.
+SLOW = {"sharpness_power", "sharpness_lanczos", "hutchinson", "gd_run"}
+CLASSES = 10
+
+# Sizes: (width, depth, batch, input); depth counts dense layers.
+TINY = (64, 2, 100, 40)        # teacher-student scale: overhead-bound
+DIGITS = (64, 3, 1000, 64)     # `lmech eos`: 8x8 digits, width 64
+MNIST_S = (256, 4, 1000, 784)  # MNIST-sized inputs, medium width
+REF = (1024, 3, 1000, 784)     # the BENCHMARKS.md reference model
+WIDE = (4096, 2, 500, 3072)    # very wide, CIFAR-sized inputs
+DEEP = (256, 8, 5000, 784)     # deep, large batch
+CIFAR = (512, 8, 5000, 3072)   # deep, large batch, CIFAR-sized inputs
+
+GRIDS = {
+    # ~2 minutes on 2 cores: a smoke test of every workload.
+    "quick": [
+        ("train_step", TINY),
+        ("train_step", DIGITS),
+        ("train_step", REF),
+        ("forward_backward", MNIST_S),
+        ("hvp", MNIST_S),
+        ("hvp", REF),
+        ("hvp_warm", REF),
+        ("sharpness_power", DIGITS),
+        ("sharpness_power", MNIST_S),
+        ("sharpness_lanczos", DIGITS),
+        ("hutchinson", DIGITS),
+        ("per_sample_norms", DIGITS),
+        ("per_sample_norms", (1024, 3, 256, 784)),
+        ("ntk", (64, 3, 100, 64)),
+        ("gd_run", DIGITS),
+    ],
+    # ~10 minutes on 2 cores: each regime researchers use, for each workload.
+    "default": [
+        ("train_step", TINY),
+        ("train_step", DIGITS),
+        ("train_step", MNIST_S),
+        ("train_step", REF),
+        ("train_step", WIDE),
+        ("train_step", DEEP),
+        ("train_step", CIFAR),
+        ("train_step", (4096, 4, 1000, 784)),
+        ("forward_backward", DIGITS),
+        ("forward_backward", REF),
+        ("forward_backward", WIDE),
+        ("hvp", DIGITS),
+        ("hvp", MNIST_S),
+        ("hvp", REF),
+        ("hvp", DEEP),
+        ("hvp", WIDE),
+        ("hvp_warm", DIGITS),
+        ("hvp_warm", MNIST_S),
+        ("hvp_warm", REF),
+        ("hvp_warm", DEEP),
+        ("hvp_warm", WIDE),
+        ("sharpness_power", DIGITS),
+        ("sharpness_power", MNIST_S),
+        ("sharpness_power", REF),
+        ("sharpness_lanczos", DIGITS),
+        ("sharpness_lanczos", MNIST_S),
+        ("sharpness_lanczos", REF),
+        ("hutchinson", DIGITS),
+        ("hutchinson", MNIST_S),
+        ("hutchinson", REF),
+        ("per_sample_norms", DIGITS),
+        ("per_sample_norms", MNIST_S),
+        ("per_sample_norms", (1024, 3, 256, 784)),
+        ("per_sample_norms", WIDE),  # vmap(grad) would need ~50 GiB: skipped
+        ("ntk", (64, 3, 500, 64)),
+        ("ntk", (512, 3, 100, 784)),
+        ("ntk", (256, 4, 200, 784)),
+        ("gd_run", TINY),
+        ("gd_run", DIGITS),
+        ("gd_run", (256, 3, 1000, 784)),
+    ],
+}
+# --full: every workload on the whole grid below (108 sizes): hours to days
+# on a small CPU; meant for big machines and GPUs, or to be cut down with
+# --workloads / --widths / --depths / --batches / --inputs.
+FULL_AXES = {
+    "widths": [64, 256, 1024, 4096],
+    "depths": [2, 4, 8],
+    "batches": [100, 1000, 5000],
+    "inputs": [40, 784, 3072],
+}
+
+
+def param_count(width, depth, inp, classes=CLASSES):
+    sizes = [inp] + [width] * (depth - 1) + [classes]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def full_grid(axes, workloads):
+    return [(w, (wd, d, b, i)) for w in workloads for wd in axes["widths"]
+            for d in axes["depths"] for b in axes["batches"] for i in axes["inputs"]]
+
+
+def mem_available_bytes():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def torch_memory_estimate(workload, size):
+    """Bytes PyTorch's side is sure to need beyond its baseline, for the
+    workloads that materialize per-example objects (None: not estimated)."""
+    width, depth, batch, inp = size
+    p = param_count(width, depth, inp)
+    if workload == "per_sample_norms":
+        return 4 * batch * p * 2  # vmap(grad): batch x params, and its square
+    if workload == "ntk":
+        return 4 * batch * CLASSES * p * 2  # vmap(jacrev): batch x classes x params
+    return None
+
+
+def fmt_ms(x):
+    if x is None:
+        return "—"
+    if x >= 100:
+        return f"{x:.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    if x >= 1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def fmt_mib(side):
+    peak = side.get("peak_rss_mib")
+    if peak is None:
+        return "—"
+    s = f"{peak:.0f}"
+    base = side.get("rss_before_setup_mib")
+    if base is not None:
+        s += f" (+{peak - base:.0f})"
+    if side.get("peak_device_mib") is not None:
+        s += f"; GPU {side['peak_device_mib']:.0f}"
+    return s
+
+
+def fmt_value(v):
+    if v is None:
+        return "?"
+    return f"{v:.4g}"
+
+
+def git_describe():
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return head + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def cmd_version(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.strip() or None
+    except OSError:
+        return None
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+class Runner:
+    def __init__(self, args):
+        self.args = args
+        self.env = dict(os.environ)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "RAYON_NUM_THREADS"):
+            self.env[var] = str(args.threads)
+        self.env["PYTHONDONTWRITEBYTECODE"] = "1"
+
+    def limit(self, side):
+        """Address-space cap of each child (CPU only: CUDA reserves huge
+        virtual ranges), so that a size too big for the machine fails in
+        its own row instead of waking the OOM killer. PyTorch's gets 3 GiB
+        more: its libraries map that much address space (only ~0.5 GiB of
+        it resident) before any tensor exists."""
+        lim = self.args.mem_limit_bytes
+        if lim and not self.args.device.startswith("cuda"):
+            if side == "torch":
+                lim += 3 * 2**30
+            return lambda: resource.setrlimit(resource.RLIMIT_AS, (lim, lim))
+        return None
+
+    def common(self, workload, size, warmup, reps):
+        width, depth, batch, inp = size
+        a = self.args
+        return ["--workload", workload, "--width", str(width), "--depth", str(depth),
+                "--batch", str(batch), "--input", str(inp), "--classes", str(CLASSES),
+                "--threads", str(a.threads), "--reps", str(reps), "--warmup", str(warmup),
+                "--device", a.device, "--seed", str(a.seed), "--tol", str(a.tol),
+                "--max-iter", str(a.max_iter), "--probes", str(a.probes),
+                "--steps", str(a.steps), "--lr", str(a.lr),
+                "--time-budget", str(a.time_budget)]
+
+    def run_side(self, side, workload, size, warmup, reps):
+        if side == "lmech":
+            cmd = [self.args.lmech_bin] + self.common(workload, size, warmup, reps)
+        else:
+            cmd = [sys.executable, os.path.abspath(__file__), "--torch-child"]
+            cmd += self.common(workload, size, warmup, reps)
+            cmd += ["--hvp-method", self.args.hvp_method]
+        started = time.time()
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, env=self.env,
+                               cwd=ROOT, timeout=self.args.row_timeout,
+                               preexec_fn=self.limit(side))
+        except subprocess.TimeoutExpired:
+            return {"status": "timeout",
+                    "reason": f"killed after {self.args.row_timeout:.0f} s (--row-timeout)",
+                    "wall_s": time.time() - started}
+        wall = time.time() - started
+        line = None
+        for candidate in reversed(p.stdout.strip().splitlines()):
+            if candidate.startswith("{"):
+                try:
+                    line = json.loads(candidate)
+                    break
+                except json.JSONDecodeError:
+                    pass
+        err_lines = p.stderr.strip().splitlines()
+        oom = [x for x in err_lines if "memory allocation of" in x]
+        tail = oom[0] if oom else " | ".join(err_lines[-3:])
+        if line is not None and "unavailable" in line:
+            return {"status": "unavailable", "reason": line["unavailable"], "wall_s": wall}
+        if line is not None and "error" in line:
+            return {"status": "error", "reason": line["error"], "wall_s": wall}
+        if p.returncode != 0 or line is None:
+            why = f"exit status {p.returncode}"
+            if p.returncode in (-9, 137):
+                why += " (killed: out of memory?)"
+            if "memory allocation" in p.stderr or "can't allocate memory" in p.stderr:
+                why += " (out of memory)"
+            return {"status": "error", "reason": f"{why}: {tail}"[:1000], "wall_s": wall}
+        line["status"] = "ok"
+        line["wall_s"] = wall
+        return line
+
+    def skip_reason(self, side, workload, size):
+        a = self.args
+        if side == "torch" and workload == "sharpness_lanczos" and not a.have_scipy:
+            return "scipy not installed (PyTorch has no Lanczos; the twin uses scipy eigsh)"
+        if side == "torch" and not a.device.startswith("cuda") and a.mem_limit_bytes:
+            need = torch_memory_estimate(workload, size)
+            if need is not None and need > a.mem_limit_bytes:
+                return (f"needs about {need / 2**30:.0f} GiB "
+                        f"(> the {a.mem_limit_bytes / 2**30:.0f} GiB limit)")
+        return None
+
+
+def merge_rounds(rounds):
+    """One side's result over rounds: the median of the per-round medians."""
+    ok = [r for r in rounds if r.get("status") == "ok"]
+    if not ok:
+        out = dict(rounds[-1]) if rounds else {"status": "skipped"}
+        if len(rounds) > 1:
+            out["rounds"] = rounds
+        return out
+    out = dict(ok[-1])
+    if len(rounds) > 1:
+        out["median_ms"] = statistics.median(r["median_ms"] for r in ok)
+        out["min_ms"] = min(r["min_ms"] for r in ok)
+        out["max_ms"] = max(r["max_ms"] for r in ok)
+        out["peak_rss_mib"] = max(r["peak_rss_mib"] or 0 for r in ok)
+        out["round_medians_ms"] = [r["median_ms"] for r in ok]
+        out["rounds"] = rounds
+    return out
+
+
+def row_notes(row):
+    w = row["workload"]
+    lm, pt = row["lmech"], row["torch"]
+    notes = []
+    for name, side in (("lmech", lm), ("PyTorch", pt)):
+        # "unavailable" (a missing device) is said once, under the table.
+        if side.get("status") not in ("ok", "unavailable", None):
+            notes.append(f"{name} {side['status']}: {side.get('reason', '')}")
+    ok = lm.get("status") == "ok" and pt.get("status") == "ok"
+    if w in ("sharpness_power", "sharpness_lanczos", "hutchinson"):
+        for name, side in (("lmech", lm), ("PyTorch", pt)):
+            if side.get("status") == "ok" and side.get("hvps"):
+                per = side["median_ms"] / side["hvps"]
+                notes.append(f"{name} {side['hvps']} HVPs ({fmt_ms(per)} ms each), "
+                             f"value {fmt_value(side.get('value'))}")
+    elif ok and lm.get("value") is not None and pt.get("value") is not None:
+        notes.append(f"value {fmt_value(lm['value'])} / {fmt_value(pt['value'])}")
+    for name, side in (("lmech", lm), ("PyTorch", pt)):
+        if side.get("status") == "ok" and side.get("reps", 0) < row.get("reps_asked", 0):
+            notes.append(f"{name} {side['reps']} reps (time budget)")
+    return "; ".join(notes)
+
+
+def markdown(results):
+    m = results["meta"]
+    lines = [
+        f"Machine: {m['cpu']} ({m['cpus']} CPUs visible), "
+        f"{m['mem_total_gib']:.0f} GiB; device {m['device']}"
+        + (f" ({m['torch_device_name']})" if m.get("torch_device_name") else "")
+        + f"; {m['threads']} threads on both sides. lmech {m['lmech_commit']} "
+        f"({m['rustc']}), torch {m.get('torch') or '?'}, Python {m['python']}. "
+        f"{m['date']}, grid `{m['grid']}`, {m['rounds']} round(s).",
+        "",
+        f"Command: `{m['command']}`",
+        "",
+        "| workload | width x depth | batch | input | params | lmech ms | PyTorch ms "
+        "| PyTorch / lmech | lmech peak MiB | PyTorch peak MiB | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lm, pt = r["lmech"], r["torch"]
+        width, depth, batch, inp = r["size"]
+        lms = fmt_ms(lm.get("median_ms")) if lm.get("status") == "ok" else lm.get("status", "—")
+        pts = fmt_ms(pt.get("median_ms")) if pt.get("status") == "ok" else pt.get("status", "—")
+        ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "—"
+        lmm = fmt_mib(lm) if lm.get("status") == "ok" else "—"
+        ptm = fmt_mib(pt) if pt.get("status") == "ok" else "—"
+        lines.append(
+            f"| {r['workload']} | {width} x {depth} | {batch} | {inp} | {r['params']:,} "
+            f"| {lms} | {pts} | {ratio} | {lmm} | {ptm} | {row_notes(r)} |")
+    unavailable = {}
+    for r in results["rows"]:
+        for name, key in (("lmech", "lmech"), ("PyTorch", "torch")):
+            if r[key].get("status") == "unavailable":
+                unavailable.setdefault((name, r[key].get("reason", "")), []).append(r)
+    if unavailable:
+        lines.append("")
+    for (name, reason), rows in unavailable.items():
+        lines.append(f"{name} unavailable on {m['device']} in {len(rows)} of "
+                     f"{len(results['rows'])} rows: {reason}")
+    lines += [
+        "",
+        "Times are medians over repetitions after warm-up, each side in its own process "
+        "(rounds: the median of the rounds' medians). Peak MiB is the process's peak "
+        "resident set (VmHWM) and, in parentheses, its growth over the resident set "
+        "before the model and data were built (PyTorch's baseline is its import, "
+        "about 0.5 GiB). Ratio > 1: lmech is faster. Values are from different random "
+        "draws of the same model and data distributions, so they agree only roughly.",
+    ]
+    return "\n".join(lines)
+
+
+def show_path(path):
+    rel = os.path.relpath(path, ROOT)
+    return path if rel.startswith("..") else rel
+
+
+def write_json(path, results):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(results, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+def default_out(device):
+    day = datetime.date.today().isoformat()
+    dev = device.replace(":", "")
+    base = os.path.join(HERE, "results", f"compare-{dev}-{day}")
+    path, n = base + ".json", 2
+    while os.path.exists(path):
+        path, n = f"{base}-{n}.json", n + 1
+    return path
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(
+        description="lmech vs PyTorch, side by side (see bench/compare.sh).")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--quick", action="store_true", help="smoke-test grid (~2 min on 2 cores)")
+    g.add_argument("--full", action="store_true",
+                   help="every workload on the whole grid (hours on a small CPU)")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
+    ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                    help="threads of both sides (default: the CPUs this process may use)")
+    ap.add_argument("--reps", type=int, default=None,
+                    help="timed repetitions per side (default 5; 3 for slow workloads)")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="untimed calls first (default 2; 1 for slow workloads)")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="alternating rounds per row (lmech first, then PyTorch first, ...)")
+    ap.add_argument("--workloads", default=None, help="comma-separated subset of: "
+                    + ",".join(WORKLOADS))
+    ap.add_argument("--sizes", default=None,
+                    help="explicit sizes WxDxBxI[,...] (width x depth x batch x input) "
+                    "instead of the grid's, for every selected workload")
+    for axis, vals in FULL_AXES.items():
+        ap.add_argument(f"--{axis}", default=None,
+                        help=f"with --full: this axis's values (default "
+                        f"{','.join(map(str, vals))})")
+    ap.add_argument("--time-budget", type=float, default=60.0,
+                    help="seconds of timed calls per side and row; after the first call, "
+                    "repetitions are cut to fit (default 60; 0: no cap)")
+    ap.add_argument("--row-timeout", type=float, default=900.0,
+                    help="kill a side after this many seconds (default 900)")
+    ap.add_argument("--mem-limit-gib", type=float, default=None,
+                    help="address-space cap per child on CPU (default: 80%% of "
+                    "MemAvailable at start, PyTorch's side 3 GiB more for its "
+                    "libraries; 0: none)")
+    ap.add_argument("--tol", type=float, default=1e-3, help="sharpness tolerance (1e-3)")
+    ap.add_argument("--max-iter", type=int, default=200, help="most HVPs per sharpness run")
+    ap.add_argument("--probes", type=int, default=10, help="Hutchinson probes (10)")
+    ap.add_argument("--steps", type=int, default=100, help="steps of gd_run (100)")
+    ap.add_argument("--lr", type=float, default=0.05, help="learning rate of gd_run (0.05)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--hvp-method", default="double_backward",
+                    choices=["double_backward", "fwd_over_rev", "rev_over_rev"],
+                    help="PyTorch's cold HVP (default double_backward)")
+    ap.add_argument("--lmech-bin", default=os.path.join(ROOT, "target", "release",
+                                                          "lmech-bench"))
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default bench/results/compare-<device>-<date>.json)")
+    ap.add_argument("--list", action="store_true", help="print the grid and exit")
+    return ap.parse_args(argv)
+
+
+def build_grid(args):
+    workloads = WORKLOADS
+    if args.workloads:
+        workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
+        bad = [w for w in workloads if w not in WORKLOADS]
+        if bad:
+            sys.exit(f"unknown workload(s) {bad}; choose from {WORKLOADS}")
+    if args.sizes:
+        sizes = []
+        for s in args.sizes.split(","):
+            try:
+                w, d, b, i = (int(x) for x in s.lower().split("x"))
+            except ValueError:
+                sys.exit(f"size {s!r}: expected WIDTHxDEPTHxBATCHxINPUT, e.g. 1024x3x1000x784")
+            sizes.append((w, d, b, i))
+        return "custom", [(w, s) for w in workloads for s in sizes]
+    if args.full:
+        axes = {k: ([int(x) for x in getattr(args, k).split(",")] if getattr(args, k)
+                    else v) for k, v in FULL_AXES.items()}
+        return "full", full_grid(axes, workloads)
+    name = "quick" if args.quick else "default"
+    return name, [(w, s) for (w, s) in GRIDS[name] if w in workloads]
+
+
+def main(argv):
+    if argv and argv[0] == "--torch-child":
+        sys.path.insert(0, os.path.join(HERE, "pytorch"))
+        import workloads
+        return workloads.main(argv[1:])
+    args = parse_args(argv)
+    grid_name, grid = build_grid(args)
+    if args.list:
+        for w, (width, depth, batch, inp) in grid:
+            print(f"{w:18s} width {width:5d} depth {depth} batch {batch:5d} input {inp:5d} "
+                  f"params {param_count(width, depth, inp):,}")
+        print(f"{len(grid)} rows", file=sys.stderr)
+        return 0
+    if not os.path.exists(args.lmech_bin):
+        sys.exit(f"{args.lmech_bin} not found: run bench/compare.sh, or "
+                 "`cargo build --release --bins` first")
+    if args.mem_limit_gib is None:
+        avail = mem_available_bytes()
+        args.mem_limit_bytes = int(0.8 * avail) if avail else None
+    else:
+        args.mem_limit_bytes = int(args.mem_limit_gib * 2**30) or None
+    args.have_scipy = importlib.util.find_spec("scipy") is not None
+    out = args.out or default_out(args.device)
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    mem_total = None
+    try:
+        with open("/proc/meminfo") as f:
+            mem_total = int(f.readline().split()[1]) / 2**20
+    except (OSError, ValueError, IndexError):
+        pass
+    results = {
+        "meta": {
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "command": " ".join(["bench/compare.sh"] + argv),
+            "grid": grid_name,
+            "device": args.device,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "cpu": cpu_model(),
+            "cpus": os.cpu_count(),
+            "mem_total_gib": mem_total or 0.0,
+            "mem_limit_gib": (args.mem_limit_bytes / 2**30) if args.mem_limit_bytes else None,
+            "hostname": platform.node(),
+            "python": platform.python_version(),
+            "rustc": cmd_version(["rustc", "--version"]),
+            "lmech_commit": git_describe(),
+            "torch": None,
+            "scipy": args.have_scipy,
+            "hvp_method": args.hvp_method,
+            "tol": args.tol,
+            "max_iter": args.max_iter,
+            "probes": args.probes,
+            "gd_steps": args.steps,
+            "gd_lr": args.lr,
+            "time_budget_s": args.time_budget,
+            "load_average_start": os.getloadavg(),
+        },
+        "rows": [],
+    }
+    runner = Runner(args)
+    started = time.time()
+    print(f"{len(grid)} rows, grid {grid_name}, device {args.device}, {args.threads} threads; "
+          f"results -> {show_path(out)}", file=sys.stderr, flush=True)
+    for n, (workload, size) in enumerate(grid, 1):
+        slow = workload in SLOW
+        warmup = args.warmup if args.warmup is not None else (1 if slow else 2)
+        reps = args.reps if args.reps is not None else (3 if slow else 5)
+        if args.quick and args.reps is None:
+            reps = min(reps, 3)
+        if args.quick and args.warmup is None:
+            warmup = 1
+        rounds = {"lmech": [], "torch": []}
+        for rnd in range(max(1, args.rounds)):
+            order = ("lmech", "torch") if rnd % 2 == 0 else ("torch", "lmech")
+            for side in order:
+                why = runner.skip_reason(side, workload, size)
+                if why:
+                    rounds[side].append({"status": "skipped", "reason": why})
+                else:
+                    rounds[side].append(runner.run_side(side, workload, size, warmup, reps))
+        lm, pt = merge_rounds(rounds["lmech"]), merge_rounds(rounds["torch"])
+        ratio = None
+        if lm.get("status") == "ok" and pt.get("status") == "ok" and lm["median_ms"] > 0:
+            ratio = pt["median_ms"] / lm["median_ms"]
+        if pt.get("torch") and not results["meta"]["torch"]:
+            results["meta"]["torch"] = pt["torch"]
+        if pt.get("device_name") and not results["meta"].get("torch_device_name"):
+            results["meta"]["torch_device_name"] = pt["device_name"]
+        width, depth, batch, inp = size
+        row = {
+            "workload": workload,
+            "size": list(size),
+            "width": width, "depth": depth, "batch": batch, "input": inp,
+            "classes": CLASSES,
+            "params": param_count(width, depth, inp),
+            "warmup_asked": warmup,
+            "reps_asked": reps,
+            "lmech": lm,
+            "torch": pt,
+            "ratio": ratio,
+        }
+        results["rows"].append(row)
+        results["meta"]["elapsed_s"] = time.time() - started
+        write_json(out, results)
+        show = lambda s: fmt_ms(s["median_ms"]) + " ms" if s.get("status") == "ok" \
+            else s.get("status", "?")  # noqa: E731
+        print(f"[{n}/{len(grid)}] {workload} {width}x{depth} b{batch} in{inp}: "
+              f"lmech {show(lm)}, PyTorch {show(pt)}"
+              + (f", ratio {ratio:.2f}" if ratio is not None else "")
+              + (f"  ({row_notes(row)})" if row_notes(row) else "")
+              + f"  [{time.time() - started:.0f} s]", file=sys.stderr, flush=True)
+    results["meta"]["elapsed_s"] = time.time() - started
+    results["meta"]["load_average_end"] = os.getloadavg()
+    results["markdown"] = markdown(results)
+    write_json(out, results)
+    md_path = out[:-5] + ".md" if out.endswith(".json") else out + ".md"
+    with open(md_path, "w") as f:
+        f.write(results["markdown"] + "\n")
+    print(results["markdown"])
+    print(f"\n{len(grid)} rows in {time.time() - started:.0f} s; JSON: "
+          f"{show_path(out)}, table: {show_path(md_path)}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Side-by-side speed and memory of lmech and PyTorch, in one command.
+#
+# Builds lmech in release mode, then runs bench/compare.py: for each
+# (workload, size) of a grid it runs lmech (target/release/lmech-bench) and
+# PyTorch (bench/pytorch/workloads.py) alternately, each in its own fresh
+# process, on the same machine with the same thread count, after warm-up,
+# several repetitions each. It prints a markdown table (medians, the ratio
+# PyTorch / lmech, peak memory of both) ready for BENCHMARKS.md and writes
+# bench/results/compare-<device>-<date>.json (and the table beside it, .md).
+# A row that fails (out of memory, timeout, device missing) is recorded as
+# such and the run goes on.
+#
+# Usage (from the repository root or anywhere else; a relative --out is
+# taken from the current directory):
+#   bench/compare.sh                 # default grid, ~10 min on 2 cores
+#   bench/compare.sh --quick         # smoke test of every workload, ~2 min
+#   bench/compare.sh --full          # every workload on the whole grid:
+#                                    # widths 64,256,1024,4096 x depths 2,4,8 x
+#                                    # batches 100,1000,5000 x inputs 40,784,3072
+#                                    # (hours to days on a small CPU)
+#   bench/compare.sh --device cuda   # PyTorch on CUDA; lmech gets --device cuda
+#                                    # and, while it has no CUDA backend, its
+#                                    # side is recorded as "unavailable"
+#
+# Options (all passed to bench/compare.py; `bench/compare.sh --help` lists them):
+#   --quick | --full          grid (default: the ~10-minute one)
+#   --device cpu|cuda|cuda:N  device of both sides (default cpu)
+#   --threads N               threads of both sides (default: CPUs available)
+#   --reps R --warmup K       timed and untimed calls per side and row
+#                             (default 5 and 2; 3 and 1 for the slow workloads
+#                             sharpness_*, hutchinson, gd_run; --quick: 3 and 1)
+#   --rounds N                alternating rounds per row (default 1)
+#   --workloads a,b,...       subset of train_step, forward_backward, hvp,
+#                             hvp_warm, sharpness_power, sharpness_lanczos,
+#                             hutchinson, per_sample_norms, ntk, gd_run
+#   --sizes WxDxBxI,...       explicit sizes (width x depth x batch x input)
+#   --widths/--depths/--batches/--inputs v,...   with --full: cut the grid
+#   --time-budget S           timed seconds per side and row before repetitions
+#                             are cut (default 60)
+#   --row-timeout S           kill a side after S seconds (default 900)
+#   --mem-limit-gib G         address-space cap per child on CPU (default 80%
+#                             of available memory)
+#   --tol, --max-iter, --probes, --steps, --lr, --seed, --hvp-method
+#                             workload settings (1e-3, 200, 10, 100, 0.05, 0,
+#                             double_backward)
+#   --out PATH                JSON path;  --list  print the grid and exit
+#
+# Environment: PYTHON (default python3) with torch (bench/pytorch/
+# requirements.txt); scipy optional (PyTorch's Lanczos row is skipped without).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+(cd "$root" && cargo build --release --bins)
+exec "${PYTHON:-python3}" "$root/bench/compare.py" "$@"

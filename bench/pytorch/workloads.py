@@ -1,0 +1,386 @@
+"""PyTorch twins of `lmech-bench`'s workloads (src/bin/lmech-bench.rs) at any
+size: a tanh MLP input -> width x (depth - 1) -> classes with biases and
+nn.Linear's default init (lmech's standard parametrization draws the same
+distribution), f32, softmax cross-entropy, random Gaussian inputs and
+uniform random labels from a fixed seed. The model, the data and the HVP
+code are those of bench/pytorch/curvature.py (its `Setup`, generalized to
+any size and device); `bench/compare.py --torch-child` runs one workload at
+one size in a fresh process, so that its peak memory is that workload's.
+
+Workloads (each timed call includes what a user's call would do):
+  train_step         forward, backward, torch.optim.SGD step (lr 1e-3)
+  forward_backward   forward and loss.backward()
+  hvp                one Hessian-vector product from scratch; --hvp-method
+                     double_backward (default: autograd.grad with
+                     create_graph, then the double backward, as PyHessian and
+                     most research code do), fwd_over_rev (torch.func
+                     jvp(grad)) or rev_over_rev (torch.func vjp(grad))
+  hvp_warm           the double backward alone through a graph of the
+                     gradient built once, untimed (each PyHessian iteration)
+  sharpness_power    PyHessian's power iteration (stop when the eigenvalue
+                     estimate changes by less than --tol, relatively),
+                     including the gradient graph's construction
+  sharpness_lanczos  scipy.sparse.linalg.eigsh (ARPACK's implicitly restarted
+                     Lanczos, k=1, which='LA', tol=--tol) on double-backward
+                     HVPs through host float64 vectors; needs scipy
+  hutchinson         PyHessian's Hutchinson trace, --probes Rademacher probes
+  per_sample_norms   |g_i| of each example's own loss by vmap(grad) over the
+                     whole batch (materializes batch x params gradients)
+  ntk                the empirical NTK per output and its trace, by
+                     vmap(jacrev) Jacobians (batch x classes x params) and
+                     their contraction (the torch.func NTK tutorial's
+                     'diagonal' variant)
+  gd_run             --steps full-batch GD steps, loss.item() every step
+
+Usage (the same options as lmech-bench):
+  python bench/pytorch/workloads.py --workload hvp --width 1024 --depth 3 \
+      --batch 1000 --input 784 --threads 2 --reps 5 --warmup 2 [--device cuda]
+Prints one JSON line: median_ms, min_ms, max_ms, reps, times_ms,
+peak_rss_mib (VmHWM at the end), rss_before_setup_mib, params, value, hvps
+(where applicable) and, on CUDA, peak_device_mib
+(torch.cuda.max_memory_allocated). A device torch cannot use gives
+{"unavailable": reason} and exit status 0; an error, {"error": message} and
+exit status 1.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+WORKLOADS = [
+    "train_step",
+    "forward_backward",
+    "hvp",
+    "hvp_warm",
+    "sharpness_power",
+    "sharpness_lanczos",
+    "hutchinson",
+    "per_sample_norms",
+    "ntk",
+    "gd_run",
+]
+
+
+def proc_status_mib(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def parser():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workload", required=True, choices=WORKLOADS)
+    ap.add_argument("--width", type=int, required=True)
+    ap.add_argument("--depth", type=int, required=True)
+    ap.add_argument("--batch", type=int, required=True)
+    ap.add_argument("--input", type=int, required=True)
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tol", type=float, default=1e-3)
+    ap.add_argument("--max-iter", type=int, default=200)
+    ap.add_argument("--probes", type=int, default=10)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--time-budget", type=float, default=0.0)
+    ap.add_argument("--hvp-method", default="double_backward",
+                    choices=["double_backward", "fwd_over_rev", "rev_over_rev"])
+    return ap
+
+
+def make_bench(args):
+    """The workload object; imported lazily so that --help needs no torch."""
+    import torch
+    import torch.nn.functional as F
+    from torch.func import functional_call, jacrev, vmap
+
+    import curvature
+
+    class Bench(curvature.Setup):
+        """curvature.Setup at any size and on any device."""
+
+        def __init__(self, a, device):
+            # Not curvature.Setup.__init__: that one builds 784-1024-1024-10.
+            torch.manual_seed(a.seed)
+            self.a = a
+            self.device = device
+            sizes = [a.input] + [a.width] * (a.depth - 1) + [a.classes]
+            layers = []
+            for i in range(len(sizes) - 1):
+                layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+                if i < len(sizes) - 2:
+                    layers.append(torch.nn.Tanh())
+            self.model = torch.nn.Sequential(*layers).to(device)
+            self.x = torch.randn(a.batch, a.input).to(device)
+            self.y = torch.randint(0, a.classes, (a.batch,)).to(device)
+            # per_sample_norms_b256 of curvature.Setup reads xs, ys: here the
+            # whole batch.
+            self.xs, self.ys = self.x, self.y
+            self.params = {k: p.detach() for k, p in self.model.named_parameters()}
+            self.plist = list(self.model.parameters())
+            self.v = {k: torch.randn_like(p) for k, p in self.params.items()}
+            self.vlist = [self.v[k] for k, _ in self.model.named_parameters()]
+            self._reuse_graph = None
+            self.last_hvps = None
+            self.last_value = None
+            self.last_converged = None
+            self.last = None
+            self.opt = None
+
+        def gen(self, offset):
+            return torch.Generator(device=self.device).manual_seed(self.a.seed + offset)
+
+        # -- training -------------------------------------------------------
+        def train_step(self):
+            self.model.zero_grad(set_to_none=True)
+            F.cross_entropy(self.model(self.x), self.y).backward()
+            self.opt.step()
+
+        def gd_run(self):
+            loss = None
+            for _ in range(self.a.steps):
+                self.opt.zero_grad(set_to_none=True)
+                out = F.cross_entropy(self.model(self.x), self.y)
+                out.backward()
+                self.opt.step()
+                loss = out.item()
+            self.last_value = loss
+
+        # -- curvature ------------------------------------------------------
+        def hvp(self):
+            method = {
+                "double_backward": self.hvp_double_backward,
+                "fwd_over_rev": self.hvp_fwd_over_rev,
+                "rev_over_rev": self.hvp_rev_over_rev,
+            }[self.a.hvp_method]
+            self.last = method()
+            self.last_hvps = 1
+
+        def hvp_warm(self):
+            self.last = self.hvp_double_backward_reuse()
+            self.last_hvps = 1
+
+        def rayleigh(self):
+            hv = self.last.values() if isinstance(self.last, dict) else self.last
+            num = sum((h * v).sum() for h, v in zip(hv, self.vlist)).item()
+            den = sum((v * v).sum() for v in self.vlist).item()
+            return num / den
+
+        def sharpness_power(self):
+            # PyHessian's hessian.eigenvalues(maxIter, tol, top_n=1), as
+            # curvature.Setup.sharpness_power_pyhessian, with the start vector
+            # drawn on the model's device.
+            def normalization(v):
+                s = torch.sqrt(sum(torch.sum(x * x) for x in v))
+                return [x / (s + 1e-6) for x in v]
+
+            def group_product(xs, ys):
+                return sum(torch.sum(x * y) for x, y in zip(xs, ys))
+
+            grads_h = self._grads_with_graph()
+            gen = self.gen(3)
+            v = normalization([torch.randn(p.size(), generator=gen, device=self.device)
+                               for p in self.plist])
+            eigenvalue = None
+            hvps = 0
+            for _ in range(self.a.max_iter):
+                hv = torch.autograd.grad(grads_h, self.plist, grad_outputs=v,
+                                         only_inputs=True, retain_graph=True)
+                hvps += 1
+                tmp = group_product(hv, v).item()
+                v = normalization(hv)
+                if eigenvalue is None:
+                    eigenvalue = tmp
+                elif abs(eigenvalue - tmp) / (abs(eigenvalue) + 1e-6) < self.a.tol:
+                    eigenvalue = tmp
+                    break
+                else:
+                    eigenvalue = tmp
+            self.last_hvps = hvps
+            self.last_value = eigenvalue
+
+        def sharpness_lanczos(self):
+            import numpy as np
+            from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+            grads_h = self._grads_with_graph()
+            shapes = [p.shape for p in self.plist]
+            numels = [p.numel() for p in self.plist]
+            n = sum(numels)
+            count = [0]
+
+            def matvec(x):
+                flat = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32).reshape(-1))
+                flat = flat.to(self.device)
+                vs = [c.view(s) for c, s in zip(flat.split(numels), shapes)]
+                hv = torch.autograd.grad(grads_h, self.plist, grad_outputs=vs,
+                                         only_inputs=True, retain_graph=True)
+                count[0] += 1
+                return torch.cat([h.reshape(-1) for h in hv]).double().cpu().numpy()
+
+            op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+            v0 = np.random.default_rng(self.a.seed + 3).standard_normal(n)
+            # ARPACK's maxiter counts restarts of ncv - 1 products each: cap
+            # the products near --max-iter, as lmech's max_iter does.
+            ncv = min(n, 20)
+            try:
+                vals = eigsh(op, k=1, which="LA", tol=self.a.tol, v0=v0, ncv=ncv,
+                             maxiter=max(1, self.a.max_iter // (ncv - 1)),
+                             return_eigenvectors=False)
+                self.last_converged = True
+            except ArpackNoConvergence as e:
+                vals = e.eigenvalues
+                self.last_converged = False
+            self.last_hvps = count[0]
+            self.last_value = float(vals[-1]) if len(vals) else None
+
+        def hutchinson(self):
+            # PyHessian's hessian.trace() with a fixed number of probes.
+            grads_h = self._grads_with_graph()
+            gen = self.gen(4)
+            samples = []
+            for _ in range(self.a.probes):
+                v = [torch.randint(0, 2, p.size(), generator=gen, device=self.device,
+                                   dtype=p.dtype) * 2 - 1 for p in self.plist]
+                hv = torch.autograd.grad(grads_h, self.plist, grad_outputs=v,
+                                         only_inputs=True, retain_graph=True)
+                samples.append(sum(torch.sum(h * vi) for h, vi in zip(hv, v)).item())
+            self.last_hvps = len(samples)
+            self.last_value = sum(samples) / len(samples)
+
+        # -- per-example ----------------------------------------------------
+        def per_sample_norms(self):
+            self.last = self.per_sample_norms_b256()
+
+        def ntk(self):
+            def f_one(params, xi):
+                return functional_call(self.model, params, (xi.unsqueeze(0),)).squeeze(0)
+
+            jac = vmap(jacrev(f_one), (None, 0))(self.params, self.x)
+            per_output = sum(torch.einsum("Naf,Maf->NMa", j.flatten(2), j.flatten(2))
+                             for j in jac.values())
+            self.last = (per_output, per_output.sum(-1))
+
+        def value(self):
+            name = self.a.workload
+            if name in ("hvp", "hvp_warm"):
+                return self.rayleigh()
+            if name == "per_sample_norms":
+                return self.last.sqrt().mean().item()
+            if name == "ntk":
+                return torch.diagonal(self.last[1]).mean().item()
+            return self.last_value
+
+    return Bench
+
+
+def time_calls(args, call, sync):
+    """Mirrors lmech-bench's time_calls: warm-up, then timed calls, cut to
+    --time-budget seconds after the first call."""
+    warmup, reps = args.warmup, max(1, args.reps)
+    times, warm_done, first = [], 0, True
+    while warm_done < warmup or len(times) < reps:
+        t = time.perf_counter()
+        call()
+        sync()
+        t = time.perf_counter() - t
+        if warm_done < warmup:
+            warm_done += 1
+        else:
+            times.append(t)
+        if first and args.time_budget > 0:
+            first = False
+            fit = max(1, int(args.time_budget / max(t, 1e-9)))
+            if fit < reps + (warmup - warm_done):
+                warmup = warm_done
+                reps = min(fit, reps)
+    return times, warm_done
+
+
+def run(args):
+    import torch
+
+    out = {"workload": args.workload}
+    rss_before = proc_status_mib("VmRSS:")
+    device = torch.device(args.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            out["device"] = args.device
+            out["unavailable"] = "torch.cuda.is_available() is False"
+            return out, 0
+        if device.index is not None:
+            torch.cuda.set_device(device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    Bench = make_bench(args)
+    b = Bench(args, device)
+    if args.workload in ("train_step", "gd_run"):
+        lr = 1e-3 if args.workload == "train_step" else args.lr
+        b.opt = torch.optim.SGD(b.model.parameters(), lr=lr)
+    if args.workload == "hvp_warm":
+        b._reuse_graph = b._grads_with_graph()  # set-up, as lmech's first product
+        b.hvp_warm()
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    if device.type == "cuda":
+        sync()
+        torch.cuda.reset_peak_memory_stats(device)
+    times, warm_done = time_calls(args, getattr(b, args.workload), sync)
+    peak = proc_status_mib("VmHWM:")
+    ms = sorted(1e3 * t for t in times)
+    out.update({
+        "median_ms": statistics.median(ms),
+        "min_ms": ms[0],
+        "max_ms": ms[-1],
+        "reps": len(ms),
+        "warmup": warm_done,
+        "times_ms": [1e3 * t for t in times],
+        "peak_rss_mib": peak,
+        "rss_before_setup_mib": rss_before,
+        "params": sum(p.numel() for p in b.plist),
+        "threads": torch.get_num_threads(),
+        "device": str(device),
+        "dtype": "f32",
+        "torch": torch.__version__,
+    })
+    if device.type == "cuda":
+        out["peak_device_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
+        out["device_name"] = torch.cuda.get_device_name(device)
+    if args.workload == "hvp":
+        out["hvp_method"] = args.hvp_method
+    value = b.value()
+    if value is not None:
+        out["value"] = value
+    if b.last_hvps is not None:
+        out["hvps"] = b.last_hvps
+    if b.last_converged is not None:
+        out["converged"] = b.last_converged
+    return out, 0
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    try:
+        out, code = run(args)
+    except Exception as e:  # recorded by the driver, never fatal to it
+        why = str(e) or ("out of memory" if isinstance(e, MemoryError) else "")
+        out = {"workload": args.workload, "error": f"{type(e).__name__}: {why}"[:2000]}
+        code = 1
+    print(json.dumps(out), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+//! `lmech-bench`: runs ONE lmech workload at ONE size and prints one JSON
+//! line with its timings and the process's peak memory. It is the lmech side
+//! of `bench/compare.sh` (the driver, `bench/compare.py`, runs it as a
+//! subprocess alternately with the PyTorch twin in
+//! `bench/pytorch/workloads.py`), so that each measurement is a fresh
+//! process whose peak resident set is that workload's.
+//!
+//! ```sh
+//! lmech-bench --workload hvp --width 1024 --depth 3 --batch 1000 --input 784 \
+//!     --threads 2 --reps 5 --warmup 2
+//! ```
+//!
+//! The model is a tanh MLP `input -> width x (depth - 1) -> classes` with
+//! biases and the standard parametrization (PyTorch's `nn.Linear` init), f32,
+//! softmax cross-entropy, on random Gaussian inputs and uniform random labels
+//! drawn from `lmech::rng::Rng` with a fixed seed. Workloads:
+//!
+//! - `train_step`: forward, backward and an SGD update (lr 1e-3).
+//! - `forward_backward`: forward and backward (the gradient).
+//! - `hvp`: one Hessian-vector product at a fresh point
+//!   (`LossOnData::product_tensors`, forward-over-reverse, from scratch).
+//! - `hvp_warm`: a repeated product at one point (the forward values and the
+//!   gradient's cotangents reused, as in a Lanczos or power loop).
+//! - `sharpness_power`: the top Hessian eigenvalue by power iteration to
+//!   relative tolerance `--tol` (PyHessian's rule), products on host vectors.
+//! - `sharpness_lanczos`: the same by Lanczos, k = 1, eigenvalue error bound
+//!   `--tol`.
+//! - `hutchinson`: Hutchinson's Hessian trace estimate, `--probes` products.
+//! - `per_sample_norms`: per-example gradient norms on the whole batch.
+//! - `ntk`: the empirical NTK (per output and its trace) on the whole batch.
+//! - `gd_run`: `--steps` full-batch GD steps (lr `--lr`), the loss read back
+//!   to the host every step as a training loop logging it would.
+//!
+//! Each timed call includes everything a user's call would do (e.g. a
+//! sharpness run builds its `LossOnData` and does its first, cold product);
+//! the model and data are built once, outside the timing. `--warmup` untimed
+//! calls come first. With `--time-budget S`, once the first call has been
+//! timed, the remaining warm-up calls are dropped and the repetitions cut to
+//! fit about S seconds (at least one), so that huge sizes still finish; the
+//! JSON says how many ran.
+//!
+//! Output: `{"workload", "median_ms", "min_ms", "max_ms", "reps", "times_ms",
+//! "peak_rss_mib", "rss_before_setup_mib", "params", "value", "hvps"...}`.
+//! `peak_rss_mib` is the process's VmHWM (Linux /proc/self/status) at the
+//! end. For a device this build does not have, the line is
+//! `{"workload", "device", "unavailable": "<reason>"}` and the exit status 0;
+//! an error while running prints `{"workload", "error": "<message>"}` and
+//! exits 1.
+
+use clap::{Parser, ValueEnum};
+use lmech::backend::device::DeviceRequest;
+use lmech::curvature::{unflatten, LossOnData};
+use lmech::linalg::{
+    hutchinson_trace, lanczos, power_iteration, Accuracy, LanczosOptions, PowerOptions,
+};
+use lmech::nn::activation::Activation;
+use lmech::nn::loss::LossKind;
+use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::observe::ntk::empirical_ntk;
+use lmech::observe::per_sample::per_sample_norms;
+use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
+use lmech::rng::Rng;
+use lmech::tape::Curvature;
+use lmech::{Backend, Cpu, Tensor};
+use serde_json::{json, Map, Value};
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum Workload {
+    TrainStep,
+    ForwardBackward,
+    Hvp,
+    HvpWarm,
+    SharpnessPower,
+    SharpnessLanczos,
+    Hutchinson,
+    PerSampleNorms,
+    Ntk,
+    GdRun,
+}
+
+impl Workload {
+    fn name(self) -> &'static str {
+        match self {
+            Workload::TrainStep => "train_step",
+            Workload::ForwardBackward => "forward_backward",
+            Workload::Hvp => "hvp",
+            Workload::HvpWarm => "hvp_warm",
+            Workload::SharpnessPower => "sharpness_power",
+            Workload::SharpnessLanczos => "sharpness_lanczos",
+            Workload::Hutchinson => "hutchinson",
+            Workload::PerSampleNorms => "per_sample_norms",
+            Workload::Ntk => "ntk",
+            Workload::GdRun => "gd_run",
+        }
+    }
+}
+
+/// One lmech workload at one size, timed; prints one JSON line.
+#[derive(Parser, Debug)]
+#[command(name = "lmech-bench", version)]
+struct Args {
+    #[arg(long, value_enum)]
+    workload: Workload,
+    /// Hidden width.
+    #[arg(long)]
+    width: usize,
+    /// Number of dense layers (depth - 1 hidden layers).
+    #[arg(long)]
+    depth: usize,
+    /// Examples in the batch (the whole data set for the curvature workloads).
+    #[arg(long)]
+    batch: usize,
+    /// Input dimension.
+    #[arg(long)]
+    input: usize,
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    /// Worker threads (rayon); default: rayon's choice (the core count).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Timed repetitions.
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// Untimed calls before the timed ones.
+    #[arg(long, default_value_t = 2)]
+    warmup: usize,
+    /// cpu, auto, cuda, cuda:N or wgpu.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Seed of the model, data and random directions.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Relative tolerance of the sharpness workloads.
+    #[arg(long, default_value_t = 1e-3)]
+    tol: f64,
+    /// Most Hessian-vector products per sharpness run.
+    #[arg(long, default_value_t = 200)]
+    max_iter: usize,
+    /// Probes of the Hutchinson trace estimate.
+    #[arg(long, default_value_t = 10)]
+    probes: usize,
+    /// Steps of `gd_run`.
+    #[arg(long, default_value_t = 100)]
+    steps: usize,
+    /// Learning rate of `gd_run` (`train_step` uses 1e-3).
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Seconds the timed calls may take in all (see the module docs); 0: no cap.
+    #[arg(long, default_value_t = 0.0)]
+    time_budget: f64,
+}
+
+/// A `Vm...:` field of /proc/self/status in MiB (Linux only).
+fn proc_status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+/// What one call of a workload reports besides its time.
+#[derive(Default)]
+struct CallInfo {
+    value: Option<f64>,
+    hvps: Option<usize>,
+    converged: Option<bool>,
+}
+
+struct Setup {
+    be: Cpu,
+    model: Mlp<Cpu>,
+    x: Tensor<Cpu>,
+    labels: Tensor<Cpu>,
+}
+
+fn setup(a: &Args) -> lmech::Result<Setup> {
+    let be = Cpu::f32();
+    let spec = MlpSpec::new(a.input, a.width, a.depth, a.classes, Activation::Tanh);
+    let model = Mlp::init(&be, spec, &[a.seed])?;
+    let mut rng = Rng::new(a.seed.wrapping_add(1));
+    let x: Vec<f64> = (0..a.batch * a.input).map(|_| rng.normal()).collect();
+    let labels: Vec<f64> = (0..a.batch).map(|_| rng.below(a.classes) as f64).collect();
+    let x = be.from_f64(&[a.batch, a.input], &x)?;
+    let labels = be.from_f64(&[a.batch], &labels)?;
+    Ok(Setup {
+        be,
+        model,
+        x,
+        labels,
+    })
+}
+
+fn loss_on_data(s: &Setup) -> lmech::Result<LossOnData<'_, Cpu>> {
+    LossOnData::new(
+        &s.be,
+        &s.model,
+        LossKind::CrossEntropy,
+        vec![(s.x.clone(), s.labels.clone())],
+    )
+}
+
+/// A random Gaussian direction, per parameter tensor, and its flat form.
+fn direction(s: &Setup, seed: u64) -> lmech::Result<(Vec<Tensor<Cpu>>, Vec<f64>)> {
+    let mut rng = Rng::new(seed);
+    let n = s.model.spec.param_count();
+    let flat: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
+    Ok((unflatten(&s.be, &flat, &s.model.params())?, flat))
+}
+
+/// `v . Hv / |v|^2`, the Rayleigh quotient of a product, as a sanity value.
+fn rayleigh(be: &Cpu, v: &[f64], hv: &[Tensor<Cpu>]) -> lmech::Result<f64> {
+    let mut flat = Vec::with_capacity(v.len());
+    for t in hv {
+        flat.extend(be.to_f64(t)?);
+    }
+    let num: f64 = v.iter().zip(&flat).map(|(a, b)| a * b).sum();
+    let den: f64 = v.iter().map(|a| a * a).sum();
+    Ok(num / den)
+}
+
+fn first_loss(be: &Cpu, loss: &Tensor<Cpu>) -> lmech::Result<f64> {
+    Ok(be.to_f64(loss)?[0])
+}
+
+/// Times `call` per the arguments; returns the times in seconds and the last
+/// call's info.
+fn time_calls(
+    a: &Args,
+    mut call: impl FnMut() -> lmech::Result<CallInfo>,
+) -> lmech::Result<(Vec<f64>, CallInfo, usize)> {
+    let mut warmup = a.warmup;
+    let mut reps = a.reps.max(1);
+    let mut info = CallInfo::default();
+    let mut times = Vec::with_capacity(reps);
+    let mut first = true;
+    let mut warm_done = 0;
+    while warm_done < warmup || times.len() < reps {
+        let started = Instant::now();
+        info = black_box(call()?);
+        let t = started.elapsed().as_secs_f64();
+        if warm_done < warmup {
+            warm_done += 1;
+        } else {
+            times.push(t);
+        }
+        if first && a.time_budget > 0.0 {
+            first = false;
+            // Cut the rest to fit the budget (the first call counts as a
+            // warm-up when there was one).
+            let fit = ((a.time_budget / t.max(1e-9)).floor() as usize).max(1);
+            if fit < reps + (warmup - warm_done) {
+                warmup = warm_done;
+                reps = fit.min(reps);
+            }
+        }
+    }
+    Ok((times, info, warm_done))
+}
+
+fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
+    let rss_before = proc_status_mib("VmRSS:");
+    let mut s = setup(a)?;
+    let params = s.model.spec.param_count();
+    let be = s.be.clone();
+    let (times, info, warm_done) = match a.workload {
+        Workload::TrainStep | Workload::ForwardBackward | Workload::GdRun => {
+            let gd = a.workload == Workload::GdRun;
+            let (kind, lr) = if gd {
+                (OptimizerKind::Gd, a.lr)
+            } else {
+                (OptimizerKind::Sgd, 1e-3)
+            };
+            let n_params = s.model.params().len();
+            let mut opt = Optimizer::new(
+                &be,
+                OptimHyper::new(kind),
+                Schedule::Constant,
+                vec![lr],
+                &s.model.params(),
+                vec![1.0; n_params],
+            )?;
+            let update = a.workload != Workload::ForwardBackward;
+            let steps = if gd { a.steps.max(1) } else { 1 };
+            let Setup {
+                be,
+                model,
+                x,
+                labels,
+            } = &mut s;
+            time_calls(a, || {
+                let mut loss = 0.0;
+                for _ in 0..steps {
+                    let pass = model.loss_pass(be, x, labels, LossKind::CrossEntropy, true)?;
+                    if update {
+                        opt.step(be, model.params_mut(), &pass.grads)?;
+                    }
+                    if gd {
+                        // A training loop reads its loss back every step.
+                        loss = first_loss(be, &pass.loss)?;
+                    } else {
+                        black_box(&pass);
+                    }
+                }
+                Ok(CallInfo {
+                    value: gd.then_some(loss),
+                    ..CallInfo::default()
+                })
+            })?
+        }
+        Workload::Hvp => {
+            let (v, v_flat) = direction(&s, a.seed.wrapping_add(2))?;
+            let mut last = None;
+            let r = time_calls(a, || {
+                let lod = loss_on_data(&s)?;
+                last = Some(lod.product_tensors(&v, Curvature::Hessian)?);
+                Ok(CallInfo {
+                    hvps: Some(1),
+                    ..CallInfo::default()
+                })
+            })?;
+            let value = rayleigh(&be, &v_flat, last.as_deref().unwrap_or(&[]))?;
+            (
+                r.0,
+                CallInfo {
+                    value: Some(value),
+                    ..r.1
+                },
+                r.2,
+            )
+        }
+        Workload::HvpWarm => {
+            let (v, v_flat) = direction(&s, a.seed.wrapping_add(2))?;
+            let lod = loss_on_data(&s)?;
+            // The first product at the point is set-up here, not timed.
+            lod.product_tensors(&v, Curvature::Hessian)?;
+            let mut last = None;
+            let r = time_calls(a, || {
+                last = Some(lod.product_tensors(&v, Curvature::Hessian)?);
+                Ok(CallInfo {
+                    hvps: Some(1),
+                    ..CallInfo::default()
+                })
+            })?;
+            let value = rayleigh(&be, &v_flat, last.as_deref().unwrap_or(&[]))?;
+            (
+                r.0,
+                CallInfo {
+                    value: Some(value),
+                    ..r.1
+                },
+                r.2,
+            )
+        }
+        Workload::SharpnessPower => time_calls(a, || {
+            let lod = loss_on_data(&s)?;
+            let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
+            let opts = PowerOptions {
+                max_iter: a.max_iter,
+                tol: a.tol,
+                seed: a.seed.wrapping_add(3),
+                start: None,
+            };
+            let r = power_iteration(lod.dim(), &mut op, &opts)?;
+            Ok(CallInfo {
+                value: Some(r.value),
+                hvps: Some(r.matvecs),
+                converged: Some(r.converged),
+            })
+        })?,
+        Workload::SharpnessLanczos => time_calls(a, || {
+            let lod = loss_on_data(&s)?;
+            let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
+            let opts = LanczosOptions {
+                k: 1,
+                max_iter: a.max_iter,
+                tol: a.tol,
+                seed: a.seed.wrapping_add(3),
+                start: None,
+                accuracy: Accuracy::Eigenvalue,
+            };
+            let r = lanczos(lod.dim(), &mut op, &opts)?;
+            Ok(CallInfo {
+                value: r.values.first().copied(),
+                hvps: Some(r.matvecs),
+                converged: Some(r.converged),
+            })
+        })?,
+        Workload::Hutchinson => time_calls(a, || {
+            let lod = loss_on_data(&s)?;
+            let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
+            let r = hutchinson_trace(lod.dim(), &mut op, a.probes, a.seed.wrapping_add(4))?;
+            Ok(CallInfo {
+                value: Some(r.estimate),
+                hvps: Some(r.matvecs),
+                converged: None,
+            })
+        })?,
+        Workload::PerSampleNorms => time_calls(a, || {
+            let r = per_sample_norms(&s.be, &s.model, &s.x, &s.labels, LossKind::CrossEntropy)?;
+            Ok(CallInfo {
+                value: Some(r.mean_norm()),
+                ..CallInfo::default()
+            })
+        })?,
+        Workload::Ntk => time_calls(a, || {
+            let k = empirical_ntk(&s.be, &s.model, &s.x)?;
+            // Mean diagonal of the trace kernel: sum over outputs of the
+            // mean squared norm of d f_k(x_i) / d theta.
+            let diag: f64 = (0..k.n).map(|i| k.trace[i * k.n + i]).sum::<f64>() / k.n as f64;
+            Ok(CallInfo {
+                value: Some(diag),
+                ..CallInfo::default()
+            })
+        })?,
+    };
+    let peak = proc_status_mib("VmHWM:");
+    let ms: Vec<f64> = times.iter().map(|t| t * 1e3).collect();
+    let mut sorted = ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = if sorted.len() % 2 == 1 {
+        sorted[sorted.len() / 2]
+    } else {
+        0.5 * (sorted[sorted.len() / 2 - 1] + sorted[sorted.len() / 2])
+    };
+    let mut out = Map::new();
+    out.insert("median_ms".into(), json!(median));
+    out.insert("min_ms".into(), json!(sorted[0]));
+    out.insert("max_ms".into(), json!(sorted[sorted.len() - 1]));
+    out.insert("reps".into(), json!(ms.len()));
+    out.insert("warmup".into(), json!(warm_done));
+    out.insert("times_ms".into(), json!(ms));
+    out.insert("peak_rss_mib".into(), json!(peak));
+    out.insert("rss_before_setup_mib".into(), json!(rss_before));
+    out.insert("params".into(), json!(params));
+    out.insert("threads".into(), json!(rayon::current_num_threads()));
+    out.insert("device".into(), json!("cpu"));
+    out.insert("dtype".into(), json!("f32"));
+    if let Some(v) = info.value {
+        out.insert("value".into(), json!(v));
+    }
+    if let Some(h) = info.hvps {
+        out.insert("hvps".into(), json!(h));
+    }
+    if let Some(c) = info.converged {
+        out.insert("converged".into(), json!(c));
+    }
+    Ok(out)
+}
+
+fn main() -> ExitCode {
+    let a = Args::parse();
+    let mut line = Map::new();
+    line.insert("workload".into(), json!(a.workload.name()));
+    let request = match DeviceRequest::parse(&a.device) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = request.resolve() {
+        line.insert("device".into(), json!(a.device));
+        line.insert("unavailable".into(), json!(e.to_string()));
+        println!("{}", Value::Object(line));
+        return ExitCode::SUCCESS;
+    }
+    if let Some(n) = a.threads {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
+            eprintln!("error: cannot start {n} threads: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    match run(&a) {
+        Ok(fields) => {
+            line.extend(fields);
+            println!("{}", Value::Object(line));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            line.insert("error".into(), json!(e.to_string()));
+            println!("{}", Value::Object(line));
+            ExitCode::FAILURE
+        }
+    }
+}
