@@ -147,36 +147,38 @@ class Setup:
         return sum(g.flatten(1).pow(2).sum(1) for g in gs.values())
 
     def sharpness_power_pyhessian(self):
-        # PyHessian's hessian.eigenvalues(maxIter, tol, top_n=1) on one batch
-        # (gradsH built once in PyHessian's __init__, counted here).
-        def normalization(v):
-            s = torch.sqrt(sum(torch.sum(x * x) for x in v))
-            return [x / (s + 1e-6) for x in v]
-
-        def group_product(xs, ys):
-            return sum(torch.sum(x * y) for x, y in zip(xs, ys))
-
-        grads_h = self._grads_with_graph()
         gen = torch.Generator().manual_seed(1)
-        v = normalization([torch.randn(p.size(), generator=gen) for p in self.plist])
-        eigenvalue = None
-        hvps = 0
-        for _ in range(MAX_ITER):
-            hv = torch.autograd.grad(grads_h, self.plist, grad_outputs=v,
-                                     only_inputs=True, retain_graph=True)
-            hvps += 1
-            tmp = group_product(hv, v).item()
-            v = normalization(hv)
-            if eigenvalue is None:
-                eigenvalue = tmp
-            elif abs(eigenvalue - tmp) / (abs(eigenvalue) + 1e-6) < TOL:
-                eigenvalue = tmp
-                break
-            else:
-                eigenvalue = tmp
-        self.last_hvps = hvps
-        self.last_value = eigenvalue
-        return eigenvalue
+        v = [torch.randn(p.size(), generator=gen) for p in self.plist]
+        self.last_value, self.last_hvps = pyhessian_power(self._grads_with_graph(), self.plist, v, MAX_ITER, TOL)
+        return self.last_value
+
+
+def pyhessian_power(grads_h, plist, v, max_iter, tol):
+    """PyHessian's hessian.eigenvalues(maxIter, tol, top_n=1) on one batch:
+    power iteration by double backward through the gradient's graph
+    (`grads_h`, built once, as in PyHessian's __init__), stopping when the
+    estimate changes by less than tol relative. Returns (eigenvalue, HVPs)."""
+
+    def normalization(v):
+        s = torch.sqrt(sum(torch.sum(x * x) for x in v))
+        return [x / (s + 1e-6) for x in v]
+
+    def group_product(xs, ys):
+        return sum(torch.sum(x * y) for x, y in zip(xs, ys))
+
+    v = normalization(v)
+    eigenvalue = None
+    hvps = 0
+    for _ in range(max_iter):
+        hv = torch.autograd.grad(grads_h, plist, grad_outputs=v, only_inputs=True, retain_graph=True)
+        hvps += 1
+        tmp = group_product(hv, v).item()
+        v = normalization(hv)
+        if eigenvalue is not None and abs(eigenvalue - tmp) / (abs(eigenvalue) + 1e-6) < tol:
+            eigenvalue = tmp
+            break
+        eigenvalue = tmp
+    return eigenvalue, hvps
 
 
 def time_workload(setup, name, reps, warmup):

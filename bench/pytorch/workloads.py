@@ -180,37 +180,12 @@ def make_bench(args):
             return num / den
 
         def sharpness_power(self):
-            # PyHessian's hessian.eigenvalues(maxIter, tol, top_n=1), as
-            # curvature.Setup.sharpness_power_pyhessian, with the start vector
-            # drawn on the model's device.
-            def normalization(v):
-                s = torch.sqrt(sum(torch.sum(x * x) for x in v))
-                return [x / (s + 1e-6) for x in v]
-
-            def group_product(xs, ys):
-                return sum(torch.sum(x * y) for x, y in zip(xs, ys))
-
-            grads_h = self._grads_with_graph()
+            # PyHessian's power iteration, with the start vector drawn on the
+            # model's device.
             gen = self.gen(3)
-            v = normalization([torch.randn(p.size(), generator=gen, device=self.device)
-                               for p in self.plist])
-            eigenvalue = None
-            hvps = 0
-            for _ in range(self.a.max_iter):
-                hv = torch.autograd.grad(grads_h, self.plist, grad_outputs=v,
-                                         only_inputs=True, retain_graph=True)
-                hvps += 1
-                tmp = group_product(hv, v).item()
-                v = normalization(hv)
-                if eigenvalue is None:
-                    eigenvalue = tmp
-                elif abs(eigenvalue - tmp) / (abs(eigenvalue) + 1e-6) < self.a.tol:
-                    eigenvalue = tmp
-                    break
-                else:
-                    eigenvalue = tmp
-            self.last_hvps = hvps
-            self.last_value = eigenvalue
+            v = [torch.randn(p.size(), generator=gen, device=self.device) for p in self.plist]
+            self.last_value, self.last_hvps = curvature.pyhessian_power(
+                self._grads_with_graph(), self.plist, v, self.a.max_iter, self.a.tol)
 
         def sharpness_lanczos(self):
             import numpy as np
