@@ -45,9 +45,10 @@ enum Command {
     /// digits: full-batch GD at several learning rates with sharpness
     /// tracking; plots and a table.
     Eos {
-        /// Output directory (one run directory per learning rate, plots, eos.csv).
-        #[arg(long, default_value = "runs/eos")]
-        out: PathBuf,
+        /// Output directory (one run directory per learning rate, plots,
+        /// eos.csv); default runs/eos, made unique.
+        #[arg(long)]
+        out: Option<PathBuf>,
         /// Learning rates, comma-separated.
         #[arg(long, value_delimiter = ',', default_values_t = vec![0.1, 0.14, 0.2])]
         lrs: Vec<f64>,
@@ -114,6 +115,8 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
         } => {
             let (device, why) = DeviceRequest::parse(&device)?.resolve()?;
             eprintln!("{why}");
+            let out =
+                out.unwrap_or_else(|| lmech::run::unique_run_dir(&PathBuf::from("runs"), "eos"));
             if out.join("eos.csv").exists() {
                 return Err(lmech::Error::msg(format!(
                     "{} already holds an eos experiment; choose another --out",

@@ -1117,3 +1117,49 @@ fn a_checkpoint_loads_back_into_the_same_model() {
     };
     assert!(err.contains("summary.json"), "{err}");
 }
+
+#[test]
+fn the_main_job_prints_the_edge_of_stability_table() {
+    let dir = temp_dir("eos-cli");
+    let out = dir.join("eos");
+    let out_s = out.to_string_lossy().into_owned();
+    let args = [
+        "eos",
+        "--quiet",
+        "--steps",
+        "150",
+        "--lrs",
+        "0.2,0.3",
+        "--out",
+        out_s.as_str(),
+    ];
+    let res = lmech(&args);
+    assert_success(&res);
+    let stdout = text(&res.stdout);
+    assert!(
+        stdout.contains("2/eta") && stdout.contains("0.3"),
+        "{stdout}"
+    );
+    for f in [
+        "eos.csv",
+        "eos_lr0.2.svg",
+        "eos_lr0.3.svg",
+        "lr_0.2/metrics.jsonl",
+        "lr_0.3/summary.json",
+    ] {
+        assert!(out.join(f).exists(), "{f} missing");
+    }
+    let csv = fs::read_to_string(out.join("eos.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    // A second run into the same directory is refused, the first kept.
+    let again = lmech(&args);
+    assert!(!again.status.success());
+    assert!(text(&again.stderr).contains("already holds an eos experiment"));
+    assert_eq!(fs::read_to_string(out.join("eos.csv")).unwrap(), csv);
+    // Bad learning rates are refused before anything is written.
+    let bad = dir.join("bad");
+    let bad_s = bad.to_string_lossy().into_owned();
+    let res = lmech(&["eos", "--quiet", "--lrs", "0", "--out", bad_s.as_str()]);
+    assert!(!res.status.success() && text(&res.stderr).contains("--lrs"));
+    assert!(!bad.exists());
+}
