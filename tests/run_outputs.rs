@@ -545,3 +545,30 @@ fn progress_is_hidden_off_a_terminal_and_cheap_to_update() {
         start.elapsed()
     );
 }
+
+#[test]
+fn the_same_checkpoint_is_the_same_bytes() {
+    let dir = temp_dir("ckpt-bytes");
+    let tensors = vec![
+        NamedTensor {
+            name: "layers.0.weight".into(),
+            shape: vec![2, 3],
+            data: TensorData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]),
+        },
+        NamedTensor {
+            name: "layers.0.bias".into(),
+            shape: vec![2],
+            data: TensorData::F32(vec![0.5, -0.5]),
+        },
+    ];
+    let meta: BTreeMap<String, String> = (0..20)
+        .map(|i| (format!("key{i}"), format!("value {i}")))
+        .collect();
+    let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    save_checkpoint(&a, &tensors, &meta).unwrap();
+    save_checkpoint(&b, &tensors, &meta).unwrap();
+    assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+    let (back, meta_back) = load_checkpoint(&a).unwrap();
+    assert_eq!(meta_back, meta);
+    assert_eq!(back.len(), 2);
+}

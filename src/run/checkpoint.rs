@@ -104,7 +104,38 @@ pub fn save_checkpoint(
                     path.display()
                 ))
             })?;
-    write_atomic(path, &bytes)
+    write_atomic(path, &canonical_header(path, bytes)?)
+}
+
+/// The same file with its JSON header's keys in sorted order: the
+/// safetensors crate writes the metadata from a hash map, whose order
+/// changes from run to run, and a checkpoint of the same weights should be
+/// the same bytes. Data offsets are relative to the data section, so only
+/// the header is rewritten (padded with spaces to 8 bytes, as the format
+/// allows).
+fn canonical_header(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let bad = || Error::msg(format!("{}: malformed serialized header", path.display()));
+    let len = u64::from_le_bytes(
+        bytes
+            .get(..8)
+            .ok_or_else(bad)?
+            .try_into()
+            .map_err(|_| bad())?,
+    ) as usize;
+    let header = bytes.get(8..8 + len).ok_or_else(bad)?;
+    // serde_json's default map is ordered by key.
+    let value: serde_json::Value = serde_json::from_slice(header).map_err(|_| bad())?;
+    let mut text = serde_json::to_string(&value)
+        .map_err(|_| bad())?
+        .into_bytes();
+    while (8 + text.len()) % 8 != 0 {
+        text.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - len);
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text);
+    out.extend(&bytes[8 + len..]);
+    Ok(out)
 }
 
 /// Reads a checkpoint written by [`save_checkpoint`] (or any safetensors
