@@ -1,7 +1,7 @@
 //! The `lmech` command line: `lmech train CONFIG.toml` and `lmech devices`.
 
 use clap::{Parser, Subcommand};
-use lmech::backend::device::{describe_devices, DeviceRequest};
+use lmech::backend::device::{describe_devices, Device, DeviceRequest};
 use lmech::config::Config;
 use lmech::eos::{run_eos, table_text, EosOptions};
 use lmech::train::{train, RunOptions};
@@ -95,6 +95,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// The device `--device` names, saying on stderr which one was taken.
+fn resolve_device(request: &str) -> lmech::Result<Device> {
+    let (device, why) = DeviceRequest::parse(request)?.resolve()?;
+    eprintln!("{why}");
+    Ok(device)
+}
+
 fn run(cmd: Command) -> lmech::Result<ExitCode> {
     match cmd {
         Command::Devices => {
@@ -113,8 +120,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             device,
             quiet,
         } => {
-            let (device, why) = DeviceRequest::parse(&device)?.resolve()?;
-            eprintln!("{why}");
+            let device = resolve_device(&device)?;
             let out =
                 out.unwrap_or_else(|| lmech::run::unique_run_dir(&PathBuf::from("runs"), "eos"));
             if out.join("eos.csv").exists() {
@@ -151,8 +157,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
         } => {
             let cfg = Config::load(&config, &overrides)?;
             cfg.resolve()?;
-            let (device, why) = DeviceRequest::parse(&device)?.resolve()?;
-            eprintln!("{why}");
+            let device = resolve_device(&device)?;
             let out = out.unwrap_or_else(|| {
                 let stem = config
                     .file_stem()

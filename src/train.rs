@@ -84,7 +84,9 @@ fn class_labels(ds: &Dataset) -> Option<Vec<f64>> {
     }
 }
 
-fn loss_target(ds: &Dataset, loss: LossKind) -> Result<(Vec<f64>, Vec<usize>)> {
+/// The loss head's targets for `ds`, as (values, shape): class indices for
+/// cross-entropy, float values for the squared losses.
+pub(crate) fn loss_target(ds: &Dataset, loss: LossKind) -> Result<(Vec<f64>, Vec<usize>)> {
     match (&ds.y, loss) {
         (Targets::Labels { y, .. }, LossKind::CrossEntropy) => {
             Ok((y.iter().map(|&c| c as f64).collect(), vec![ds.n]))

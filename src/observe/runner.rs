@@ -10,7 +10,7 @@ use super::per_sample::per_sample_norms;
 use super::stats::{coordinate_l1, cosine, distance_from, weight_norms};
 use crate::backend::Backend;
 use crate::curvature::{flatten, LossOnData};
-use crate::data::{Dataset, Targets};
+use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::linalg::{self, Accuracy, LanczosOptions, PowerOptions};
 use crate::nn::loss::LossKind;
@@ -18,6 +18,7 @@ use crate::nn::mlp::Mlp;
 use crate::run::{write_atomic, Record};
 use crate::tape::Curvature;
 use crate::tensor::Tensor;
+use crate::train::loss_target;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -53,22 +54,8 @@ fn chunks<B: Backend>(
 }
 
 fn upload<B: Backend>(be: &B, ds: &Dataset, loss: LossKind) -> Result<(Tensor<B>, Tensor<B>)> {
-    let x = be.from_f64(&[ds.n, ds.d], &ds.x)?;
-    let t = match (&ds.y, loss) {
-        (Targets::Labels { y, .. }, LossKind::CrossEntropy) => {
-            be.from_f64(&[ds.n], &y.iter().map(|&c| c as f64).collect::<Vec<_>>())?
-        }
-        (Targets::Values { y, k }, LossKind::Mse | LossKind::MseMean) => {
-            be.from_f64(&[ds.n, *k], y)?
-        }
-        _ => {
-            return Err(Error::config(
-                "train.loss",
-                "the loss does not fit the data's targets",
-            ))
-        }
-    };
-    Ok((x, t))
+    let (t, shape) = loss_target(ds, loss)?;
+    Ok((be.from_f64(&[ds.n, ds.d], &ds.x)?, be.from_f64(&shape, &t)?))
 }
 
 impl<B: Backend> Observers<B> {
