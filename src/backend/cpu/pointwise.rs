@@ -7,6 +7,41 @@ use crate::nn::activation::Activation;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
+/// `$body` with `$a` bound to `$act` as a constant, one match arm per
+/// activation: the match sits outside the loop in `$body`, so each arm is a
+/// plain loop the compiler specializes and vectorizes. Identity runs `$id`.
+macro_rules! specialize {
+    ($act:expr, $a:ident => $body:expr, identity => $id:expr) => {
+        match $act {
+            Activation::Identity => $id,
+            Activation::Relu => {
+                const $a: Activation = Activation::Relu;
+                $body
+            }
+            Activation::Tanh => {
+                const $a: Activation = Activation::Tanh;
+                $body
+            }
+            Activation::Gelu => {
+                const $a: Activation = Activation::Gelu;
+                $body
+            }
+            Activation::Silu => {
+                const $a: Activation = Activation::Silu;
+                $body
+            }
+            Activation::Elu => {
+                const $a: Activation = Activation::Elu;
+                $body
+            }
+            Activation::Softplus => {
+                const $a: Activation = Activation::Softplus;
+                $body
+            }
+        }
+    };
+}
+
 /// Apply `f(row_index, row)` to each row of `out`, in parallel when the
 /// work is large enough. Rows are independent, so the order does not matter.
 pub(super) fn for_rows<T: Elem>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync) {
@@ -73,25 +108,13 @@ pub fn bias_act<T: Elem>(
     Ok((pre, Tensor::from_parts(shape, T::wrap(post))))
 }
 
-/// `dst = act(src)`, with the match outside the loop so each arm is a
-/// plain loop the compiler can vectorize.
+/// `dst = act(src)`.
 fn apply_row<T: Elem>(act: Activation, src: &[T], dst: &mut [T]) {
-    macro_rules! each {
-        ($a:expr) => {
-            for (d, &x) in dst.iter_mut().zip(src) {
-                *d = $a.apply(x);
-            }
-        };
-    }
-    match act {
-        Activation::Identity => dst.copy_from_slice(src),
-        Activation::Relu => each!(Activation::Relu),
-        Activation::Tanh => each!(Activation::Tanh),
-        Activation::Gelu => each!(Activation::Gelu),
-        Activation::Silu => each!(Activation::Silu),
-        Activation::Elu => each!(Activation::Elu),
-        Activation::Softplus => each!(Activation::Softplus),
-    }
+    specialize!(act, A => {
+        for (d, &x) in dst.iter_mut().zip(src) {
+            *d = A.apply(x);
+        }
+    }, identity => dst.copy_from_slice(src))
 }
 
 pub fn act_backward<T: Elem>(
@@ -116,29 +139,16 @@ pub fn act_backward<T: Elem>(
     let gv = T::view(g_post.storage())?;
     let n = *pre.shape().last().unwrap_or(&1);
     let mut out = vec![T::ZERO; gv.len()];
-    macro_rules! each {
-        ($a:expr) => {
-            for_rows(&mut out, n, |r, row| {
-                let span = r * n..(r + 1) * n;
-                for ((d, &g), (&x, &y)) in row
-                    .iter_mut()
-                    .zip(&gv[span.clone()])
-                    .zip(pv[span.clone()].iter().zip(&yv[span]))
-                {
-                    *d = g * $a.deriv_with_output(x, y);
-                }
-            })
-        };
-    }
-    match act {
-        Activation::Identity => unreachable!("handled above"),
-        Activation::Relu => each!(Activation::Relu),
-        Activation::Tanh => each!(Activation::Tanh),
-        Activation::Gelu => each!(Activation::Gelu),
-        Activation::Silu => each!(Activation::Silu),
-        Activation::Elu => each!(Activation::Elu),
-        Activation::Softplus => each!(Activation::Softplus),
-    }
+    specialize!(act, A => for_rows(&mut out, n, |r, row| {
+        let span = r * n..(r + 1) * n;
+        for ((d, &g), (&x, &y)) in row
+            .iter_mut()
+            .zip(&gv[span.clone()])
+            .zip(pv[span.clone()].iter().zip(&yv[span]))
+        {
+            *d = g * A.deriv_with_output(x, y);
+        }
+    }), identity => unreachable!("handled above"));
     Ok(Tensor::from_parts(pre.shape().to_vec(), T::wrap(out)))
 }
 
@@ -172,30 +182,14 @@ pub fn act_backward_tangent<T: Elem>(
     );
     let n = *shape.last().unwrap_or(&1);
     let mut out = vec![T::ZERO; xv.len()];
-    // One loop per activation (the match outside), over row slices, so each
-    // arm vectorizes.
-    macro_rules! each {
-        ($a:expr) => {
-            for_rows(&mut out, n, |r, row| {
-                let span = r * n..(r + 1) * n;
-                let (x, y, g) = (&xv[span.clone()], &yv[span.clone()], &gv[span.clone()]);
-                let (gd, xd) = (&gdv[span.clone()], &xdv[span]);
-                for j in 0..row.len() {
-                    row[j] = gd[j] * $a.deriv_with_output(x[j], y[j])
-                        + g[j] * $a.second_deriv(x[j], y[j]) * xd[j];
-                }
-            })
-        };
-    }
-    match act {
-        Activation::Identity => out.copy_from_slice(gdv),
-        Activation::Relu => each!(Activation::Relu),
-        Activation::Tanh => each!(Activation::Tanh),
-        Activation::Gelu => each!(Activation::Gelu),
-        Activation::Silu => each!(Activation::Silu),
-        Activation::Elu => each!(Activation::Elu),
-        Activation::Softplus => each!(Activation::Softplus),
-    }
+    specialize!(act, A => for_rows(&mut out, n, |r, row| {
+        let span = r * n..(r + 1) * n;
+        let (x, y, g) = (&xv[span.clone()], &yv[span.clone()], &gv[span.clone()]);
+        let (gd, xd) = (&gdv[span.clone()], &xdv[span]);
+        for j in 0..row.len() {
+            row[j] = gd[j] * A.deriv_with_output(x[j], y[j]) + g[j] * A.second_deriv(x[j], y[j]) * xd[j];
+        }
+    }), identity => out.copy_from_slice(gdv));
     Ok(Tensor::from_parts(shape.to_vec(), T::wrap(out)))
 }
 
