@@ -29,18 +29,8 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
-WORKLOADS = [
-    "train_step",
-    "forward_backward",
-    "hvp",
-    "hvp_warm",
-    "sharpness_power",
-    "sharpness_lanczos",
-    "hutchinson",
-    "per_sample_norms",
-    "ntk",
-    "gd_run",
-]
+sys.path.insert(0, os.path.join(HERE, "pytorch"))
+from workloads import WORKLOADS  # noqa: E402  (its top level imports no torch)
 # Workloads whose single call is many products or steps: fewer repetitions.
 SLOW = {"sharpness_power", "sharpness_lanczos", "hutchinson", "gd_run"}
 CLASSES = 10
