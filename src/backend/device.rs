@@ -17,12 +17,16 @@ pub enum DeviceRequest {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Device {
     Cpu,
+    Wgpu,
+    Cuda(usize),
 }
 
 impl Device {
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            Device::Cpu => "cpu",
+            Device::Cpu => "cpu".into(),
+            Device::Wgpu => "wgpu".into(),
+            Device::Cuda(i) => format!("cuda:{i}"),
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod cpu;
 pub mod device;
+pub mod sources;
 
 use crate::error::Result;
 use crate::nn::activation::Activation;
