@@ -51,6 +51,12 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
     let res = cfg.resolve()?;
     match opts.device {
         Device::Cpu => train_on(Cpu::new(res.dtype), cfg, &res, opts),
+        Device::Cuda(i) => train_on(
+            crate::backend::cuda::Cuda::new(i, res.dtype)?,
+            cfg,
+            &res,
+            opts,
+        ),
         other => Err(crate::error::Error::Device(format!(
             "{} is not available in this build; run with --device cpu",
             other.name()

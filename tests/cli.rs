@@ -862,27 +862,33 @@ fn npy_files_with_different_n_are_rejected() {
 }
 
 #[test]
-fn cuda_device_is_refused_with_a_hint() {
+fn cuda_without_a_driver_is_refused_with_a_hint() {
+    if lmech::backend::cuda::driver_present() {
+        println!("skipped: a CUDA driver is present, so --device cuda does not fail here");
+        return;
+    }
     let dir = temp_dir("cuda");
     let out = dir.join("run");
-    let mut args = vec![
-        "train".to_string(),
-        example("digits_gd.toml").display().to_string(),
-    ];
-    args.extend(
-        [
-            "--out",
-            &out.display().to_string(),
-            "--quiet",
-            "--device",
-            "cuda",
-        ]
-        .map(String::from),
-    );
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let res = lmech(&refs);
-    assert_clean_failure(&res, &["cuda", "--device cpu"]);
-    assert!(!out.join("summary.json").exists());
+    for device in ["cuda", "cuda:3"] {
+        let mut args = vec![
+            "train".to_string(),
+            example("digits_gd.toml").display().to_string(),
+        ];
+        args.extend(
+            [
+                "--out",
+                &out.display().to_string(),
+                "--quiet",
+                "--device",
+                device,
+            ]
+            .map(String::from),
+        );
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let res = lmech(&refs);
+        assert_clean_failure(&res, &[device, "no CUDA driver found", "--device cpu"]);
+        assert!(!out.join("summary.json").exists());
+    }
 }
 
 #[test]
@@ -1079,6 +1085,7 @@ fn devices_lists_the_cpu() {
     assert_success(&res);
     let stdout = text(&res.stdout);
     assert!(stdout.lines().any(|l| l.starts_with("cpu")), "{stdout}");
+    assert!(stdout.lines().any(|l| l.starts_with("cuda")), "{stdout}");
     let res = lmech(&["--threads", "1", "devices"]);
     assert_success(&res);
     assert!(

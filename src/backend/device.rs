@@ -1,8 +1,9 @@
 //! Device selection (`--device auto|cpu|cuda[:N]|wgpu`). `auto` takes CUDA
 //! when a driver and GPU are present, else a hardware wgpu adapter, else the
-//! CPU, and says which it took. The GPU backends are not in this build yet:
-//! asking for one by name is an error that suggests the CPU.
+//! CPU, and says which it took. Asking for a backend that cannot run here is
+//! an error that says why and suggests the CPU.
 
+use crate::backend::cuda;
 use crate::error::{Error, Result};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -52,13 +53,32 @@ impl DeviceRequest {
     pub fn resolve(self) -> Result<(Device, String)> {
         match self {
             DeviceRequest::Cpu => Ok((Device::Cpu, "device: cpu".into())),
-            DeviceRequest::Auto => Ok((
-                Device::Cpu,
-                "device: auto chose cpu (this build has no CUDA or wgpu backend yet)".into(),
-            )),
-            DeviceRequest::Cuda(i) => Err(Error::Device(format!(
-                "cuda:{i} requested, but this build of lmech has no CUDA backend yet; run with --device cpu"
-            ))),
+            DeviceRequest::Auto => {
+                if let Some(name) = usable_cuda() {
+                    return Ok((Device::Cuda(0), format!("device: auto chose cuda:0 ({name})")));
+                }
+                Ok((
+                    Device::Cpu,
+                    "device: auto chose cpu (no usable CUDA GPU; this build has no wgpu backend yet)"
+                        .into(),
+                ))
+            }
+            DeviceRequest::Cuda(i) => {
+                let gpus = cuda::list_gpus()
+                    .map_err(|e| Error::Device(format!("cuda:{i} requested, but {}", device_msg(e))))?;
+                let gpu = gpus.get(i).ok_or_else(|| {
+                    Error::Device(if gpus.is_empty() {
+                        format!("cuda:{i} requested, but the CUDA driver reports no GPU; run with --device cpu")
+                    } else {
+                        format!(
+                            "cuda:{i} requested, but this machine has {} CUDA GPU(s) (cuda:0 to cuda:{})",
+                            gpus.len(),
+                            gpus.len() - 1
+                        )
+                    })
+                })?;
+                Ok((Device::Cuda(i), format!("device: cuda:{i} ({})", gpu.name)))
+            }
             DeviceRequest::Wgpu => Err(Error::Device(
                 "wgpu requested, but this build of lmech has no wgpu backend yet; run with --device cpu".into(),
             )),
@@ -90,9 +110,53 @@ pub fn describe_devices() -> Vec<String> {
         ));
     }
     cpu.push_str(", dtypes f32 f64");
-    vec![
-        cpu,
-        "cuda: not in this build (the CUDA backend is not written yet)".into(),
-        "wgpu: not in this build (the WGSL backend is not written yet)".into(),
-    ]
+    let mut lines = vec![cpu];
+    lines.extend(describe_cuda());
+    lines.push("wgpu: not in this build (the WGSL backend is not written yet)".into());
+    lines
+}
+
+/// The name of GPU 0 when CUDA can run here (driver, a GPU and NVRTC).
+fn usable_cuda() -> Option<String> {
+    if !cuda::driver_present() || !cuda::nvrtc_present() {
+        return None;
+    }
+    cuda::list_gpus().ok()?.into_iter().next().map(|g| g.name)
+}
+
+/// The message of a device error without its variant's prefix.
+fn device_msg(e: Error) -> String {
+    match e {
+        Error::Device(m) => m,
+        other => other.to_string(),
+    }
+}
+
+/// One line per CUDA GPU, or one line saying why there is none.
+fn describe_cuda() -> Vec<String> {
+    if !cuda::driver_present() {
+        return vec!["cuda: none (no NVIDIA driver: libcuda.so could not be loaded)".into()];
+    }
+    let gpus = match cuda::list_gpus() {
+        Ok(g) if g.is_empty() => return vec!["cuda: none (the driver reports no GPU)".into()],
+        Ok(g) => g,
+        Err(e) => return vec![format!("cuda: none ({})", device_msg(e))],
+    };
+    let nvrtc = if cuda::nvrtc_present() {
+        ""
+    } else {
+        " [unusable: libnvrtc.so not found; pip install nvidia-cuda-nvrtc-cu12 and add its lib/ to LD_LIBRARY_PATH]"
+    };
+    gpus.iter()
+        .map(|g| {
+            format!(
+                "cuda:{}: {}, compute capability {}.{}, {:.1} GiB, dtypes f32{nvrtc}",
+                g.ordinal,
+                g.name,
+                g.compute_capability.0,
+                g.compute_capability.1,
+                g.total_mem as f64 / (1u64 << 30) as f64
+            )
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@
 //! length E or 1.
 
 pub mod cpu;
+pub mod cuda;
 pub mod device;
 pub mod sources;
 

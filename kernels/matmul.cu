@@ -1,0 +1,322 @@
+// Batched GEMM: C[b] = alpha * op(A)[b] @ op(B)[b], C row-major M x N.
+// op(A) and op(B) are described by strides, so transposes and the broadcast of
+// a rank-2 operand over the ensemble (batch stride 0) cost nothing: element
+// (m, k) of op(A) in batch b is A[b * a_bs + m * a_rs + k * a_cs], element
+// (k, n) of op(B) is B[b * b_bs + k * b_rs + n * b_cs]. Grid: x over column
+// tiles, y over row tiles, z over the batch. Every global access is bounds
+// checked; out-of-range tile elements load as zero, so any M, N, K works.
+//
+// Two families:
+//  - gemm_simt: fp32 FMA, 128 x 128 x 8 block tile, 256 threads, 8 x 8
+//    outputs per thread held in registers; shared tiles are read as float4.
+//  - gemm_tc_tf32 / gemm_tc_bf16: tensor cores through mma.sync (sm_80+),
+//    64 x 64 x 16 block tile, 4 warps of 32 x 32, fp32 accumulate. Shared
+//    tiles stay fp32; operands are rounded to TF32 / BF16 when fragments are
+//    built, so one load path serves both precisions.
+
+#include "common.cuh"
+
+#define S_BM 128
+#define S_BN 128
+#define S_BK 8
+#define S_TM 8
+#define S_TN 8
+#define S_THREADS 256
+
+extern "C" __global__ void __launch_bounds__(S_THREADS)
+gemm_simt(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+          int M, int N, int K,
+          long long a_rs, long long a_cs, long long a_bs,
+          long long b_rs, long long b_cs, long long b_bs,
+          float alpha) {
+    // As[k][m], Bs[k][n]: each thread reads 8 consecutive m (n) values of one
+    // k row as two float4.
+    __shared__ __align__(16) float As[S_BK][S_BM];
+    __shared__ __align__(16) float Bs[S_BK][S_BN];
+
+    const long long batch = blockIdx.z;
+    const float* Ab = A + batch * a_bs;
+    const float* Bb = B + batch * b_bs;
+    float* Cb = C + batch * (long long)M * (long long)N;
+
+    const int m0 = blockIdx.y * S_BM;
+    const int n0 = blockIdx.x * S_BN;
+    const int tid = threadIdx.x;
+    const int tr = tid / 16;  // 16 x 16 threads, each an 8 x 8 sub-tile
+    const int tc = tid % 16;
+
+    float acc[S_TM][S_TN];
+#pragma unroll
+    for (int i = 0; i < S_TM; ++i) {
+#pragma unroll
+        for (int j = 0; j < S_TN; ++j) {
+            acc[i][j] = 0.0f;
+        }
+    }
+
+    for (int k0 = 0; k0 < K; k0 += S_BK) {
+        // 1024 elements per tile, 4 per thread. Consecutive threads walk the
+        // operand's contiguous dimension so global loads coalesce.
+#pragma unroll
+        for (int r = 0; r < (S_BM * S_BK) / S_THREADS; ++r) {
+            int i = tid + r * S_THREADS;
+            int kk, mm;
+            if (a_cs == 1) {
+                kk = i % S_BK;
+                mm = i / S_BK;
+            } else {
+                mm = i % S_BM;
+                kk = i / S_BM;
+            }
+            int m = m0 + mm, k = k0 + kk;
+            As[kk][mm] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < (S_BN * S_BK) / S_THREADS; ++r) {
+            int i = tid + r * S_THREADS;
+            int kk, nn;
+            if (b_cs == 1) {
+                nn = i % S_BN;
+                kk = i / S_BN;
+            } else {
+                kk = i % S_BK;
+                nn = i / S_BK;
+            }
+            int n = n0 + nn, k = k0 + kk;
+            Bs[kk][nn] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
+        }
+        __syncthreads();
+
+#pragma unroll
+        for (int kk = 0; kk < S_BK; ++kk) {
+            float a[S_TM], b[S_TN];
+            float4 a_lo = *reinterpret_cast<const float4*>(&As[kk][tr * S_TM]);
+            float4 a_hi = *reinterpret_cast<const float4*>(&As[kk][tr * S_TM + 4]);
+            float4 b_lo = *reinterpret_cast<const float4*>(&Bs[kk][tc * S_TN]);
+            float4 b_hi = *reinterpret_cast<const float4*>(&Bs[kk][tc * S_TN + 4]);
+            a[0] = a_lo.x; a[1] = a_lo.y; a[2] = a_lo.z; a[3] = a_lo.w;
+            a[4] = a_hi.x; a[5] = a_hi.y; a[6] = a_hi.z; a[7] = a_hi.w;
+            b[0] = b_lo.x; b[1] = b_lo.y; b[2] = b_lo.z; b[3] = b_lo.w;
+            b[4] = b_hi.x; b[5] = b_hi.y; b[6] = b_hi.z; b[7] = b_hi.w;
+#pragma unroll
+            for (int i = 0; i < S_TM; ++i) {
+#pragma unroll
+                for (int j = 0; j < S_TN; ++j) {
+                    acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+                }
+            }
+        }
+        __syncthreads();
+    }
+
+#pragma unroll
+    for (int i = 0; i < S_TM; ++i) {
+        int m = m0 + tr * S_TM + i;
+        if (m < M) {
+#pragma unroll
+            for (int j = 0; j < S_TN; ++j) {
+                int n = n0 + tc * S_TN + j;
+                if (n < N) {
+                    Cb[(long long)m * N + n] = alpha * acc[i][j];
+                }
+            }
+        }
+    }
+}
+
+#define T_BM 64
+#define T_BN 64
+#define T_BK 16
+#define T_PAD 4  // row length 20 floats: fragment reads hit 32 distinct banks
+#define T_THREADS 128
+
+// Round to TF32 (10-bit mantissa), nearest with ties away, as cuBLAS does.
+__device__ __forceinline__ unsigned to_tf32(float x) {
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+    return r;
+}
+
+// Round to BF16, nearest even (finite inputs; NaN stays NaN or becomes inf
+// only if its payload sits in the dropped bits, which finite data never has).
+__device__ __forceinline__ unsigned bf16_bits(float x) {
+    unsigned u = __float_as_uint(x);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+// Two BF16 in one register: `lo` (the smaller k index) in bits 0..15.
+__device__ __forceinline__ unsigned pack_bf16(float lo, float hi) {
+    return bf16_bits(lo) | (bf16_bits(hi) << 16);
+}
+
+__device__ __forceinline__ void mma_tf32(float* d, const unsigned* a, const unsigned* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+__device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, const unsigned* b) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+        "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// BF16 = false: TF32 m16n8k8 (two k steps per tile); true: BF16 m16n8k16.
+template <bool BF16>
+__device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float* __restrict__ B,
+                                        float* __restrict__ C, int M, int N, int K,
+                                        long long a_rs, long long a_cs, long long a_bs,
+                                        long long b_rs, long long b_cs, long long b_bs,
+                                        float alpha) {
+    // As[m][k] and Bs[n][k]: the k-contiguous layouts the row.col mma wants.
+    __shared__ __align__(16) float As[T_BM][T_BK + T_PAD];
+    __shared__ __align__(16) float Bs[T_BN][T_BK + T_PAD];
+
+    const long long batch = blockIdx.z;
+    const float* Ab = A + batch * a_bs;
+    const float* Bb = B + batch * b_bs;
+    float* Cb = C + batch * (long long)M * (long long)N;
+
+    const int m0 = blockIdx.y * T_BM;
+    const int n0 = blockIdx.x * T_BN;
+    const int tid = threadIdx.x;
+    const int warp = tid / 32;
+    const int lane = tid % 32;
+    const int g = lane / 4;  // mma "groupID"
+    const int t = lane % 4;  // mma "threadID_in_group"
+    const int wm = (warp / 2) * 32;  // this warp's 32 x 32 output tile
+    const int wn = (warp % 2) * 32;
+
+    // acc[mi][ni][r]: 2 x 4 tiles of 16 x 8, four f32 per thread each.
+    float acc[2][4][4];
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni)
+#pragma unroll
+            for (int r = 0; r < 4; ++r) acc[mi][ni][r] = 0.0f;
+
+    for (int k0 = 0; k0 < K; k0 += T_BK) {
+#pragma unroll
+        for (int r = 0; r < (T_BM * T_BK) / T_THREADS; ++r) {
+            int i = tid + r * T_THREADS;
+            int kk, mm;
+            if (a_cs == 1) {
+                kk = i % T_BK;
+                mm = i / T_BK;
+            } else {
+                mm = i % T_BM;
+                kk = i / T_BM;
+            }
+            int m = m0 + mm, k = k0 + kk;
+            As[mm][kk] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
+        }
+#pragma unroll
+        for (int r = 0; r < (T_BN * T_BK) / T_THREADS; ++r) {
+            int i = tid + r * T_THREADS;
+            int kk, nn;
+            if (b_cs == 1) {
+                nn = i % T_BN;
+                kk = i / T_BN;
+            } else {
+                kk = i % T_BK;
+                nn = i / T_BK;
+            }
+            int n = n0 + nn, k = k0 + kk;
+            Bs[nn][kk] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
+        }
+        __syncthreads();
+
+        if (BF16) {
+            // m16n8k16 fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
+            // a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..);
+            // b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g); lower k in the low half.
+            unsigned af[2][4], bfr[4][2];
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi) {
+                int r0 = wm + mi * 16 + g;
+                af[mi][0] = pack_bf16(As[r0][2 * t], As[r0][2 * t + 1]);
+                af[mi][1] = pack_bf16(As[r0 + 8][2 * t], As[r0 + 8][2 * t + 1]);
+                af[mi][2] = pack_bf16(As[r0][2 * t + 8], As[r0][2 * t + 9]);
+                af[mi][3] = pack_bf16(As[r0 + 8][2 * t + 8], As[r0 + 8][2 * t + 9]);
+            }
+#pragma unroll
+            for (int ni = 0; ni < 4; ++ni) {
+                int c0 = wn + ni * 8 + g;
+                bfr[ni][0] = pack_bf16(Bs[c0][2 * t], Bs[c0][2 * t + 1]);
+                bfr[ni][1] = pack_bf16(Bs[c0][2 * t + 8], Bs[c0][2 * t + 9]);
+            }
+#pragma unroll
+            for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+                for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], af[mi], bfr[ni]);
+        } else {
+            // m16n8k8 TF32 fragments: a0 (g, t), a1 (g+8, t), a2 (g, t+4),
+            // a3 (g+8, t+4); b0 (k t, n g), b1 (k t+4, n g).
+#pragma unroll
+            for (int ks = 0; ks < T_BK; ks += 8) {
+                unsigned af[2][4], bfr[4][2];
+#pragma unroll
+                for (int mi = 0; mi < 2; ++mi) {
+                    int r0 = wm + mi * 16 + g;
+                    af[mi][0] = to_tf32(As[r0][ks + t]);
+                    af[mi][1] = to_tf32(As[r0 + 8][ks + t]);
+                    af[mi][2] = to_tf32(As[r0][ks + t + 4]);
+                    af[mi][3] = to_tf32(As[r0 + 8][ks + t + 4]);
+                }
+#pragma unroll
+                for (int ni = 0; ni < 4; ++ni) {
+                    int c0 = wn + ni * 8 + g;
+                    bfr[ni][0] = to_tf32(Bs[c0][ks + t]);
+                    bfr[ni][1] = to_tf32(Bs[c0][ks + t + 4]);
+                }
+#pragma unroll
+                for (int mi = 0; mi < 2; ++mi)
+#pragma unroll
+                    for (int ni = 0; ni < 4; ++ni) mma_tf32(acc[mi][ni], af[mi], bfr[ni]);
+            }
+        }
+        __syncthreads();
+    }
+
+    // Accumulator layout: c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1).
+#pragma unroll
+    for (int mi = 0; mi < 2; ++mi) {
+#pragma unroll
+        for (int ni = 0; ni < 4; ++ni) {
+            int row = m0 + wm + mi * 16 + g;
+            int col = n0 + wn + ni * 8 + 2 * t;
+#pragma unroll
+            for (int r = 0; r < 4; ++r) {
+                int m = row + (r >= 2 ? 8 : 0);
+                int n = col + (r & 1);
+                if (m < M && n < N) {
+                    Cb[(long long)m * N + n] = alpha * acc[mi][ni][r];
+                }
+            }
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(T_THREADS)
+gemm_tc_tf32(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+             int M, int N, int K,
+             long long a_rs, long long a_cs, long long a_bs,
+             long long b_rs, long long b_cs, long long b_bs,
+             float alpha) {
+    gemm_tc<false>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
+}
+
+extern "C" __global__ void __launch_bounds__(T_THREADS)
+gemm_tc_bf16(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+             int M, int N, int K,
+             long long a_rs, long long a_cs, long long a_bs,
+             long long b_rs, long long b_cs, long long b_bs,
+             float alpha) {
+    gemm_tc<true>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
+}

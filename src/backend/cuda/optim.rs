@@ -1,0 +1,230 @@
+//! Launches the fused optimizer updates of `kernels/optim.cu`, with the
+//! argument checks of `src/backend/cpu/optim.rs`.
+
+use super::context::drv;
+use super::{grid_1d, launch, Cuda, CudaTensor};
+use crate::backend::{AdamHyper, SgdHyper};
+use crate::error::{Error, Result};
+use cudarc::driver::CudaSlice;
+
+fn check(name: &str, p: &CudaTensor, others: &[&CudaTensor], lr: &[f64]) -> Result<usize> {
+    for o in others {
+        if o.shape() != p.shape() {
+            return Err(Error::shape(format!(
+                "{name}: parameter {:?} vs state {:?}",
+                p.shape(),
+                o.shape()
+            )));
+        }
+    }
+    let e = if lr.len() == 1 {
+        1
+    } else {
+        p.shape().first().copied().unwrap_or(1)
+    };
+    if lr.len() != e || lr.is_empty() {
+        return Err(Error::shape(format!(
+            "{name}: {} learning rates for parameter {:?}",
+            lr.len(),
+            p.shape()
+        )));
+    }
+    Ok(e)
+}
+
+/// The learning rates as the kernels take them: one scalar when all members
+/// share it (no upload), else a device array of E values.
+fn learning_rates(be: &Cuda, lr: &[f64]) -> Result<(f32, Option<CudaSlice<f32>>)> {
+    let first = lr[0] as f32;
+    if lr.iter().all(|&l| l as f32 == first) {
+        return Ok((first, None));
+    }
+    let host: Vec<f32> = lr.iter().map(|&l| l as f32).collect();
+    let dev = be
+        .stream()
+        .clone_htod(&host)
+        .map_err(|e| drv("host-to-device copy", e))?;
+    Ok((first, Some(dev)))
+}
+
+pub(super) fn sgd_update(
+    be: &Cuda,
+    p: &mut CudaTensor,
+    g: &CudaTensor,
+    buf: &mut CudaTensor,
+    hp: &SgdHyper,
+) -> Result<()> {
+    let use_momentum = hp.momentum != 0.0;
+    // Without momentum the buffer is unused and may be empty.
+    let e = if use_momentum {
+        check("sgd", p, &[g, buf], hp.lr)?
+    } else {
+        check("sgd", p, &[g], hp.lr)?
+    };
+    let total = p.numel();
+    if total == 0 {
+        return Ok(());
+    }
+    let (lr, lrs) = learning_rates(be, hp.lr)?;
+    let (t, per) = (total as i64, (total / e) as i64);
+    let (mu, wd) = (hp.momentum as f32, hp.weight_decay as f32);
+    let (um, nest) = (use_momentum as i32, hp.nesterov as i32);
+    let null = 0u64;
+    let gb = be.buf(g)?;
+    let pb = be.buf_mut(p)?;
+    let cfg = grid_1d(total);
+    match (use_momentum, &lrs) {
+        (true, Some(l)) => {
+            let bb = be.buf_mut(buf)?;
+            launch!(
+                be,
+                "optim",
+                "sgd_update",
+                cfg,
+                pb,
+                gb,
+                bb,
+                l,
+                &lr,
+                &t,
+                &per,
+                &mu,
+                &um,
+                &nest,
+                &wd
+            )
+        }
+        (true, None) => {
+            let bb = be.buf_mut(buf)?;
+            launch!(
+                be,
+                "optim",
+                "sgd_update",
+                cfg,
+                pb,
+                gb,
+                bb,
+                &null,
+                &lr,
+                &t,
+                &per,
+                &mu,
+                &um,
+                &nest,
+                &wd
+            )
+        }
+        (false, Some(l)) => {
+            launch!(
+                be,
+                "optim",
+                "sgd_update",
+                cfg,
+                pb,
+                gb,
+                &null,
+                l,
+                &lr,
+                &t,
+                &per,
+                &mu,
+                &um,
+                &nest,
+                &wd
+            )
+        }
+        (false, None) => {
+            launch!(
+                be,
+                "optim",
+                "sgd_update",
+                cfg,
+                pb,
+                gb,
+                &null,
+                &null,
+                &lr,
+                &t,
+                &per,
+                &mu,
+                &um,
+                &nest,
+                &wd
+            )
+        }
+    }
+}
+
+pub(super) fn adam_update(
+    be: &Cuda,
+    p: &mut CudaTensor,
+    g: &CudaTensor,
+    m1: &mut CudaTensor,
+    m2: &mut CudaTensor,
+    hp: &AdamHyper,
+) -> Result<()> {
+    let e = check("adam", p, &[g, m1, m2], hp.lr)?;
+    if hp.step == 0 {
+        return Err(Error::msg("adam: step counts from 1"));
+    }
+    let total = p.numel();
+    if total == 0 {
+        return Ok(());
+    }
+    let (lr, lrs) = learning_rates(be, hp.lr)?;
+    let (t, per) = (total as i64, (total / e) as i64);
+    let (b1, b2) = (hp.beta1 as f32, hp.beta2 as f32);
+    let bc1 = (1.0 - hp.beta1.powi(hp.step as i32)) as f32;
+    let bc2_sqrt = (1.0 - hp.beta2.powi(hp.step as i32)).sqrt() as f32;
+    let (eps, wd, dec) = (hp.eps as f32, hp.weight_decay as f32, hp.decoupled as i32);
+    let null = 0u64;
+    let gb = be.buf(g)?;
+    let pb = be.buf_mut(p)?;
+    let mb = be.buf_mut(m1)?;
+    let vb = be.buf_mut(m2)?;
+    let cfg = grid_1d(total);
+    match &lrs {
+        Some(l) => launch!(
+            be,
+            "optim",
+            "adam_update",
+            cfg,
+            pb,
+            gb,
+            mb,
+            vb,
+            l,
+            &lr,
+            &t,
+            &per,
+            &b1,
+            &b2,
+            &eps,
+            &wd,
+            &dec,
+            &bc1,
+            &bc2_sqrt
+        ),
+        None => launch!(
+            be,
+            "optim",
+            "adam_update",
+            cfg,
+            pb,
+            gb,
+            mb,
+            vb,
+            &null,
+            &lr,
+            &t,
+            &per,
+            &b1,
+            &b2,
+            &eps,
+            &wd,
+            &dec,
+            &bc1,
+            &bc2_sqrt
+        ),
+    }
+}
