@@ -40,7 +40,12 @@ fn table(name: &str, files: &[(String, PathBuf)]) -> String {
     let mut s = format!("pub const {name}: &[(&str, &str)] = &[\n");
     for (stem, path) in files {
         let abs = path.canonicalize().unwrap();
-        writeln!(s, "    ({stem:?}, include_str!({:?})),", abs.display().to_string()).unwrap();
+        writeln!(
+            s,
+            "    ({stem:?}, include_str!({:?})),",
+            abs.display().to_string()
+        )
+        .unwrap();
     }
     s.push_str("];\n");
     s
