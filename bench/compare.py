@@ -242,7 +242,7 @@ class Runner:
                 "--device", a.device, "--seed", str(a.seed), "--tol", str(a.tol),
                 "--max-iter", str(a.max_iter), "--probes", str(a.probes),
                 "--steps", str(a.steps), "--lr", str(a.lr),
-                "--time-budget", str(a.time_budget)]
+                "--time-budget", str(a.time_budget), "--gemm", a.gemm]
 
     def run_side(self, side, workload, size, warmup, reps):
         if side == "lmech":
@@ -333,6 +333,11 @@ def row_notes(row):
                 per = side["median_ms"] / side["hvps"]
                 notes.append(f"{name} {side['hvps']} HVPs ({fmt_ms(per)} ms each), "
                              f"value {fmt_value(side.get('value'))}")
+    elif w == "gemm":
+        for name, side in (("lmech", lm), ("PyTorch", pt)):
+            if side.get("status") == "ok" and side.get("tflops") is not None:
+                notes.append(f"{name} {side['tflops']:.1f} TFLOP/s")
+        notes.append(f"gemm {row.get('gemm', '?')}")
     elif ok and lm.get("value") is not None and pt.get("value") is not None:
         notes.append(f"value {fmt_value(lm['value'])} / {fmt_value(pt['value'])}")
     for name, side in (("lmech", lm), ("PyTorch", pt)):
@@ -456,6 +461,9 @@ def parse_args(argv):
     ap.add_argument("--hvp-method", default="double_backward",
                     choices=["double_backward", "fwd_over_rev", "rev_over_rev"],
                     help="PyTorch's cold HVP (default double_backward)")
+    ap.add_argument("--gemm", default="simt", choices=["simt", "tc-tf32", "tc-bf16", "cublas"],
+                    help="GEMM kind of the gemm workload (lmech's CUDA kernel; PyTorch: "
+                    "torch.mm in fp32, TF32 or BF16)")
     ap.add_argument("--lmech-bin", default=os.path.join(ROOT, "target", "release",
                                                           "lmech-bench"))
     ap.add_argument("--out", default=None,
@@ -589,6 +597,8 @@ def main(argv):
             "torch": pt,
             "ratio": ratio,
         }
+        if workload == "gemm":
+            row["gemm"] = args.gemm
         results["rows"].append(row)
         results["meta"]["elapsed_s"] = time.time() - started
         write_json(out, results)

@@ -19,9 +19,11 @@
 #                                    # widths 64,256,1024,4096 x depths 2,4,8 x
 #                                    # batches 100,1000,5000 x inputs 40,784,3072
 #                                    # (hours to days on a small CPU)
-#   bench/compare.sh --device cuda   # PyTorch on CUDA; lmech gets --device cuda
-#                                    # and, while it has no CUDA backend, its
-#                                    # side is recorded as "unavailable"
+#   bench/compare.sh --device cuda   # both sides on CUDA (lmech's CUDA backend;
+#                                    # without a driver or GPU a side is
+#                                    # recorded as "unavailable")
+#   bench/compare.sh --device cuda --workloads gemm --sizes 4096x2x1x1 --gemm tc-tf32
+#                                    # lmech's GEMM kernel vs torch.mm
 #
 # Options (all passed to bench/compare.py; `bench/compare.sh --help` lists them):
 #   --quick | --full          grid (default: the ~10-minute one)
@@ -33,7 +35,10 @@
 #   --rounds N                alternating rounds per row (default 1)
 #   --workloads a,b,...       subset of train_step, forward_backward, hvp,
 #                             hvp_warm, sharpness_power, sharpness_lanczos,
-#                             hutchinson, per_sample_norms, ntk, gd_run
+#                             hutchinson, per_sample_norms, ntk, gd_run, gemm
+#                             (gemm: width x width x width; the other size
+#                             fields only size an unused model)
+#   --gemm simt|tc-tf32|tc-bf16|cublas   GEMM kind of the gemm workload
 #   --sizes WxDxBxI,...       explicit sizes (width x depth x batch x input)
 #   --widths/--depths/--batches/--inputs v,...   with --full: cut the grid
 #   --time-budget S           timed seconds per side and row before repetitions

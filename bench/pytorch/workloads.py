@@ -31,6 +31,10 @@ Workloads (each timed call includes what a user's call would do):
                      their contraction (the torch.func NTK tutorial's
                      'diagonal' variant)
   gd_run             --steps full-batch GD steps, loss.item() every step
+  gemm               one width x width by width x width torch.mm; --gemm
+                     simt or cublas: fp32 with TF32 off; tc-tf32: fp32
+                     inputs with TF32 tensor cores allowed; tc-bf16: bf16
+                     inputs (converted once, untimed), fp32 accumulate
 
 Usage (the same options as lmech-bench):
   python bench/pytorch/workloads.py --workload hvp --width 1024 --depth 3 \
@@ -63,7 +67,9 @@ WORKLOADS = [
     "per_sample_norms",
     "ntk",
     "gd_run",
+    "gemm",
 ]
+GEMMS = ["simt", "tc-tf32", "tc-bf16", "cublas"]
 
 
 def proc_status_mib(field):
@@ -94,6 +100,7 @@ def parser():
     ap.add_argument("--time-budget", type=float, default=0.0)
     ap.add_argument("--hvp-method", default="double_backward",
                     choices=["double_backward", "fwd_over_rev", "rev_over_rev"])
+    ap.add_argument("--gemm", default="simt", choices=GEMMS)
     return ap
 
 
@@ -232,6 +239,19 @@ def make_bench(args):
             self.last_hvps = len(samples)
             self.last_value = sum(samples) / len(samples)
 
+        # -- GEMM -------------------------------------------------------------
+        def gemm_setup(self):
+            n = self.a.width
+            gen = self.gen(5)
+            dtype = torch.bfloat16 if self.a.gemm == "tc-bf16" else torch.float32
+            self.ga = torch.randn(n, n, generator=gen, device=self.device).to(dtype)
+            self.gb = torch.randn(n, n, generator=gen, device=self.device).to(dtype)
+            if self.device.type == "cuda":
+                torch.backends.cuda.matmul.allow_tf32 = self.a.gemm == "tc-tf32"
+
+        def gemm(self):
+            self.last = torch.mm(self.ga, self.gb)
+
         # -- per-example ----------------------------------------------------
         def per_sample_norms(self):
             self.last = self.per_sample_norms_b256()
@@ -301,6 +321,8 @@ def run(args):
     if args.workload in ("train_step", "gd_run"):
         lr = 1e-3 if args.workload == "train_step" else args.lr
         b.opt = torch.optim.SGD(b.model.parameters(), lr=lr)
+    if args.workload == "gemm":
+        b.gemm_setup()
     if args.workload == "hvp_warm":
         b._reuse_graph = b._grads_with_graph()  # set-up, as lmech's first product
         b.hvp_warm()
@@ -331,6 +353,9 @@ def run(args):
         out["device_name"] = torch.cuda.get_device_name(device)
     if args.workload == "hvp":
         out["hvp_method"] = args.hvp_method
+    if args.workload == "gemm":
+        out["gemm"] = args.gemm
+        out["tflops"] = 2.0 * args.width ** 3 / (out["median_ms"] * 1e-3) / 1e12
     value = b.value()
     if value is not None:
         out["value"] = value

@@ -30,6 +30,13 @@
 //! - `ntk`: the empirical NTK (per output and its trace) on the whole batch.
 //! - `gd_run`: `--steps` full-batch GD steps (lr `--lr`), the loss read back
 //!   to the host every step as a training loop logging it would.
+//! - `gemm`: one `width x width` by `width x width` matmul (`--batch`,
+//!   `--depth` and `--input` unused) with the GEMM kind `--gemm` (CUDA:
+//!   `simt`, `tc-tf32`, `tc-bf16`, or `cublas` as the baseline); the JSON
+//!   adds `tflops`.
+//!
+//! On a GPU (`--device cuda[:N]`) every timed call ends with a stream
+//! synchronization, so times are the GPU's.
 //!
 //! Each timed call includes everything a user's call would do (e.g. a
 //! sharpness run builds its `LossOnData` and does its first, cold product);
@@ -48,7 +55,8 @@
 //! exits 1.
 
 use clap::{Parser, ValueEnum};
-use lmech::backend::device::DeviceRequest;
+use lmech::backend::cuda::{Cuda, GemmKind};
+use lmech::backend::device::{Device, DeviceRequest};
 use lmech::curvature::{unflatten, LossOnData};
 use lmech::linalg::{
     hutchinson_trace, lanczos, power_iteration, Accuracy, LanczosOptions, PowerOptions,
@@ -61,7 +69,7 @@ use lmech::observe::per_sample::per_sample_norms;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
 use lmech::tape::Curvature;
-use lmech::{Backend, Cpu, Tensor};
+use lmech::{Backend, Cpu, DType, Tensor};
 use serde_json::{json, Map, Value};
 use std::hint::black_box;
 use std::process::ExitCode;
@@ -80,6 +88,7 @@ enum Workload {
     PerSampleNorms,
     Ntk,
     GdRun,
+    Gemm,
 }
 
 impl Workload {
@@ -95,6 +104,7 @@ impl Workload {
             Workload::PerSampleNorms => "per_sample_norms",
             Workload::Ntk => "ntk",
             Workload::GdRun => "gd_run",
+            Workload::Gemm => "gemm",
         }
     }
 }
@@ -152,6 +162,9 @@ struct Args {
     /// Seconds the timed calls may take in all (see the module docs); 0: no cap.
     #[arg(long, default_value_t = 0.0)]
     time_budget: f64,
+    /// CUDA GEMM kernel: simt, tc-tf32, tc-bf16 or cublas (the baseline).
+    #[arg(long, default_value = "simt")]
+    gemm: String,
 }
 
 /// A `Vm...:` field of /proc/self/status in MiB (Linux only).
@@ -170,15 +183,14 @@ struct CallInfo {
     converged: Option<bool>,
 }
 
-struct Setup {
-    be: Cpu,
-    model: Mlp<Cpu>,
-    x: Tensor<Cpu>,
-    labels: Tensor<Cpu>,
+struct Setup<B: Backend> {
+    be: B,
+    model: Mlp<B>,
+    x: Tensor<B>,
+    labels: Tensor<B>,
 }
 
-fn setup(a: &Args) -> lmech::Result<Setup> {
-    let be = Cpu::f32();
+fn setup<B: Backend>(be: B, a: &Args) -> lmech::Result<Setup<B>> {
     let spec = MlpSpec::new(a.input, a.width, a.depth, a.classes, Activation::Tanh);
     let model = Mlp::init(&be, spec, &[a.seed])?;
     let mut rng = Rng::new(a.seed.wrapping_add(1));
@@ -194,7 +206,7 @@ fn setup(a: &Args) -> lmech::Result<Setup> {
     })
 }
 
-fn loss_on_data(s: &Setup) -> lmech::Result<LossOnData<'_, Cpu>> {
+fn loss_on_data<B: Backend>(s: &Setup<B>) -> lmech::Result<LossOnData<'_, B>> {
     LossOnData::new(
         &s.be,
         &s.model,
@@ -204,7 +216,9 @@ fn loss_on_data(s: &Setup) -> lmech::Result<LossOnData<'_, Cpu>> {
 }
 
 /// A random Gaussian direction, per parameter tensor, and its flat form.
-fn direction(s: &Setup, seed: u64) -> lmech::Result<(Vec<Tensor<Cpu>>, Vec<f64>)> {
+type Direction<B> = (Vec<Tensor<B>>, Vec<f64>);
+
+fn direction<B: Backend>(s: &Setup<B>, seed: u64) -> lmech::Result<Direction<B>> {
     let mut rng = Rng::new(seed);
     let n = s.model.spec.param_count();
     let flat: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
@@ -212,7 +226,7 @@ fn direction(s: &Setup, seed: u64) -> lmech::Result<(Vec<Tensor<Cpu>>, Vec<f64>)
 }
 
 /// `v . Hv / |v|^2`, the Rayleigh quotient of a product, as a sanity value.
-fn rayleigh(be: &Cpu, v: &[f64], hv: &[Tensor<Cpu>]) -> lmech::Result<f64> {
+fn rayleigh<B: Backend>(be: &B, v: &[f64], hv: &[Tensor<B>]) -> lmech::Result<f64> {
     let mut flat = Vec::with_capacity(v.len());
     for t in hv {
         flat.extend(be.to_f64(t)?);
@@ -222,14 +236,18 @@ fn rayleigh(be: &Cpu, v: &[f64], hv: &[Tensor<Cpu>]) -> lmech::Result<f64> {
     Ok(num / den)
 }
 
-fn first_loss(be: &Cpu, loss: &Tensor<Cpu>) -> lmech::Result<f64> {
+fn first_loss<B: Backend>(be: &B, loss: &Tensor<B>) -> lmech::Result<f64> {
     Ok(be.to_f64(loss)?[0])
 }
 
-/// Times `call` per the arguments; returns the times in seconds and the last
-/// call's info.
+/// Waits for a device's queued work (a no-op on the CPU).
+type Sync<'a> = &'a dyn Fn() -> lmech::Result<()>;
+
+/// Times `call` per the arguments, each call followed by `sync`; returns the
+/// times in seconds and the last call's info.
 fn time_calls(
     a: &Args,
+    sync: Sync,
     mut call: impl FnMut() -> lmech::Result<CallInfo>,
 ) -> lmech::Result<(Vec<f64>, CallInfo, usize)> {
     let mut warmup = a.warmup;
@@ -241,6 +259,7 @@ fn time_calls(
     while warm_done < warmup || times.len() < reps {
         let started = Instant::now();
         info = black_box(call()?);
+        sync()?;
         let t = started.elapsed().as_secs_f64();
         if warm_done < warmup {
             warm_done += 1;
@@ -261,9 +280,10 @@ fn time_calls(
     Ok((times, info, warm_done))
 }
 
-fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
+fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Value>> {
     let rss_before = proc_status_mib("VmRSS:");
-    let mut s = setup(a)?;
+    let described = be.describe();
+    let mut s = setup(be, a)?;
     let params = s.model.spec.param_count();
     let be = s.be.clone();
     let (times, info, warm_done) = match a.workload {
@@ -291,7 +311,7 @@ fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
                 x,
                 labels,
             } = &mut s;
-            time_calls(a, || {
+            time_calls(a, sync, || {
                 let mut loss = 0.0;
                 for _ in 0..steps {
                     let pass = model.loss_pass(be, x, labels, LossKind::CrossEntropy, true)?;
@@ -325,7 +345,7 @@ fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
                 _ => None,
             };
             let mut last = None;
-            let r = time_calls(a, || {
+            let r = time_calls(a, sync, || {
                 let fresh;
                 let lod = match &warm {
                     Some(lod) => lod,
@@ -350,7 +370,7 @@ fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
                 r.2,
             )
         }
-        Workload::SharpnessPower => time_calls(a, || {
+        Workload::SharpnessPower => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
             let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
             let opts = PowerOptions {
@@ -366,7 +386,7 @@ fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
                 converged: Some(r.converged),
             })
         })?,
-        Workload::SharpnessLanczos => time_calls(a, || {
+        Workload::SharpnessLanczos => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
             let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
             let opts = LanczosOptions {
@@ -384,7 +404,7 @@ fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
                 converged: Some(r.converged),
             })
         })?,
-        Workload::Hutchinson => time_calls(a, || {
+        Workload::Hutchinson => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
             let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
             let r = hutchinson_trace(lod.dim(), &mut op, a.probes, a.seed.wrapping_add(4))?;
@@ -394,14 +414,27 @@ fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
                 converged: None,
             })
         })?,
-        Workload::PerSampleNorms => time_calls(a, || {
+        Workload::PerSampleNorms => time_calls(a, sync, || {
             let r = per_sample_norms(&s.be, &s.model, &s.x, &s.labels, LossKind::CrossEntropy)?;
             Ok(CallInfo {
                 value: Some(r.mean_norm()),
                 ..CallInfo::default()
             })
         })?,
-        Workload::Ntk => time_calls(a, || {
+        Workload::Gemm => {
+            let mut rng = Rng::new(a.seed.wrapping_add(5));
+            let n = a.width;
+            let mut matrix = || -> lmech::Result<Tensor<B>> {
+                let v: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();
+                be.from_f64(&[n, n], &v)
+            };
+            let (x, y) = (matrix()?, matrix()?);
+            time_calls(a, sync, || {
+                black_box(be.matmul(&x, false, &y, false, 1.0)?);
+                Ok(CallInfo::default())
+            })?
+        }
+        Workload::Ntk => time_calls(a, sync, || {
             let k = empirical_ntk(&s.be, &s.model, &s.x)?;
             // Mean diagonal of the trace kernel: sum over outputs of the
             // mean squared norm of d f_k(x_i) / d theta.
@@ -432,7 +465,15 @@ fn run(a: &Args) -> lmech::Result<Map<String, Value>> {
     out.insert("rss_before_setup_mib".into(), json!(rss_before));
     out.insert("params".into(), json!(params));
     out.insert("threads".into(), json!(rayon::current_num_threads()));
-    out.insert("device".into(), json!("cpu"));
+    out.insert("device".into(), json!(a.device));
+    out.insert("backend".into(), json!(described));
+    if a.workload == Workload::Gemm {
+        let flops = 2.0 * (a.width as f64).powi(3);
+        out.insert("tflops".into(), json!(flops / (median * 1e-3) / 1e12));
+        if a.device.starts_with("cuda") {
+            out.insert("gemm".into(), json!(a.gemm));
+        }
+    }
     out.insert("dtype".into(), json!("f32"));
     if let Some(v) = info.value {
         out.insert("value".into(), json!(v));
@@ -457,12 +498,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = request.resolve() {
-        line.insert("device".into(), json!(a.device));
-        line.insert("unavailable".into(), json!(e.to_string()));
-        println!("{}", Value::Object(line));
-        return ExitCode::SUCCESS;
-    }
+    let device = match request.resolve() {
+        Ok((device, _)) => device,
+        Err(e) => {
+            line.insert("device".into(), json!(a.device));
+            line.insert("unavailable".into(), json!(e.to_string()));
+            println!("{}", Value::Object(line));
+            return ExitCode::SUCCESS;
+        }
+    };
     if let Some(n) = a.threads {
         if let Err(e) = rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -472,7 +516,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
-    match run(&a) {
+    let result = match device {
+        Device::Cpu => run(&a, Cpu::f32(), &|| Ok(())),
+        Device::Cuda(i) => GemmKind::parse("--gemm", &a.gemm)
+            .and_then(|kind| Cuda::new(i, DType::F32)?.with_gemm(kind))
+            .and_then(|be| run(&a, be.clone(), &|| be.synchronize())),
+        Device::Wgpu => Err(lmech::Error::Device(
+            "lmech-bench has no wgpu backend yet".into(),
+        )),
+    };
+    match result {
         Ok(fields) => {
             line.extend(fields);
             println!("{}", Value::Object(line));
