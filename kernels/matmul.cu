@@ -7,8 +7,9 @@
 // checked; out-of-range tile elements load as zero, so any M, N, K works.
 //
 // Two families:
-//  - gemm_simt: fp32 FMA, 128 x 128 x 8 block tile, 256 threads, 8 x 8
-//    outputs per thread held in registers; shared tiles are read as float4.
+//  - gemm_simt / gemm_simt_64: fp32 FMA, 128 x 128 (64 x 64) x 8 block
+//    tile, 256 threads, 8 x 8 (4 x 4) outputs per thread held in registers;
+//    shared tiles are read as float4.
 //  - gemm_tc_tf32 / gemm_tc_bf16: tensor cores through mma.sync (sm_80+),
 //    64 x 64 x 16 block tile, 4 warps of 32 x 32, fp32 accumulate. Shared
 //    tiles stay fp32; operands are rounded to TF32 / BF16 when fragments are
@@ -16,68 +17,69 @@
 
 #include "common.cuh"
 
-#define S_BM 128
-#define S_BN 128
 #define S_BK 8
-#define S_TM 8
-#define S_TN 8
 #define S_THREADS 256
 
-extern "C" __global__ void __launch_bounds__(S_THREADS)
-gemm_simt(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
-          int M, int N, int K,
-          long long a_rs, long long a_cs, long long a_bs,
-          long long b_rs, long long b_cs, long long b_bs,
-          float alpha) {
-    // As[k][m], Bs[k][n]: each thread reads 8 consecutive m (n) values of one
-    // k row as two float4.
-    __shared__ __align__(16) float As[S_BK][S_BM];
-    __shared__ __align__(16) float Bs[S_BK][S_BN];
+// One BM x BN output tile per block of 256 threads laid out 16 x 16, each
+// thread accumulating a TM x TN sub-tile in registers over K in steps of 8.
+template <int BM, int BN, int TM, int TN>
+__device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, const float* __restrict__ B,
+                                               float* __restrict__ C, int M, int N, int K,
+                                               long long a_rs, long long a_cs, long long a_bs,
+                                               long long b_rs, long long b_cs, long long b_bs,
+                                               float alpha) {
+    static_assert((BM / TM) * (BN / TN) == S_THREADS, "one sub-tile per thread");
+    static_assert(TM % 4 == 0 && TN % 4 == 0, "sub-tiles are read as float4");
+    static_assert((BM * S_BK) % S_THREADS == 0 && (BN * S_BK) % S_THREADS == 0, "even loads");
+    // As[k][m], Bs[k][n]: each thread reads TM (TN) consecutive m (n) values
+    // of one k row as float4s.
+    __shared__ __align__(16) float As[S_BK][BM];
+    __shared__ __align__(16) float Bs[S_BK][BN];
 
     const long long batch = blockIdx.z;
     const float* Ab = A + batch * a_bs;
     const float* Bb = B + batch * b_bs;
     float* Cb = C + batch * (long long)M * (long long)N;
 
-    const int m0 = blockIdx.y * S_BM;
-    const int n0 = blockIdx.x * S_BN;
+    const int m0 = blockIdx.y * BM;
+    const int n0 = blockIdx.x * BN;
     const int tid = threadIdx.x;
-    const int tr = tid / 16;  // 16 x 16 threads, each an 8 x 8 sub-tile
-    const int tc = tid % 16;
+    const int tr = tid / (BN / TN);
+    const int tc = tid % (BN / TN);
 
-    float acc[S_TM][S_TN];
+    float acc[TM][TN];
 #pragma unroll
-    for (int i = 0; i < S_TM; ++i) {
+    for (int i = 0; i < TM; ++i) {
 #pragma unroll
-        for (int j = 0; j < S_TN; ++j) {
+        for (int j = 0; j < TN; ++j) {
             acc[i][j] = 0.0f;
         }
     }
 
     for (int k0 = 0; k0 < K; k0 += S_BK) {
-        // 1024 elements per tile, 4 per thread. Consecutive threads walk the
-        // operand's contiguous dimension so global loads coalesce.
+        // Consecutive threads walk the operand's contiguous dimension so
+        // global loads coalesce.
 #pragma unroll
-        for (int r = 0; r < (S_BM * S_BK) / S_THREADS; ++r) {
+        for (int r = 0; r < (BM * S_BK) / S_THREADS; ++r) {
             int i = tid + r * S_THREADS;
             int kk, mm;
             if (a_cs == 1) {
                 kk = i % S_BK;
                 mm = i / S_BK;
             } else {
-                mm = i % S_BM;
-                kk = i / S_BM;
+                mm = i % BM;
+                kk = i / BM;
             }
             int m = m0 + mm, k = k0 + kk;
             As[kk][mm] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
         }
 #pragma unroll
-        for (int r = 0; r < (S_BN * S_BK) / S_THREADS; ++r) {
+        for (int r = 0; r < (BN * S_BK) / S_THREADS; ++r) {
             int i = tid + r * S_THREADS;
             int kk, nn;
             if (b_cs == 1) {
-                nn = i % S_BN;
-                kk = i / S_BN;
+                nn = i % BN;
+                kk = i / BN;
             } else {
                 kk = i % S_BK;
                 nn = i / S_BK;
@@ -89,19 +91,27 @@ gemm_simt(const float* __restrict__ A, const float* __restrict__ B, float* __res
 
 #pragma unroll
         for (int kk = 0; kk < S_BK; ++kk) {
-            float a[S_TM], b[S_TN];
-            float4 a_lo = *reinterpret_cast<const float4*>(&As[kk][tr * S_TM]);
-            float4 a_hi = *reinterpret_cast<const float4*>(&As[kk][tr * S_TM + 4]);
-            float4 b_lo = *reinterpret_cast<const float4*>(&Bs[kk][tc * S_TN]);
-            float4 b_hi = *reinterpret_cast<const float4*>(&Bs[kk][tc * S_TN + 4]);
-            a[0] = a_lo.x; a[1] = a_lo.y; a[2] = a_lo.z; a[3] = a_lo.w;
-            a[4] = a_hi.x; a[5] = a_hi.y; a[6] = a_hi.z; a[7] = a_hi.w;
-            b[0] = b_lo.x; b[1] = b_lo.y; b[2] = b_lo.z; b[3] = b_lo.w;
-            b[4] = b_hi.x; b[5] = b_hi.y; b[6] = b_hi.z; b[7] = b_hi.w;
+            float a[TM], b[TN];
 #pragma unroll
-            for (int i = 0; i < S_TM; ++i) {
+            for (int q = 0; q < TM / 4; ++q) {
+                float4 v = *reinterpret_cast<const float4*>(&As[kk][tr * TM + 4 * q]);
+                a[4 * q] = v.x;
+                a[4 * q + 1] = v.y;
+                a[4 * q + 2] = v.z;
+                a[4 * q + 3] = v.w;
+            }
 #pragma unroll
-                for (int j = 0; j < S_TN; ++j) {
+            for (int q = 0; q < TN / 4; ++q) {
+                float4 v = *reinterpret_cast<const float4*>(&Bs[kk][tc * TN + 4 * q]);
+                b[4 * q] = v.x;
+                b[4 * q + 1] = v.y;
+                b[4 * q + 2] = v.z;
+                b[4 * q + 3] = v.w;
+            }
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+#pragma unroll
+                for (int j = 0; j < TN; ++j) {
                     acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
                 }
             }
@@ -110,18 +120,39 @@ gemm_simt(const float* __restrict__ A, const float* __restrict__ B, float* __res
     }
 
 #pragma unroll
-    for (int i = 0; i < S_TM; ++i) {
-        int m = m0 + tr * S_TM + i;
+    for (int i = 0; i < TM; ++i) {
+        int m = m0 + tr * TM + i;
         if (m < M) {
 #pragma unroll
-            for (int j = 0; j < S_TN; ++j) {
-                int n = n0 + tc * S_TN + j;
+            for (int j = 0; j < TN; ++j) {
+                int n = n0 + tc * TN + j;
                 if (n < N) {
                     Cb[(long long)m * N + n] = alpha * acc[i][j];
                 }
             }
         }
     }
+}
+
+// 128 x 128 tiles, 8 x 8 per thread: the throughput kernel.
+extern "C" __global__ void __launch_bounds__(S_THREADS)
+gemm_simt(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+          int M, int N, int K,
+          long long a_rs, long long a_cs, long long a_bs,
+          long long b_rs, long long b_cs, long long b_bs,
+          float alpha) {
+    gemm_simt_tile<128, 128, 8, 8>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
+}
+
+// 64 x 64 tiles, 4 x 4 per thread: four times the blocks, for products too
+// small to fill the GPU with 128 x 128 tiles.
+extern "C" __global__ void __launch_bounds__(S_THREADS)
+gemm_simt_64(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
+             int M, int N, int K,
+             long long a_rs, long long a_cs, long long a_bs,
+             long long b_rs, long long b_cs, long long b_bs,
+             float alpha) {
+    gemm_simt_tile<64, 64, 4, 4>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
 }
 
 #define T_BM 64

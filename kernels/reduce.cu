@@ -27,6 +27,37 @@ extern "C" __global__ void sum_rows(const float* __restrict__ x, float* __restri
     }
 }
 
+// Stage 1 of sum_rows for tall inputs: partial[e, c, j] = sum of x[e, r, j]
+// over the rows r of chunk c (rows_per_chunk consecutive rows). Block
+// (32, 8): 32 columns, each summed by 8 threads over interleaved rows, then
+// combined in shared memory; grid (column blocks, chunks, E). Stage 2 is
+// sum_rows over the [E, chunks, n] partials.
+extern "C" __global__ void __launch_bounds__(256)
+sum_rows_partial(const float* __restrict__ x, float* __restrict__ partial, int rows, int n,
+                 int rows_per_chunk) {
+    __shared__ float s[8][33];
+    const int j = blockIdx.x * 32 + threadIdx.x;
+    const long long e = blockIdx.z;
+    const int c = blockIdx.y;
+    const int r0 = c * rows_per_chunk;
+    const int r1 = min(rows, r0 + rows_per_chunk);
+    float acc = 0.0f;
+    if (j < n) {
+        for (int r = r0 + threadIdx.y; r < r1; r += 8) {
+            acc += x[(e * rows + r) * (long long)n + j];
+        }
+    }
+    s[threadIdx.y][threadIdx.x] = acc;
+    __syncthreads();
+    if (threadIdx.y == 0 && j < n) {
+        float t = 0.0f;
+        for (int q = 0; q < 8; ++q) {
+            t += s[q][threadIdx.x];
+        }
+        partial[(e * gridDim.y + c) * (long long)n + j] = t;
+    }
+}
+
 // out[r] = sum_j x[r, j]^2 for each of `nrows` rows of length n: one warp per
 // row, eight rows per 256-thread block.
 extern "C" __global__ void row_sq_norms(const float* __restrict__ x, float* __restrict__ out,

@@ -156,6 +156,8 @@ fn simt_gemm_matches_the_cpu() {
         (128, 128, 8),
         (129, 131, 17),
         (64, 200, 300),
+        // Enough 128 x 128 tiles to fill an H200's 132 SMs: the big-tile kernel.
+        (2000, 1500, 20),
     ];
     gemm_parity(&g, &sizes, 1e-5);
     // Empty inner dimension: a zero matrix.

@@ -78,10 +78,13 @@ pub(super) fn matmul(
     let (a_rs, a_cs, a_bs) = (a_rs as i64, a_cs as i64, a_bs as i64);
     let (b_rs, b_cs, b_bs) = (b_rs as i64, b_cs as i64, b_bs as i64);
     let alpha = alpha as f32;
-    let (tile, threads) = if kind == GemmKind::Simt {
-        (128, 256)
-    } else {
-        (64, 128)
+    // SIMT: 128 x 128 tiles unless that leaves SMs idle, then 64 x 64.
+    let big_tiles = m.div_ceil(128) * n.div_ceil(128) * e;
+    let small_simt = kind == GemmKind::Simt && big_tiles < be.sm_count();
+    let (tile, threads) = match kind {
+        GemmKind::Simt if !small_simt => (128, 256),
+        GemmKind::Simt => (64, 256),
+        _ => (64, 128),
     };
     let grid_y = m.div_ceil(tile);
     if grid_y > 65535 || e > 65535 {
@@ -109,6 +112,7 @@ pub(super) fn matmul(
     match kind {
         GemmKind::Tf32 => gemm!("gemm_tc_tf32")?,
         GemmKind::Bf16 => gemm!("gemm_tc_bf16")?,
+        _ if small_simt => gemm!("gemm_simt_64")?,
         _ => gemm!("gemm_simt")?,
     }
     Ok(be.wrap(shape, out))

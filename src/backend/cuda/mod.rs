@@ -77,6 +77,9 @@ struct Inner {
     stream: Arc<CudaStream>,
     arch: &'static str,
     cc: (i32, i32),
+    /// Streaming multiprocessors: matmul picks smaller tiles below this many
+    /// blocks.
+    sms: usize,
     name: String,
     blas: Mutex<Option<Arc<cudarc::cublas::CudaBlas>>>,
 }
@@ -140,6 +143,11 @@ impl Cuda {
             .compute_capability()
             .map_err(|e| drv("compute capability", e))?;
         let name = ctx.name().map_err(|e| drv("device name", e))?;
+        let sms = ctx
+            .attribute(
+                cudarc::driver::sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+            )
+            .map_err(|e| drv("SM count", e))?;
         let gemm = match std::env::var("LMECH_CUDA_GEMM") {
             Ok(s) => GemmKind::parse("LMECH_CUDA_GEMM", &s)?,
             Err(_) => GemmKind::Simt,
@@ -150,6 +158,7 @@ impl Cuda {
                 stream,
                 arch: arch_name(major, minor),
                 cc: (major, minor),
+                sms: sms.max(1) as usize,
                 name: format!("{name} (sm_{major}{minor})"),
                 blas: Mutex::new(None),
             }),
@@ -178,6 +187,10 @@ impl Cuda {
 
     pub fn gemm(&self) -> GemmKind {
         self.gemm
+    }
+
+    fn sm_count(&self) -> usize {
+        self.inner.sms
     }
 
     /// Wait for all queued work (benchmarks time with this).

@@ -16,6 +16,15 @@ const RED_THREADS: u32 = 256;
 /// At most this many partial sums per member.
 const MAX_PARTS: usize = 1024;
 
+/// Rows summed per chunk by `sum_rows_partial` (about; the last chunk may
+/// hold fewer), and the most chunks.
+const ROWS_PER_CHUNK: usize = 32;
+const MAX_CHUNKS: usize = 64;
+
+/// Column sums. One thread per column walking all rows leaves most of the
+/// GPU idle when there are few columns and many rows (a bias gradient over a
+/// batch), so tall inputs are first cut into row chunks summed in parallel
+/// (`sum_rows_partial`), then the chunks' partial sums are summed.
 pub(super) fn sum_rows(be: &Cuda, x: &CudaTensor, alpha: f64) -> Result<CudaTensor> {
     let (e, rows, n) = x.as_batched()?;
     let shape = if x.shape().len() == 3 {
@@ -24,10 +33,14 @@ pub(super) fn sum_rows(be: &Cuda, x: &CudaTensor, alpha: f64) -> Result<CudaTens
         vec![n]
     };
     let mut out = be.alloc(e * n)?;
-    if e * n > 0 {
-        let (ei, ri, ni) = (to_i32(e, "E")?, to_i32(rows, "rows")?, to_i32(n, "n")?);
-        let a = alpha as f32;
-        let xb = be.buf(x)?;
+    if e * n == 0 {
+        return Ok(be.wrap(shape, out));
+    }
+    let xb = be.buf(x)?;
+    let (ei, ni, a) = (to_i32(e, "E")?, to_i32(n, "n")?, alpha as f32);
+    let chunks = rows.div_ceil(ROWS_PER_CHUNK).clamp(1, MAX_CHUNKS);
+    if chunks == 1 {
+        let ri = to_i32(rows, "rows")?;
         launch!(
             be,
             "reduce",
@@ -40,7 +53,49 @@ pub(super) fn sum_rows(be: &Cuda, x: &CudaTensor, alpha: f64) -> Result<CudaTens
             &ni,
             &a
         )?;
+        return Ok(be.wrap(shape, out));
     }
+    if e > 65535 {
+        return Err(Error::shape(format!(
+            "sum_rows over {e} members exceeds the CUDA grid"
+        )));
+    }
+    let per_chunk = rows.div_ceil(chunks);
+    let mut partial = be.alloc(e * chunks * n)?;
+    let cfg = LaunchConfig {
+        grid_dim: (
+            to_u32(n.div_ceil(32), "column blocks")?,
+            chunks as u32,
+            e as u32,
+        ),
+        block_dim: (32, 8, 1),
+        shared_mem_bytes: 0,
+    };
+    let (ri, pc) = (to_i32(rows, "rows")?, to_i32(per_chunk, "rows per chunk")?);
+    launch!(
+        be,
+        "reduce",
+        "sum_rows_partial",
+        cfg,
+        xb,
+        &mut partial,
+        &ri,
+        &ni,
+        &pc
+    )?;
+    let ci = chunks as i32;
+    launch!(
+        be,
+        "reduce",
+        "sum_rows",
+        grid_1d(e * n),
+        &partial,
+        &mut out,
+        &ei,
+        &ci,
+        &ni,
+        &a
+    )?;
     Ok(be.wrap(shape, out))
 }
 
