@@ -6,7 +6,8 @@
 //!
 //! Tolerances, as max |cuda - cpu| / max |cpu| over a tensor:
 //! - elementwise ops, losses, reductions: 1e-5 (f32 rounding; CUDA's
-//!   transcendentals are within 2 ulp of the CPU's, FMA contraction differs);
+//!   transcendentals are within 2 ulp of the CPU's, FMA contraction differs;
+//!   per-member dot products 1e-4, for the CPU's sequential f32 sum);
 //! - fp32 GEMM: 1e-5; TF32 tensor cores: 5e-3 (10-bit mantissa, K up to
 //!   300); BF16: 3e-2 (7-bit mantissa); cuBLAS fp32: 1e-5;
 //! - whole passes (training steps, HVPs, per-sample norms, NTK): 1e-4;
@@ -257,12 +258,14 @@ fn reductions_match_the_cpu() {
             &cpu().row_sq_norms(&x.c).unwrap(),
             1e-5,
         );
+        // The CPU sums a member's products in f32 in order, the GPU in f64
+        // in a tree: the CPU's own rounding sets this tolerance.
         same(
             "dot_members",
             &g,
             &g.dot_members(&x.g, &y.g).unwrap(),
             &cpu().dot_members(&x.c, &y.c).unwrap(),
-            1e-5,
+            1e-4,
         );
         check(
             "sum_sq",

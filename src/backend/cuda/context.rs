@@ -50,8 +50,14 @@ fn require_driver() -> Result<()> {
 /// Number of CUDA GPUs, after checking that the driver can be loaded.
 pub fn device_count() -> Result<usize> {
     require_driver()?;
-    let n = CudaContext::device_count().map_err(|e| drv("device count", e))?;
-    Ok(n.max(0) as usize)
+    use cudarc::driver::sys::CUresult;
+    match CudaContext::device_count() {
+        Ok(n) => Ok(n.max(0) as usize),
+        // cuInit reports a driver without GPUs (e.g. a container started
+        // without them) as an error.
+        Err(cudarc::driver::DriverError(CUresult::CUDA_ERROR_NO_DEVICE)) => Ok(0),
+        Err(e) => Err(drv("device count", e)),
+    }
 }
 
 /// One GPU as `lmech devices` shows it.
@@ -177,9 +183,17 @@ pub fn function(
         match found {
             Some(m) => m,
             None => {
-                let m = ctx
-                    .load_module(cached_ptx(family, arch)?)
-                    .map_err(|e| drv(&format!("loading kernels/{family}.cu"), e))?;
+                let m = ctx.load_module(cached_ptx(family, arch)?).map_err(|e| {
+                    if e.0 == cudarc::driver::sys::CUresult::CUDA_ERROR_UNSUPPORTED_PTX_VERSION {
+                        Error::Device(format!(
+                            "the driver cannot load the PTX of kernels/{family}.cu: the NVRTC \
+                             library found (libnvrtc.so) is newer than the driver; use the \
+                             NVRTC of the driver's CUDA version (or update the driver)"
+                        ))
+                    } else {
+                        drv(&format!("loading kernels/{family}.cu"), e)
+                    }
+                })?;
                 modules.lock().unwrap().insert((ordinal, family), m.clone());
                 m
             }
