@@ -31,10 +31,15 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
     static_assert((BM / TM) * (BN / TN) == S_THREADS, "one sub-tile per thread");
     static_assert(TM % 4 == 0 && TN % 4 == 0, "sub-tiles are read as float4");
     static_assert((BM * S_BK) % S_THREADS == 0 && (BN * S_BK) % S_THREADS == 0, "even loads");
-    // As[k][m], Bs[k][n]: each thread reads TM (TN) consecutive m (n) values
-    // of one k row as float4s.
-    __shared__ __align__(16) float As[S_BK][BM];
-    __shared__ __align__(16) float Bs[S_BK][BN];
+    // As[buf][k][m], Bs[buf][k][n]: each thread reads TM (TN) consecutive m
+    // (n) values of one k row as float4s. Two buffers: the next K step is
+    // loaded from global memory into registers while this one is computed,
+    // then stored into the other buffer.
+    __shared__ __align__(16) float As[2][S_BK][BM];
+    __shared__ __align__(16) float Bs[2][S_BK][BN];
+    constexpr int LA = (BM * S_BK) / S_THREADS;
+    constexpr int LB = (BN * S_BK) / S_THREADS;
+    float ra[LA], rb[LB];
 
     const long long batch = blockIdx.z;
     const float* Ab = A + batch * a_bs;
@@ -56,45 +61,77 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
         }
     }
 
-    for (int k0 = 0; k0 < K; k0 += S_BK) {
-        // Consecutive threads walk the operand's contiguous dimension so
-        // global loads coalesce.
+    // Element r of this thread's share of a tile: (kk, mm) of A, (kk, nn) of
+    // B. Consecutive threads walk the operand's contiguous dimension so
+    // global loads coalesce.
+    auto a_at = [&](int r, int& kk, int& mm) {
+        int i = tid + r * S_THREADS;
+        if (a_cs == 1) {
+            kk = i % S_BK;
+            mm = i / S_BK;
+        } else {
+            mm = i % BM;
+            kk = i / BM;
+        }
+    };
+    auto b_at = [&](int r, int& kk, int& nn) {
+        int i = tid + r * S_THREADS;
+        if (b_cs == 1) {
+            nn = i % BN;
+            kk = i / BN;
+        } else {
+            kk = i % S_BK;
+            nn = i / S_BK;
+        }
+    };
+    auto load_global = [&](int k0) {
 #pragma unroll
-        for (int r = 0; r < (BM * S_BK) / S_THREADS; ++r) {
-            int i = tid + r * S_THREADS;
+        for (int r = 0; r < LA; ++r) {
             int kk, mm;
-            if (a_cs == 1) {
-                kk = i % S_BK;
-                mm = i / S_BK;
-            } else {
-                mm = i % BM;
-                kk = i / BM;
-            }
+            a_at(r, kk, mm);
             int m = m0 + mm, k = k0 + kk;
-            As[kk][mm] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
+            ra[r] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
         }
 #pragma unroll
-        for (int r = 0; r < (BN * S_BK) / S_THREADS; ++r) {
-            int i = tid + r * S_THREADS;
+        for (int r = 0; r < LB; ++r) {
             int kk, nn;
-            if (b_cs == 1) {
-                nn = i % BN;
-                kk = i / BN;
-            } else {
-                kk = i % S_BK;
-                nn = i / S_BK;
-            }
+            b_at(r, kk, nn);
             int n = n0 + nn, k = k0 + kk;
-            Bs[kk][nn] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
+            rb[r] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
         }
-        __syncthreads();
+    };
+    auto store_shared = [&](int buf) {
+#pragma unroll
+        for (int r = 0; r < LA; ++r) {
+            int kk, mm;
+            a_at(r, kk, mm);
+            As[buf][kk][mm] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < LB; ++r) {
+            int kk, nn;
+            b_at(r, kk, nn);
+            Bs[buf][kk][nn] = rb[r];
+        }
+    };
 
+    load_global(0);
+    store_shared(0);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = 0; k0 < K; k0 += S_BK) {
+        // Block-uniform: every thread takes the same branches, so all reach
+        // the barrier below.
+        const bool more = k0 + S_BK < K;
+        if (more) {
+            load_global(k0 + S_BK);
+        }
 #pragma unroll
         for (int kk = 0; kk < S_BK; ++kk) {
             float a[TM], b[TN];
 #pragma unroll
             for (int q = 0; q < TM / 4; ++q) {
-                float4 v = *reinterpret_cast<const float4*>(&As[kk][tr * TM + 4 * q]);
+                float4 v = *reinterpret_cast<const float4*>(&As[buf][kk][tr * TM + 4 * q]);
                 a[4 * q] = v.x;
                 a[4 * q + 1] = v.y;
                 a[4 * q + 2] = v.z;
@@ -102,7 +139,7 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
             }
 #pragma unroll
             for (int q = 0; q < TN / 4; ++q) {
-                float4 v = *reinterpret_cast<const float4*>(&Bs[kk][tc * TN + 4 * q]);
+                float4 v = *reinterpret_cast<const float4*>(&Bs[buf][kk][tc * TN + 4 * q]);
                 b[4 * q] = v.x;
                 b[4 * q + 1] = v.y;
                 b[4 * q + 2] = v.z;
@@ -116,7 +153,13 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
                 }
             }
         }
+        // The other buffer was last read before the previous barrier, so it
+        // is free to fill; the barrier makes it visible before it is read.
+        if (more) {
+            store_shared(buf ^ 1);
+        }
         __syncthreads();
+        buf ^= 1;
     }
 
 #pragma unroll
@@ -134,8 +177,10 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
     }
 }
 
-// 128 x 128 tiles, 8 x 8 per thread: the throughput kernel.
-extern "C" __global__ void __launch_bounds__(S_THREADS)
+// 128 x 128 tiles, 8 x 8 per thread: the throughput kernel. Two blocks per
+// SM (at most 128 registers per thread) keep one block computing while the
+// other waits at a barrier.
+extern "C" __global__ void __launch_bounds__(S_THREADS, 2)
 gemm_simt(const float* __restrict__ A, const float* __restrict__ B, float* __restrict__ C,
           int M, int N, int K,
           long long a_rs, long long a_cs, long long a_bs,
@@ -204,9 +249,14 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
                                         long long a_rs, long long a_cs, long long a_bs,
                                         long long b_rs, long long b_cs, long long b_bs,
                                         float alpha) {
-    // As[m][k] and Bs[n][k]: the k-contiguous layouts the row.col mma wants.
-    __shared__ __align__(16) float As[T_BM][T_BK + T_PAD];
-    __shared__ __align__(16) float Bs[T_BN][T_BK + T_PAD];
+    // As[buf][m][k] and Bs[buf][n][k]: the k-contiguous layouts the row.col
+    // mma wants. Two buffers, filled as in gemm_simt_tile: the next K step
+    // is loaded into registers while this one is computed.
+    __shared__ __align__(16) float As[2][T_BM][T_BK + T_PAD];
+    __shared__ __align__(16) float Bs[2][T_BN][T_BK + T_PAD];
+    constexpr int LA = (T_BM * T_BK) / T_THREADS;
+    constexpr int LB = (T_BN * T_BK) / T_THREADS;
+    float ra[LA], rb[LB];
 
     const long long batch = blockIdx.z;
     const float* Ab = A + batch * a_bs;
@@ -232,37 +282,66 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
 #pragma unroll
             for (int r = 0; r < 4; ++r) acc[mi][ni][r] = 0.0f;
 
-    for (int k0 = 0; k0 < K; k0 += T_BK) {
+    auto a_at = [&](int r, int& kk, int& mm) {
+        int i = tid + r * T_THREADS;
+        if (a_cs == 1) {
+            kk = i % T_BK;
+            mm = i / T_BK;
+        } else {
+            mm = i % T_BM;
+            kk = i / T_BM;
+        }
+    };
+    auto b_at = [&](int r, int& kk, int& nn) {
+        int i = tid + r * T_THREADS;
+        if (b_cs == 1) {
+            nn = i % T_BN;
+            kk = i / T_BN;
+        } else {
+            kk = i % T_BK;
+            nn = i / T_BK;
+        }
+    };
+    auto load_global = [&](int k0) {
 #pragma unroll
-        for (int r = 0; r < (T_BM * T_BK) / T_THREADS; ++r) {
-            int i = tid + r * T_THREADS;
+        for (int r = 0; r < LA; ++r) {
             int kk, mm;
-            if (a_cs == 1) {
-                kk = i % T_BK;
-                mm = i / T_BK;
-            } else {
-                mm = i % T_BM;
-                kk = i / T_BM;
-            }
+            a_at(r, kk, mm);
             int m = m0 + mm, k = k0 + kk;
-            As[mm][kk] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
+            ra[r] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
         }
 #pragma unroll
-        for (int r = 0; r < (T_BN * T_BK) / T_THREADS; ++r) {
-            int i = tid + r * T_THREADS;
+        for (int r = 0; r < LB; ++r) {
             int kk, nn;
-            if (b_cs == 1) {
-                nn = i % T_BN;
-                kk = i / T_BN;
-            } else {
-                kk = i % T_BK;
-                nn = i / T_BK;
-            }
+            b_at(r, kk, nn);
             int n = n0 + nn, k = k0 + kk;
-            Bs[nn][kk] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
+            rb[r] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
         }
-        __syncthreads();
+    };
+    auto store_shared = [&](int buf) {
+#pragma unroll
+        for (int r = 0; r < LA; ++r) {
+            int kk, mm;
+            a_at(r, kk, mm);
+            As[buf][mm][kk] = ra[r];
+        }
+#pragma unroll
+        for (int r = 0; r < LB; ++r) {
+            int kk, nn;
+            b_at(r, kk, nn);
+            Bs[buf][nn][kk] = rb[r];
+        }
+    };
 
+    load_global(0);
+    store_shared(0);
+    __syncthreads();
+    int buf = 0;
+    for (int k0 = 0; k0 < K; k0 += T_BK) {
+        const bool more = k0 + T_BK < K;  // block-uniform
+        if (more) {
+            load_global(k0 + T_BK);
+        }
         if (BF16) {
             // m16n8k16 fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
             // a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..);
@@ -271,16 +350,16 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi) {
                 int r0 = wm + mi * 16 + g;
-                af[mi][0] = pack_bf16(As[r0][2 * t], As[r0][2 * t + 1]);
-                af[mi][1] = pack_bf16(As[r0 + 8][2 * t], As[r0 + 8][2 * t + 1]);
-                af[mi][2] = pack_bf16(As[r0][2 * t + 8], As[r0][2 * t + 9]);
-                af[mi][3] = pack_bf16(As[r0 + 8][2 * t + 8], As[r0 + 8][2 * t + 9]);
+                af[mi][0] = pack_bf16(As[buf][r0][2 * t], As[buf][r0][2 * t + 1]);
+                af[mi][1] = pack_bf16(As[buf][r0 + 8][2 * t], As[buf][r0 + 8][2 * t + 1]);
+                af[mi][2] = pack_bf16(As[buf][r0][2 * t + 8], As[buf][r0][2 * t + 9]);
+                af[mi][3] = pack_bf16(As[buf][r0 + 8][2 * t + 8], As[buf][r0 + 8][2 * t + 9]);
             }
 #pragma unroll
             for (int ni = 0; ni < 4; ++ni) {
                 int c0 = wn + ni * 8 + g;
-                bfr[ni][0] = pack_bf16(Bs[c0][2 * t], Bs[c0][2 * t + 1]);
-                bfr[ni][1] = pack_bf16(Bs[c0][2 * t + 8], Bs[c0][2 * t + 9]);
+                bfr[ni][0] = pack_bf16(Bs[buf][c0][2 * t], Bs[buf][c0][2 * t + 1]);
+                bfr[ni][1] = pack_bf16(Bs[buf][c0][2 * t + 8], Bs[buf][c0][2 * t + 9]);
             }
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi)
@@ -295,16 +374,16 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
 #pragma unroll
                 for (int mi = 0; mi < 2; ++mi) {
                     int r0 = wm + mi * 16 + g;
-                    af[mi][0] = to_tf32(As[r0][ks + t]);
-                    af[mi][1] = to_tf32(As[r0 + 8][ks + t]);
-                    af[mi][2] = to_tf32(As[r0][ks + t + 4]);
-                    af[mi][3] = to_tf32(As[r0 + 8][ks + t + 4]);
+                    af[mi][0] = to_tf32(As[buf][r0][ks + t]);
+                    af[mi][1] = to_tf32(As[buf][r0 + 8][ks + t]);
+                    af[mi][2] = to_tf32(As[buf][r0][ks + t + 4]);
+                    af[mi][3] = to_tf32(As[buf][r0 + 8][ks + t + 4]);
                 }
 #pragma unroll
                 for (int ni = 0; ni < 4; ++ni) {
                     int c0 = wn + ni * 8 + g;
-                    bfr[ni][0] = to_tf32(Bs[c0][ks + t]);
-                    bfr[ni][1] = to_tf32(Bs[c0][ks + t + 4]);
+                    bfr[ni][0] = to_tf32(Bs[buf][c0][ks + t]);
+                    bfr[ni][1] = to_tf32(Bs[buf][c0][ks + t + 4]);
                 }
 #pragma unroll
                 for (int mi = 0; mi < 2; ++mi)
@@ -312,7 +391,11 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
                     for (int ni = 0; ni < 4; ++ni) mma_tf32(acc[mi][ni], af[mi], bfr[ni]);
             }
         }
+        if (more) {
+            store_shared(buf ^ 1);
+        }
         __syncthreads();
+        buf ^= 1;
     }
 
     // Accumulator layout: c0 (g, 2t), c1 (g, 2t+1), c2 (g+8, 2t), c3 (g+8, 2t+1).

@@ -8,8 +8,9 @@
 # warp's A and B tiles from the lanes' registers by the PTX ISA's fragment
 # layouts. scripts/cuda-emulate/main.cpp checks every GEMM kernel (all
 # transposes, ensemble broadcast, ragged sizes), the column sums, row norms,
-# per-member sums, argmax and the cross-entropy kernels against double
-# precision references. About a minute on 2 cores.
+# per-member sums, argmax, the cross-entropy kernels, bias + activation and
+# the optimizer updates against double precision references. About a minute
+# on 2 cores.
 #
 # What it cannot catch: anything specific to real hardware (the layouts
 # themselves are the emulator's assumption, checked against the PTX ISA
@@ -22,7 +23,7 @@ trap 'rm -rf "$work"' EXIT
 python3 - "$root/kernels" "$work" <<'PY'
 import re, sys
 kernels, work = sys.argv[1], sys.argv[2]
-for fam in ["matmul", "reduce", "loss"]:
+for fam in ["matmul", "reduce", "loss", "pointwise", "optim"]:
     src = open(f"{kernels}/{fam}.cu").read().replace('#include "common.cuh"', "")
     if fam == "matmul":
         emulated = {

@@ -6,6 +6,8 @@
 #include "matmul_emu.h"
 #include "reduce_emu.h"
 #include "loss_emu.h"
+#include "pointwise_emu.h"
+#include "optim_emu.h"
 #include <cstdio>
 #include <random>
 
@@ -119,6 +121,48 @@ int main() {
         // A bad label gives NaN.
         labels[3] = k; launch(dim3{(unsigned)((nrows + 7) / 8)}, dim3{256}, [&] { ce_loss(f.data(), labels.data(), grad.data(), rl.data(), nrows, rows, k, inv_b); });
         if (!std::isnan(rl[3]) || std::isnan(rl[2])) { printf("FAIL bad label handling k%d\n", k); ++failures; }
+    }
+    // bias + activation: bias per member or shared; reference with the same
+    // formulas in double.
+    for (int act = 0; act <= 6; ++act) for (int members : {1, 3}) {
+        int E = 3, rows = 7, n = 45; long long total = (long long)E * rows * n;
+        auto z = randn(total), bias = randn(members * n);
+        std::vector<float> pre(total, NAN), post(total, NAN);
+        launch(dim3{(unsigned)((total + 255) / 256)}, dim3{256}, [&] { bias_act(z.data(), bias.data(), pre.data(), post.data(), total, n, rows, members, 1, 0.3f, act); });
+        std::vector<double> wpre(total), wpost(total);
+        for (long long i = 0; i < total; ++i) {
+            long long row = i / n, col = i % n, m = members == 1 ? 0 : row / rows;
+            double x = z[i] + 0.3 * bias[m * n + col];
+            wpre[i] = x;
+            double sg = 1 / (1 + std::exp(-x));
+            wpost[i] = act == 1 ? std::max(x, 0.0) : act == 2 ? std::tanh(x) : act == 3 ? 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)))
+                     : act == 4 ? x * sg : act == 5 ? (x > 0 ? x : std::exp(x) - 1) : act == 6 ? std::log1p(std::exp(x)) : x;
+        }
+        char w[64]; snprintf(w, 64, "bias_act act%d members%d", act, members); check(w, pre, wpre, 1e-6); check(w, post, wpost, 1e-5);
+    }
+    // SGD with per-member learning rates and momentum; Adam.
+    {
+        int E = 3; long long per = 300, total = E * per;
+        auto p0 = randn(total), g = randn(total), b0 = randn(total);
+        float lrs[3] = {0.1f, 0.03f, 0.2f};
+        for (int nesterov = 0; nesterov < 2; ++nesterov) {
+            auto p = p0, b = b0;
+            launch(dim3{(unsigned)((total + 255) / 256)}, dim3{256}, [&] { sgd_update(p.data(), g.data(), b.data(), lrs, 0.0f, total, per, 0.9f, 1, nesterov, 0.01f); });
+            std::vector<double> wp(total), wb(total);
+            for (long long i = 0; i < total; ++i) {
+                double l = lrs[i / per], gi = g[i] + 0.01 * p0[i], bi = 0.9 * b0[i] + gi;
+                wb[i] = bi; wp[i] = p0[i] - l * (nesterov ? gi + 0.9 * bi : bi);
+            }
+            check("sgd p", p, wp, 1e-6); check("sgd buf", b, wb, 1e-6);
+        }
+        auto p = p0; std::vector<float> m(total, 0.1f), v(total, 0.2f);
+        launch(dim3{(unsigned)((total + 255) / 256)}, dim3{256}, [&] { adam_update(p.data(), g.data(), m.data(), v.data(), nullptr, 0.01f, total, per, 0.9f, 0.999f, 1e-8f, 0.05f, 1, 0.1f, 0.0316f); });
+        std::vector<double> wp(total);
+        for (long long i = 0; i < total; ++i) {
+            double w = p0[i] * (1 - 0.01 * 0.05), mi = 0.9 * 0.1 + 0.1 * g[i], vi = 0.999 * 0.2 + 0.001 * g[i] * g[i];
+            wp[i] = w - 0.01 / 0.1 * mi / (std::sqrt(vi) / 0.0316 + 1e-8);
+        }
+        check("adamw p", p, wp, 1e-5);
     }
     printf("%d failures\n", failures);
     return failures != 0;
