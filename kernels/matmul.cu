@@ -200,6 +200,11 @@ gemm_simt_64(const float* __restrict__ A, const float* __restrict__ B, float* __
     gemm_simt_tile<64, 64, 4, 4>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
 }
 
+// The tensor-core kernels need sm_80 (mma.sync with TF32 / BF16 inputs);
+// compiled for an older GPU the module holds the SIMT kernels only (the
+// backend refuses tensor-core GEMM kinds there).
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+
 #define T_BM 64
 #define T_BN 64
 #define T_BK 16
@@ -434,3 +439,5 @@ gemm_tc_bf16(const float* __restrict__ A, const float* __restrict__ B, float* __
              float alpha) {
     gemm_tc<true>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
 }
+
+#endif  // __CUDA_ARCH__ >= 800

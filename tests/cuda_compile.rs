@@ -1,5 +1,6 @@
 //! Every CUDA kernel family compiles with NVRTC to PTX for sm_80 (A100) and
-//! sm_90 (H100/H200) — no GPU needed, only libnvrtc (CI installs PyPI's
+//! sm_90 (H100/H200), and for sm_75 (T4) without its tensor-core kernels —
+//! no GPU needed, only libnvrtc (CI installs PyPI's
 //! nvidia-cuda-nvrtc-cu12 wheel and puts its lib/ on LD_LIBRARY_PATH). Where
 //! NVRTC cannot be loaded the test fails under CI (env CI set) and reports
 //! itself skipped elsewhere. With LMECH_EMIT_PTX=DIR it also writes each
@@ -8,7 +9,9 @@
 use lmech::backend::cuda::{compile_family, family_source, nvrtc_present, FAMILIES};
 use lmech::backend::sources;
 
-const ARCHS: [&str; 2] = ["compute_80", "compute_90"];
+/// sm_80 (A100) and sm_90 (H100/H200), the targets; sm_75 (T4) checks that
+/// the families build without their tensor-core kernels on older GPUs.
+const ARCHS: [&str; 3] = ["compute_75", "compute_80", "compute_90"];
 
 #[test]
 fn every_kernel_family_has_a_source_and_its_headers() {
@@ -33,7 +36,7 @@ fn every_kernel_family_has_a_source_and_its_headers() {
 }
 
 #[test]
-fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
+fn every_kernel_compiles_with_nvrtc_for_sm75_sm80_and_sm90() {
     if !nvrtc_present() {
         assert!(
             std::env::var_os("CI").is_none(),
@@ -54,6 +57,10 @@ fn every_kernel_compiles_with_nvrtc_for_sm80_and_sm90() {
                         text.contains(".entry"),
                         "{family} {arch}: PTX without kernels"
                     );
+                    if family == "matmul" {
+                        let tc = text.contains(".entry gemm_tc_tf32");
+                        assert_eq!(tc, arch != "compute_75", "{arch}: tensor-core kernels");
+                    }
                     if let Some(dir) = &emit {
                         std::fs::create_dir_all(dir).unwrap();
                         std::fs::write(dir.join(format!("{family}.{arch}.ptx")), text).unwrap();
