@@ -496,3 +496,18 @@ impl Backend for Cuda {
         optim::adam_update(self, param, grad, m, v, hp)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::GemmKind;
+
+    #[test]
+    fn gemm_kinds_parse_by_name_and_alias() {
+        for kind in [GemmKind::Simt, GemmKind::Tf32, GemmKind::Bf16, GemmKind::Cublas] {
+            assert_eq!(GemmKind::parse("k", kind.name()).unwrap(), kind);
+        }
+        assert_eq!(GemmKind::parse("k", "tf32").unwrap(), GemmKind::Tf32);
+        let err = GemmKind::parse("LMECH_CUDA_GEMM", "fp16").unwrap_err().to_string();
+        assert!(err.contains("LMECH_CUDA_GEMM") && err.contains("tc-bf16"), "{err}");
+    }
+}
