@@ -503,11 +503,21 @@ mod tests {
 
     #[test]
     fn gemm_kinds_parse_by_name_and_alias() {
-        for kind in [GemmKind::Simt, GemmKind::Tf32, GemmKind::Bf16, GemmKind::Cublas] {
+        for kind in [
+            GemmKind::Simt,
+            GemmKind::Tf32,
+            GemmKind::Bf16,
+            GemmKind::Cublas,
+        ] {
             assert_eq!(GemmKind::parse("k", kind.name()).unwrap(), kind);
         }
         assert_eq!(GemmKind::parse("k", "tf32").unwrap(), GemmKind::Tf32);
-        let err = GemmKind::parse("LMECH_CUDA_GEMM", "fp16").unwrap_err().to_string();
-        assert!(err.contains("LMECH_CUDA_GEMM") && err.contains("tc-bf16"), "{err}");
+        let err = GemmKind::parse("LMECH_CUDA_GEMM", "fp16")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("LMECH_CUDA_GEMM") && err.contains("tc-bf16"),
+            "{err}"
+        );
     }
 }
