@@ -59,8 +59,8 @@ fi
 # (see cudarc::get_lib_name_candidates). PyTorch's wheels bring them under
 # site-packages/nvidia/...; a CUDA 13 build names them .so.13, which cudarc's
 # list lacks, hence links with the unversioned names in one directory.
-links="$out/.libs"
-mkdir -p "$links"
+links="$(mktemp -d)"
+trap 'rm -rf "$links"' EXIT
 libdirs="$("$py" - "$links" <<'PY'
 import glob, os, site, sys
 links = sys.argv[1]
