@@ -5,6 +5,7 @@
 
 use crate::backend::cpu::Cpu;
 use crate::backend::device::Device;
+use crate::backend::wgpu::Wgpu;
 use crate::backend::Backend;
 use crate::config::{Config, Resolved};
 use crate::data::{self, Dataset, Targets};
@@ -51,6 +52,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
     let res = cfg.resolve()?;
     match opts.device {
         Device::Cpu => train_on(Cpu::new(res.dtype), cfg, &res, opts),
+        Device::Wgpu => train_on(Wgpu::new(res.dtype)?, cfg, &res, opts),
         other => Err(crate::error::Error::Device(format!(
             "{} is not available in this build; run with --device cpu",
             other.name()

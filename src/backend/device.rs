@@ -1,7 +1,7 @@
 //! Device selection (`--device auto|cpu|cuda[:N]|wgpu`). `auto` takes CUDA
 //! when a driver and GPU are present, else a hardware wgpu adapter, else the
-//! CPU, and says which it took. The GPU backends are not in this build yet:
-//! asking for one by name is an error that suggests the CPU.
+//! CPU, and says which it took. Asking by name for a backend that cannot run
+//! here is an error that suggests the CPU.
 
 use crate::error::{Error, Result};
 
@@ -52,16 +52,37 @@ impl DeviceRequest {
     pub fn resolve(self) -> Result<(Device, String)> {
         match self {
             DeviceRequest::Cpu => Ok((Device::Cpu, "device: cpu".into())),
-            DeviceRequest::Auto => Ok((
-                Device::Cpu,
-                "device: auto chose cpu (this build has no CUDA or wgpu backend yet)".into(),
-            )),
+            DeviceRequest::Auto => {
+                // Only a hardware adapter beats the CPU backend: a software
+                // one (lavapipe) runs the same math more slowly.
+                let adapters = crate::backend::wgpu::adapters();
+                if let Some(a) = adapters.iter().find(|a| a.hardware) {
+                    return Ok((
+                        Device::Wgpu,
+                        format!("device: auto chose wgpu ({}, {})", a.name, a.backend),
+                    ));
+                }
+                let why = if adapters.is_empty() {
+                    "no CUDA backend in this build, no wgpu adapter".to_string()
+                } else {
+                    "no CUDA backend in this build, only software wgpu adapters".to_string()
+                };
+                Ok((Device::Cpu, format!("device: auto chose cpu ({why})")))
+            }
             DeviceRequest::Cuda(i) => Err(Error::Device(format!(
                 "cuda:{i} requested, but this build of lmech has no CUDA backend yet; run with --device cpu"
             ))),
-            DeviceRequest::Wgpu => Err(Error::Device(
-                "wgpu requested, but this build of lmech has no wgpu backend yet; run with --device cpu".into(),
-            )),
+            DeviceRequest::Wgpu => match crate::backend::wgpu::adapters().first() {
+                Some(a) => Ok((
+                    Device::Wgpu,
+                    format!("device: wgpu ({}, {}, {})", a.name, a.backend, a.device_type),
+                )),
+                None => Err(Error::Device(
+                    "wgpu requested, but no wgpu adapter was found (no Vulkan, Metal or D3D12 \
+                     device); run with --device cpu"
+                        .into(),
+                )),
+            },
         }
     }
 }
@@ -90,9 +111,27 @@ pub fn describe_devices() -> Vec<String> {
         ));
     }
     cpu.push_str(", dtypes f32 f64");
-    vec![
+    let mut lines = vec![
         cpu,
         "cuda: not in this build (the CUDA backend is not written yet)".into(),
-        "wgpu: not in this build (the WGSL backend is not written yet)".into(),
-    ]
+    ];
+    let adapters = crate::backend::wgpu::adapters();
+    if adapters.is_empty() {
+        lines.push(
+            "wgpu: no adapter found (no Vulkan, Metal or D3D12 device; on Debian, \
+             mesa-vulkan-drivers provides a software one)"
+                .into(),
+        );
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        lines.push(format!(
+            "wgpu adapter {i}: {} (backend {}, type {}{}){}",
+            a.name,
+            a.backend,
+            a.device_type,
+            if a.hardware { "" } else { ", software" },
+            if i == 0 { " <- --device wgpu" } else { "" }
+        ));
+    }
+    lines
 }

@@ -11,6 +11,7 @@
 pub mod cpu;
 pub mod device;
 pub mod sources;
+pub mod wgpu;
 
 use crate::error::Result;
 use crate::nn::activation::Activation;
