@@ -809,3 +809,51 @@ fn edge_of_stability_table_matches_cpu() {
         w.final_loss
     );
 }
+
+/// With no adapter (Vulkan's driver list pointed at nothing), `lmech
+/// devices` says so, `--device wgpu` fails with a hint to use the CPU, and
+/// `--device auto` falls back to the CPU. Needs no adapter, so it always
+/// runs (on Linux, where Vulkan is wgpu's only backend in this build).
+#[cfg(target_os = "linux")]
+#[test]
+fn without_an_adapter_wgpu_is_refused_and_auto_takes_the_cpu() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lmech"))
+            .args(args)
+            .env("VK_ICD_FILENAMES", "/nonexistent/lmech-no-driver.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/lmech-no-driver.json")
+            .output()
+            .expect("cannot start the lmech binary")
+    };
+    let res = run(&["devices"]);
+    let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
+    assert!(res.status.success(), "{stdout}");
+    assert!(stdout.contains("wgpu: no adapter found"), "{stdout}");
+    let dir = temp_dir("wgpu_none");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/teacher_student_sgd.toml");
+    let out = dir.join("run");
+    let args = [
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.steps=2",
+    ];
+    let mut with_wgpu = args.to_vec();
+    with_wgpu.extend(["--device", "wgpu"]);
+    let res = run(&with_wgpu);
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    assert!(!res.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no wgpu adapter") && stderr.contains("--device cpu"),
+        "{stderr}"
+    );
+    assert!(!out.join("summary.json").exists());
+    let res = run(&args);
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    assert!(res.status.success(), "{stderr}");
+    assert!(stderr.contains("auto chose cpu"), "{stderr}");
+}

@@ -40,7 +40,11 @@ fn size_class(bytes: u64) -> u64 {
 
 impl Pool {
     pub fn new(device: Device) -> Self {
-        let max_buffer = device.limits().max_buffer_size;
+        // A tensor is bound whole, so the binding limit caps it too.
+        let limits = device.limits();
+        let max_buffer = limits
+            .max_buffer_size
+            .min(limits.max_storage_buffer_binding_size);
         Pool {
             device,
             free: Mutex::new((HashMap::new(), 0)),
@@ -53,7 +57,8 @@ impl Pool {
         let class = size_class(bytes);
         if class > self.max_buffer {
             return Err(Error::Device(format!(
-                "wgpu: a tensor of {bytes} bytes exceeds the adapter's largest buffer ({} bytes)",
+                "wgpu: a tensor of {bytes} bytes exceeds the adapter's largest storage binding ({} bytes); \
+                 use smaller chunks or --device cpu",
                 self.max_buffer
             )));
         }
