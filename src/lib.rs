@@ -20,6 +20,7 @@ pub mod tensor;
 pub mod train;
 
 pub use backend::cpu::Cpu;
+pub use backend::wgpu::Wgpu;
 pub use backend::{Backend, DType};
 pub use error::{Error, Result};
 pub use tensor::Tensor;

@@ -5,6 +5,7 @@
 
 use crate::backend::cpu::Cpu;
 use crate::backend::device::Device;
+use crate::backend::wgpu::Wgpu;
 use crate::backend::Backend;
 use crate::config::{Config, Resolved};
 use crate::data::{self, Dataset, Targets};
@@ -57,10 +58,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
             &res,
             opts,
         ),
-        other => Err(crate::error::Error::Device(format!(
-            "{} is not available in this build; run with --device cpu",
-            other.name()
-        ))),
+        Device::Wgpu => train_on(Wgpu::new(res.dtype)?, cfg, &res, opts),
     }
 }
 

@@ -55,17 +55,31 @@ impl DeviceRequest {
             DeviceRequest::Cpu => Ok((Device::Cpu, "device: cpu".into())),
             DeviceRequest::Auto => {
                 if let Some(name) = usable_cuda() {
-                    return Ok((Device::Cuda(0), format!("device: auto chose cuda:0 ({name})")));
+                    return Ok((
+                        Device::Cuda(0),
+                        format!("device: auto chose cuda:0 ({name})"),
+                    ));
                 }
-                Ok((
-                    Device::Cpu,
-                    "device: auto chose cpu (no usable CUDA GPU; this build has no wgpu backend yet)"
-                        .into(),
-                ))
+                // Only a hardware adapter beats the CPU backend: a software
+                // one (lavapipe) runs the same math more slowly.
+                let adapters = crate::backend::wgpu::adapters();
+                if let Some(a) = adapters.iter().find(|a| a.hardware) {
+                    return Ok((
+                        Device::Wgpu,
+                        format!("device: auto chose wgpu ({}, {})", a.name, a.backend),
+                    ));
+                }
+                let why = if adapters.is_empty() {
+                    "no usable CUDA GPU, no wgpu adapter".to_string()
+                } else {
+                    "no usable CUDA GPU, only software wgpu adapters".to_string()
+                };
+                Ok((Device::Cpu, format!("device: auto chose cpu ({why})")))
             }
             DeviceRequest::Cuda(i) => {
-                let gpus = cuda::list_gpus()
-                    .map_err(|e| Error::Device(format!("cuda:{i} requested, but {}", device_msg(e))))?;
+                let gpus = cuda::list_gpus().map_err(|e| {
+                    Error::Device(format!("cuda:{i} requested, but {}", device_msg(e)))
+                })?;
                 let gpu = gpus.get(i).ok_or_else(|| {
                     Error::Device(if gpus.is_empty() {
                         format!("cuda:{i} requested, but the CUDA driver reports no GPU; run with --device cpu")
@@ -79,9 +93,20 @@ impl DeviceRequest {
                 })?;
                 Ok((Device::Cuda(i), format!("device: cuda:{i} ({})", gpu.name)))
             }
-            DeviceRequest::Wgpu => Err(Error::Device(
-                "wgpu requested, but this build of lmech has no wgpu backend yet; run with --device cpu".into(),
-            )),
+            DeviceRequest::Wgpu => match crate::backend::wgpu::adapters().first() {
+                Some(a) => Ok((
+                    Device::Wgpu,
+                    format!(
+                        "device: wgpu ({}, {}, {})",
+                        a.name, a.backend, a.device_type
+                    ),
+                )),
+                None => Err(Error::Device(
+                    "wgpu requested, but no wgpu adapter was found (no Vulkan, Metal or D3D12 \
+                     device); run with --device cpu"
+                        .into(),
+                )),
+            },
         }
     }
 }
@@ -112,7 +137,24 @@ pub fn describe_devices() -> Vec<String> {
     cpu.push_str(", dtypes f32 f64");
     let mut lines = vec![cpu];
     lines.extend(describe_cuda());
-    lines.push("wgpu: not in this build (the WGSL backend is not written yet)".into());
+    let adapters = crate::backend::wgpu::adapters();
+    if adapters.is_empty() {
+        lines.push(
+            "wgpu: no adapter found (no Vulkan, Metal or D3D12 device; on Debian, \
+             mesa-vulkan-drivers provides a software one)"
+                .into(),
+        );
+    }
+    for (i, a) in adapters.iter().enumerate() {
+        lines.push(format!(
+            "wgpu adapter {i}: {} (backend {}, type {}{}){}",
+            a.name,
+            a.backend,
+            a.device_type,
+            if a.hardware { "" } else { ", software" },
+            if i == 0 { " <- --device wgpu" } else { "" }
+        ));
+    }
     lines
 }
 

@@ -12,6 +12,7 @@ pub mod cpu;
 pub mod cuda;
 pub mod device;
 pub mod sources;
+pub mod wgpu;
 
 use crate::error::Result;
 use crate::nn::activation::Activation;

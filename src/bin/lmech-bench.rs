@@ -57,6 +57,7 @@
 use clap::{Parser, ValueEnum};
 use lmech::backend::cuda::{Cuda, GemmKind};
 use lmech::backend::device::{Device, DeviceRequest};
+use lmech::backend::wgpu::Wgpu;
 use lmech::curvature::{unflatten, LossOnData};
 use lmech::linalg::{
     hutchinson_trace, lanczos, power_iteration, Accuracy, LanczosOptions, PowerOptions,
@@ -521,9 +522,9 @@ fn main() -> ExitCode {
         Device::Cuda(i) => GemmKind::parse("--gemm", &a.gemm)
             .and_then(|kind| Cuda::new(i, DType::F32)?.with_gemm(kind))
             .and_then(|be| run(&a, be.clone(), &|| be.synchronize())),
-        Device::Wgpu => Err(lmech::Error::Device(
-            "lmech-bench has no wgpu backend yet".into(),
-        )),
+        Device::Wgpu => {
+            Wgpu::new(DType::F32).and_then(|be| run(&a, be.clone(), &|| be.synchronize()))
+        }
     };
     match result {
         Ok(fields) => {

@@ -1,0 +1,102 @@
+//! Criterion benchmarks of the wgpu backend on the adapter `--device wgpu`
+//! would pick: square f32 matmul throughput (512, 1024, 2048) and one
+//! training step (forward, backward, SGD update) of the MLP
+//! 784-1024-1024-10, tanh, batch 1000 — the CPU's headline workload in
+//! BENCHMARKS.md. Each timed call ends by waiting for the queue (a one-value
+//! readback), so the GPU's work is inside the time. Without an adapter it
+//! prints why and measures nothing.
+//!
+//! ```sh
+//! cargo bench --bench wgpu
+//! ```
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use lmech::nn::activation::Activation;
+use lmech::nn::loss::LossKind;
+use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
+use lmech::rng::Rng;
+use lmech::{Backend, DType, Tensor, Wgpu};
+use std::time::Duration;
+
+const BATCH: usize = 1000;
+
+fn backend() -> Option<Wgpu> {
+    match Wgpu::new(DType::F32) {
+        Ok(be) => {
+            eprintln!("wgpu adapter: {}", be.describe());
+            Some(be)
+        }
+        Err(e) => {
+            eprintln!("wgpu benchmarks skipped: {e}");
+            None
+        }
+    }
+}
+
+/// Wait until everything queued so far has run: reading one value back
+/// waits for the whole queue.
+fn sync(be: &Wgpu, t: &Tensor<Wgpu>) {
+    be.sum_sq(t).unwrap();
+}
+
+fn matmul(c: &mut Criterion) {
+    let Some(be) = backend() else { return };
+    let tiny = be.zeros(&[1]).unwrap();
+    let mut group = c.benchmark_group("wgpu_matmul_f32");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    for n in [512usize, 1024, 2048] {
+        let mut rng = Rng::new(n as u64);
+        let a: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();
+        let b: Vec<f64> = (0..n * n).map(|_| rng.normal()).collect();
+        let a = be.from_f64(&[n, n], &a).unwrap();
+        let b = be.from_f64(&[n, n], &b).unwrap();
+        group.throughput(Throughput::Elements((2 * n * n * n) as u64));
+        group.bench_function(format!("{n}x{n}x{n}"), |bench| {
+            bench.iter(|| {
+                let c = be.matmul(&a, false, &b, false, 1.0).unwrap();
+                sync(&be, &tiny);
+                c
+            })
+        });
+    }
+    group.finish();
+}
+
+fn train_step(c: &mut Criterion) {
+    let Some(be) = backend() else { return };
+    let spec = MlpSpec::new(784, 1024, 3, 10, Activation::Tanh);
+    let mut model = Mlp::init(&be, spec, &[0]).unwrap();
+    let mut rng = Rng::new(1);
+    let x: Vec<f64> = (0..BATCH * 784).map(|_| rng.normal()).collect();
+    let labels: Vec<f64> = (0..BATCH).map(|_| rng.below(10) as f64).collect();
+    let x = be.from_f64(&[BATCH, 784], &x).unwrap();
+    let labels = be.from_f64(&[BATCH], &labels).unwrap();
+    let mut opt = Optimizer::new(
+        &be,
+        OptimHyper::new(OptimizerKind::Sgd),
+        Schedule::Constant,
+        vec![1e-3],
+        &model.params(),
+        vec![1.0; model.params().len()],
+    )
+    .unwrap();
+    let mut group = c.benchmark_group("wgpu_mlp_784_1024_1024_10_tanh_b1000_f32");
+    group.sample_size(10);
+    group.warm_up_time(Duration::from_secs(1));
+    group.bench_function("train_step_sgd", |b| {
+        b.iter(|| {
+            let pass = model
+                .loss_pass(&be, &x, &labels, LossKind::CrossEntropy, true)
+                .unwrap();
+            opt.step(&be, model.params_mut(), &pass.grads).unwrap();
+            // The loss a training loop logs: the step's one readback.
+            be.to_f64(&pass.loss).unwrap()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, matmul, train_step);
+criterion_main!(benches);

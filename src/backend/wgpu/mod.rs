@@ -1,0 +1,275 @@
+//! The wgpu backend: the `Backend` ops as hand-written WGSL compute shaders
+//! (`shaders/*.wgsl`, one file per kernel family, named like the CUDA twins
+//! in `kernels/`), run on whatever Vulkan, Metal or D3D12 adapter wgpu finds,
+//! including Mesa's lavapipe software device in CI. Computes and stores f32.
+//!
+//! Inside a training step nothing comes back to the host: kernels are queued
+//! in order and only the per-member scalars a caller asks for (`sum_sq`,
+//! `sum_abs`, `count_correct`, `to_f64`) wait for the GPU.
+
+mod context;
+mod loss;
+mod matmul;
+mod optim;
+mod pointwise;
+mod reduce;
+mod storage;
+
+pub use context::{adapters, AdapterSummary};
+pub use storage::WgpuStorage;
+
+use crate::backend::{AdamHyper, Backend, DType, SgdHyper};
+use crate::error::{Error, Result};
+use crate::nn::activation::Activation;
+use crate::nn::loss::LossKind;
+use crate::tensor::Tensor;
+use context::Context;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct Wgpu {
+    ctx: Arc<Context>,
+}
+
+impl std::fmt::Debug for Wgpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Wgpu({})", self.ctx.info.name)
+    }
+}
+
+pub type WgpuTensor = Tensor<Wgpu>;
+
+/// An f64 hyperparameter as the bits of the f32 the shaders read.
+pub(crate) fn bits(x: f64) -> u32 {
+    (x as f32).to_bits()
+}
+
+impl Wgpu {
+    /// The backend on the best adapter (a hardware GPU when there is one).
+    /// wgpu computes in f32 only; f64 is the CPU backend's.
+    pub fn new(dtype: DType) -> Result<Self> {
+        if dtype != DType::F32 {
+            return Err(Error::config(
+                "dtype",
+                format!(
+                    "the wgpu backend runs f32 (WGSL has no portable f64); got {}. \
+                     Use dtype = \"f32\", or --device cpu for f64",
+                    dtype.name()
+                ),
+            ));
+        }
+        Ok(Wgpu {
+            ctx: Context::shared()?,
+        })
+    }
+
+    /// The adapter this backend runs on.
+    pub fn adapter(&self) -> &AdapterSummary {
+        &self.ctx.info
+    }
+
+    /// Wait until the GPU has finished everything submitted so far (for
+    /// timing; the ops themselves never wait except to read values back).
+    pub fn synchronize(&self) -> Result<()> {
+        self.ctx
+            .device
+            .poll(::wgpu::PollType::wait_indefinitely())
+            .map(|_| ())
+            .map_err(|e| Error::Device(format!("wgpu: waiting for the GPU failed: {e}")))
+    }
+
+    /// A fresh (pooled) storage of `len` f32 with undefined contents.
+    fn alloc(&self, len: usize) -> Result<WgpuStorage> {
+        Ok(WgpuStorage {
+            buf: self.ctx.alloc(len)?,
+            len,
+        })
+    }
+
+    fn upload_f32(&self, data: &[f64]) -> Result<WgpuStorage> {
+        let s = self.alloc(data.len())?;
+        if !data.is_empty() {
+            let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+            self.ctx
+                .queue
+                .write_buffer(s.buffer(), 0, bytemuck::cast_slice(&v));
+        }
+        Ok(s)
+    }
+
+    /// Copy-on-write before an in-place op: if another tensor (a tape's
+    /// copy) shares `t`'s buffer, give `t` a private copy made on the GPU.
+    fn make_unique(&self, t: &mut WgpuTensor) -> Result<()> {
+        let s = t.storage_mut();
+        if Arc::get_mut(&mut s.buf).is_none() {
+            s.buf = self.ctx.copy(s.buffer(), s.len)?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Wgpu {
+    type Storage = WgpuStorage;
+
+    fn describe(&self) -> String {
+        let i = &self.ctx.info;
+        format!(
+            "wgpu (f32, {} via {}, {})",
+            i.name, i.backend, i.device_type
+        )
+    }
+
+    fn dtype(&self) -> DType {
+        DType::F32
+    }
+
+    fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<WgpuTensor> {
+        let n: usize = shape.iter().product();
+        if n != data.len() {
+            return Err(Error::shape(format!(
+                "{} values given for shape {shape:?}",
+                data.len()
+            )));
+        }
+        Ok(Tensor::from_parts(shape.to_vec(), self.upload_f32(data)?))
+    }
+
+    fn to_f64(&self, t: &WgpuTensor) -> Result<Vec<f64>> {
+        let s = t.storage();
+        Ok(self
+            .ctx
+            .read(s.buffer(), s.len)?
+            .into_iter()
+            .map(f64::from)
+            .collect())
+    }
+
+    fn zeros(&self, shape: &[usize]) -> Result<WgpuTensor> {
+        let n = shape.iter().product();
+        let s = self.alloc(n)?;
+        let mut enc = self
+            .ctx
+            .device
+            .create_command_encoder(&::wgpu::CommandEncoderDescriptor {
+                label: Some("zeros"),
+            });
+        enc.clear_buffer(s.buffer(), 0, None);
+        self.ctx.submit(enc);
+        Ok(Tensor::from_parts(shape.to_vec(), s))
+    }
+
+    fn matmul(
+        &self,
+        a: &WgpuTensor,
+        ta: bool,
+        b: &WgpuTensor,
+        tb: bool,
+        alpha: f64,
+    ) -> Result<WgpuTensor> {
+        matmul::matmul(self, a, ta, b, tb, alpha)
+    }
+
+    fn bias_act(
+        &self,
+        z: &WgpuTensor,
+        bias: Option<&WgpuTensor>,
+        bias_scale: f64,
+        act: Activation,
+    ) -> Result<(WgpuTensor, WgpuTensor)> {
+        pointwise::bias_act(self, z, bias, bias_scale, act)
+    }
+
+    fn act_backward(
+        &self,
+        pre: &WgpuTensor,
+        post: &WgpuTensor,
+        g_post: &WgpuTensor,
+        act: Activation,
+    ) -> Result<WgpuTensor> {
+        pointwise::act_backward(self, pre, post, g_post, act)
+    }
+
+    fn act_backward_tangent(
+        &self,
+        pre: &WgpuTensor,
+        post: &WgpuTensor,
+        g_post: &WgpuTensor,
+        g_post_dot: &WgpuTensor,
+        pre_dot: &WgpuTensor,
+        act: Activation,
+    ) -> Result<WgpuTensor> {
+        pointwise::act_backward_tangent(self, pre, post, g_post, g_post_dot, pre_dot, act)
+    }
+
+    fn sum_rows(&self, x: &WgpuTensor, alpha: f64) -> Result<WgpuTensor> {
+        reduce::sum_rows(self, x, alpha)
+    }
+
+    fn scale_members(&self, x: &WgpuTensor, s: &WgpuTensor) -> Result<WgpuTensor> {
+        pointwise::scale_members(self, x, s)
+    }
+
+    fn loss(
+        &self,
+        kind: LossKind,
+        f: &WgpuTensor,
+        target: &WgpuTensor,
+    ) -> Result<(WgpuTensor, WgpuTensor)> {
+        loss::loss(self, kind, f, target)
+    }
+
+    fn loss_hvp(
+        &self,
+        kind: LossKind,
+        f: &WgpuTensor,
+        target: &WgpuTensor,
+        f_dot: &WgpuTensor,
+    ) -> Result<WgpuTensor> {
+        loss::loss_hvp(self, kind, f, target, f_dot)
+    }
+
+    fn dot_members(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
+        reduce::dot_members(self, a, b)
+    }
+
+    fn row_sq_norms(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
+        reduce::row_sq_norms(self, x)
+    }
+
+    fn sum_abs(&self, x: &WgpuTensor) -> Result<Vec<f64>> {
+        reduce::sum_abs(self, x)
+    }
+
+    fn count_correct(&self, f: &WgpuTensor, labels: &WgpuTensor) -> Result<Vec<f64>> {
+        reduce::count_correct(self, f, labels)
+    }
+
+    fn axpy(&self, y: &mut WgpuTensor, alpha: f64, x: &WgpuTensor) -> Result<()> {
+        pointwise::axpy(self, y, alpha, x)
+    }
+
+    fn sum_sq(&self, x: &WgpuTensor) -> Result<Vec<f64>> {
+        reduce::sum_sq(self, x)
+    }
+
+    fn sgd_update(
+        &self,
+        param: &mut WgpuTensor,
+        grad: &WgpuTensor,
+        buf: &mut WgpuTensor,
+        hp: &SgdHyper,
+    ) -> Result<()> {
+        optim::sgd_update(self, param, grad, buf, hp)
+    }
+
+    fn adam_update(
+        &self,
+        param: &mut WgpuTensor,
+        grad: &WgpuTensor,
+        m: &mut WgpuTensor,
+        v: &mut WgpuTensor,
+        hp: &AdamHyper,
+    ) -> Result<()> {
+        optim::adam_update(self, param, grad, m, v, hp)
+    }
+}

@@ -1,0 +1,859 @@
+//! The wgpu backend against the CPU f32 reference: every `Backend` op
+//! (each activation, transposes and ensemble broadcasting, each loss, every
+//! optimizer), then what is built on them — training steps, Hessian-vector
+//! products, a Lanczos sharpness estimate, per-sample gradient norms and the
+//! empirical NTK — and the command line on `--device wgpu`.
+//!
+//! CI runs these on Mesa's lavapipe (a Vulkan driver on the CPU). Without an
+//! adapter a test fails when `CI` is set and is skipped with a printed notice
+//! otherwise.
+//!
+//! Tolerances (relative to the largest magnitude in the compared tensors,
+//! `max_rel_err`), all from f32 rounding on two different summation orders:
+//! - pointwise ops, loss gradients and loss Hessians: 1e-5 (the driver's
+//!   tanh and exp differ from the CPU's by a few ulp, lavapipe's tanh by up
+//!   to ~4e-7; WGSL has no erf, GELU's is a 1.2e-7 approximation);
+//! - matmul and reductions over K terms: 1e-6 * sqrt(K) + 1e-6;
+//! - optimizer updates: 1e-6 after four steps;
+//! - training (5 steps), gradients, HVPs, per-sample norms, NTK: 1e-5;
+//! - the top Hessian eigenvalues from Lanczos: 1e-3 relative.
+//!
+//! Seen on lavapipe: at most 1e-6 pointwise, 2.5e-7 matmul, 6e-7 for the
+//! model-level quantities, 0 for the optimizers.
+
+mod common;
+
+use common::{max_rel_err, randn, temp_dir};
+use lmech::backend::device::Device;
+use lmech::backend::{AdamHyper, SgdHyper};
+use lmech::curvature::{flatten, LossOnData};
+use lmech::eos::{run_eos, EosOptions};
+use lmech::linalg::{lanczos, Accuracy, LanczosOptions};
+use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
+use lmech::nn::loss::LossKind;
+use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::observe::ntk::empirical_ntk;
+use lmech::observe::per_sample::per_sample_norms;
+use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
+use lmech::rng::Rng;
+use lmech::tape::Curvature;
+use lmech::{Backend, Cpu, DType, Error, Tensor, Wgpu};
+use std::process::Command;
+
+/// The wgpu backend, or `None` (after a notice) where no adapter exists.
+/// In CI a missing adapter is a failure: CI must have lavapipe.
+fn gpu() -> Option<Wgpu> {
+    match Wgpu::new(DType::F32) {
+        Ok(be) => Some(be),
+        Err(e) => {
+            if std::env::var_os("CI").is_some() {
+                panic!("CI must provide a wgpu adapter (Mesa lavapipe): {e}");
+            }
+            eprintln!("skipped: no wgpu adapter ({e})");
+            None
+        }
+    }
+}
+
+macro_rules! gpu_or_skip {
+    () => {
+        match gpu() {
+            Some(be) => be,
+            None => return,
+        }
+    };
+}
+
+fn up<B: Backend>(be: &B, shape: &[usize], data: &[f64]) -> Tensor<B> {
+    be.from_f64(shape, data).unwrap()
+}
+
+fn down<B: Backend>(be: &B, t: &Tensor<B>) -> Vec<f64> {
+    be.to_f64(t).unwrap()
+}
+
+/// The same values on both backends.
+struct Pair {
+    cpu: Tensor<Cpu>,
+    gpu: Tensor<Wgpu>,
+}
+
+fn pair(g: &Wgpu, shape: &[usize], data: &[f64]) -> Pair {
+    Pair {
+        cpu: up(&Cpu::f32(), shape, data),
+        gpu: up(g, shape, data),
+    }
+}
+
+fn close(what: &str, g: &Wgpu, got: &Tensor<Wgpu>, want: &Tensor<Cpu>, tol: f64) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    let (a, b) = (down(g, got), down(&Cpu::f32(), want));
+    let err = max_rel_err(&a, &b);
+    assert!(err < tol, "{what}: relative error {err} over {tol}");
+}
+
+fn close_vec(what: &str, got: &[f64], want: &[f64], tol: f64) {
+    let err = max_rel_err(got, want);
+    assert!(
+        err < tol,
+        "{what}: relative error {err} over {tol}: {got:?} vs {want:?}"
+    );
+}
+
+fn sum_tol(k: usize) -> f64 {
+    1e-6 * (k as f64).sqrt() + 1e-6
+}
+
+#[test]
+fn f64_is_refused_with_a_config_error() {
+    let Err(e) = Wgpu::new(DType::F64) else {
+        panic!("wgpu accepted f64");
+    };
+    assert!(matches!(e, Error::Config { .. }), "{e}");
+    assert!(e.to_string().contains("f32"), "{e}");
+}
+
+#[test]
+fn upload_download_and_zeros_round_trip() {
+    let g = gpu_or_skip!();
+    let v: Vec<f64> = (0..1000).map(|i| i as f64 * 0.25 - 7.0).collect();
+    assert_eq!(down(&g, &up(&g, &[10, 100], &v)), v);
+    assert!(down(&g, &g.zeros(&[3, 7]).unwrap())
+        .iter()
+        .all(|&x| x == 0.0));
+    assert!(down(&g, &g.zeros(&[0]).unwrap()).is_empty());
+    assert!(g.from_f64(&[2, 2], &[1.0]).is_err());
+}
+
+#[test]
+fn matmul_matches_cpu_at_odd_sizes_with_transposes_and_broadcast() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(1);
+    for &(m, k, n) in &[
+        (1, 1, 1),
+        (17, 33, 5),
+        (130, 70, 257),
+        (64, 128, 64),
+        (3, 300, 2),
+    ] {
+        for &(ea, eb) in &[(1, 1), (3, 3), (1, 3), (3, 1)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let ashape = |e: usize| {
+                        let (r, c) = if ta { (k, m) } else { (m, k) };
+                        if e == 1 && ea == eb {
+                            vec![r, c]
+                        } else {
+                            vec![e, r, c]
+                        }
+                    };
+                    let bshape = |e: usize| {
+                        let (r, c) = if tb { (n, k) } else { (k, n) };
+                        if e == 1 && ea == eb {
+                            vec![r, c]
+                        } else {
+                            vec![e, r, c]
+                        }
+                    };
+                    let a = randn(&mut rng, ea * m * k, 1.0);
+                    let b = randn(&mut rng, eb * k * n, 1.0);
+                    let (sa, sb) = (ashape(ea), bshape(eb));
+                    let want = cpu
+                        .matmul(&up(&cpu, &sa, &a), ta, &up(&cpu, &sb, &b), tb, 0.7)
+                        .unwrap();
+                    let got = g
+                        .matmul(&up(&g, &sa, &a), ta, &up(&g, &sb, &b), tb, 0.7)
+                        .unwrap();
+                    close(
+                        &format!("matmul {m}x{k}x{n} e=({ea},{eb}) ta={ta} tb={tb}"),
+                        &g,
+                        &got,
+                        &want,
+                        sum_tol(k),
+                    );
+                }
+            }
+        }
+    }
+    let a = g.zeros(&[2, 3]).unwrap();
+    let b = g.zeros(&[4, 5]).unwrap();
+    assert!(g.matmul(&a, false, &b, false, 1.0).is_err());
+}
+
+#[test]
+fn pointwise_ops_match_cpu_for_every_activation() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(2);
+    let (e, rows, n) = (3, 37, 29);
+    let len = e * rows * n;
+    // Wide inputs reach the activations' tails (softplus, GELU, tanh).
+    let z = pair(&g, &[e, rows, n], &randn(&mut rng, len, 3.0));
+    let bias = pair(&g, &[e, n], &randn(&mut rng, e * n, 1.0));
+    let shared_bias = pair(&g, &[n], &randn(&mut rng, n, 1.0));
+    let gp = pair(&g, &[e, rows, n], &randn(&mut rng, len, 1.0));
+    let gd = pair(&g, &[e, rows, n], &randn(&mut rng, len, 1.0));
+    let xd = pair(&g, &[e, rows, n], &randn(&mut rng, len, 1.0));
+    let tol = 1e-5;
+    for act in ALL_ACTIVATIONS {
+        for (name, b) in [
+            ("bias", Some(&bias)),
+            ("shared bias", Some(&shared_bias)),
+            ("no bias", None),
+        ] {
+            let (cpre, cpost) = cpu.bias_act(&z.cpu, b.map(|b| &b.cpu), 0.6, act).unwrap();
+            let (gpre, gpost) = g.bias_act(&z.gpu, b.map(|b| &b.gpu), 0.6, act).unwrap();
+            close(&format!("{act:?} {name} pre"), &g, &gpre, &cpre, tol);
+            close(&format!("{act:?} {name} post"), &g, &gpost, &cpost, tol);
+        }
+        let (cpre, cpost) = cpu.bias_act(&z.cpu, Some(&bias.cpu), 0.6, act).unwrap();
+        let (gpre, gpost) = g.bias_act(&z.gpu, Some(&bias.gpu), 0.6, act).unwrap();
+        let want = cpu.act_backward(&cpre, &cpost, &gp.cpu, act).unwrap();
+        let got = g.act_backward(&gpre, &gpost, &gp.gpu, act).unwrap();
+        close(&format!("{act:?} backward"), &g, &got, &want, tol);
+        let want = cpu
+            .act_backward_tangent(&cpre, &cpost, &gp.cpu, &gd.cpu, &xd.cpu, act)
+            .unwrap();
+        let got = g
+            .act_backward_tangent(&gpre, &gpost, &gp.gpu, &gd.gpu, &xd.gpu, act)
+            .unwrap();
+        close(&format!("{act:?} backward tangent"), &g, &got, &want, tol);
+    }
+    let bad = pair(&g, &[e, n + 1], &vec![0.0; e * (n + 1)]);
+    assert!(g
+        .bias_act(&z.gpu, Some(&bad.gpu), 1.0, Activation::Tanh)
+        .is_err());
+
+    let s = pair(&g, &[e], &[0.5, -2.0, 3.0]);
+    let want = cpu.scale_members(&z.cpu, &s.cpu).unwrap();
+    let got = g.scale_members(&z.gpu, &s.gpu).unwrap();
+    close("scale_members", &g, &got, &want, tol);
+}
+
+#[test]
+fn axpy_is_in_place_and_copy_on_write() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(3);
+    let y0 = randn(&mut rng, 1000, 1.0);
+    let x = pair(&g, &[10, 100], &randn(&mut rng, 1000, 1.0));
+    let mut y = pair(&g, &[10, 100], &y0);
+    // A tape's copy of y shares its buffer and must keep the old values.
+    let kept = y.gpu.clone();
+    cpu.axpy(&mut y.cpu, -0.3, &x.cpu).unwrap();
+    g.axpy(&mut y.gpu, -0.3, &x.gpu).unwrap();
+    close("axpy", &g, &y.gpu, &y.cpu, 1e-5);
+    assert_eq!(down(&g, &kept), down(&Cpu::f32(), &up(&cpu, &[1000], &y0)));
+    // Unshared, the update lands in the same buffer.
+    g.axpy(&mut y.gpu, 1.0, &x.gpu).unwrap();
+    cpu.axpy(&mut y.cpu, 1.0, &x.cpu).unwrap();
+    close("axpy again", &g, &y.gpu, &y.cpu, 1e-5);
+    assert!(g.axpy(&mut y.gpu, 1.0, &g.zeros(&[3]).unwrap()).is_err());
+}
+
+#[test]
+fn launches_past_65535_workgroups_cover_every_element() {
+    let g = gpu_or_skip!();
+    // 2^24 + 7 elements need more than 65535 workgroups of 256: the grid
+    // folds into two dimensions.
+    let n = (1 << 24) + 7;
+    let x: Vec<f64> = (0..n).map(|i| (i % 1000) as f64).collect();
+    let xt = up(&g, &[1, n], &x);
+    let s = up(&g, &[1], &[2.0]);
+    let y = down(&g, &g.scale_members(&xt, &s).unwrap());
+    assert!(y.iter().zip(&x).all(|(a, b)| *a == 2.0 * b));
+}
+
+#[test]
+fn reductions_match_cpu() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(4);
+    for &(e, rows, n) in &[(3, 11, 4), (2, 1000, 33), (1, 1, 1), (2, 300, 1000)] {
+        let data = randn(&mut rng, e * rows * n, 1.0);
+        let x = pair(&g, &[e, rows, n], &data);
+        let y = pair(&g, &[e, rows, n], &randn(&mut rng, e * rows * n, 1.0));
+        let what = format!("[{e}, {rows}, {n}]");
+        let want = cpu.sum_rows(&x.cpu, 0.5).unwrap();
+        close(
+            &format!("sum_rows {what}"),
+            &g,
+            &g.sum_rows(&x.gpu, 0.5).unwrap(),
+            &want,
+            sum_tol(rows),
+        );
+        let want = cpu.row_sq_norms(&x.cpu).unwrap();
+        close(
+            &format!("row_sq_norms {what}"),
+            &g,
+            &g.row_sq_norms(&x.gpu).unwrap(),
+            &want,
+            sum_tol(n),
+        );
+        let per = rows * n;
+        let want = cpu.dot_members(&x.cpu, &y.cpu).unwrap();
+        close(
+            &format!("dot_members {what}"),
+            &g,
+            &g.dot_members(&x.gpu, &y.gpu).unwrap(),
+            &want,
+            sum_tol(per),
+        );
+        close_vec(
+            &format!("sum_sq {what}"),
+            &g.sum_sq(&x.gpu).unwrap(),
+            &cpu.sum_sq(&x.cpu).unwrap(),
+            sum_tol(per),
+        );
+        close_vec(
+            &format!("sum_abs {what}"),
+            &g.sum_abs(&x.gpu).unwrap(),
+            &cpu.sum_abs(&x.cpu).unwrap(),
+            sum_tol(per),
+        );
+        let labels: Vec<f64> = (0..rows).map(|i| (i * 7 % n) as f64).collect();
+        let l = pair(&g, &[rows], &labels);
+        assert_eq!(
+            g.count_correct(&x.gpu, &l.gpu).unwrap(),
+            cpu.count_correct(&x.cpu, &l.cpu).unwrap(),
+            "count_correct {what}"
+        );
+    }
+    // Rank 2 and rank 1 read as one member.
+    let x = pair(&g, &[5, 6], &randn(&mut rng, 30, 1.0));
+    close(
+        "sum_rows rank 2",
+        &g,
+        &g.sum_rows(&x.gpu, 1.0).unwrap(),
+        &cpu.sum_rows(&x.cpu, 1.0).unwrap(),
+        1e-5,
+    );
+    close_vec(
+        "sum_sq rank 2",
+        &g.sum_sq(&x.gpu).unwrap(),
+        &cpu.sum_sq(&x.cpu).unwrap(),
+        1e-5,
+    );
+    // Ties resolve to the first maximum, as on the CPU.
+    let f = pair(&g, &[1, 2, 3], &[1.0, 1.0, 0.0, 0.0, 2.0, 2.0]);
+    let l = pair(&g, &[2], &[0.0, 2.0]);
+    assert_eq!(g.count_correct(&f.gpu, &l.gpu).unwrap(), vec![1.0]);
+}
+
+#[test]
+fn losses_and_loss_hessians_match_cpu() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(5);
+    let (e, rows, k) = (3, 50, 10);
+    let f = pair(&g, &[e, rows, k], &randn(&mut rng, e * rows * k, 3.0));
+    let fd = pair(&g, &[e, rows, k], &randn(&mut rng, e * rows * k, 1.0));
+    let labels = pair(
+        &g,
+        &[rows],
+        &(0..rows).map(|i| (i % k) as f64).collect::<Vec<_>>(),
+    );
+    let shared = pair(&g, &[rows, k], &randn(&mut rng, rows * k, 1.0));
+    let per_member = pair(&g, &[e, rows, k], &randn(&mut rng, e * rows * k, 1.0));
+    let cases = [
+        (LossKind::CrossEntropy, &labels, "labels"),
+        (LossKind::Mse, &shared, "shared targets"),
+        (LossKind::Mse, &per_member, "member targets"),
+        (LossKind::MseMean, &shared, "shared targets"),
+        (LossKind::MseMean, &per_member, "member targets"),
+    ];
+    for (kind, t, name) in cases {
+        let (cl, cg) = cpu.loss(kind, &f.cpu, &t.cpu).unwrap();
+        let (gl, gg) = g.loss(kind, &f.gpu, &t.gpu).unwrap();
+        close(
+            &format!("{kind:?} {name} loss"),
+            &g,
+            &gl,
+            &cl,
+            sum_tol(rows * k),
+        );
+        close(&format!("{kind:?} {name} gradient"), &g, &gg, &cg, 1e-5);
+        let want = cpu.loss_hvp(kind, &f.cpu, &t.cpu, &fd.cpu).unwrap();
+        let got = g.loss_hvp(kind, &f.gpu, &t.gpu, &fd.gpu).unwrap();
+        close(&format!("{kind:?} {name} hvp"), &g, &got, &want, 1e-5);
+    }
+    let short = pair(&g, &[rows - 1], &vec![0.0; rows - 1]);
+    assert!(g.loss(LossKind::CrossEntropy, &f.gpu, &short.gpu).is_err());
+}
+
+#[test]
+fn optimizer_updates_match_cpu() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(6);
+    let (e, n) = (2, 777);
+    let p0 = randn(&mut rng, e * n, 1.0);
+    let grads: Vec<Vec<f64>> = (0..4).map(|_| randn(&mut rng, e * n, 1.0)).collect();
+    let lrs: [&[f64]; 2] = [&[0.05, 0.2], &[0.1]];
+    for lr in lrs {
+        for (momentum, nesterov, wd) in [
+            (0.0, false, 0.0),
+            (0.0, false, 0.01),
+            (0.9, false, 0.0),
+            (0.9, true, 0.01),
+        ] {
+            let mut p = pair(&g, &[e, n], &p0);
+            let tape_copy = p.gpu.clone();
+            let shape: &[usize] = if momentum == 0.0 { &[0] } else { &[e, n] };
+            let mut buf = Pair {
+                cpu: cpu.zeros(shape).unwrap(),
+                gpu: g.zeros(shape).unwrap(),
+            };
+            let hp = SgdHyper {
+                lr,
+                momentum,
+                nesterov,
+                weight_decay: wd,
+            };
+            for gr in &grads {
+                let gr = pair(&g, &[e, n], gr);
+                cpu.sgd_update(&mut p.cpu, &gr.cpu, &mut buf.cpu, &hp)
+                    .unwrap();
+                g.sgd_update(&mut p.gpu, &gr.gpu, &mut buf.gpu, &hp)
+                    .unwrap();
+            }
+            let what = format!("sgd lr {lr:?} momentum {momentum} nesterov {nesterov} wd {wd}");
+            close(&what, &g, &p.gpu, &p.cpu, 1e-6);
+            if momentum != 0.0 {
+                close(&format!("{what} buffer"), &g, &buf.gpu, &buf.cpu, 1e-6);
+            }
+            assert_eq!(
+                down(&g, &tape_copy),
+                down(&cpu, &up(&cpu, &[e, n], &p0)),
+                "{what}: copy-on-write"
+            );
+        }
+        for (decoupled, wd) in [(false, 0.0), (false, 0.01), (true, 0.1)] {
+            let mut p = pair(&g, &[e, n], &p0);
+            let mut m = Pair {
+                cpu: cpu.zeros(&[e, n]).unwrap(),
+                gpu: g.zeros(&[e, n]).unwrap(),
+            };
+            let mut v = Pair {
+                cpu: cpu.zeros(&[e, n]).unwrap(),
+                gpu: g.zeros(&[e, n]).unwrap(),
+            };
+            for (i, gr) in grads.iter().enumerate() {
+                let hp = AdamHyper {
+                    lr,
+                    beta1: 0.9,
+                    beta2: 0.999,
+                    eps: 1e-8,
+                    weight_decay: wd,
+                    decoupled,
+                    step: i as u64 + 1,
+                };
+                let gr = pair(&g, &[e, n], gr);
+                cpu.adam_update(&mut p.cpu, &gr.cpu, &mut m.cpu, &mut v.cpu, &hp)
+                    .unwrap();
+                g.adam_update(&mut p.gpu, &gr.gpu, &mut m.gpu, &mut v.gpu, &hp)
+                    .unwrap();
+            }
+            let what = format!("adam lr {lr:?} decoupled {decoupled} wd {wd}");
+            close(&what, &g, &p.gpu, &p.cpu, 1e-6);
+            close(&format!("{what} m"), &g, &m.gpu, &m.cpu, 1e-6);
+            close(&format!("{what} v"), &g, &v.gpu, &v.cpu, 1e-6);
+        }
+    }
+    let mut p = g.zeros(&[3, 4]).unwrap();
+    let gr = g.zeros(&[3, 4]).unwrap();
+    let mut b = g.zeros(&[0]).unwrap();
+    let hp = SgdHyper {
+        lr: &[0.1, 0.2],
+        momentum: 0.0,
+        nesterov: false,
+        weight_decay: 0.0,
+    };
+    assert!(
+        g.sgd_update(&mut p, &gr, &mut b, &hp).is_err(),
+        "2 learning rates for 3 members"
+    );
+}
+
+/// A small tanh MLP (ensemble of `e`) on both backends from the same seeds,
+/// moved off its initial point so biases are not all zero.
+fn models(g: &Wgpu, sizes: &[usize], act: Activation, e: usize) -> (Mlp<Cpu>, Mlp<Wgpu>) {
+    let mut spec = MlpSpec::new(
+        sizes[0],
+        sizes[1],
+        sizes.len() - 1,
+        sizes[sizes.len() - 1],
+        act,
+    );
+    spec.sizes = sizes.to_vec();
+    let seeds: Vec<u64> = (0..e as u64).map(|s| 40 + s).collect();
+    let cpu = Cpu::f32();
+    let mut mc = Mlp::init(&cpu, spec.clone(), &seeds).unwrap();
+    let mut mg = Mlp::init(g, spec, &seeds).unwrap();
+    let mut rng = Rng::new(9);
+    for (tc, tg) in mc.params_mut().into_iter().zip(mg.params_mut()) {
+        let v: Vec<f64> = down(&cpu, tc)
+            .iter()
+            .map(|x| x + 0.1 * rng.normal())
+            .collect();
+        *tc = up(&cpu, tc.shape(), &v);
+        *tg = up(g, tg.shape(), &v);
+    }
+    (mc, mg)
+}
+
+fn params_of<B: Backend>(be: &B, m: &Mlp<B>) -> Vec<f64> {
+    let ts: Vec<Tensor<B>> = m.params().into_iter().cloned().collect();
+    flatten(be, &ts).unwrap()
+}
+
+#[test]
+fn training_steps_match_cpu() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(10);
+    let (n, din, k) = (64, 12, 5);
+    let x = randn(&mut rng, n * din, 1.0);
+    let labels: Vec<f64> = (0..n).map(|i| (i * 3 % k) as f64).collect();
+    let targets = randn(&mut rng, n * k, 1.0);
+    let cases = [
+        (
+            OptimizerKind::Sgd,
+            LossKind::CrossEntropy,
+            Activation::Tanh,
+            0.9,
+        ),
+        (OptimizerKind::Gd, LossKind::Mse, Activation::Gelu, 0.0),
+        (
+            OptimizerKind::AdamW,
+            LossKind::MseMean,
+            Activation::Relu,
+            0.0,
+        ),
+    ];
+    for (kind, loss, act, momentum) in cases {
+        let (mut mc, mut mg) = models(&g, &[din, 32, 24, k], act, 2);
+        let (xc, xg) = (up(&cpu, &[n, din], &x), up(&g, &[n, din], &x));
+        let (tc, tg) = if loss == LossKind::CrossEntropy {
+            (up(&cpu, &[n], &labels), up(&g, &[n], &labels))
+        } else {
+            (up(&cpu, &[n, k], &targets), up(&g, &[n, k], &targets))
+        };
+        let mut hyper = OptimHyper::new(kind);
+        hyper.momentum = momentum;
+        let lr = if kind == OptimizerKind::AdamW {
+            0.01
+        } else {
+            0.1
+        };
+        let scales = vec![1.0; mc.params().len()];
+        let mut oc = Optimizer::new(
+            &cpu,
+            hyper.clone(),
+            Schedule::Constant,
+            vec![lr, 2.0 * lr],
+            &mc.params(),
+            scales.clone(),
+        )
+        .unwrap();
+        let mut og = Optimizer::new(
+            &g,
+            hyper,
+            Schedule::Constant,
+            vec![lr, 2.0 * lr],
+            &mg.params(),
+            scales,
+        )
+        .unwrap();
+        let mut losses = (Vec::new(), Vec::new());
+        for _ in 0..5 {
+            let pc = mc.loss_pass(&cpu, &xc, &tc, loss, true).unwrap();
+            let pg = mg.loss_pass(&g, &xg, &tg, loss, true).unwrap();
+            losses.0.extend(down(&cpu, &pc.loss));
+            losses.1.extend(down(&g, &pg.loss));
+            oc.step(&cpu, mc.params_mut(), &pc.grads).unwrap();
+            og.step(&g, mg.params_mut(), &pg.grads).unwrap();
+        }
+        let what = format!("{kind:?} {loss:?} {act:?}");
+        close_vec(&format!("{what} losses"), &losses.1, &losses.0, 1e-5);
+        close_vec(
+            &format!("{what} parameters"),
+            &params_of(&g, &mg),
+            &params_of(&cpu, &mc),
+            1e-5,
+        );
+        // The models moved: the comparison is not of two untouched inits.
+        assert!(
+            losses.0[0] != losses.0[losses.0.len() - 1],
+            "{what}: loss did not change"
+        );
+        let (ac, ag) = (
+            cpu.count_correct(&mc.predict(&cpu, &xc).unwrap(), &up(&cpu, &[n], &labels))
+                .unwrap(),
+            g.count_correct(&mg.predict(&g, &xg).unwrap(), &up(&g, &[n], &labels))
+                .unwrap(),
+        );
+        assert_eq!(ac, ag, "{what}: accuracy counts");
+    }
+}
+
+type Chunks<B> = Vec<(Tensor<B>, Tensor<B>)>;
+
+/// 40 examples in chunks of 16, 16 and 8 on both backends.
+fn chunks(g: &Wgpu, din: usize, k: usize) -> (Chunks<Cpu>, Chunks<Wgpu>) {
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(11);
+    let (mut c, mut w) = (Vec::new(), Vec::new());
+    for rows in [16, 16, 8] {
+        let x = randn(&mut rng, rows * din, 1.0);
+        let y: Vec<f64> = (0..rows).map(|i| (i % k) as f64).collect();
+        c.push((up(&cpu, &[rows, din], &x), up(&cpu, &[rows], &y)));
+        w.push((up(g, &[rows, din], &x), up(g, &[rows], &y)));
+    }
+    (c, w)
+}
+
+#[test]
+fn hessian_and_gauss_newton_products_match_cpu() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    for act in [Activation::Tanh, Activation::Softplus, Activation::Gelu] {
+        let (mc, mg) = models(&g, &[5, 16, 12, 3], act, 1);
+        let (cc, cw) = chunks(&g, 5, 3);
+        let lc = LossOnData::new(&cpu, &mc, LossKind::CrossEntropy, cc).unwrap();
+        let lg = LossOnData::new(&g, &mg, LossKind::CrossEntropy, cw).unwrap();
+        let mut rng = Rng::new(12);
+        let v = randn(&mut rng, lc.dim(), 1.0);
+        for mode in [Curvature::Hessian, Curvature::GaussNewton] {
+            let want = lc.product(&v, mode).unwrap();
+            let got = lg.product(&v, mode).unwrap();
+            close_vec(&format!("{act:?} {mode:?} product"), &got, &want, 1e-5);
+        }
+        let (l1, g1) = lc.gradient().unwrap();
+        let (l2, g2) = lg.gradient().unwrap();
+        assert!(
+            (l1 - l2).abs() < 1e-5 * l1.abs(),
+            "{act:?} loss {l1} vs {l2}"
+        );
+        close_vec(
+            &format!("{act:?} gradient"),
+            &flatten(&g, &g2).unwrap(),
+            &flatten(&cpu, &g1).unwrap(),
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn lanczos_sharpness_matches_cpu() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let (mc, mg) = models(&g, &[5, 16, 12, 3], Activation::Tanh, 1);
+    let (cc, cw) = chunks(&g, 5, 3);
+    let lc = LossOnData::new(&cpu, &mc, LossKind::CrossEntropy, cc).unwrap();
+    let lg = LossOnData::new(&g, &mg, LossKind::CrossEntropy, cw).unwrap();
+    let opts = LanczosOptions {
+        k: 2,
+        max_iter: 60,
+        tol: 1e-4,
+        seed: 1,
+        start: None,
+        accuracy: Accuracy::Eigenvalue,
+    };
+    let mut op = |v: &[f64]| lc.product(v, Curvature::Hessian);
+    let want = lanczos(lc.dim(), &mut op, &opts).unwrap();
+    let mut op = |v: &[f64]| lg.product(v, Curvature::Hessian);
+    let got = lanczos(lg.dim(), &mut op, &opts).unwrap();
+    assert!(want.converged && got.converged);
+    for (a, b) in got.values.iter().zip(&want.values) {
+        assert!(
+            (a - b).abs() < 1e-3 * b.abs(),
+            "top eigenvalues {:?} vs {:?}",
+            got.values,
+            want.values
+        );
+    }
+}
+
+#[test]
+fn per_sample_norms_and_ntk_match_cpu() {
+    let g = gpu_or_skip!();
+    let cpu = Cpu::f32();
+    let (mc, mg) = models(&g, &[4, 9, 7, 3], Activation::Tanh, 1);
+    let mut rng = Rng::new(13);
+    let n = 12;
+    let x = randn(&mut rng, n * 4, 1.0);
+    let y: Vec<f64> = (0..n).map(|i| (i % 3) as f64).collect();
+    let (xc, xg) = (up(&cpu, &[n, 4], &x), up(&g, &[n, 4], &x));
+    let (yc, yg) = (up(&cpu, &[n], &y), up(&g, &[n], &y));
+    let want = per_sample_norms(&cpu, &mc, &xc, &yc, LossKind::CrossEntropy).unwrap();
+    let got = per_sample_norms(&g, &mg, &xg, &yg, LossKind::CrossEntropy).unwrap();
+    close_vec("per-sample norms", &got.total, &want.total, 1e-5);
+    for (l, (a, b)) in got.per_layer.iter().zip(&want.per_layer).enumerate() {
+        close_vec(&format!("layer {l} per-sample norms"), a, b, 1e-5);
+    }
+    assert!((got.mean_grad_sq - want.mean_grad_sq).abs() < 1e-5 * want.mean_grad_sq);
+    let want = empirical_ntk(&cpu, &mc, &xc).unwrap();
+    let got = empirical_ntk(&g, &mg, &xg).unwrap();
+    close_vec("NTK trace", &got.trace, &want.trace, 1e-5);
+    for (k, (a, b)) in got.per_output.iter().zip(&want.per_output).enumerate() {
+        close_vec(&format!("NTK output {k}"), a, b, 1e-5);
+    }
+}
+
+fn lmech(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_lmech"))
+        .args(args)
+        .output()
+        .expect("cannot start the lmech binary")
+}
+
+#[test]
+fn cli_lists_the_adapter_and_trains_on_wgpu() {
+    let g = gpu_or_skip!();
+    let res = lmech(&["devices"]);
+    let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
+    assert!(res.status.success(), "{stdout}");
+    let name = &g.adapter().name;
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("wgpu adapter 0: ") && l.contains(name.as_str())),
+        "{stdout}"
+    );
+    let dir = temp_dir("wgpu_cli");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/teacher_student_sgd.toml");
+    let mut summaries = Vec::new();
+    for device in ["cpu", "wgpu"] {
+        let out = dir.join(device);
+        let res = lmech(&[
+            "train",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+            "--device",
+            device,
+            "--set",
+            "train.steps=60",
+            "--set",
+            "model.width=64",
+            "--set",
+            "train.log_every=20",
+            "--set",
+            "train.eval_every=60",
+        ]);
+        let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+        assert!(res.status.success(), "{device}: {stderr}");
+        let text = std::fs::read_to_string(out.join("summary.json")).unwrap();
+        summaries.push(serde_json::from_str::<serde_json::Value>(&text).unwrap());
+    }
+    assert!(
+        summaries[1]["device"].as_str().unwrap().starts_with("wgpu"),
+        "{}",
+        summaries[1]
+    );
+    let final_loss = |s: &serde_json::Value| -> f64 {
+        let f = &s["final"];
+        f.get("train_loss")
+            .or_else(|| f.get("loss"))
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("no final loss in {s}"))
+    };
+    let (a, b) = (final_loss(&summaries[0]), final_loss(&summaries[1]));
+    assert!(
+        (a - b).abs() < 1e-3 * a.abs().max(1e-3),
+        "cpu {a} vs wgpu {b}"
+    );
+}
+
+/// A short `lmech eos` (eta 0.2, 150 steps) on both devices: the sharpness
+/// crosses 2/eta at the same step and its median after the crossing agrees
+/// to 1 % (past the crossing GD oscillates and amplifies f32 rounding, so
+/// single values drift; BENCHMARKS.md has the full-length comparison).
+#[test]
+fn edge_of_stability_table_matches_cpu() {
+    let _g = gpu_or_skip!();
+    let dir = temp_dir("wgpu_eos");
+    let rows: Vec<_> = [Device::Cpu, Device::Wgpu]
+        .into_iter()
+        .map(|device| {
+            let opts = EosOptions {
+                out: dir.join(device.name()),
+                lrs: vec![0.2],
+                steps: 150,
+                every: 10,
+                width: 64,
+                n_train: 1000,
+                device,
+                progress: false,
+            };
+            run_eos(&opts).unwrap().remove(0)
+        })
+        .collect();
+    let (c, w) = (&rows[0], &rows[1]);
+    assert!(!c.diverged && !w.diverged);
+    assert!(c.reached_at.is_some(), "the CPU run never reached 2/eta");
+    assert_eq!(c.reached_at, w.reached_at);
+    let (mc, mw) = (c.median_after.unwrap(), w.median_after.unwrap());
+    assert!(
+        (mc - mw).abs() < 0.01 * mc,
+        "median sharpness cpu {mc} vs wgpu {mw}"
+    );
+    assert!(
+        (c.final_loss - w.final_loss).abs() < 0.05 * c.final_loss,
+        "final loss cpu {} vs wgpu {}",
+        c.final_loss,
+        w.final_loss
+    );
+}
+
+/// With no adapter (Vulkan's driver list pointed at nothing), `lmech
+/// devices` says so, `--device wgpu` fails with a hint to use the CPU, and
+/// `--device auto` falls back to the CPU. Needs no adapter, so it always
+/// runs (on Linux, where Vulkan is wgpu's only backend in this build).
+#[cfg(target_os = "linux")]
+#[test]
+fn without_an_adapter_wgpu_is_refused_and_auto_takes_the_cpu() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lmech"))
+            .args(args)
+            .env("VK_ICD_FILENAMES", "/nonexistent/lmech-no-driver.json")
+            .env("VK_DRIVER_FILES", "/nonexistent/lmech-no-driver.json")
+            .output()
+            .expect("cannot start the lmech binary")
+    };
+    let res = run(&["devices"]);
+    let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
+    assert!(res.status.success(), "{stdout}");
+    assert!(stdout.contains("wgpu: no adapter found"), "{stdout}");
+    let dir = temp_dir("wgpu_none");
+    let config =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/teacher_student_sgd.toml");
+    let out = dir.join("run");
+    let args = [
+        "train",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "train.steps=2",
+    ];
+    let mut with_wgpu = args.to_vec();
+    with_wgpu.extend(["--device", "wgpu"]);
+    let res = run(&with_wgpu);
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    assert!(!res.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("no wgpu adapter") && stderr.contains("--device cpu"),
+        "{stderr}"
+    );
+    assert!(!out.join("summary.json").exists());
+    let res = run(&args);
+    let stderr = String::from_utf8_lossy(&res.stderr).into_owned();
+    assert!(res.status.success(), "{stderr}");
+    assert!(stderr.contains("auto chose cpu"), "{stderr}");
+}
