@@ -6,6 +6,8 @@
 //! itself skipped elsewhere. With LMECH_EMIT_PTX=DIR it also writes each
 //! family's PTX there (scripts/ptxas-report.sh feeds them to ptxas).
 
+mod common;
+
 use lmech::backend::cuda::{compile_family, family_source, nvrtc_present, FAMILIES};
 use lmech::backend::sources;
 
@@ -43,7 +45,7 @@ fn every_kernel_compiles_with_nvrtc_for_sm75_sm80_and_sm90() {
             "CI must compile the CUDA kernels, but libnvrtc.so could not be loaded \
              (pip install nvidia-cuda-nvrtc-cu12 and add its lib/ to LD_LIBRARY_PATH)"
         );
-        println!("skipped: NVRTC not found (libnvrtc.so not on the loader path)");
+        common::skip("NVRTC not found (libnvrtc.so not on the loader path)");
         return;
     }
     let emit = std::env::var_os("LMECH_EMIT_PTX").map(std::path::PathBuf::from);
@@ -77,7 +79,7 @@ fn every_kernel_compiles_with_nvrtc_for_sm75_sm80_and_sm90() {
 #[test]
 fn a_compile_error_comes_back_as_an_error_with_the_log() {
     if !nvrtc_present() {
-        println!("skipped: NVRTC not found (libnvrtc.so not on the loader path)");
+        common::skip("NVRTC not found (libnvrtc.so not on the loader path)");
         return;
     }
     let bad = "extern \"C\" __global__ void k(float* x) { x[0] = undefined_name; }";

@@ -33,13 +33,13 @@ use lmech::{Backend, Cpu, DType, Tensor};
 /// The GPU backend, or None (after saying so) when this machine has none.
 fn gpu() -> Option<Cuda> {
     if !cuda::driver_present() {
-        println!("skipped: no CUDA device (no NVIDIA driver: libcuda.so not found)");
+        common::skip("no CUDA device (no NVIDIA driver: libcuda.so not found)");
         return None;
     }
     match cuda::device_count() {
         Ok(n) if n > 0 => {}
         other => {
-            println!("skipped: no CUDA device ({other:?})");
+            common::skip(&format!("no CUDA device ({other:?})"));
             return None;
         }
     }
@@ -180,7 +180,7 @@ fn tensor_core_gemms_match_the_cpu_at_their_precision() {
     if cuda::cublas_present() {
         gemm_parity(&g.with_gemm(GemmKind::Cublas).unwrap(), &sizes, 1e-5);
     } else {
-        println!("cuBLAS baseline skipped: libcublas.so not found");
+        common::skip("cuBLAS baseline (libcublas.so not found)");
     }
 }
 

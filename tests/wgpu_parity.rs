@@ -49,7 +49,7 @@ fn gpu() -> Option<Wgpu> {
             if std::env::var_os("CI").is_some() {
                 panic!("CI must provide a wgpu adapter (Mesa lavapipe): {e}");
             }
-            eprintln!("skipped: no wgpu adapter ({e})");
+            common::skip(&format!("no wgpu adapter ({e})"));
             None
         }
     }

@@ -156,3 +156,11 @@ pub fn npy_bytes_v(
 pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     npy_bytes_v(1, descr, shape, false, data)
 }
+
+/// Says that a test is skipped (its backend is absent). Written straight to
+/// stderr, past the test harness's output capture, so a skipped test shows
+/// up in the log instead of passing silently.
+pub fn skip(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "skipped: {msg}");
+}
