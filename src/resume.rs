@@ -6,8 +6,12 @@
 //! the schedule and Adam's bias correction read the step count, and the
 //! mini-batch order is replayed from the data seed.
 //!
-//! An ensemble restarts only when every member's file holds the same step;
-//! otherwise it starts over (the files are then overwritten).
+//! The members of an ensemble must restart from the same step. Each
+//! member's new restart point is first written beside the current one
+//! (`resume.next.safetensors`), and only when every member has one are they
+//! renamed into place; so whenever a kill comes, some step is held by every
+//! member (the new one or the previous one), and that is where the
+//! ensemble restarts. With no common step it starts over.
 
 use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
@@ -19,8 +23,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "resume.safetensors";
+/// A restart point being written, not yet valid for every member.
+pub const NEXT: &str = "resume.next.safetensors";
 
-/// Writes member `e`'s restart point after `step` updates into `dir`.
+/// Writes member `e`'s restart point after `step` updates into `dir`, as
+/// `NEXT`; `promote` then makes it current.
 pub fn save<B: Backend>(
     be: &B,
     model: &Mlp<B>,
@@ -56,7 +63,27 @@ pub fn save<B: Backend>(
     let mut meta = BTreeMap::new();
     meta.insert("step".to_string(), step.to_string());
     meta.insert("config".to_string(), config_toml.to_string());
-    save_checkpoint(&dir.join(FILE), &tensors, &meta)
+    save_checkpoint(&dir.join(NEXT), &tensors, &meta)
+}
+
+/// Makes the restart points `save` wrote in `dirs` (every member's) current.
+pub fn promote(dirs: &[&Path]) -> Result<()> {
+    for dir in dirs {
+        let (from, to) = (dir.join(NEXT), dir.join(FILE));
+        std::fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
+    }
+    Ok(())
+}
+
+/// Removes a finished run's restart points.
+pub fn remove(dir: &Path) -> Result<()> {
+    for name in [FILE, NEXT] {
+        let path = dir.join(name);
+        if path.exists() {
+            std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn data_len(d: &TensorData) -> usize {
@@ -66,41 +93,49 @@ fn data_len(d: &TensorData) -> usize {
     }
 }
 
-/// The step of `dir`'s restart point, if it has one written for this exact
-/// config.
-fn saved_step(dir: &Path, config_toml: &str) -> Option<(u64, Vec<NamedTensor>)> {
-    let (tensors, meta) = load_checkpoint(&dir.join(FILE)).ok()?;
-    if meta.get("config").map(String::as_str) != Some(config_toml) {
-        return None;
+/// The restart points in `dir` written for this exact config, by step.
+fn saved_points(dir: &Path, config_toml: &str) -> BTreeMap<u64, Vec<NamedTensor>> {
+    let mut out = BTreeMap::new();
+    for name in [FILE, NEXT] {
+        let Ok((tensors, meta)) = load_checkpoint(&dir.join(name)) else {
+            continue;
+        };
+        if meta.get("config").map(String::as_str) != Some(config_toml) {
+            continue;
+        }
+        if let Some(step) = meta.get("step").and_then(|s| s.parse().ok()) {
+            out.insert(step, tensors);
+        }
     }
-    let step = meta.get("step")?.parse().ok()?;
-    Some((step, tensors))
+    out
 }
 
-/// Puts the members' restart points (one directory and config per member)
-/// into `model` and `opt` and returns the step to continue from; 0, with
-/// nothing changed, when some member has none or they disagree.
+/// Puts the members' latest common restart point (one directory and config
+/// per member) into `model` and `opt` and returns the step to continue
+/// from; 0, with nothing changed, when they have none in common.
 pub fn restore<B: Backend>(
     be: &B,
     model: &mut Mlp<B>,
     opt: &mut Optimizer<B>,
     members: &[(PathBuf, String)],
 ) -> Result<u64> {
-    let mut saved = Vec::new();
-    for (dir, config_toml) in members {
-        match saved_step(dir, config_toml) {
-            Some(s) => saved.push(s),
-            None => return Ok(0),
-        }
-    }
-    let step = saved[0].0;
-    if saved.iter().any(|(s, _)| *s != step) {
+    let mut points: Vec<BTreeMap<u64, Vec<NamedTensor>>> = members
+        .iter()
+        .map(|(dir, config_toml)| saved_points(dir, config_toml))
+        .collect();
+    let common = points[0]
+        .keys()
+        .rev()
+        .copied()
+        .find(|s| points.iter().all(|p| p.contains_key(s)));
+    let Some(step) = common else {
         return Ok(0);
-    }
-    let files: Vec<BTreeMap<String, Vec<f64>>> = saved
-        .into_iter()
-        .map(|(_, tensors)| {
-            tensors
+    };
+    let files: Vec<BTreeMap<String, Vec<f64>>> = points
+        .iter_mut()
+        .map(|p| {
+            p.remove(&step)
+                .unwrap_or_default()
                 .into_iter()
                 .map(|t| {
                     let v = match t.data {

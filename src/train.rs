@@ -332,10 +332,7 @@ fn finish_member<B: Backend>(
             crate::nn::checkpoint::checkpoint_contents(be, &member, &run.config_toml)?;
         run::save_checkpoint(&run.dir.join("model.safetensors"), &tensors, &meta)?;
     }
-    let restart = run.dir.join(resume::FILE);
-    if restart.exists() {
-        std::fs::remove_file(&restart).map_err(|e| Error::io(&restart, e))?;
-    }
+    resume::remove(&run.dir)?;
     let summary = Summary {
         status: status.clone(),
         hyperparams: run.hyperparams.clone(),
@@ -477,6 +474,12 @@ fn train_members_on<B: Backend>(
             for (e, run) in runs.iter().enumerate().filter(|(_, r)| !r.done) {
                 resume::save(&be, &model, &opt, e, &run.dir, step, &run.config_toml)?;
             }
+            let dirs: Vec<&Path> = runs
+                .iter()
+                .filter(|r| !r.done)
+                .map(|r| r.dir.as_path())
+                .collect();
+            resume::promote(&dirs)?;
         }
         let observe_now = observers.as_ref().is_some_and(|o| o.any_due(step, steps));
         let log_now = is_final || step % cfg.train.log_every == 0 || observe_now;

@@ -595,22 +595,36 @@ fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     }
 }
 
+/// The records of `dir/metrics.jsonl`.
+fn read_records(dir: &Path) -> Vec<Record> {
+    std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
 /// SIGKILL in the middle of a sweep, then --resume: every run of the grid is
-/// committed exactly once, and runs finished before the kill are untouched.
+/// committed exactly once, runs finished before the kill are untouched, and
+/// interrupted runs continue from their restart points to the results an
+/// uninterrupted run gives.
 #[test]
 fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
     let dir = temp_dir("sweep-kill");
     let spec_text = r#"
         name = "kill"
-        max_ensemble = 1
+        max_ensemble = 2
         [base]
         [base.model]
         width = 32
         [base.data]
         n_train = 500
+        seed = 0
         [base.train]
-        steps = 150
+        steps = 600
+        batch_size = 50
         log_every = 50
+        checkpoint_every = 100
         [axes]
         "optim.lr" = [0.05, 0.1, 0.2]
         seed = [0, 1, 2, 3]
@@ -631,9 +645,20 @@ fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for("two committed runs", Duration::from_secs(120), || {
-        committed(&out).len() >= 2
-    });
+    let restart_points = || -> Vec<PathBuf> {
+        std::fs::read_dir(out.join("work"))
+            .map(|rd| {
+                rd.map(|e| e.unwrap().path())
+                    .filter(|p| p.join("resume.safetensors").exists())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_for(
+        "two committed runs and a restart point",
+        Duration::from_secs(300),
+        || committed(&out).len() >= 2 && !restart_points().is_empty(),
+    );
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     let before = snapshot(&out);
@@ -643,6 +668,21 @@ fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
         done_before.len() < all.len(),
         "the sweep finished before the kill; nothing was tested"
     );
+    // What the interrupted runs had logged before their restart points.
+    let interrupted: Vec<(String, Vec<Record>)> = restart_points()
+        .into_iter()
+        .filter_map(|work| {
+            let (_, meta) = load_checkpoint(&work.join("resume.safetensors")).ok()?;
+            let step: f64 = meta["step"].parse().ok()?;
+            let early = read_records(&work)
+                .into_iter()
+                .filter(|r| r.get("step").and_then(|v| v.as_f64()).unwrap() < step)
+                .collect();
+            let id = work.file_name()?.to_string_lossy().into_owned();
+            Some((id, early))
+        })
+        .collect();
+    assert!(!interrupted.is_empty());
     let o = lmech(&[
         "sweep",
         spec_path.to_str().unwrap(),
@@ -663,7 +703,7 @@ fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
     // without training again; none is trained twice.
     let skipped = count(&stdout, " done before");
     assert!(
-        skipped >= done_before.len() && skipped <= done_before.len() + 1,
+        skipped >= done_before.len() && skipped <= done_before.len() + 2,
         "{stdout}"
     );
     assert_eq!(
@@ -690,6 +730,40 @@ fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
     }
     assert_eq!(std::fs::read_dir(out.join("work")).unwrap().count(), 0);
     assert_eq!(csv_rows(&out.join("report.csv")).len(), all.len());
+    // Interrupted runs continued from their restart points: the records
+    // logged before it are the killed process's own (clock included), and
+    // the whole run equals one trained without interruption.
+    let mut continued = 0;
+    for (id, early) in &interrupted {
+        let run = out.join("runs").join(id);
+        let records = read_records(&run);
+        if !early.is_empty() && records.get(..early.len()) == Some(&early[..]) {
+            continued += 1;
+        }
+        let cfg = Config::load(&run.join("config.toml"), &[]).unwrap();
+        let reference = train(
+            &cfg,
+            &RunOptions {
+                out: dir.join(format!("reference-{id}")),
+                device: Device::Cpu,
+                progress: false,
+            },
+        )
+        .unwrap();
+        // The sweep trained it in an ensemble of two (f32): equal to f32
+        // rounding to a run alone.
+        assert_close(
+            &metric_rows(&records),
+            &metric_rows(&reference.records),
+            1e-6,
+            id,
+        );
+    }
+    assert_eq!(
+        continued,
+        interrupted.len(),
+        "every interrupted run continues from a restart point"
+    );
 }
 
 /// A run killed after a restart point continues from it and ends exactly as
@@ -749,14 +823,16 @@ fn a_killed_run_restarts_from_its_checkpoint() {
     let (_, meta) = load_checkpoint(&killed.join("resume.safetensors")).unwrap();
     let restart_step: u64 = meta["step"].parse().unwrap();
     assert!((200..3000).contains(&restart_step));
+    let early: Vec<Record> = read_records(&killed)
+        .into_iter()
+        .filter(|r| r.get("step").and_then(|v| v.as_f64()).unwrap() < restart_step as f64)
+        .collect();
+    assert!(!early.is_empty());
     run(&killed);
-    let records = |d: &Path| -> Vec<Record> {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    };
+    let records = read_records;
+    // The records before the restart point are the killed process's own,
+    // clock included: the run continued rather than started over.
+    assert_eq!(records(&killed)[..early.len()], early[..]);
     assert_close(
         &metric_rows(&records(&killed)),
         &metric_rows(&records(&reference)),
