@@ -29,16 +29,25 @@ fi
 
 work=$(mktemp -d /tmp/lmech-slurm-test.XXXXXX)
 started=()
+passed=0
 cleanup() {
     if [[ " ${started[*]-} " == *" slurm "* ]]; then
         scontrol shutdown >/dev/null 2>&1 || true
-        sleep 1
+        for pidfile in "$work/slurmd.pid" "$work/slurmctld.pid"; do
+            [ -f "$pidfile" ] || continue
+            pid=$(cat "$pidfile")
+            for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+            kill "$pid" 2>/dev/null || true
+        done
     fi
-    for pidfile in "$work/slurmd.pid" "$work/slurmctld.pid"; do
-        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
-    done
     if [[ " ${started[*]-} " == *" munge "* ]]; then
         kill "$(cat /run/munge/munged.pid)" 2>/dev/null || true
+    fi
+    # Logs stay for a failed run.
+    if [ "$passed" = 1 ]; then
+        rm -rf "$work"
+    else
+        echo "slurm-test: logs in $work" >&2
     fi
 }
 trap cleanup EXIT
@@ -140,6 +149,5 @@ for i in 0 1 2; do
         exit 1
     }
 done
+passed=1
 echo "slurm-test: ok (12 runs in 3 array tasks, merged by lmech sweep report)"
-cd "$root"
-rm -rf "$work"

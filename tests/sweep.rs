@@ -903,3 +903,27 @@ fn the_report_draws_coordinate_checks_and_sharpness() {
         .iter()
         .all(|r| r.contains_key("final_sharpness") && r.contains_key("best_coord_l1.1")));
 }
+
+/// The sweep examples parse, expand to their documented grids and pack as
+/// their comments say.
+#[test]
+fn the_sweep_examples_expand_and_pack_as_documented() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    for (file, runs, ensembles) in [
+        ("mup_transfer.toml", 140, 10),
+        ("coord_check.toml", 36, 36),
+        ("eos_sweep.toml", 3, 3),
+    ] {
+        let spec = SweepSpec::load(&examples.join(file)).unwrap();
+        let all = spec.expand().unwrap();
+        assert_eq!(all.len(), runs, "{file}");
+        let indices: Vec<usize> = (0..all.len()).collect();
+        let packs = lmech::sweep::pack::pack(&all, &indices, spec.max_ensemble).unwrap();
+        assert_eq!(packs.len(), ensembles, "{file}");
+    }
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/sweep/ensemble64.toml");
+    let spec = SweepSpec::load(&bench).unwrap();
+    let all = spec.expand().unwrap();
+    let packs = lmech::sweep::pack::pack(&all, &(0..64).collect::<Vec<_>>(), 64).unwrap();
+    assert_eq!((all.len(), packs.len()), (64, 1));
+}
