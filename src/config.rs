@@ -111,6 +111,9 @@ pub struct TrainConfig {
     pub eval_every: u64,
     /// Write `model.safetensors` at the end.
     pub checkpoint: bool,
+    /// Save `resume.safetensors` (weights, optimizer state, step) every this
+    /// many steps, so that an interrupted run restarts from there; 0 = never.
+    pub checkpoint_every: u64,
 }
 
 impl Default for TrainConfig {
@@ -122,6 +125,7 @@ impl Default for TrainConfig {
             log_every: 10,
             eval_every: 0,
             checkpoint: true,
+            checkpoint_every: 0,
         }
     }
 }
@@ -203,6 +207,24 @@ impl Config {
         toml::from_str(&text)
     }
 
+    /// The seed of data shuffling, batch order and synthetic data.
+    pub fn data_seed(&self) -> u64 {
+        self.data.seed.unwrap_or(self.seed)
+    }
+
+    /// What runs must share to train as one ensemble: everything but the
+    /// per-member scalars (model seed, learning rate, name), with the data
+    /// seed made explicit, so that two runs with equal keys see the same
+    /// data in the same order.
+    pub fn ensemble_key(&self) -> Result<String> {
+        let mut c = self.clone();
+        c.data.seed = Some(self.data_seed());
+        c.seed = 0;
+        c.optim.lr = 1.0;
+        c.name = None;
+        c.to_toml()
+    }
+
     pub fn to_toml(&self) -> Result<String> {
         toml::to_string(self)
             .map_err(|e| Error::msg(format!("cannot write the config as TOML: {e}")))
@@ -280,6 +302,13 @@ impl Config {
         let t = &self.train;
         if t.steps == 0 {
             return Err(Error::config("train.steps", "must be at least 1, got 0"));
+        }
+        if t.checkpoint_every > 0 && self.observe.any() {
+            return Err(Error::config(
+                "train.checkpoint_every",
+                "cannot be used with [observe]: observers keep state (warm starts, the initial NTK) \
+                 that a restart would lose; set it to 0",
+            ));
         }
         if t.log_every == 0 {
             return Err(Error::config(

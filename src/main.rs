@@ -1,9 +1,11 @@
-//! The `lmech` command line: `lmech train CONFIG.toml` and `lmech devices`.
+//! The `lmech` command line: `lmech train CONFIG.toml`, `lmech eos`,
+//! `lmech sweep SWEEP.toml` / `lmech sweep report DIR` and `lmech devices`.
 
 use clap::{Parser, Subcommand};
 use lmech::backend::device::{describe_devices, Device, DeviceRequest};
 use lmech::config::Config;
 use lmech::eos::{run_eos, table_text, EosOptions};
+use lmech::sweep::{run_sweep, Shard, SweepOptions, SweepSpec};
 use lmech::train::{train, RunOptions};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -71,8 +73,52 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Run a sweep file: a grid of runs over config keys, packed into
+    /// ensembles, committed to a results store under --out. `lmech sweep
+    /// report DIR` merges the store (all shards) into report.csv and plots.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Sweep {
+        #[command(subcommand)]
+        action: Option<SweepAction>,
+        /// The sweep file (see examples/mup_transfer.toml).
+        #[arg(required = true)]
+        spec: Option<PathBuf>,
+        /// The results store (shared by all shards of the sweep).
+        #[arg(long, required = true)]
+        out: Option<PathBuf>,
+        /// Continue a sweep in --out: finished runs are kept, interrupted ones
+        /// restart (from their last checkpoint when they have one).
+        #[arg(long)]
+        resume: bool,
+        /// Run only shard i of n (0-based), e.g. 2/8; default: from Slurm's
+        /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set, else all.
+        #[arg(long)]
+        shard: Option<String>,
+        /// Devices to spread ensembles over, comma-separated (auto, cpu,
+        /// cuda:0,cuda:1, wgpu).
+        #[arg(long, default_value = "auto")]
+        device: String,
+        /// Ensembles trained at once per device.
+        #[arg(long, default_value_t = 1)]
+        jobs: usize,
+        /// At most this many runs per ensemble (overrides the sweep file).
+        #[arg(long)]
+        max_ensemble: Option<usize>,
+        /// No progress bar or progress lines.
+        #[arg(long)]
+        quiet: bool,
+    },
     /// List the devices lmech can run on here.
     Devices,
+}
+
+#[derive(Subcommand)]
+enum SweepAction {
+    /// Merge a sweep's results store into report.csv and plots.
+    Report {
+        /// The sweep's --out directory.
+        dir: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -102,8 +148,94 @@ fn resolve_device(request: &str) -> lmech::Result<Device> {
     Ok(device)
 }
 
+fn report(dir: &std::path::Path) -> lmech::Result<()> {
+    let r = lmech::sweep::write_report(dir)?;
+    println!(
+        "report: {} runs in {}{}",
+        r.rows,
+        r.table.display(),
+        if r.missing.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} runs of the grid not finished yet)", r.missing.len())
+        }
+    );
+    for p in &r.plots {
+        println!("plot: {}", p.display());
+    }
+    Ok(())
+}
+
 fn run(cmd: Command) -> lmech::Result<ExitCode> {
     match cmd {
+        Command::Sweep {
+            action: Some(SweepAction::Report { dir }),
+            ..
+        } => {
+            report(&dir)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sweep {
+            action: None,
+            spec,
+            out,
+            resume,
+            shard,
+            device,
+            jobs,
+            max_ensemble,
+            quiet,
+        } => {
+            let (Some(spec_path), Some(out)) = (spec, out) else {
+                return Err(lmech::Error::msg(
+                    "lmech sweep needs SWEEP.toml and --out DIR",
+                ));
+            };
+            let spec = SweepSpec::load(&spec_path)?;
+            let shard = match shard {
+                Some(s) => Shard::parse(&s)?,
+                None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::WHOLE),
+            };
+            let devices = device
+                .split(',')
+                .map(|d| resolve_device(d.trim()))
+                .collect::<lmech::Result<Vec<_>>>()?;
+            let outcome = run_sweep(
+                &spec,
+                &SweepOptions {
+                    out: out.clone(),
+                    resume,
+                    shard,
+                    devices,
+                    jobs,
+                    max_ensemble,
+                    progress: !quiet,
+                },
+            )?;
+            println!(
+                "shard {}/{}: {} runs: {} finished, {} diverged, {} done before, {} failed ({} ensembles) -> {}",
+                shard.index,
+                shard.count,
+                outcome.total,
+                outcome.finished,
+                outcome.diverged,
+                outcome.skipped,
+                outcome.failed.len(),
+                outcome.ensembles,
+                out.display()
+            );
+            for (id, err) in &outcome.failed {
+                eprintln!("failed: {id}: {err}");
+            }
+            if shard == Shard::WHOLE {
+                report(&out)?;
+            }
+            Ok(if outcome.failed.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::Devices => {
             for line in describe_devices() {
                 println!("{line}");

@@ -60,3 +60,21 @@ impl<B: Backend> Tensor<B> {
         Ok(self)
     }
 }
+
+/// The values of ensemble member `e` of `t` (`[E, ...]`), on the host; an
+/// empty tensor gives an empty list.
+pub fn member_values<B: Backend>(be: &B, t: &Tensor<B>, e: usize) -> Result<Vec<f64>> {
+    if t.numel() == 0 {
+        return Ok(Vec::new());
+    }
+    let members = t.shape()[0];
+    if e >= members {
+        return Err(Error::shape(format!(
+            "member {e} of a tensor of shape {:?}",
+            t.shape()
+        )));
+    }
+    let per = t.numel() / members;
+    let all = be.to_f64(t)?;
+    Ok(all[e * per..(e + 1) * per].to_vec())
+}

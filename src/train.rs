@@ -14,6 +14,7 @@ use crate::nn::loss::LossKind;
 use crate::nn::mlp::{Mlp, MlpSpec};
 use crate::observe::Observers;
 use crate::optim::Optimizer;
+use crate::resume;
 use crate::rng::Rng;
 use crate::run::{self, MetricsLog, Progress, Record, Status, Summary};
 use crate::tensor::Tensor;
@@ -138,31 +139,39 @@ impl<B: Backend> DeviceData<B> {
     }
 }
 
-/// Mean loss and accuracy of member 0 over a whole data set, in chunks so
+/// Each member's mean loss and accuracy over a whole data set, in chunks so
 /// memory is bounded by the chunk.
 fn evaluate<B: Backend>(
     be: &B,
     model: &Mlp<B>,
     ds: &Dataset,
     loss: LossKind,
-) -> Result<(f64, Option<f64>)> {
+) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
     const CHUNK: usize = 4096;
-    let mut total = 0.0;
-    let mut correct = 0.0;
+    let e = model.ensemble;
+    let mut total = vec![0.0; e];
+    let mut correct = vec![0.0; e];
     let mut has_acc = true;
     for start in (0..ds.n).step_by(CHUNK) {
         let rows: Vec<usize> = (start..(start + CHUNK).min(ds.n)).collect();
         let d = DeviceData::upload(be, ds, loss, Some(&rows))?;
         let f = model.predict(be, &d.x)?;
         let (l, _) = be.loss(loss, &f, &d.target)?;
-        total += be.to_f64(&l)?[0] * d.n as f64;
+        for (t, l) in total.iter_mut().zip(be.to_f64(&l)?) {
+            *t += l * d.n as f64;
+        }
         match &d.labels {
-            Some(lab) => correct += be.count_correct(&f, lab)?[0],
+            Some(lab) => {
+                for (c, k) in correct.iter_mut().zip(be.count_correct(&f, lab)?) {
+                    *c += k;
+                }
+            }
             None => has_acc = false,
         }
     }
     let n = ds.n.max(1) as f64;
-    Ok((total / n, if has_acc { Some(correct / n) } else { None }))
+    let mean = |v: Vec<f64>| v.into_iter().map(|x| x / n).collect::<Vec<_>>();
+    Ok((mean(total), has_acc.then(|| mean(correct))))
 }
 
 /// Which rows each step trains on: all of them, or shuffled mini-batches
@@ -221,6 +230,9 @@ fn hyperparams(cfg: &Config) -> serde_json::Map<String, serde_json::Value> {
     h.insert("weight_decay".into(), cfg.optim.weight_decay.into());
     h.insert("dtype".into(), cfg.dtype.clone().into());
     h.insert("data".into(), cfg.data.source.clone().into());
+    if let Some(seed) = cfg.data.seed {
+        h.insert("data_seed".into(), seed.into());
+    }
     h
 }
 
@@ -230,9 +242,140 @@ fn train_on<B: Backend>(
     res: &Resolved,
     opts: &RunOptions,
 ) -> Result<RunReport> {
+    let member = Member {
+        cfg: cfg.clone(),
+        out: opts.out.clone(),
+    };
+    let mut reports = train_members_on(
+        be,
+        std::slice::from_ref(&member),
+        res,
+        opts.progress,
+        &mut |_, _| Ok(()),
+    )?;
+    reports
+        .pop()
+        .ok_or_else(|| Error::msg("internal: a run without a report"))
+}
+
+/// One model of an ensemble: its config and its run directory.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub cfg: Config,
+    pub out: PathBuf,
+}
+
+/// Called with a member's index and report as soon as its run directory is
+/// complete: a diverged member before the others finish.
+pub type OnMemberDone<'a> = dyn FnMut(usize, &RunReport) -> Result<()> + 'a;
+
+/// Train `members` as one ensemble (leading dimension E = `members.len()`)
+/// in the same kernel launches. Their configs must have equal
+/// `Config::ensemble_key`s: they differ only in model seed and learning rate.
+/// Each member gets a run directory of its own, exactly as `train` would
+/// write it (its `wall_seconds` is the ensemble's). A member whose loss
+/// becomes non-finite is recorded as diverged while the others go on; the
+/// ops are per member, so its NaNs cannot reach them.
+pub fn train_ensemble(
+    members: &[Member],
+    device: Device,
+    progress: bool,
+    on_done: &mut OnMemberDone,
+) -> Result<Vec<RunReport>> {
+    let first = members
+        .first()
+        .ok_or_else(|| Error::msg("an ensemble needs at least one member"))?;
+    let res = first.cfg.resolve()?;
+    let key = first.cfg.ensemble_key()?;
+    for m in &members[1..] {
+        m.cfg.resolve()?;
+        if m.cfg.ensemble_key()? != key {
+            return Err(Error::msg(format!(
+                "{} and {} differ in more than seed and learning rate; they cannot train as one ensemble",
+                first.out.display(),
+                m.out.display()
+            )));
+        }
+    }
+    match device {
+        Device::Cpu => train_members_on(Cpu::new(res.dtype), members, &res, progress, on_done),
+        Device::Wgpu => train_members_on(Wgpu::new(res.dtype)?, members, &res, progress, on_done),
+        Device::Cuda(i) => train_members_on(
+            crate::backend::cuda::Cuda::new(i, res.dtype)?,
+            members,
+            &res,
+            progress,
+            on_done,
+        ),
+    }
+}
+
+/// The files and state of one member's run.
+struct MemberRun {
+    dir: PathBuf,
+    config_toml: String,
+    hyperparams: serde_json::Map<String, serde_json::Value>,
+    /// Write `model.safetensors` at the end.
+    checkpoint: bool,
+    log: MetricsLog,
+    last: Record,
+    done: bool,
+}
+
+fn finish_member<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    e: usize,
+    run: &mut MemberRun,
+    status: Status,
+    steps_done: u64,
+    started: Instant,
+) -> Result<RunReport> {
+    run.done = true;
+    run.log.write_csv()?;
+    run::plot_loss(&run.dir, &run.log)?;
+    if run.checkpoint && matches!(status, Status::Finished) {
+        let member = model.member(be, e)?;
+        let (tensors, meta) =
+            crate::nn::checkpoint::checkpoint_contents(be, &member, &run.config_toml)?;
+        run::save_checkpoint(&run.dir.join("model.safetensors"), &tensors, &meta)?;
+    }
+    resume::remove(&run.dir)?;
+    let summary = Summary {
+        status: status.clone(),
+        hyperparams: run.hyperparams.clone(),
+        final_metrics: run.last.clone(),
+        steps_done,
+        wall_seconds: started.elapsed().as_secs_f64(),
+        device: be.describe(),
+    };
+    summary.write(&run.dir)?;
+    let final_metrics = run
+        .last
+        .iter()
+        .filter_map(|(k, v)| v.as_f64().map(|v| (k.to_string(), v)))
+        .collect();
+    Ok(RunReport {
+        dir: run.dir.clone(),
+        status,
+        steps_done,
+        final_metrics,
+        records: run.log.records().to_vec(),
+    })
+}
+
+fn train_members_on<B: Backend>(
+    be: B,
+    members: &[Member],
+    res: &Resolved,
+    show_progress: bool,
+    on_done: &mut OnMemberDone,
+) -> Result<Vec<RunReport>> {
     let started = Instant::now();
-    // Data problems are found before the run directory is touched.
-    let split = data::load(&cfg.data, cfg.seed)?;
+    let cfg = &members[0].cfg;
+    let ensemble = members.len();
+    // Data problems are found before the run directories are touched.
+    let split = data::load(&cfg.data, cfg.data_seed())?;
     let train_ds = &split.train;
     if train_ds.n == 0 {
         return Err(Error::config("data", "the training set is empty"));
@@ -249,22 +392,56 @@ fn train_on<B: Backend>(
     spec.bias = cfg.model.bias;
     spec.parametrization = res.parametrization;
     spec.base_width = cfg.model.base_width;
-    let mut model = Mlp::init(&be, spec, &[cfg.seed])?;
+    let seeds: Vec<u64> = members.iter().map(|m| m.cfg.seed).collect();
+    let mut model = Mlp::init(&be, spec, &seeds)?;
     let family = res.optim.kind.family();
     let mut opt = Optimizer::new(
         &be,
         res.optim.clone(),
         res.schedule.clone(),
-        vec![cfg.optim.lr],
+        members.iter().map(|m| m.cfg.optim.lr).collect(),
         &model.params(),
         model.lr_scales(family),
     )?;
 
+    if cfg.observe.any() && ensemble > 1 {
+        return Err(Error::config(
+            "observe",
+            "observers measure one model at a time; train runs with observers one by one",
+        ));
+    }
     cfg.observe.validate(model.spec.param_count(), train_ds.n)?;
-    let dir = run::prepare_run_dir(&opts.out)?;
-    let config_toml = cfg.to_toml()?;
-    run::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())?;
-    let mut log = MetricsLog::create(&dir)?;
+    let mut dirs = Vec::with_capacity(ensemble);
+    for m in members {
+        let dir = run::prepare_run_dir(&m.out)?;
+        dirs.push((dir, m.cfg.to_toml()?));
+    }
+    let start_step = resume::restore(&be, &mut model, &mut opt, &dirs)?;
+    let mut runs = Vec::with_capacity(ensemble);
+    for ((dir, config_toml), m) in dirs.into_iter().zip(members) {
+        let earlier = if start_step > 0 {
+            resume::records_before(&dir, start_step)?
+        } else {
+            Vec::new()
+        };
+        run::write_atomic(&dir.join("config.toml"), config_toml.as_bytes())?;
+        let log = resume::reopen_log(&dir, &earlier)?;
+        runs.push(MemberRun {
+            dir,
+            config_toml,
+            hyperparams: hyperparams(&m.cfg),
+            checkpoint: m.cfg.train.checkpoint,
+            log,
+            last: earlier.last().cloned().unwrap_or_else(|| Record::new(0)),
+            done: false,
+        });
+    }
+    // A restarted run's clock goes on from its last record.
+    let time_offset = runs[0]
+        .last
+        .get("time_s")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.0);
     let mut observers = if cfg.observe.any() {
         Some(Observers::new(
             cfg.observe.clone(),
@@ -272,30 +449,46 @@ fn train_on<B: Backend>(
             train_ds,
             loss,
             cfg.seed,
-            dir.clone(),
+            runs[0].dir.clone(),
         )?)
     } else {
         None
     };
     let steps = cfg.train.steps;
     let label = cfg.name.clone().unwrap_or_else(|| "train".into());
-    let progress = if opts.progress {
+    let progress = if show_progress {
         Some(Progress::new(steps, &label))
     } else {
         None
     };
-    let mut batcher = Batcher::new(train_ds.n, cfg.train.batch_size, cfg.seed);
+    let mut batcher = Batcher::new(train_ds.n, cfg.train.batch_size, cfg.data_seed());
     let full_batch = batcher.full_batch();
+    if !full_batch {
+        for _ in 0..start_step {
+            batcher.next();
+        }
+    }
     let eval_every = if cfg.train.eval_every == 0 {
         cfg.train.log_every
     } else {
         cfg.train.eval_every
     };
-    let mut status = Status::Finished;
-    let mut last = Record::new(0);
+    let checkpoint_every = cfg.train.checkpoint_every;
+    let mut reports: Vec<Option<RunReport>> = vec![None; ensemble];
 
-    for step in 0..=steps {
+    for step in start_step..=steps {
         let is_final = step == steps;
+        if checkpoint_every > 0 && step > start_step && step % checkpoint_every == 0 && !is_final {
+            for (e, run) in runs.iter().enumerate().filter(|(_, r)| !r.done) {
+                resume::save(&be, &model, &opt, e, &run.dir, step, &run.config_toml)?;
+            }
+            let dirs: Vec<&Path> = runs
+                .iter()
+                .filter(|r| !r.done)
+                .map(|r| r.dir.as_path())
+                .collect();
+            resume::promote(&dirs)?;
+        }
         let observe_now = observers.as_ref().is_some_and(|o| o.any_due(step, steps));
         let log_now = is_final || step % cfg.train.log_every == 0 || observe_now;
         let eval_now = is_final || step % eval_every == 0;
@@ -312,51 +505,72 @@ fn train_on<B: Backend>(
         let data = batch.as_ref().unwrap_or(&full);
 
         let pass = model.loss_pass(&be, &data.x, &data.target, loss, !is_final)?;
-        let loss_value = be.to_f64(&pass.loss)?[0];
-
-        let mut rec = Record::new(step);
-        rec.set("loss", loss_value);
-        if !loss_value.is_finite() {
-            log.log(&rec)?;
-            status = Status::Diverged {
+        let losses = be.to_f64(&pass.loss)?;
+        let mut recs: Vec<Record> = losses
+            .iter()
+            .map(|&l| Record::new(step).with("loss", l))
+            .collect();
+        for (e, run) in runs.iter_mut().enumerate() {
+            if run.done || losses[e].is_finite() {
+                continue;
+            }
+            run.log.log(&recs[e])?;
+            let status = Status::Diverged {
                 step,
-                reason: format!("training loss became {loss_value} at step {step}"),
+                reason: format!("training loss became {} at step {step}", losses[e]),
             };
+            let report = finish_member(&be, &model, e, run, status, step, started)?;
+            on_done(e, &report)?;
+            reports[e] = Some(report);
+        }
+        if runs.iter().all(|r| r.done) {
             break;
         }
         if log_now {
             if !is_final {
                 // The rate of the update this step makes.
-                rec.set("lr", opt.current_lr()[0]);
+                for (rec, lr) in recs.iter_mut().zip(opt.current_lr()) {
+                    rec.set("lr", lr);
+                }
             }
             if eval_now {
-                let (tl, ta) = if full_batch {
+                let (train_loss, train_acc) = if full_batch {
                     let acc = match &data.labels {
-                        Some(l) => Some(be.count_correct(&pass.output, l)?[0] / data.n as f64),
+                        Some(l) => Some(
+                            be.count_correct(&pass.output, l)?
+                                .iter()
+                                .map(|c| c / data.n as f64)
+                                .collect(),
+                        ),
                         None => None,
                     };
-                    (loss_value, acc)
+                    (None, acc)
                 } else {
-                    evaluate(&be, &model, train_ds, loss)?
+                    let (l, a) = evaluate(&be, &model, train_ds, loss)?;
+                    (Some(l), a)
                 };
-                if !full_batch {
-                    rec.set("train_loss", tl);
-                }
-                if let Some(a) = ta {
-                    rec.set("train_acc", a);
+                for (e, rec) in recs.iter_mut().enumerate() {
+                    if let Some(l) = &train_loss {
+                        rec.set("train_loss", l[e]);
+                    }
+                    if let Some(a) = &train_acc {
+                        rec.set("train_acc", a[e]);
+                    }
                 }
                 if let Some(test) = &split.test {
                     let (l, a) = evaluate(&be, &model, test, loss)?;
-                    rec.set("test_loss", l);
-                    if let Some(a) = a {
-                        rec.set("test_acc", a);
+                    for (e, rec) in recs.iter_mut().enumerate() {
+                        rec.set("test_loss", l[e]);
+                        if let Some(a) = &a {
+                            rec.set("test_acc", a[e]);
+                        }
                     }
                 }
             }
         }
         if let Some(o) = observers.as_mut() {
             if observe_now {
-                o.observe(&be, &model, step, steps, &mut rec)?;
+                o.observe(&be, &model, step, steps, &mut recs[0])?;
             }
             if !is_final {
                 o.before_update(&be, &model, step, steps)?;
@@ -364,62 +578,65 @@ fn train_on<B: Backend>(
         }
         if !is_final {
             if log_now {
-                let sq: f64 = pass
-                    .grads
-                    .iter()
-                    .map(|g| be.sum_sq(g).map(|v| v[0]))
-                    .sum::<Result<f64>>()?;
-                rec.set("grad_norm", sq.sqrt());
+                let mut sq = vec![0.0; ensemble];
+                for g in &pass.grads {
+                    for (s, v) in sq.iter_mut().zip(be.sum_sq(g)?) {
+                        *s += v;
+                    }
+                }
+                for (rec, s) in recs.iter_mut().zip(sq) {
+                    rec.set("grad_norm", s.sqrt());
+                }
             }
             opt.step(&be, model.params_mut(), &pass.grads)?;
         }
         if log_now {
-            rec.set("time_s", started.elapsed().as_secs_f64());
-            last = rec.clone();
-            log.log(&rec)?;
+            let t = time_offset + started.elapsed().as_secs_f64();
+            for (run, mut rec) in runs.iter_mut().zip(recs) {
+                if run.done {
+                    continue;
+                }
+                rec.set("time_s", t);
+                run.log.log(&rec)?;
+                run.last = rec;
+            }
         }
         if let Some(p) = &progress {
-            p.update(step, loss_value);
+            let shown = runs.iter().position(|r| !r.done).unwrap_or(0);
+            p.update(step, losses[shown]);
         }
     }
-    let steps_done = opt.steps_done();
     if let Some(p) = &progress {
-        p.finish(
-            match &status {
-                Status::Finished => "finished".to_string(),
-                Status::Diverged { step, .. } => format!("diverged at step {step}"),
-            }
-            .as_str(),
-        );
+        let diverged = runs.iter().filter(|r| r.done).count();
+        p.finish(&match (ensemble, diverged) {
+            (1, 0) => "finished".to_string(),
+            (1, _) => format!(
+                "diverged at step {}",
+                reports[0].as_ref().map_or(0, |r| r.steps_done)
+            ),
+            (_, d) => format!("finished; {d} of {ensemble} members diverged"),
+        });
     }
-
-    log.write_csv()?;
-    run::plot_loss(&dir, &log)?;
-    if cfg.train.checkpoint && matches!(status, Status::Finished) {
-        let (tensors, meta) =
-            crate::nn::checkpoint::checkpoint_contents(&be, &model, &config_toml)?;
-        run::save_checkpoint(&dir.join("model.safetensors"), &tensors, &meta)?;
+    for (e, run) in runs.iter_mut().enumerate() {
+        if run.done {
+            continue;
+        }
+        let report = finish_member(
+            &be,
+            &model,
+            e,
+            run,
+            Status::Finished,
+            opt.steps_done(),
+            started,
+        )?;
+        on_done(e, &report)?;
+        reports[e] = Some(report);
     }
-    let summary = Summary {
-        status: status.clone(),
-        hyperparams: hyperparams(cfg),
-        final_metrics: last.clone(),
-        steps_done,
-        wall_seconds: started.elapsed().as_secs_f64(),
-        device: be.describe(),
-    };
-    summary.write(&dir)?;
-    let final_metrics = last
-        .iter()
-        .filter_map(|(k, v)| v.as_f64().map(|v| (k.to_string(), v)))
-        .collect();
-    Ok(RunReport {
-        dir,
-        status,
-        steps_done,
-        final_metrics,
-        records: log.records().to_vec(),
-    })
+    reports
+        .into_iter()
+        .map(|r| r.ok_or_else(|| Error::msg("internal: a member without a report")))
+        .collect()
 }
 
 /// Train from a config file path with overrides; used by the CLI and tests.

@@ -28,6 +28,11 @@ pub const ACTIVATIONS: &[&str] = &["identity", "relu", "tanh"];
 pub struct DataConfig {
     /// One of [`SOURCES`].
     pub source: String,
+    /// Seed of data shuffling, mini-batch order and synthetic data; unset,
+    /// the run's top-level `seed`. Setting it lets runs that differ only in
+    /// their model seed share one data order and so train as one ensemble.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 
     // --- file sources ---
     /// `npy`: inputs, shape [N, ...] (flattened to [N, d]).
@@ -93,6 +98,7 @@ impl Default for DataConfig {
     fn default() -> Self {
         DataConfig {
             source: "digits".into(),
+            seed: None,
             x_path: None,
             y_path: None,
             test_x_path: None,

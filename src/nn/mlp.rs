@@ -10,7 +10,7 @@ use crate::nn::loss::LossKind;
 use crate::nn::parametrization::{Init, LayerScale, OptimFamily, Parametrization};
 use crate::rng::Rng;
 use crate::tape::{BiasAct, Dense, LossHead, Tape, Var};
-use crate::tensor::Tensor;
+use crate::tensor::{member_values, Tensor};
 
 #[derive(Clone, Debug)]
 pub struct MlpSpec {
@@ -263,6 +263,26 @@ impl<B: Backend> Mlp<B> {
         let xv = tape.leaf(x.clone(), false);
         let vars = self.forward(&mut tape, xv, false)?;
         Ok(tape.value(vars.output).clone())
+    }
+
+    /// Ensemble member `e` as a model of its own (a copy).
+    pub fn member(&self, be: &B, e: usize) -> Result<Mlp<B>> {
+        let one = |t: &Tensor<B>| -> Result<Tensor<B>> {
+            let mut shape = t.shape().to_vec();
+            shape[0] = 1;
+            be.from_f64(&shape, &member_values(be, t, e)?)
+        };
+        Ok(Mlp {
+            spec: self.spec.clone(),
+            scales: self.scales.clone(),
+            ensemble: 1,
+            weights: self.weights.iter().map(one).collect::<Result<_>>()?,
+            biases: self
+                .biases
+                .iter()
+                .map(|b| b.as_ref().map(one).transpose())
+                .collect::<Result<_>>()?,
+        })
     }
 
     /// Parameters in checkpoint order: layer 0 weight, layer 0 bias, layer 1...

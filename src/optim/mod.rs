@@ -134,6 +134,22 @@ impl<B: Backend> Optimizer<B> {
         self.steps_done
     }
 
+    /// Continue as if `steps` updates had been made (restarting from a
+    /// checkpoint whose state buffers were put back with `state_mut`).
+    pub fn set_steps_done(&mut self, steps: u64) {
+        self.steps_done = steps;
+    }
+
+    /// Per parameter, the state buffers: the momentum buffer, or Adam's first
+    /// and second moments; unused buffers are empty tensors.
+    pub fn state(&self) -> &[(Tensor<B>, Tensor<B>)] {
+        &self.state
+    }
+
+    pub fn state_mut(&mut self) -> &mut [(Tensor<B>, Tensor<B>)] {
+        &mut self.state
+    }
+
     /// The learning rate of each member at the next step, before per-layer
     /// scales.
     pub fn current_lr(&self) -> Vec<f64> {

@@ -95,7 +95,7 @@ impl MetricsLog {
 }
 
 /// Appends one CSV line, quoting cells as RFC 4180 requires.
-fn push_row(out: &mut String, cells: impl Iterator<Item = String>) {
+pub(crate) fn push_row(out: &mut String, cells: impl Iterator<Item = String>) {
     for (i, cell) in cells.enumerate() {
         if i > 0 {
             out.push(',');

@@ -175,3 +175,49 @@ impl Serialize for Record {
         map.end()
     }
 }
+
+/// Reads a record back from its JSON line, keeping the key order: JSON
+/// integers become `Int`, other numbers and the strings `"nan"`, `"inf"`,
+/// `"-inf"` become `Float`, other strings stay strings.
+impl<'de> serde::Deserialize<'de> for Record {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Record;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a metrics record (a JSON object starting with `step`)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Record, A::Error> {
+                let mut entries = Vec::new();
+                while let Some((key, value)) = map.next_entry::<String, serde_json::Value>()? {
+                    let value = match value {
+                        serde_json::Value::Number(n) => match n.as_i64() {
+                            Some(i) => Value::Int(i),
+                            None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
+                        },
+                        serde_json::Value::String(s) => match s.as_str() {
+                            "nan" => Value::Float(f64::NAN),
+                            "inf" => Value::Float(f64::INFINITY),
+                            "-inf" => Value::Float(f64::NEG_INFINITY),
+                            _ => Value::Str(s),
+                        },
+                        other => {
+                            return Err(serde::de::Error::custom(format!(
+                                "metric `{key}` is {other}, not a number or a string"
+                            )))
+                        }
+                    };
+                    entries.push((key, value));
+                }
+                if entries.first().map(|(k, _)| k.as_str()) != Some("step") {
+                    return Err(serde::de::Error::custom("a record must start with `step`"));
+                }
+                Ok(Record { entries })
+            }
+        }
+        d.deserialize_map(Visit)
+    }
+}
