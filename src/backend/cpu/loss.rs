@@ -4,6 +4,7 @@
 
 use super::pointwise::for_rows;
 use super::{Cpu, Elem};
+use crate::backend::shapes::squared_loss_targets_shared;
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
 use crate::tensor::Tensor;
@@ -69,15 +70,7 @@ pub fn loss<T: Elem>(
             }
         }
         LossKind::Mse | LossKind::MseMean => {
-            let per_member = rows * k;
-            let shared = target.numel() == per_member;
-            if !shared && target.numel() != e * per_member {
-                return Err(Error::shape(format!(
-                    "squared loss: targets {:?} do not match outputs {:?}",
-                    target.shape(),
-                    f.shape()
-                )));
-            }
+            let shared = squared_loss_targets_shared(target.shape(), f.shape(), e, rows, k)?;
             // Mse: 0.5 * sum_k (f - y)^2, mean over examples.
             // MseMean: mean over examples and outputs of (f - y)^2.
             let (lscale, gscale) = match kind {

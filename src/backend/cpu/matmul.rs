@@ -4,7 +4,8 @@
 //! the thread count, which keeps results independent of the thread count.
 
 use super::{Cpu, Elem};
-use crate::error::{Error, Result};
+use crate::backend::shapes::matmul_dims;
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -19,25 +20,11 @@ pub fn matmul<T: Elem>(
     tb: bool,
     alpha: f64,
 ) -> Result<Tensor<Cpu>> {
-    let (ea, ar, ac) = a.as_batched()?;
-    let (eb, br, bc) = b.as_batched()?;
-    let (m, ka) = if ta { (ac, ar) } else { (ar, ac) };
-    let (kb, n) = if tb { (bc, br) } else { (br, bc) };
-    if ka != kb {
-        return Err(Error::shape(format!(
-            "matmul of {:?}{} and {:?}{}: inner dimensions {ka} and {kb} differ",
-            a.shape(),
-            if ta { "^T" } else { "" },
-            b.shape(),
-            if tb { "^T" } else { "" },
-        )));
-    }
-    if ea != eb && ea != 1 && eb != 1 {
-        return Err(Error::shape(format!(
-            "matmul ensemble sizes {ea} and {eb} differ",
-        )));
-    }
-    let e = ea.max(eb);
+    let d = matmul_dims(a.shape(), ta, b.shape(), tb)?;
+    let (e, ea, eb, m, n, ka) = (d.e, d.ea, d.eb, d.m, d.n, d.k);
+    // The stored (untransposed) matrices' rows and columns.
+    let (_, ar, ac) = a.as_batched()?;
+    let (_, br, bc) = b.as_batched()?;
     let k = ka;
     let av = T::view(a.storage())?;
     let bv = T::view(b.storage())?;
@@ -103,10 +90,6 @@ pub fn matmul<T: Elem>(
             one_product(i, dst, par);
         }
     }
-    let shape = if a.shape().len() == 3 || b.shape().len() == 3 {
-        vec![e, m, n]
-    } else {
-        vec![m, n]
-    };
+    let shape = d.out_shape.clone();
     Ok(Tensor::from_parts(shape, T::wrap(out)))
 }

@@ -3,34 +3,15 @@
 //! coupled weight decay), `Adam` (coupled) and `AdamW` (decoupled).
 
 use super::{Cpu, Elem};
+use crate::backend::shapes::optimizer_members;
 use crate::backend::{AdamHyper, SgdHyper};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 fn check(name: &str, p: &Tensor<Cpu>, others: &[&Tensor<Cpu>], lr: &[f64]) -> Result<usize> {
-    for o in others {
-        if o.shape() != p.shape() {
-            return Err(Error::shape(format!(
-                "{name}: parameter {:?} vs state {:?}",
-                p.shape(),
-                o.shape()
-            )));
-        }
-    }
-    let e = if lr.len() == 1 {
-        1
-    } else {
-        p.shape().first().copied().unwrap_or(1)
-    };
-    if lr.len() != e || lr.is_empty() {
-        return Err(Error::shape(format!(
-            "{name}: {} learning rates for parameter {:?}",
-            lr.len(),
-            p.shape()
-        )));
-    }
-    Ok(e)
+    let state: Vec<&[usize]> = others.iter().map(|o| o.shape()).collect();
+    optimizer_members(name, p.shape(), &state, lr)
 }
 
 pub fn sgd_update<T: Elem>(

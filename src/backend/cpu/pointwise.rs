@@ -2,6 +2,7 @@
 //! product, per-member scaling and axpy.
 
 use super::{rows_per_task, Cpu, Elem, PAR_MIN_ELEMS};
+use crate::backend::shapes::same_shapes;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::tensor::Tensor;
@@ -161,19 +162,16 @@ pub fn act_backward_tangent<T: Elem>(
     act: Activation,
 ) -> Result<Tensor<Cpu>> {
     let shape = pre.shape();
-    if [post, g_post, g_post_dot, pre_dot]
-        .iter()
-        .any(|t| t.shape() != shape)
-    {
-        return Err(Error::shape(format!(
-            "act_backward_tangent: operands of shapes {:?}, {:?}, {:?}, {:?}, {:?}",
+    same_shapes(
+        "act_backward_tangent",
+        &[
             shape,
             post.shape(),
             g_post.shape(),
             g_post_dot.shape(),
-            pre_dot.shape()
-        )));
-    }
+            pre_dot.shape(),
+        ],
+    )?;
     let (xv, yv) = (T::view(pre.storage())?, T::view(post.storage())?);
     let (gv, gdv, xdv) = (
         T::view(g_post.storage())?,

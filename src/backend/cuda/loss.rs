@@ -4,6 +4,7 @@
 
 use super::reduce::member_mean;
 use super::{grid_1d, grid_rows, launch, to_i32, Cuda, CudaTensor};
+use crate::backend::shapes::squared_loss_targets_shared;
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
 
@@ -48,15 +49,7 @@ pub(super) fn loss(
             }
         }
         LossKind::Mse | LossKind::MseMean => {
-            let per_member = rows * k;
-            let shared = target.numel() == per_member;
-            if !shared && target.numel() != e * per_member {
-                return Err(Error::shape(format!(
-                    "squared loss: targets {:?} do not match outputs {:?}",
-                    target.shape(),
-                    f.shape()
-                )));
-            }
+            let shared = squared_loss_targets_shared(target.shape(), f.shape(), e, rows, k)?;
             let (lscale, gscale) = match kind {
                 LossKind::Mse => (0.5f32, inv_b as f32),
                 _ => (

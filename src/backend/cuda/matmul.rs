@@ -3,6 +3,7 @@
 //! the CPU (`src/backend/cpu/matmul.rs`), so no operand is copied.
 
 use super::{launch, to_i32, to_u32, Cuda, CudaTensor, GemmKind};
+use crate::backend::shapes::matmul_dims;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use cudarc::cublas::{sys::cublasOperation_t, Gemm, GemmConfig, StridedBatchedConfig};
@@ -21,31 +22,13 @@ pub(super) fn matmul(
     tb: bool,
     alpha: f64,
 ) -> Result<CudaTensor> {
-    let (ea, ar, ac) = a.as_batched()?;
-    let (eb, br, bc) = b.as_batched()?;
-    let (m, ka) = if ta { (ac, ar) } else { (ar, ac) };
-    let (kb, n) = if tb { (bc, br) } else { (br, bc) };
-    if ka != kb {
-        return Err(Error::shape(format!(
-            "matmul of {:?}{} and {:?}{}: inner dimensions {ka} and {kb} differ",
-            a.shape(),
-            if ta { "^T" } else { "" },
-            b.shape(),
-            if tb { "^T" } else { "" },
-        )));
-    }
-    if ea != eb && ea != 1 && eb != 1 {
-        return Err(Error::shape(format!(
-            "matmul ensemble sizes {ea} and {eb} differ",
-        )));
-    }
-    let e = ea.max(eb);
+    let d = matmul_dims(a.shape(), ta, b.shape(), tb)?;
+    let (e, ea, eb, m, n, ka) = (d.e, d.ea, d.eb, d.m, d.n, d.k);
+    // The stored (untransposed) matrices' rows and columns.
+    let (_, ar, ac) = a.as_batched()?;
+    let (_, br, bc) = b.as_batched()?;
     let k = ka;
-    let shape = if a.shape().len() == 3 || b.shape().len() == 3 {
-        vec![e, m, n]
-    } else {
-        vec![m, n]
-    };
+    let shape = d.out_shape.clone();
     let (abuf, bbuf) = (be.buf(a)?, be.buf(b)?);
     if e * m * n == 0 || k == 0 {
         return be.zeros(&shape);

@@ -3,33 +3,14 @@
 
 use super::context::drv;
 use super::{grid_1d, launch, Cuda, CudaTensor};
+use crate::backend::shapes::optimizer_members;
 use crate::backend::{AdamHyper, SgdHyper};
 use crate::error::{Error, Result};
 use cudarc::driver::CudaSlice;
 
 fn check(name: &str, p: &CudaTensor, others: &[&CudaTensor], lr: &[f64]) -> Result<usize> {
-    for o in others {
-        if o.shape() != p.shape() {
-            return Err(Error::shape(format!(
-                "{name}: parameter {:?} vs state {:?}",
-                p.shape(),
-                o.shape()
-            )));
-        }
-    }
-    let e = if lr.len() == 1 {
-        1
-    } else {
-        p.shape().first().copied().unwrap_or(1)
-    };
-    if lr.len() != e || lr.is_empty() {
-        return Err(Error::shape(format!(
-            "{name}: {} learning rates for parameter {:?}",
-            lr.len(),
-            p.shape()
-        )));
-    }
-    Ok(e)
+    let state: Vec<&[usize]> = others.iter().map(|o| o.shape()).collect();
+    optimizer_members(name, p.shape(), &state, lr)
 }
 
 /// The learning rates as the kernels take them: one scalar when all members

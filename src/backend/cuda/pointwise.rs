@@ -2,6 +2,7 @@
 //! and the identity shortcuts mirror `src/backend/cpu/pointwise.rs`.
 
 use super::{grid_1d, launch, to_i32, Cuda, CudaTensor};
+use crate::backend::shapes::same_shapes;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 
@@ -145,19 +146,16 @@ pub(super) fn act_backward_tangent(
     act: Activation,
 ) -> Result<CudaTensor> {
     let shape = pre.shape();
-    if [post, g_post, g_post_dot, pre_dot]
-        .iter()
-        .any(|t| t.shape() != shape)
-    {
-        return Err(Error::shape(format!(
-            "act_backward_tangent: operands of shapes {:?}, {:?}, {:?}, {:?}, {:?}",
+    same_shapes(
+        "act_backward_tangent",
+        &[
             shape,
             post.shape(),
             g_post.shape(),
             g_post_dot.shape(),
-            pre_dot.shape()
-        )));
-    }
+            pre_dot.shape(),
+        ],
+    )?;
     if act == Activation::Identity {
         return Ok(g_post_dot.clone());
     }

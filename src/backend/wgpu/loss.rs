@@ -5,6 +5,7 @@
 use super::context::grid;
 use super::reduce::{member_reduce, MemberOp};
 use super::{bits, Wgpu, WgpuTensor};
+use crate::backend::shapes::squared_loss_targets_shared;
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
 use crate::tensor::Tensor;
@@ -25,15 +26,7 @@ fn params(kind: LossKind, f: &WgpuTensor, target: &WgpuTensor) -> Result<[u32; 8
             (0, true, 1.0, inv_b)
         }
         LossKind::Mse | LossKind::MseMean => {
-            let per_member = rows * k;
-            let shared = target.numel() == per_member;
-            if !shared && target.numel() != e * per_member {
-                return Err(Error::shape(format!(
-                    "squared loss: targets {:?} do not match outputs {:?}",
-                    target.shape(),
-                    f.shape()
-                )));
-            }
+            let shared = squared_loss_targets_shared(target.shape(), f.shape(), e, rows, k)?;
             // Mse: 0.5 * sum_k (f - y)^2; MseMean: mean over outputs of (f - y)^2.
             if kind == LossKind::Mse {
                 (1, shared, 0.5, inv_b)

@@ -5,32 +5,13 @@
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
+use crate::backend::shapes::optimizer_members;
 use crate::backend::{AdamHyper, SgdHyper};
 use crate::error::{Error, Result};
 
 fn check(name: &str, p: &WgpuTensor, others: &[&WgpuTensor], lr: &[f64]) -> Result<usize> {
-    for o in others {
-        if o.shape() != p.shape() {
-            return Err(Error::shape(format!(
-                "{name}: parameter {:?} vs state {:?}",
-                p.shape(),
-                o.shape()
-            )));
-        }
-    }
-    let e = if lr.len() == 1 {
-        1
-    } else {
-        p.shape().first().copied().unwrap_or(1)
-    };
-    if lr.len() != e || lr.is_empty() {
-        return Err(Error::shape(format!(
-            "{name}: {} learning rates for parameter {:?}",
-            lr.len(),
-            p.shape()
-        )));
-    }
-    Ok(e)
+    let state: Vec<&[usize]> = others.iter().map(|o| o.shape()).collect();
+    optimizer_members(name, p.shape(), &state, lr)
 }
 
 /// The shader's `Params`: total, per, lr_len, nesterov, decoupled, momentum,

@@ -4,6 +4,7 @@
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
+use crate::backend::shapes::same_shapes;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::tensor::Tensor;
@@ -159,19 +160,16 @@ pub fn act_backward_tangent(
     act: Activation,
 ) -> Result<WgpuTensor> {
     let shape = pre.shape();
-    if [post, g_post, g_post_dot, pre_dot]
-        .iter()
-        .any(|t| t.shape() != shape)
-    {
-        return Err(Error::shape(format!(
-            "act_backward_tangent: operands of shapes {:?}, {:?}, {:?}, {:?}, {:?}",
+    same_shapes(
+        "act_backward_tangent",
+        &[
             shape,
             post.shape(),
             g_post.shape(),
             g_post_dot.shape(),
-            pre_dot.shape()
-        )));
-    }
+            pre_dot.shape(),
+        ],
+    )?;
     let total = pre.numel();
     if act == Activation::Identity || total == 0 {
         return Ok(g_post_dot.clone());

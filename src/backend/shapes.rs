@@ -1,0 +1,130 @@
+//! Operand shape checks shared by every backend, so the CPU reference, CUDA
+//! and wgpu accept exactly the same shapes and refuse the rest with the same
+//! messages. Each returns the sizes the kernels need.
+
+use crate::error::{Error, Result};
+
+/// The sizes of `op(a) @ op(b)` batched over the ensemble: `e` products of
+/// `[m, k] x [k, n]`, where `ea`/`eb` (1 or `e`) are the operands' batches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MatmulDims {
+    pub e: usize,
+    pub ea: usize,
+    pub eb: usize,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// `[e, m, n]` when either operand has an ensemble dimension, else `[m, n]`.
+    pub out_shape: Vec<usize>,
+}
+
+/// `(batch, rows, cols)` of a rank 1 to 3 shape (see `Tensor::as_batched`).
+fn batched(shape: &[usize]) -> Result<(usize, usize, usize)> {
+    match *shape {
+        [c] => Ok((1, 1, c)),
+        [r, c] => Ok((1, r, c)),
+        [e, r, c] => Ok((e, r, c)),
+        _ => Err(Error::shape(format!(
+            "expected a tensor of rank 1 to 3, got shape {shape:?}"
+        ))),
+    }
+}
+
+pub fn matmul_dims(a: &[usize], ta: bool, b: &[usize], tb: bool) -> Result<MatmulDims> {
+    let (ea, ar, ac) = batched(a)?;
+    let (eb, br, bc) = batched(b)?;
+    let (m, ka) = if ta { (ac, ar) } else { (ar, ac) };
+    let (kb, n) = if tb { (bc, br) } else { (br, bc) };
+    if ka != kb {
+        return Err(Error::shape(format!(
+            "matmul of {a:?}{} and {b:?}{}: inner dimensions {ka} and {kb} differ",
+            if ta { "^T" } else { "" },
+            if tb { "^T" } else { "" },
+        )));
+    }
+    if ea != eb && ea != 1 && eb != 1 {
+        return Err(Error::shape(format!(
+            "matmul ensemble sizes {ea} and {eb} differ",
+        )));
+    }
+    let e = ea.max(eb);
+    let out_shape = if a.len() == 3 || b.len() == 3 {
+        vec![e, m, n]
+    } else {
+        vec![m, n]
+    };
+    Ok(MatmulDims {
+        e,
+        ea,
+        eb,
+        m,
+        n,
+        k: ka,
+        out_shape,
+    })
+}
+
+/// Every operand of the elementwise op `op` has the first one's shape.
+pub fn same_shapes(op: &str, shapes: &[&[usize]]) -> Result<()> {
+    if shapes.windows(2).all(|w| w[0] == w[1]) {
+        return Ok(());
+    }
+    let listed: Vec<String> = shapes.iter().map(|s| format!("{s:?}")).collect();
+    Err(Error::shape(format!(
+        "{op}: operands of shapes {}",
+        listed.join(", ")
+    )))
+}
+
+/// Checks an optimizer update's operands (the state buffers have the
+/// parameter's shape; one learning rate, or one per ensemble member) and
+/// returns how many learning rates there are.
+pub fn optimizer_members(
+    name: &str,
+    param: &[usize],
+    state: &[&[usize]],
+    lr: &[f64],
+) -> Result<usize> {
+    for s in state {
+        if *s != param {
+            return Err(Error::shape(format!(
+                "{name}: parameter {param:?} vs state {s:?}"
+            )));
+        }
+    }
+    let e = if lr.len() == 1 {
+        1
+    } else {
+        param.first().copied().unwrap_or(1)
+    };
+    if lr.len() != e || lr.is_empty() {
+        return Err(Error::shape(format!(
+            "{name}: {} learning rates for parameter {param:?}",
+            lr.len()
+        )));
+    }
+    Ok(e)
+}
+
+/// Whether a squared loss's targets (`target`, for outputs `f` of `e`
+/// members with `rows x k` values each) are shared by every member (`[B, K]`)
+/// rather than given per member (`[E, B, K]`); any other size is an error.
+pub fn squared_loss_targets_shared(
+    target: &[usize],
+    f: &[usize],
+    e: usize,
+    rows: usize,
+    k: usize,
+) -> Result<bool> {
+    let numel: usize = target.iter().product();
+    let per_member = rows * k;
+    if numel == per_member {
+        Ok(true)
+    } else if numel == e * per_member {
+        Ok(false)
+    } else {
+        Err(Error::shape(format!(
+            "squared loss: targets {target:?} do not match outputs {f:?}"
+        )))
+    }
+}
