@@ -1,7 +1,7 @@
 //! The wgpu device behind the backend: adapter discovery and choice, the
 //! device and queue, compiled pipelines (built lazily on first use and cached
-//! by shader, entry point and storage dtype), and the helpers every launcher uses to
-//! dispatch a kernel and to read results back. One context per process is
+//! by shader, entry point and storage dtype), and the helpers every launcher
+//! uses to dispatch a kernel and to read results back. One context per process is
 //! shared by every `Wgpu` value, so tests and tools do not each pay for
 //! device creation and shader compilation.
 
@@ -118,7 +118,7 @@ impl Context {
         })?;
         let info = adapter.get_info();
         // One device serves every dtype, so take f16 whenever the adapter
-        // offers it; f32 kernels do not need it and are not slowed by it.
+        // offers it; the f32 shader variants do not use it.
         let shader_f16 = adapter.features().contains(::wgpu::Features::SHADER_F16);
         let required_features = if shader_f16 {
             ::wgpu::Features::SHADER_F16
