@@ -1,8 +1,12 @@
-//! Build script: validates every WGSL shader in `shaders/` with naga (a
+//! Build script: validates every WGSL shader in `shaders/` with naga, in
+//! both storage variants (f32 and f16, `src/backend/wgpu/variant.rs`; a
 //! shader that does not parse or validate fails the build, not a user's run)
 //! and embeds the shader and CUDA kernel sources into the binary, so a built
 //! lmech needs no source tree at run time. CUDA sources are compiled at run
 //! time by NVRTC; their compile check is `tests/cuda_compile.rs`.
+
+#[path = "src/backend/wgpu/variant.rs"]
+mod variant;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -22,18 +26,36 @@ fn sources(dir: &Path, ext: &str) -> Vec<(String, PathBuf)> {
     out
 }
 
+/// Validate the f32 and the f16 storage variant of a shader (`variant.rs`).
 fn validate_wgsl(path: &Path) {
-    let src = std::fs::read_to_string(path)
+    let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let shown = path.display().to_string();
-    let module = naga::front::wgsl::parse_str(&src)
-        .unwrap_or_else(|e| panic!("\n{}", e.emit_to_string_with_path(&src, &shown)));
+    for half in [false, true] {
+        let src = variant::storage_variant(&text, half).unwrap_or_else(|| {
+            panic!(
+                "{} declares no storage type: it needs a line `{}`",
+                path.display(),
+                variant::STORAGE_ALIAS
+            )
+        });
+        let shown = format!(
+            "{} ({} storage)",
+            path.display(),
+            if half { "f16" } else { "f32" }
+        );
+        validate_source(&src, &shown);
+    }
+}
+
+fn validate_source(src: &str, shown: &str) {
+    let module = naga::front::wgsl::parse_str(src)
+        .unwrap_or_else(|e| panic!("\n{}", e.emit_to_string_with_path(src, shown)));
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
         naga::valid::Capabilities::all(),
     )
     .validate(&module)
-    .unwrap_or_else(|e| panic!("\n{}", e.emit_to_string_with_path(&src, &shown)));
+    .unwrap_or_else(|e| panic!("\n{}", e.emit_to_string_with_path(src, shown)));
 }
 
 fn table(name: &str, files: &[(String, PathBuf)]) -> String {
@@ -56,6 +78,7 @@ fn main() {
     println!("cargo:rerun-if-changed=shaders");
     println!("cargo:rerun-if-changed=kernels");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=src/backend/wgpu/variant.rs");
 
     let shaders = sources(&root.join("shaders"), "wgsl");
     for (_, path) in &shaders {

@@ -2,7 +2,8 @@
 //! would pick: square f32 matmul throughput (512, 1024, 2048) and one
 //! training step (forward, backward, SGD update) of the MLP
 //! 784-1024-1024-10, tanh, batch 1000 — the CPU's headline workload in
-//! BENCHMARKS.md. Each timed call ends by waiting for the queue (a one-value
+//! BENCHMARKS.md — in f32 and, where the adapter has `SHADER_F16`, with f16
+//! storage. Each timed call ends by waiting for the queue (a one-value
 //! readback), so the GPU's work is inside the time. Without an adapter it
 //! prints why and measures nothing.
 //!
@@ -21,8 +22,8 @@ use std::time::Duration;
 
 const BATCH: usize = 1000;
 
-fn backend() -> Option<Wgpu> {
-    match Wgpu::new(DType::F32) {
+fn backend(dtype: DType) -> Option<Wgpu> {
+    match Wgpu::new(dtype) {
         Ok(be) => {
             eprintln!("wgpu adapter: {}", be.describe());
             Some(be)
@@ -41,7 +42,9 @@ fn sync(be: &Wgpu, t: &Tensor<Wgpu>) {
 }
 
 fn matmul(c: &mut Criterion) {
-    let Some(be) = backend() else { return };
+    let Some(be) = backend(DType::F32) else {
+        return;
+    };
     let tiny = be.zeros(&[1]).unwrap();
     let mut group = c.benchmark_group("wgpu_matmul_f32");
     group.sample_size(10);
@@ -65,7 +68,14 @@ fn matmul(c: &mut Criterion) {
 }
 
 fn train_step(c: &mut Criterion) {
-    let Some(be) = backend() else { return };
+    for dtype in [DType::F32, DType::F16] {
+        if let Some(be) = backend(dtype) {
+            train_step_in(c, be);
+        }
+    }
+}
+
+fn train_step_in(c: &mut Criterion, be: Wgpu) {
     let spec = MlpSpec::new(784, 1024, 3, 10, Activation::Tanh);
     let mut model = Mlp::init(&be, spec, &[0]).unwrap();
     let mut rng = Rng::new(1);
@@ -82,7 +92,10 @@ fn train_step(c: &mut Criterion) {
         vec![1.0; model.params().len()],
     )
     .unwrap();
-    let mut group = c.benchmark_group("wgpu_mlp_784_1024_1024_10_tanh_b1000_f32");
+    let mut group = c.benchmark_group(format!(
+        "wgpu_mlp_784_1024_1024_10_tanh_b1000_{}",
+        be.dtype().name()
+    ));
     group.sample_size(10);
     group.warm_up_time(Duration::from_secs(1));
     group.bench_function("train_step_sgd", |b| {

@@ -7,6 +7,11 @@
 // kind: 0 cross-entropy (labels in `targets`, one per row of a member),
 // 1 Mse (0.5 * sum of squares), 2 MseMean (mean of squares).
 
+// Element type of the tensor buffers: f32 here, f16 in the variant
+// src/backend/wgpu/variant.rs makes; loads convert to f32, all arithmetic is
+// f32, stores convert back with S(..).
+alias S = f32;
+
 struct Params {
     rows: u32,
     k: u32,
@@ -19,20 +24,20 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> p: Params;
-@group(0) @binding(1) var<storage, read> f: array<f32>;
-@group(0) @binding(2) var<storage, read> targets: array<f32>;
-@group(0) @binding(3) var<storage, read> f_dot: array<f32>;
-@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
-@group(0) @binding(5) var<storage, read_write> row_loss: array<f32>;
+@group(0) @binding(1) var<storage, read> f: array<S>;
+@group(0) @binding(2) var<storage, read> targets: array<S>;
+@group(0) @binding(3) var<storage, read> f_dot: array<S>;
+@group(0) @binding(4) var<storage, read_write> grad: array<S>;
+@group(0) @binding(5) var<storage, read_write> row_loss: array<S>;
 
 fn flat(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 256u;
 }
 
 fn row_max(base: u32) -> f32 {
-    var mx = f[base];
+    var mx = f32(f[base]);
     for (var j = 1u; j < p.k; j++) {
-        mx = max(mx, f[base + j]);
+        mx = max(mx, f32(f[base + j]));
     }
     return mx;
 }
@@ -40,7 +45,7 @@ fn row_max(base: u32) -> f32 {
 // A label outside [0, k) is clamped rather than read out of bounds; the CPU
 // reference rejects it, and checking here would cost a host round trip.
 fn label_of(r: u32) -> u32 {
-    return min(u32(max(targets[r % p.rows], 0.0)), p.k - 1u);
+    return min(u32(max(f32(targets[r % p.rows]), 0.0)), p.k - 1u);
 }
 
 fn target_base(r: u32) -> u32 {
@@ -60,22 +65,22 @@ fn loss_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
         let mx = row_max(base);
         var s = 0.0;
         for (var j = 0u; j < p.k; j++) {
-            s += exp(f[base + j] - mx);
+            s += exp(f32(f[base + j]) - mx);
         }
         for (var j = 0u; j < p.k; j++) {
-            grad[base + j] = exp(f[base + j] - mx) / s * p.inv_b;
+            let pj = exp(f32(f[base + j]) - mx) / s;
+            grad[base + j] = S((pj - select(0.0, 1.0, j == label)) * p.inv_b);
         }
-        grad[base + label] -= p.inv_b;
-        row_loss[r] = mx + log(s) - f[base + label];
+        row_loss[r] = S(mx + log(s) - f32(f[base + label]));
     } else {
         let t = target_base(r);
         var s = 0.0;
         for (var j = 0u; j < p.k; j++) {
-            let d = f[base + j] - targets[t + j];
-            grad[base + j] = d * p.gscale;
+            let d = f32(f[base + j]) - f32(targets[t + j]);
+            grad[base + j] = S(d * p.gscale);
             s = fma(d, d, s);
         }
-        row_loss[r] = p.lscale * s;
+        row_loss[r] = S(p.lscale * s);
     }
 }
 
@@ -94,18 +99,18 @@ fn loss_hvp(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         var s = 0.0;
         var pd = 0.0;
         for (var j = 0u; j < p.k; j++) {
-            let e = exp(f[base + j] - mx);
+            let e = exp(f32(f[base + j]) - mx);
             s += e;
-            pd = fma(e, f_dot[base + j], pd);
+            pd = fma(e, f32(f_dot[base + j]), pd);
         }
         pd = pd / s;
         for (var j = 0u; j < p.k; j++) {
-            let pj = exp(f[base + j] - mx) / s;
-            grad[base + j] = pj * (f_dot[base + j] - pd) * p.inv_b;
+            let pj = exp(f32(f[base + j]) - mx) / s;
+            grad[base + j] = S(pj * (f32(f_dot[base + j]) - pd) * p.inv_b);
         }
     } else {
         for (var j = 0u; j < p.k; j++) {
-            grad[base + j] = f_dot[base + j] * p.gscale;
+            grad[base + j] = S(f32(f_dot[base + j]) * p.gscale);
         }
     }
 }

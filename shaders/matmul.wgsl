@@ -12,6 +12,11 @@
 // any size works. A batch stride of 0 broadcasts one matrix across the
 // ensemble.
 
+// Element type of the tensor buffers: f32 here, f16 in the variant
+// src/backend/wgpu/variant.rs makes; loads convert to f32, all arithmetic is
+// f32, stores convert back with S(..).
+alias S = f32;
+
 struct Params {
     m: u32,
     n: u32,
@@ -24,9 +29,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(1) var<storage, read> a: array<S>;
+@group(0) @binding(2) var<storage, read> b: array<S>;
+@group(0) @binding(3) var<storage, read_write> c: array<S>;
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
@@ -42,9 +47,9 @@ fn load_a(off: u32, row: u32, kk: u32) -> f32 {
         return 0.0;
     }
     if p.ta != 0u {
-        return a[off + kk * p.m + row];
+        return f32(a[off + kk * p.m + row]);
     }
-    return a[off + row * p.k + kk];
+    return f32(a[off + row * p.k + kk]);
 }
 
 fn load_b(off: u32, kk: u32, col: u32) -> f32 {
@@ -52,9 +57,9 @@ fn load_b(off: u32, kk: u32, col: u32) -> f32 {
         return 0.0;
     }
     if p.tb != 0u {
-        return b[off + col * p.k + kk];
+        return f32(b[off + col * p.k + kk]);
     }
-    return b[off + kk * p.n + col];
+    return f32(b[off + kk * p.n + col]);
 }
 
 fn store(off: u32, row: u32, col: u32, v: vec4<f32>) {
@@ -63,16 +68,16 @@ fn store(off: u32, row: u32, col: u32, v: vec4<f32>) {
     }
     let base = off + row * p.n + col;
     if col < p.n {
-        c[base] = p.alpha * v.x;
+        c[base] = S(p.alpha * v.x);
     }
     if col + 1u < p.n {
-        c[base + 1u] = p.alpha * v.y;
+        c[base + 1u] = S(p.alpha * v.y);
     }
     if col + 2u < p.n {
-        c[base + 2u] = p.alpha * v.z;
+        c[base + 2u] = S(p.alpha * v.z);
     }
     if col + 3u < p.n {
-        c[base + 3u] = p.alpha * v.w;
+        c[base + 3u] = S(p.alpha * v.w);
     }
 }
 

@@ -4,6 +4,12 @@
 // kernels/optim.cu; reference src/backend/cpu/optim.rs. Learning rates come
 // per ensemble member in `lr` (length 1 applies to all).
 
+// Element type of parameters and gradients: f32 here, f16 in the variant
+// src/backend/wgpu/variant.rs makes. Optimizer state (buf1, buf2) and the
+// learning rates stay f32 in both: Adam's second moment, g^2, underflows
+// f16 for |g| < 2.4e-4, and a zero v turns the step into lr * m / eps.
+alias S = f32;
+
 struct Params {
     total: u32,
     per: u32,
@@ -20,9 +26,9 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> p: Params;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
+@group(0) @binding(1) var<storage, read> grad: array<S>;
 @group(0) @binding(2) var<storage, read> lr: array<f32>;
-@group(0) @binding(3) var<storage, read_write> param: array<f32>;
+@group(0) @binding(3) var<storage, read_write> param: array<S>;
 @group(0) @binding(4) var<storage, read_write> buf1: array<f32>;
 @group(0) @binding(5) var<storage, read_write> buf2: array<f32>;
 
@@ -40,8 +46,8 @@ fn sgd(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
     if i >= p.total {
         return;
     }
-    let w = param[i];
-    param[i] = w - lr_of(i) * (grad[i] + p.wd * w);
+    let w = f32(param[i]);
+    param[i] = S(w - lr_of(i) * (f32(grad[i]) + p.wd * w));
 }
 
 // buf1 is the momentum buffer.
@@ -51,12 +57,12 @@ fn sgd_momentum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if i >= p.total {
         return;
     }
-    let w = param[i];
-    let g = grad[i] + p.wd * w;
+    let w = f32(param[i]);
+    let g = f32(grad[i]) + p.wd * w;
     let b = p.momentum * buf1[i] + g;
     buf1[i] = b;
     let d = select(b, g + p.momentum * b, p.nesterov != 0u);
-    param[i] = w - lr_of(i) * d;
+    param[i] = S(w - lr_of(i) * d);
 }
 
 // buf1 and buf2 are the first and second moments.
@@ -67,8 +73,8 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         return;
     }
     let rate = lr_of(i);
-    var w = param[i];
-    var g = grad[i];
+    var w = f32(param[i]);
+    var g = f32(grad[i]);
     if p.decoupled != 0u {
         w = w * (1.0 - rate * p.wd);
     } else {
@@ -79,5 +85,5 @@ fn adam(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     buf1[i] = m;
     buf2[i] = v;
     // PyTorch's form: lr / bc1 * m / (sqrt(v) / sqrt(bc2) + eps).
-    param[i] = w - rate / p.bc1 * m / (sqrt(v) / p.bc2_sqrt + p.eps);
+    param[i] = S(w - rate / p.bc1 * m / (sqrt(v) / p.bc2_sqrt + p.eps));
 }

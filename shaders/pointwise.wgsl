@@ -8,6 +8,11 @@
 // One thread per element. Launches wider than 65535 workgroups use a 2-D
 // grid; `flat` turns the global id back into an element index.
 
+// Element type of the tensor buffers: f32 here, f16 in the variant
+// src/backend/wgpu/variant.rs makes; loads convert to f32, all arithmetic is
+// f32, stores convert back with S(..).
+alias S = f32;
+
 struct Params {
     total: u32,
     n: u32,
@@ -18,13 +23,13 @@ struct Params {
 }
 
 @group(0) @binding(0) var<storage, read> p: Params;
-@group(0) @binding(1) var<storage, read> in1: array<f32>;
-@group(0) @binding(2) var<storage, read> in2: array<f32>;
-@group(0) @binding(3) var<storage, read> in3: array<f32>;
-@group(0) @binding(4) var<storage, read> in4: array<f32>;
-@group(0) @binding(5) var<storage, read> in5: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out0: array<f32>;
-@group(0) @binding(7) var<storage, read_write> out1: array<f32>;
+@group(0) @binding(1) var<storage, read> in1: array<S>;
+@group(0) @binding(2) var<storage, read> in2: array<S>;
+@group(0) @binding(3) var<storage, read> in3: array<S>;
+@group(0) @binding(4) var<storage, read> in4: array<S>;
+@group(0) @binding(5) var<storage, read> in5: array<S>;
+@group(0) @binding(6) var<storage, read_write> out0: array<S>;
+@group(0) @binding(7) var<storage, read_write> out1: array<S>;
 
 const FRAC_1_SQRT_2: f32 = 0.70710678118654752;
 const INV_SQRT_2PI: f32 = 0.39894228040143268;
@@ -155,7 +160,7 @@ fn act_second(act: u32, x: f32, y: f32) -> f32 {
 
 fn biased(i: u32) -> f32 {
     let member = select(i / p.per_member, 0u, p.bias_members == 1u);
-    return in1[i] + p.scale * in2[member * p.n + i % p.n];
+    return f32(in1[i]) + p.scale * f32(in2[member * p.n + i % p.n]);
 }
 
 // pre = z + scale * bias (out0), post = act(pre) (out1).
@@ -166,8 +171,8 @@ fn bias_act(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
         return;
     }
     let pre = biased(i);
-    out0[i] = pre;
-    out1[i] = act_apply(p.act, pre);
+    out0[i] = S(pre);
+    out1[i] = S(act_apply(p.act, pre));
 }
 
 // pre = z + scale * bias (out0), for the identity activation.
@@ -177,7 +182,7 @@ fn add_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if i >= p.total {
         return;
     }
-    out0[i] = biased(i);
+    out0[i] = S(biased(i));
 }
 
 // post = act(pre) (out1), for layers without a bias.
@@ -187,7 +192,7 @@ fn activate(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgrou
     if i >= p.total {
         return;
     }
-    out1[i] = act_apply(p.act, in1[i]);
+    out1[i] = S(act_apply(p.act, f32(in1[i])));
 }
 
 // g_post * act'(pre): in1 pre, in2 post, in3 g_post.
@@ -197,7 +202,7 @@ fn act_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     if i >= p.total {
         return;
     }
-    out0[i] = in3[i] * act_deriv(p.act, in1[i], in2[i]);
+    out0[i] = S(f32(in3[i]) * act_deriv(p.act, f32(in1[i]), f32(in2[i])));
 }
 
 // g_post_dot * act'(pre) + g_post * act''(pre) * pre_dot: in1 pre, in2 post,
@@ -208,9 +213,9 @@ fn act_backward_tangent(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(
     if i >= p.total {
         return;
     }
-    let x = in1[i];
-    let y = in2[i];
-    out0[i] = in4[i] * act_deriv(p.act, x, y) + in3[i] * act_second(p.act, x, y) * in5[i];
+    let x = f32(in1[i]);
+    let y = f32(in2[i]);
+    out0[i] = S(f32(in4[i]) * act_deriv(p.act, x, y) + f32(in3[i]) * act_second(p.act, x, y) * f32(in5[i]));
 }
 
 // out0 = in1 * in2[member].
@@ -220,7 +225,7 @@ fn scale_members(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     if i >= p.total {
         return;
     }
-    out0[i] = in1[i] * in2[i / p.per_member];
+    out0[i] = S(f32(in1[i]) * f32(in2[i / p.per_member]));
 }
 
 // out0 += scale * in1, in place.
@@ -230,5 +235,5 @@ fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if i >= p.total {
         return;
     }
-    out0[i] = out0[i] + p.scale * in1[i];
+    out0[i] = S(f32(out0[i]) + p.scale * f32(in1[i]));
 }

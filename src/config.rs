@@ -21,7 +21,8 @@ pub struct Config {
     pub name: Option<String>,
     /// Seed of the weight init, data shuffling and synthetic data.
     pub seed: u64,
-    /// Compute precision: "f32" or "f64" (f64 on the CPU only).
+    /// Storage precision: "f32", "f64" (CPU only) or "f16" (wgpu on adapters
+    /// with SHADER_F16; computed in f32).
     pub dtype: String,
     pub model: ModelConfig,
     pub data: DataConfig,
@@ -235,10 +236,11 @@ impl Config {
         let dtype = match self.dtype.as_str() {
             "f32" => DType::F32,
             "f64" => DType::F64,
+            "f16" => DType::F16,
             s => {
                 return Err(Error::config(
                     "dtype",
-                    format!("expected \"f32\" or \"f64\", got {s:?}"),
+                    format!("expected \"f32\", \"f64\" or \"f16\", got {s:?}"),
                 ))
             }
         };

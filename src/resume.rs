@@ -43,7 +43,8 @@ pub fn save<B: Backend>(
         }
         let values = member_values(be, t, e)?;
         let data = match be.dtype() {
-            DType::F32 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
+            // f16 values are exact in f32, which every reader takes.
+            DType::F32 | DType::F16 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
             DType::F64 => TensorData::F64(values),
         };
         Ok(Some(NamedTensor {

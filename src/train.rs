@@ -6,7 +6,7 @@
 use crate::backend::cpu::Cpu;
 use crate::backend::device::Device;
 use crate::backend::wgpu::Wgpu;
-use crate::backend::Backend;
+use crate::backend::{Backend, DType};
 use crate::config::{Config, Resolved};
 use crate::data::{self, Dataset, Targets};
 use crate::error::{Error, Result};
@@ -48,11 +48,20 @@ impl RunReport {
     }
 }
 
+/// The CPU backend for a config's dtype: f16 is refused with a config error
+/// naming `dtype`, before anything is written.
+fn cpu(dtype: DType) -> Result<Cpu> {
+    if dtype == DType::F16 {
+        return Err(crate::backend::cpu::f16_refused());
+    }
+    Ok(Cpu::new(dtype))
+}
+
 /// Train the run described by `cfg`, writing its run directory.
 pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
     let res = cfg.resolve()?;
     match opts.device {
-        Device::Cpu => train_on(Cpu::new(res.dtype), cfg, &res, opts),
+        Device::Cpu => train_on(cpu(res.dtype)?, cfg, &res, opts),
         Device::Cuda(i) => train_on(
             crate::backend::cuda::Cuda::new(i, res.dtype)?,
             cfg,
@@ -298,7 +307,7 @@ pub fn train_ensemble(
         }
     }
     match device {
-        Device::Cpu => train_members_on(Cpu::new(res.dtype), members, &res, progress, on_done),
+        Device::Cpu => train_members_on(cpu(res.dtype)?, members, &res, progress, on_done),
         Device::Wgpu => train_members_on(Wgpu::new(res.dtype)?, members, &res, progress, on_done),
         Device::Cuda(i) => train_members_on(
             crate::backend::cuda::Cuda::new(i, res.dtype)?,

@@ -20,11 +20,14 @@ use crate::nn::activation::Activation;
 use crate::nn::loss::LossKind;
 use crate::tensor::Tensor;
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DType {
     F32,
     F64,
+    /// IEEE half storage, computed and accumulated in f32: a wgpu option on
+    /// adapters with `SHADER_F16`.
+    F16,
 }
 
 impl DType {
@@ -32,6 +35,16 @@ impl DType {
         match self {
             DType::F32 => "f32",
             DType::F64 => "f64",
+            DType::F16 => "f16",
+        }
+    }
+
+    /// Bytes per stored element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F16 => 2,
+            DType::F32 => 4,
+            DType::F64 => 8,
         }
     }
 }

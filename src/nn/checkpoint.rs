@@ -28,7 +28,8 @@ pub fn checkpoint_contents<B: Backend>(
         }
         let values = be.to_f64(p)?;
         let data = match be.dtype() {
-            DType::F32 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
+            // f16 values are exact in f32, which every reader takes.
+            DType::F32 | DType::F16 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
             DType::F64 => TensorData::F64(values),
         };
         tensors.push(NamedTensor { name, shape, data });

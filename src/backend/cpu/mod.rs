@@ -39,11 +39,22 @@ impl Cpu {
 
 pub type CpuTensor = Tensor<Cpu>;
 
+/// The CPU stores f32 or f64; f16 storage is a wgpu option. `train` refuses
+/// it before building a `Cpu`; an f16 `Cpu` made directly fails every op
+/// with this error.
+pub fn f16_refused() -> Error {
+    Error::config(
+        "dtype",
+        "f16 storage is a wgpu option (adapters with SHADER_F16); use f32 or f64 on the CPU",
+    )
+}
+
 macro_rules! dispatch {
     ($self:expr, $m:ident :: $f:ident, $($arg:expr),*) => {
         match $self.dtype {
             DType::F32 => $m::$f::<f32>($($arg),*),
             DType::F64 => $m::$f::<f64>($($arg),*),
+            DType::F16 => Err(f16_refused()),
         }
     };
 }
@@ -76,6 +87,7 @@ impl Backend for Cpu {
                 CpuStorage::from_vec(data.iter().map(|&x| x as f32).collect::<Vec<f32>>())
             }
             DType::F64 => CpuStorage::from_vec(data.to_vec()),
+            DType::F16 => return Err(f16_refused()),
         };
         Ok(Tensor::from_parts(shape.to_vec(), storage))
     }
@@ -92,6 +104,7 @@ impl Backend for Cpu {
         let storage = match self.dtype {
             DType::F32 => CpuStorage::from_vec(vec![0f32; n]),
             DType::F64 => CpuStorage::from_vec(vec![0f64; n]),
+            DType::F16 => return Err(f16_refused()),
         };
         Ok(Tensor::from_parts(shape.to_vec(), storage))
     }

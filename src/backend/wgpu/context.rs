@@ -1,12 +1,13 @@
 //! The wgpu device behind the backend: adapter discovery and choice, the
 //! device and queue, compiled pipelines (built lazily on first use and cached
-//! by shader and entry point), and the helpers every launcher uses to
-//! dispatch a kernel and to read results back. One context per process is
+//! by shader, entry point and storage dtype), and the helpers every launcher
+//! uses to dispatch a kernel and to read results back. One context per process is
 //! shared by every `Wgpu` value, so tests and tools do not each pay for
 //! device creation and shader compilation.
 
 use super::storage::{Pool, Pooled};
-use crate::backend::sources;
+use super::variant::storage_variant;
+use crate::backend::{sources, DType};
 use crate::error::{Error, Result};
 use ::wgpu::{
     Adapter, AdapterInfo, BufferUsages, ComputePipeline, DeviceType, Instance, InstanceDescriptor,
@@ -68,14 +69,21 @@ pub struct Context {
     pub queue: ::wgpu::Queue,
     pub info: AdapterSummary,
     pub pool: Arc<Pool>,
-    modules: Mutex<HashMap<&'static str, ::wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(&'static str, &'static str), ComputePipeline>>,
+    /// The device was created with `SHADER_F16`: f16 storage is available.
+    pub shader_f16: bool,
+    modules: Mutex<HashMap<(&'static str, DType), ::wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str, DType), ComputePipeline>>,
     submits: Mutex<u64>,
 }
 
 /// Work items per workgroup of every one-thread-per-element kernel.
 pub const GROUP: u32 = 256;
 const MAX_GROUPS: u32 = 65535;
+
+/// 4-byte words holding `bytes` bytes.
+pub fn words(bytes: usize) -> usize {
+    bytes.div_ceil(4)
+}
 
 /// The workgroup grid covering `threads` threads of a one-thread-per-element
 /// kernel; past 65535 workgroups it folds into a 2-D grid (the shaders'
@@ -109,10 +117,19 @@ impl Context {
                 .to_string()
         })?;
         let info = adapter.get_info();
+        // One device serves every dtype, so take f16 whenever the adapter
+        // offers it; the f32 shader variants do not use it.
+        let shader_f16 = adapter.features().contains(::wgpu::Features::SHADER_F16);
+        let required_features = if shader_f16 {
+            ::wgpu::Features::SHADER_F16
+        } else {
+            ::wgpu::Features::empty()
+        };
         // The adapter's own limits, not WebGPU's defaults: a data set is one
         // storage buffer, and the defaults cap bindings at 128 MiB.
         let desc = ::wgpu::DeviceDescriptor {
             label: Some("lmech"),
+            required_features,
             required_limits: adapter.limits(),
             ..Default::default()
         };
@@ -124,22 +141,25 @@ impl Context {
             queue,
             info: summary(&info),
             pool,
+            shader_f16,
             modules: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
             submits: Mutex::new(0),
         })
     }
 
-    fn pipeline(&self, shader: &'static str, entry: &'static str) -> ComputePipeline {
+    fn pipeline(&self, shader: &'static str, entry: &'static str, dtype: DType) -> ComputePipeline {
         let mut pipes = self.pipelines.lock().unwrap();
-        if let Some(p) = pipes.get(&(shader, entry)) {
+        if let Some(p) = pipes.get(&(shader, entry, dtype)) {
             return p.clone();
         }
         let module = {
             let mut mods = self.modules.lock().unwrap();
-            mods.entry(shader)
+            mods.entry((shader, dtype))
                 .or_insert_with(|| {
+                    // build.rs validated both variants of every shader.
                     let src = sources::shader(shader)
+                        .and_then(|s| storage_variant(s, dtype == DType::F16))
                         .unwrap_or_else(|| panic!("internal: no shader {shader}.wgsl embedded"));
                     self.device
                         .create_shader_module(::wgpu::ShaderModuleDescriptor {
@@ -159,29 +179,38 @@ impl Context {
                 compilation_options: Default::default(),
                 cache: None,
             });
-        pipes.insert((shader, entry), pipe.clone());
+        pipes.insert((shader, entry, dtype), pipe.clone());
         pipe
     }
 
     /// A buffer of at least `elems` f32 from the pool; contents undefined.
     pub fn alloc(&self, elems: usize) -> Result<Arc<Pooled>> {
-        self.pool.take((elems.max(1) * 4) as u64)
+        self.alloc_bytes(elems * 4)
     }
 
-    /// Run `entry` of `shaders/{shader}.wgsl` over `groups` workgroups.
+    /// A buffer of at least `bytes` bytes (rounded up to whole 4-byte words,
+    /// as buffer copies require) from the pool; contents undefined.
+    pub fn alloc_bytes(&self, bytes: usize) -> Result<Arc<Pooled>> {
+        self.pool.take(words(bytes).max(1) as u64 * 4)
+    }
+
+    /// Run `entry` of `shaders/{shader}.wgsl`, in its `dtype` storage
+    /// variant, over `groups` workgroups.
     /// `params` fill the shader's `Params` struct (binding 0, u32 words, f32
     /// fields as bits); `bindings` are the other (binding, buffer) pairs the
     /// entry point uses; `clear` buffers are zeroed first.
+    #[allow(clippy::too_many_arguments)]
     pub fn launch(
         &self,
         shader: &'static str,
         entry: &'static str,
+        dtype: DType,
         params: &[u32],
         bindings: &[(u32, &::wgpu::Buffer)],
         groups: (u32, u32, u32),
         clear: &[&::wgpu::Buffer],
     ) -> Result<()> {
-        let pipe = self.pipeline(shader, entry);
+        let pipe = self.pipeline(shader, entry, dtype);
         let pbuf = self.alloc(params.len())?;
         self.queue
             .write_buffer(pbuf.buffer(), 0, bytemuck::cast_slice(params));
@@ -228,16 +257,16 @@ impl Context {
         }
     }
 
-    /// Copy `elems` f32 from `src` into a fresh pooled buffer.
-    pub fn copy(&self, src: &::wgpu::Buffer, elems: usize) -> Result<Arc<Pooled>> {
-        let dst = self.alloc(elems)?;
-        if elems > 0 {
+    /// Copy the first `bytes` bytes of `src` into a fresh pooled buffer.
+    pub fn copy(&self, src: &::wgpu::Buffer, bytes: usize) -> Result<Arc<Pooled>> {
+        let dst = self.alloc_bytes(bytes)?;
+        if bytes > 0 {
             let mut enc = self
                 .device
                 .create_command_encoder(&::wgpu::CommandEncoderDescriptor {
                     label: Some("copy"),
                 });
-            enc.copy_buffer_to_buffer(src, 0, dst.buffer(), 0, Some((elems * 4) as u64));
+            enc.copy_buffer_to_buffer(src, 0, dst.buffer(), 0, Some(words(bytes) as u64 * 4));
             self.submit(enc);
         }
         Ok(dst)

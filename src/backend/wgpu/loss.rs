@@ -58,7 +58,7 @@ pub fn loss(
     let grad = be.alloc(f.numel())?;
     let row_loss = be.alloc(e * rows)?;
     if e * rows > 0 && k > 0 {
-        be.ctx.launch(
+        be.launch(
             "loss",
             "loss_rows",
             &p,
@@ -81,6 +81,7 @@ pub fn loss(
         rows,
         MemberOp::Sum,
         1.0 / rows.max(1) as f64,
+        false,
     )?;
     Ok((
         Tensor::from_parts(vec![e], losses),
@@ -106,7 +107,7 @@ pub fn loss_hvp(
     let p = params(kind, f, target)?;
     let out = be.alloc(f.numel())?;
     if e * rows > 0 && k > 0 {
-        be.ctx.launch(
+        be.launch(
             "loss",
             "loss_hvp",
             &p,

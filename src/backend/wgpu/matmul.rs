@@ -34,7 +34,7 @@ pub fn matmul(
             stride(eb, br * bc),
             bits(alpha),
         ];
-        be.ctx.launch(
+        be.launch(
             "matmul",
             "matmul",
             &params,

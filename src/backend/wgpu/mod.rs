@@ -1,7 +1,9 @@
 //! The wgpu backend: the `Backend` ops as hand-written WGSL compute shaders
 //! (`shaders/*.wgsl`, one file per kernel family, named like the CUDA twins
 //! in `kernels/`), run on whatever Vulkan, Metal or D3D12 adapter wgpu finds,
-//! including Mesa's lavapipe software device in CI. Computes and stores f32.
+//! including Mesa's lavapipe software device in CI. Computes in f32; stores
+//! f32, or f16 (`DType::F16`) on adapters with `SHADER_F16`, from the same
+//! shader sources (`variant.rs`).
 //!
 //! Inside a training step nothing comes back to the host: kernels are queued
 //! in order and only the per-member scalars a caller asks for (`sum_sq`,
@@ -14,6 +16,7 @@ mod optim;
 mod pointwise;
 mod reduce;
 mod storage;
+mod variant;
 
 pub use context::{adapters, AdapterSummary};
 pub use storage::WgpuStorage;
@@ -29,11 +32,12 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub struct Wgpu {
     ctx: Arc<Context>,
+    dtype: DType,
 }
 
 impl std::fmt::Debug for Wgpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Wgpu({})", self.ctx.info.name)
+        write!(f, "Wgpu({}, {})", self.ctx.info.name, self.dtype.name())
     }
 }
 
@@ -46,21 +50,27 @@ pub(crate) fn bits(x: f64) -> u32 {
 
 impl Wgpu {
     /// The backend on the best adapter (a hardware GPU when there is one).
-    /// wgpu computes in f32 only; f64 is the CPU backend's.
+    /// wgpu computes in f32 only; it stores f32, or f16 where the adapter
+    /// has `SHADER_F16`. f64 is the CPU backend's.
     pub fn new(dtype: DType) -> Result<Self> {
-        if dtype != DType::F32 {
+        if dtype == DType::F64 {
+            return Err(Error::config(
+                "dtype",
+                "the wgpu backend runs f32 (WGSL has no portable f64); got f64. \
+                 Use dtype = \"f32\" (or \"f16\" storage), or --device cpu for f64",
+            ));
+        }
+        let ctx = Context::shared()?;
+        if dtype == DType::F16 && !ctx.shader_f16 {
             return Err(Error::config(
                 "dtype",
                 format!(
-                    "the wgpu backend runs f32 (WGSL has no portable f64); got {}. \
-                     Use dtype = \"f32\", or --device cpu for f64",
-                    dtype.name()
+                    "this adapter ({}) has no SHADER_F16; use dtype = \"f32\"",
+                    ctx.info.name
                 ),
             ));
         }
-        Ok(Wgpu {
-            ctx: Context::shared()?,
-        })
+        Ok(Wgpu { ctx, dtype })
     }
 
     /// The adapter this backend runs on.
@@ -78,23 +88,61 @@ impl Wgpu {
             .map_err(|e| Error::Device(format!("wgpu: waiting for the GPU failed: {e}")))
     }
 
-    /// A fresh (pooled) storage of `len` f32 with undefined contents.
+    /// A fresh (pooled) storage of `len` values of the backend's dtype with
+    /// undefined contents.
     fn alloc(&self, len: usize) -> Result<WgpuStorage> {
+        self.alloc_as(len, self.dtype)
+    }
+
+    fn alloc_as(&self, len: usize, dtype: DType) -> Result<WgpuStorage> {
         Ok(WgpuStorage {
-            buf: self.ctx.alloc(len)?,
+            buf: self.ctx.alloc_bytes(len * dtype.size())?,
             len,
+            dtype,
         })
     }
 
-    fn upload_f32(&self, data: &[f64]) -> Result<WgpuStorage> {
-        let s = self.alloc(data.len())?;
-        if !data.is_empty() {
-            let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
-            self.ctx
-                .queue
-                .write_buffer(s.buffer(), 0, bytemuck::cast_slice(&v));
+    /// Host values as a new storage of `dtype` (f32 or f16, rounded to
+    /// nearest).
+    fn upload(&self, data: &[f64], dtype: DType) -> Result<WgpuStorage> {
+        let s = self.alloc_as(data.len(), dtype)?;
+        if data.is_empty() {
+            return Ok(s);
         }
+        let bytes: Vec<u8> = if dtype == DType::F16 {
+            // Queue writes come in whole 4-byte words: pad an odd count.
+            let mut v: Vec<u16> = data
+                .iter()
+                .map(|&x| half::f16::from_f64(x).to_bits())
+                .collect();
+            v.resize(v.len().next_multiple_of(2), 0);
+            bytemuck::cast_slice(&v).to_vec()
+        } else {
+            let v: Vec<f32> = data.iter().map(|&x| x as f32).collect();
+            bytemuck::cast_slice(&v).to_vec()
+        };
+        self.ctx.queue.write_buffer(s.buffer(), 0, &bytes);
         Ok(s)
+    }
+
+    /// Scalars the shaders read as f32 whatever the storage (learning rates).
+    fn upload_f32(&self, data: &[f64]) -> Result<WgpuStorage> {
+        self.upload(data, DType::F32)
+    }
+
+    /// Run `entry` of `shaders/{shader}.wgsl` in this backend's storage
+    /// variant (`Context::launch`).
+    fn launch(
+        &self,
+        shader: &'static str,
+        entry: &'static str,
+        params: &[u32],
+        bindings: &[(u32, &::wgpu::Buffer)],
+        groups: (u32, u32, u32),
+        clear: &[&::wgpu::Buffer],
+    ) -> Result<()> {
+        self.ctx
+            .launch(shader, entry, self.dtype, params, bindings, groups, clear)
     }
 
     /// Copy-on-write before an in-place op: if another tensor (a tape's
@@ -102,7 +150,18 @@ impl Wgpu {
     fn make_unique(&self, t: &mut WgpuTensor) -> Result<()> {
         let s = t.storage_mut();
         if Arc::get_mut(&mut s.buf).is_none() {
-            s.buf = self.ctx.copy(s.buffer(), s.len)?;
+            s.buf = self.ctx.copy(s.buffer(), s.bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Make `t` f32 storage (optimizer state is f32 whatever the storage
+    /// dtype; `optim.rs`). State made by `zeros` or restored by `from_f64`
+    /// is converted once, on its first update, through the host.
+    fn widen(&self, t: &mut WgpuTensor) -> Result<()> {
+        if t.storage().dtype != DType::F32 {
+            let v = self.to_f64(t)?;
+            *t.storage_mut() = self.upload_f32(&v)?;
         }
         Ok(())
     }
@@ -113,14 +172,18 @@ impl Backend for Wgpu {
 
     fn describe(&self) -> String {
         let i = &self.ctx.info;
+        let dtype = match self.dtype {
+            DType::F16 => "f16 storage, f32 compute",
+            d => d.name(),
+        };
         format!(
-            "wgpu (f32, {} via {}, {})",
+            "wgpu ({dtype}, {} via {}, {})",
             i.name, i.backend, i.device_type
         )
     }
 
     fn dtype(&self) -> DType {
-        DType::F32
+        self.dtype
     }
 
     fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<WgpuTensor> {
@@ -131,11 +194,21 @@ impl Backend for Wgpu {
                 data.len()
             )));
         }
-        Ok(Tensor::from_parts(shape.to_vec(), self.upload_f32(data)?))
+        Ok(Tensor::from_parts(
+            shape.to_vec(),
+            self.upload(data, self.dtype)?,
+        ))
     }
 
     fn to_f64(&self, t: &WgpuTensor) -> Result<Vec<f64>> {
         let s = t.storage();
+        if s.dtype == DType::F16 {
+            let words = self.ctx.read_words(s.buffer(), context::words(s.bytes()))?;
+            return Ok(bytemuck::cast_slice::<u32, u16>(&words)[..s.len]
+                .iter()
+                .map(|&h| half::f16::from_bits(h).to_f64())
+                .collect());
+        }
         Ok(self
             .ctx
             .read(s.buffer(), s.len)?

@@ -2,6 +2,12 @@
 //! per-member learning rates go up as a small buffer each call (a schedule
 //! changes them every step); parameters and optimizer state stay on the
 //! device, copied first only when a tape still shares them.
+//!
+//! Optimizer state (momentum, Adam's moments) is f32 even when parameters
+//! are stored f16: Adam's second moment g^2 underflows f16 for
+//! |g| < 2.4e-4, and a zero v turns the step into lr * m / eps. State made
+//! in the storage dtype (`zeros`, a restart point's `from_f64`) is widened
+//! on its first update.
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
@@ -82,7 +88,7 @@ pub fn sgd_update(
     .words();
     be.make_unique(p)?;
     if !use_momentum {
-        return be.ctx.launch(
+        return be.launch(
             "optim",
             "sgd",
             &params,
@@ -95,8 +101,9 @@ pub fn sgd_update(
             &[],
         );
     }
+    be.widen(buf)?;
     be.make_unique(buf)?;
-    be.ctx.launch(
+    be.launch(
         "optim",
         "sgd_momentum",
         &params,
@@ -143,9 +150,11 @@ pub fn adam_update(
     }
     .words();
     be.make_unique(p)?;
+    be.widen(m1)?;
+    be.widen(m2)?;
     be.make_unique(m1)?;
     be.make_unique(m2)?;
-    be.ctx.launch(
+    be.launch(
         "optim",
         "adam",
         &params,

@@ -51,7 +51,6 @@ pub fn bias_act(
     let (e, rows, n) = z.as_batched()?;
     let total = z.numel();
     let shape = z.shape().to_vec();
-    let ctx = &be.ctx;
     let zb = z.storage().buffer();
     let Some(b) = bias else {
         if act == Activation::Identity || total == 0 {
@@ -59,7 +58,7 @@ pub fn bias_act(
         }
         let post = be.alloc(total)?;
         let p = params(total, n, rows * n, 1, act, 0.0);
-        ctx.launch(
+        be.launch(
             "pointwise",
             "activate",
             &p,
@@ -87,7 +86,7 @@ pub fn bias_act(
     let p = params(total, n, rows * n, members, act, bias_scale);
     let bb = b.storage().buffer();
     if act == Activation::Identity {
-        ctx.launch(
+        be.launch(
             "pointwise",
             "add_bias",
             &p,
@@ -99,7 +98,7 @@ pub fn bias_act(
         return Ok((pre.clone(), pre));
     }
     let post = be.alloc(total)?;
-    ctx.launch(
+    be.launch(
         "pointwise",
         "bias_act",
         &p,
@@ -134,7 +133,7 @@ pub fn act_backward(
     }
     let out = be.alloc(total)?;
     let p = params(total, 1, 1, 1, act, 0.0);
-    be.ctx.launch(
+    be.launch(
         "pointwise",
         "act_backward",
         &p,
@@ -176,7 +175,7 @@ pub fn act_backward_tangent(
     }
     let out = be.alloc(total)?;
     let p = params(total, 1, 1, 1, act, 0.0);
-    be.ctx.launch(
+    be.launch(
         "pointwise",
         "act_backward_tangent",
         &p,
@@ -207,7 +206,7 @@ pub fn scale_members(be: &Wgpu, x: &WgpuTensor, s: &WgpuTensor) -> Result<WgpuTe
     let out = be.alloc(total)?;
     if total > 0 {
         let p = params(total, 1, total / e, 1, Activation::Identity, 0.0);
-        be.ctx.launch(
+        be.launch(
             "pointwise",
             "scale_members",
             &p,
@@ -237,7 +236,7 @@ pub fn axpy(be: &Wgpu, y: &mut WgpuTensor, alpha: f64, x: &WgpuTensor) -> Result
     }
     be.make_unique(y)?;
     let p = params(total, 1, 1, 1, Activation::Identity, alpha);
-    be.ctx.launch(
+    be.launch(
         "pointwise",
         "axpy",
         &p,

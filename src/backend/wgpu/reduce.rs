@@ -5,6 +5,7 @@
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
+use crate::backend::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -39,7 +40,9 @@ fn members(shape: &[usize]) -> usize {
 }
 
 /// `alpha * op` over each of `e` consecutive blocks of `per` elements of `a`
-/// (and `b` for `Dot`): a `[e]` buffer.
+/// (and `b` for `Dot`): a `[e]` buffer, of the backend's dtype, or f32 for
+/// values bound for the host (`host`), which f16 could overflow.
+#[allow(clippy::too_many_arguments)]
 pub fn member_reduce(
     be: &Wgpu,
     a: &::wgpu::Buffer,
@@ -48,14 +51,24 @@ pub fn member_reduce(
     per: usize,
     op: MemberOp,
     alpha: f64,
+    host: bool,
 ) -> Result<super::WgpuStorage> {
-    let out = be.alloc(e)?;
+    let out = if host {
+        be.alloc_as(e, DType::F32)?
+    } else {
+        be.alloc(e)?
+    };
     if e == 0 {
         return Ok(out);
     }
     let p = params(1, 0, per, op, alpha, 0);
+    let (entry, slot) = if host {
+        ("member_reduce_host", 5)
+    } else {
+        ("member_reduce", 3)
+    };
     // The entry point reads in2 only for Dot, but binds it always.
-    let bind = [(1, a), (2, b.unwrap_or(a)), (3, out.buffer())];
+    let bind = [(1, a), (2, b.unwrap_or(a)), (slot, out.buffer())];
     // One workgroup per member; more than 65535 members never occur in one
     // ensemble, but fail clearly if they do.
     if e > 65535 {
@@ -63,8 +76,7 @@ pub fn member_reduce(
             "wgpu: {e} ensemble members exceed one launch's 65535 workgroups"
         )));
     }
-    be.ctx
-        .launch("reduce", "member_reduce", &p, &bind, (e as u32, 1, 1), &[])?;
+    be.launch("reduce", entry, &p, &bind, (e as u32, 1, 1), &[])?;
     Ok(out)
 }
 
@@ -74,7 +86,7 @@ pub fn sum_rows(be: &Wgpu, x: &WgpuTensor, alpha: f64) -> Result<WgpuTensor> {
     let out = be.alloc(total)?;
     if total > 0 {
         let p = params(rows, n, 0, MemberOp::Sum, alpha, total);
-        be.ctx.launch(
+        be.launch(
             "reduce",
             "sum_rows",
             &p,
@@ -109,6 +121,7 @@ pub fn dot_members(be: &Wgpu, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTens
         per,
         MemberOp::Dot,
         1.0,
+        false,
     )?;
     Ok(Tensor::from_parts(vec![e], out))
 }
@@ -116,7 +129,7 @@ pub fn dot_members(be: &Wgpu, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTens
 fn member_scalars(be: &Wgpu, x: &WgpuTensor, op: MemberOp) -> Result<Vec<f64>> {
     let e = members(x.shape());
     let per = x.numel().checked_div(e).unwrap_or(0);
-    let out = member_reduce(be, x.storage().buffer(), None, e, per, op, 1.0)?;
+    let out = member_reduce(be, x.storage().buffer(), None, e, per, op, 1.0, true)?;
     Ok(be
         .ctx
         .read(out.buffer(), e)?
@@ -139,7 +152,7 @@ pub fn row_sq_norms(be: &Wgpu, x: &WgpuTensor) -> Result<WgpuTensor> {
     let out = be.alloc(total)?;
     if total > 0 {
         let p = params(rows, n, 0, MemberOp::SumSq, 1.0, total);
-        be.ctx.launch(
+        be.launch(
             "reduce",
             "row_sq_norms",
             &p,
@@ -165,11 +178,11 @@ pub fn count_correct(be: &Wgpu, f: &WgpuTensor, labels: &WgpuTensor) -> Result<V
             f.shape()
         )));
     }
-    let counts = be.alloc(e)?;
+    let counts = be.alloc_as(e, DType::F32)?;
     let total = e * rows;
     if total > 0 && k > 0 {
         let p = params(rows, k, 0, MemberOp::Sum, 1.0, total);
-        be.ctx.launch(
+        be.launch(
             "reduce",
             "count_correct",
             &p,

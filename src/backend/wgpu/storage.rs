@@ -9,6 +9,7 @@
 //! `Arc<Vec>`: cloning a tensor onto the tape is free, and an in-place op on
 //! a shared buffer first copies it on the GPU so the tape keeps its value.
 
+use crate::backend::DType;
 use crate::error::{Error, Result};
 use ::wgpu::{Buffer, BufferUsages, Device};
 use std::collections::HashMap;
@@ -113,22 +114,29 @@ impl Drop for Pooled {
     }
 }
 
-/// A tensor's data on the device: `len` f32 values at the start of a pooled
-/// buffer.
+/// A tensor's data on the device: `len` values of `dtype` (f32 or f16) at
+/// the start of a pooled buffer. The backend's dtype, except optimizer state,
+/// which is f32 whatever the parameters are (`optim.rs`).
 #[derive(Clone)]
 pub struct WgpuStorage {
     pub(super) buf: Arc<Pooled>,
     pub(super) len: usize,
+    pub(super) dtype: DType,
 }
 
 impl std::fmt::Debug for WgpuStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "WgpuStorage({} f32)", self.len)
+        write!(f, "WgpuStorage({} {})", self.len, self.dtype.name())
     }
 }
 
 impl WgpuStorage {
     pub(super) fn buffer(&self) -> &Buffer {
         self.buf.buffer()
+    }
+
+    /// Bytes the values take.
+    pub(super) fn bytes(&self) -> usize {
+        self.len * self.dtype.size()
     }
 }
