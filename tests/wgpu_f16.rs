@@ -30,37 +30,23 @@
 
 mod common;
 
-use common::{max_rel_err, randn, temp_dir};
+use common::wgpu_pair::*;
+use common::{randn, temp_dir};
 use lmech::backend::device::Device;
 use lmech::backend::{AdamHyper, SgdHyper};
 use lmech::config::Config;
-use lmech::curvature::{flatten, LossOnData};
+use lmech::curvature::LossOnData;
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
-use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
+use lmech::optim::OptimizerKind;
 use lmech::rng::Rng;
 use lmech::tape::Curvature;
 use lmech::train::{train, train_ensemble, Member, RunOptions};
 use lmech::{Backend, Cpu, DType, Error, Tensor, Wgpu};
 
-/// The f16 wgpu backend, or `None` (after a notice) where there is none.
-fn gpu() -> Option<Wgpu> {
-    match Wgpu::new(DType::F16) {
-        Ok(be) => Some(be),
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("CI must provide a wgpu adapter with SHADER_F16 (Mesa lavapipe): {e}");
-            }
-            common::skip(&format!("no wgpu adapter with f16 storage ({e})"));
-            None
-        }
-    }
-}
-
 macro_rules! gpu_or_skip {
     () => {
-        match gpu() {
+        match gpu(DType::F16) {
             Some(be) => be,
             None => return,
         }
@@ -72,26 +58,9 @@ fn r16(x: &[f64]) -> Vec<f64> {
     x.iter().map(|&v| half::f16::from_f64(v).to_f64()).collect()
 }
 
-fn up<B: Backend>(be: &B, shape: &[usize], data: &[f64]) -> Tensor<B> {
-    be.from_f64(shape, data).unwrap()
-}
-
-fn down<B: Backend>(be: &B, t: &Tensor<B>) -> Vec<f64> {
-    be.to_f64(t).unwrap()
-}
-
-struct Pair {
-    cpu: Tensor<Cpu>,
-    gpu: Tensor<Wgpu>,
-}
-
 /// The same f16-rounded values on both backends.
 fn pair(g: &Wgpu, shape: &[usize], data: &[f64]) -> Pair {
-    let data = r16(data);
-    Pair {
-        cpu: up(&Cpu::f32(), shape, &data),
-        gpu: up(g, shape, &data),
-    }
+    pair_rounded(g, shape, data, r16)
 }
 
 /// A GPU result as the input of a next op on both backends.
@@ -102,21 +71,7 @@ fn carry(g: &Wgpu, t: &Tensor<Wgpu>) -> Pair {
     }
 }
 
-fn close(what: &str, g: &Wgpu, got: &Tensor<Wgpu>, want: &Tensor<Cpu>, tol: f64) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    close_vec(what, &down(g, got), &down(&Cpu::f32(), want), tol);
-}
-
-fn close_vec(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    let err = max_rel_err(got, want);
-    assert!(err < tol, "{what}: relative error {err} over {tol}");
-}
-
 const POINTWISE: f64 = 1e-3;
-
-fn sum_tol(k: usize) -> f64 {
-    1e-6 * (k as f64).sqrt() + 1e-6
-}
 
 #[test]
 fn f16_storage_is_half_the_bytes_and_rounds_to_nearest() {
@@ -396,48 +351,9 @@ fn optimizer_updates_match_cpu_with_f32_state() {
     }
 }
 
-/// A small MLP (ensemble of `e`) on both backends with the same
-/// f16-rounded parameters.
-fn models(g: &Wgpu, sizes: &[usize], act: Activation, e: usize) -> (Mlp<Cpu>, Mlp<Wgpu>) {
-    let mut spec = MlpSpec::new(
-        sizes[0],
-        sizes[1],
-        sizes.len() - 1,
-        sizes[sizes.len() - 1],
-        act,
-    );
-    spec.sizes = sizes.to_vec();
-    let seeds: Vec<u64> = (0..e as u64).map(|s| 40 + s).collect();
-    let cpu = Cpu::f32();
-    let mut mc = Mlp::init(&cpu, spec.clone(), &seeds).unwrap();
-    let mut mg = Mlp::init(g, spec, &seeds).unwrap();
-    let mut rng = Rng::new(9);
-    for (tc, tg) in mc.params_mut().into_iter().zip(mg.params_mut()) {
-        let v: Vec<f64> = down(&cpu, tc)
-            .iter()
-            .map(|x| x + 0.1 * rng.normal())
-            .collect();
-        let v = r16(&v);
-        *tc = up(&cpu, tc.shape(), &v);
-        *tg = up(g, tg.shape(), &v);
-    }
-    (mc, mg)
-}
-
-fn params_of<B: Backend>(be: &B, m: &Mlp<B>) -> Vec<f64> {
-    let ts: Vec<Tensor<B>> = m.params().into_iter().cloned().collect();
-    flatten(be, &ts).unwrap()
-}
-
 #[test]
 fn training_steps_in_f16_track_cpu_f32() {
     let g = gpu_or_skip!();
-    let cpu = Cpu::f32();
-    let mut rng = Rng::new(10);
-    let (n, din, k) = (64, 12, 5);
-    let x = r16(&randn(&mut rng, n * din, 1.0));
-    let labels: Vec<f64> = (0..n).map(|i| (i * 3 % k) as f64).collect();
-    let targets = r16(&randn(&mut rng, n * k, 1.0));
     let cases = [
         (
             OptimizerKind::Sgd,
@@ -452,69 +368,14 @@ fn training_steps_in_f16_track_cpu_f32() {
             0.0,
         ),
     ];
-    for (kind, loss, act, momentum) in cases {
-        let (mut mc, mut mg) = models(&g, &[din, 32, 24, k], act, 2);
-        let (xc, xg) = (up(&cpu, &[n, din], &x), up(&g, &[n, din], &x));
-        let (tc, tg) = if loss == LossKind::CrossEntropy {
-            (up(&cpu, &[n], &labels), up(&g, &[n], &labels))
-        } else {
-            (up(&cpu, &[n, k], &targets), up(&g, &[n, k], &targets))
-        };
-        let mut hyper = OptimHyper::new(kind);
-        hyper.momentum = momentum;
-        let lr = if kind == OptimizerKind::AdamW {
-            0.01
-        } else {
-            0.1
-        };
-        let scales = vec![1.0; mc.params().len()];
-        let mut oc = Optimizer::new(
-            &cpu,
-            hyper.clone(),
-            Schedule::Constant,
-            vec![lr, 2.0 * lr],
-            &mc.params(),
-            scales.clone(),
-        )
-        .unwrap();
-        let mut og = Optimizer::new(
-            &g,
-            hyper,
-            Schedule::Constant,
-            vec![lr, 2.0 * lr],
-            &mg.params(),
-            scales,
-        )
-        .unwrap();
-        let mut losses = (Vec::new(), Vec::new());
-        for _ in 0..5 {
-            let pc = mc.loss_pass(&cpu, &xc, &tc, loss, true).unwrap();
-            let pg = mg.loss_pass(&g, &xg, &tg, loss, true).unwrap();
-            losses.0.extend(down(&cpu, &pc.loss));
-            losses.1.extend(down(&g, &pg.loss));
-            oc.step(&cpu, mc.params_mut(), &pc.grads).unwrap();
-            og.step(&g, mg.params_mut(), &pg.grads).unwrap();
-        }
-        let what = format!("{kind:?} {loss:?} {act:?}");
-        close_vec(&format!("{what} losses"), &losses.1, &losses.0, 1e-2);
-        close_vec(
-            &format!("{what} parameters"),
-            &params_of(&g, &mg),
-            &params_of(&cpu, &mc),
-            1e-2,
-        );
-        assert!(
-            losses.0[0] != losses.0[losses.0.len() - 1],
-            "{what}: loss did not change"
-        );
-    }
+    training_steps_track_cpu(&g, r16, &cases, 1e-2, false);
 }
 
 #[test]
 fn hessian_products_in_f16_track_cpu_f32() {
     let g = gpu_or_skip!();
     let cpu = Cpu::f32();
-    let (mc, mg) = models(&g, &[5, 16, 12, 3], Activation::Tanh, 1);
+    let (mc, mg) = models(&g, &[5, 16, 12, 3], Activation::Tanh, 1, r16);
     let mut rng = Rng::new(11);
     let (mut cc, mut cw) = (Vec::new(), Vec::new());
     for rows in [16, 16, 8] {

@@ -23,7 +23,8 @@
 
 mod common;
 
-use common::{max_rel_err, randn, temp_dir};
+use common::wgpu_pair::*;
+use common::{randn, temp_dir};
 use lmech::backend::device::Device;
 use lmech::backend::{AdamHyper, SgdHyper};
 use lmech::curvature::{flatten, LossOnData};
@@ -31,77 +32,25 @@ use lmech::eos::{run_eos, EosOptions};
 use lmech::linalg::{lanczos, Accuracy, LanczosOptions};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
 use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::per_sample_norms;
-use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
+use lmech::optim::OptimizerKind;
 use lmech::rng::Rng;
 use lmech::tape::Curvature;
 use lmech::{Backend, Cpu, DType, Error, Tensor, Wgpu};
 use std::process::Command;
 
-/// The wgpu backend, or `None` (after a notice) where no adapter exists.
-/// In CI a missing adapter is a failure: CI must have lavapipe.
-fn gpu() -> Option<Wgpu> {
-    match Wgpu::new(DType::F32) {
-        Ok(be) => Some(be),
-        Err(e) => {
-            if std::env::var_os("CI").is_some() {
-                panic!("CI must provide a wgpu adapter (Mesa lavapipe): {e}");
-            }
-            common::skip(&format!("no wgpu adapter ({e})"));
-            None
-        }
-    }
-}
-
 macro_rules! gpu_or_skip {
     () => {
-        match gpu() {
+        match gpu(DType::F32) {
             Some(be) => be,
             None => return,
         }
     };
 }
 
-fn up<B: Backend>(be: &B, shape: &[usize], data: &[f64]) -> Tensor<B> {
-    be.from_f64(shape, data).unwrap()
-}
-
-fn down<B: Backend>(be: &B, t: &Tensor<B>) -> Vec<f64> {
-    be.to_f64(t).unwrap()
-}
-
-/// The same values on both backends.
-struct Pair {
-    cpu: Tensor<Cpu>,
-    gpu: Tensor<Wgpu>,
-}
-
 fn pair(g: &Wgpu, shape: &[usize], data: &[f64]) -> Pair {
-    Pair {
-        cpu: up(&Cpu::f32(), shape, data),
-        gpu: up(g, shape, data),
-    }
-}
-
-fn close(what: &str, g: &Wgpu, got: &Tensor<Wgpu>, want: &Tensor<Cpu>, tol: f64) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
-    let (a, b) = (down(g, got), down(&Cpu::f32(), want));
-    let err = max_rel_err(&a, &b);
-    assert!(err < tol, "{what}: relative error {err} over {tol}");
-}
-
-fn close_vec(what: &str, got: &[f64], want: &[f64], tol: f64) {
-    let err = max_rel_err(got, want);
-    assert!(
-        err < tol,
-        "{what}: relative error {err} over {tol}: {got:?} vs {want:?}"
-    );
-}
-
-fn sum_tol(k: usize) -> f64 {
-    1e-6 * (k as f64).sqrt() + 1e-6
+    pair_rounded(g, shape, data, <[f64]>::to_vec)
 }
 
 #[test]
@@ -476,47 +425,9 @@ fn optimizer_updates_match_cpu() {
     );
 }
 
-/// A small tanh MLP (ensemble of `e`) on both backends from the same seeds,
-/// moved off its initial point so biases are not all zero.
-fn models(g: &Wgpu, sizes: &[usize], act: Activation, e: usize) -> (Mlp<Cpu>, Mlp<Wgpu>) {
-    let mut spec = MlpSpec::new(
-        sizes[0],
-        sizes[1],
-        sizes.len() - 1,
-        sizes[sizes.len() - 1],
-        act,
-    );
-    spec.sizes = sizes.to_vec();
-    let seeds: Vec<u64> = (0..e as u64).map(|s| 40 + s).collect();
-    let cpu = Cpu::f32();
-    let mut mc = Mlp::init(&cpu, spec.clone(), &seeds).unwrap();
-    let mut mg = Mlp::init(g, spec, &seeds).unwrap();
-    let mut rng = Rng::new(9);
-    for (tc, tg) in mc.params_mut().into_iter().zip(mg.params_mut()) {
-        let v: Vec<f64> = down(&cpu, tc)
-            .iter()
-            .map(|x| x + 0.1 * rng.normal())
-            .collect();
-        *tc = up(&cpu, tc.shape(), &v);
-        *tg = up(g, tg.shape(), &v);
-    }
-    (mc, mg)
-}
-
-fn params_of<B: Backend>(be: &B, m: &Mlp<B>) -> Vec<f64> {
-    let ts: Vec<Tensor<B>> = m.params().into_iter().cloned().collect();
-    flatten(be, &ts).unwrap()
-}
-
 #[test]
 fn training_steps_match_cpu() {
     let g = gpu_or_skip!();
-    let cpu = Cpu::f32();
-    let mut rng = Rng::new(10);
-    let (n, din, k) = (64, 12, 5);
-    let x = randn(&mut rng, n * din, 1.0);
-    let labels: Vec<f64> = (0..n).map(|i| (i * 3 % k) as f64).collect();
-    let targets = randn(&mut rng, n * k, 1.0);
     let cases = [
         (
             OptimizerKind::Sgd,
@@ -532,70 +443,7 @@ fn training_steps_match_cpu() {
             0.0,
         ),
     ];
-    for (kind, loss, act, momentum) in cases {
-        let (mut mc, mut mg) = models(&g, &[din, 32, 24, k], act, 2);
-        let (xc, xg) = (up(&cpu, &[n, din], &x), up(&g, &[n, din], &x));
-        let (tc, tg) = if loss == LossKind::CrossEntropy {
-            (up(&cpu, &[n], &labels), up(&g, &[n], &labels))
-        } else {
-            (up(&cpu, &[n, k], &targets), up(&g, &[n, k], &targets))
-        };
-        let mut hyper = OptimHyper::new(kind);
-        hyper.momentum = momentum;
-        let lr = if kind == OptimizerKind::AdamW {
-            0.01
-        } else {
-            0.1
-        };
-        let scales = vec![1.0; mc.params().len()];
-        let mut oc = Optimizer::new(
-            &cpu,
-            hyper.clone(),
-            Schedule::Constant,
-            vec![lr, 2.0 * lr],
-            &mc.params(),
-            scales.clone(),
-        )
-        .unwrap();
-        let mut og = Optimizer::new(
-            &g,
-            hyper,
-            Schedule::Constant,
-            vec![lr, 2.0 * lr],
-            &mg.params(),
-            scales,
-        )
-        .unwrap();
-        let mut losses = (Vec::new(), Vec::new());
-        for _ in 0..5 {
-            let pc = mc.loss_pass(&cpu, &xc, &tc, loss, true).unwrap();
-            let pg = mg.loss_pass(&g, &xg, &tg, loss, true).unwrap();
-            losses.0.extend(down(&cpu, &pc.loss));
-            losses.1.extend(down(&g, &pg.loss));
-            oc.step(&cpu, mc.params_mut(), &pc.grads).unwrap();
-            og.step(&g, mg.params_mut(), &pg.grads).unwrap();
-        }
-        let what = format!("{kind:?} {loss:?} {act:?}");
-        close_vec(&format!("{what} losses"), &losses.1, &losses.0, 1e-5);
-        close_vec(
-            &format!("{what} parameters"),
-            &params_of(&g, &mg),
-            &params_of(&cpu, &mc),
-            1e-5,
-        );
-        // The models moved: the comparison is not of two untouched inits.
-        assert!(
-            losses.0[0] != losses.0[losses.0.len() - 1],
-            "{what}: loss did not change"
-        );
-        let (ac, ag) = (
-            cpu.count_correct(&mc.predict(&cpu, &xc).unwrap(), &up(&cpu, &[n], &labels))
-                .unwrap(),
-            g.count_correct(&mg.predict(&g, &xg).unwrap(), &up(&g, &[n], &labels))
-                .unwrap(),
-        );
-        assert_eq!(ac, ag, "{what}: accuracy counts");
-    }
+    training_steps_track_cpu(&g, <[f64]>::to_vec, &cases, 1e-5, true);
 }
 
 type Chunks<B> = Vec<(Tensor<B>, Tensor<B>)>;
@@ -619,7 +467,7 @@ fn hessian_and_gauss_newton_products_match_cpu() {
     let g = gpu_or_skip!();
     let cpu = Cpu::f32();
     for act in [Activation::Tanh, Activation::Softplus, Activation::Gelu] {
-        let (mc, mg) = models(&g, &[5, 16, 12, 3], act, 1);
+        let (mc, mg) = models(&g, &[5, 16, 12, 3], act, 1, <[f64]>::to_vec);
         let (cc, cw) = chunks(&g, 5, 3);
         let lc = LossOnData::new(&cpu, &mc, LossKind::CrossEntropy, cc).unwrap();
         let lg = LossOnData::new(&g, &mg, LossKind::CrossEntropy, cw).unwrap();
@@ -649,7 +497,7 @@ fn hessian_and_gauss_newton_products_match_cpu() {
 fn lanczos_sharpness_matches_cpu() {
     let g = gpu_or_skip!();
     let cpu = Cpu::f32();
-    let (mc, mg) = models(&g, &[5, 16, 12, 3], Activation::Tanh, 1);
+    let (mc, mg) = models(&g, &[5, 16, 12, 3], Activation::Tanh, 1, <[f64]>::to_vec);
     let (cc, cw) = chunks(&g, 5, 3);
     let lc = LossOnData::new(&cpu, &mc, LossKind::CrossEntropy, cc).unwrap();
     let lg = LossOnData::new(&g, &mg, LossKind::CrossEntropy, cw).unwrap();
@@ -680,7 +528,7 @@ fn lanczos_sharpness_matches_cpu() {
 fn per_sample_norms_and_ntk_match_cpu() {
     let g = gpu_or_skip!();
     let cpu = Cpu::f32();
-    let (mc, mg) = models(&g, &[4, 9, 7, 3], Activation::Tanh, 1);
+    let (mc, mg) = models(&g, &[4, 9, 7, 3], Activation::Tanh, 1, <[f64]>::to_vec);
     let mut rng = Rng::new(13);
     let n = 12;
     let x = randn(&mut rng, n * 4, 1.0);

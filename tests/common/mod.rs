@@ -3,6 +3,8 @@
 //! directories and a `.npy` writer.
 #![allow(dead_code)]
 
+pub mod wgpu_pair;
+
 use lmech::rng::Rng;
 use lmech::tape::{Tape, Var};
 use lmech::{Backend, Cpu, Result, Tensor};
