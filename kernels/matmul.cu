@@ -14,8 +14,72 @@
 //    64 x 64 x 16 block tile, 4 warps of 32 x 32, fp32 accumulate. Shared
 //    tiles stay fp32; operands are rounded to TF32 / BF16 when fragments are
 //    built, so one load path serves both precisions.
+// All four share the global-to-register-to-shared tile loader (TileOperand)
+// and the bounds-checked output store (store_c); each kernel states its tile
+// sizes, shared layout, inner product and accumulator layout. (The K loop
+// stays written out in each kernel: moved into a shared function taking the
+// inner product as a lambda, gemm_simt spilled on sm_90.)
 
 #include "common.cuh"
+
+// One operand's share of a block tile: ROWS x BK elements of op(A) (rows are
+// m) or of op(B) (rows are n), each of THREADS threads holding L of them in
+// registers between the global load and the shared store. The shared tile
+// is [2][BK][ROWS] when K_MAJOR, else [2][ROWS][BK + padding].
+template <int ROWS, int BK, int THREADS, bool K_MAJOR>
+struct TileOperand {
+    static_assert((ROWS * BK) % THREADS == 0, "even loads");
+    static constexpr int L = (ROWS * BK) / THREADS;
+    float reg[L];
+
+    // Element r of this thread's share: (kk, rr). Consecutive threads walk
+    // the operand's contiguous dimension (k when k_contig) so global loads
+    // coalesce.
+    __device__ __forceinline__ static void at(int r, bool k_contig, int& kk, int& rr) {
+        int i = (int)threadIdx.x + r * THREADS;
+        if (k_contig) {
+            kk = i % BK;
+            rr = i / BK;
+        } else {
+            rr = i % ROWS;
+            kk = i / ROWS;
+        }
+    }
+
+    // Rows r0.. (of `rows`) and k0.. (of K) of X, element (row, k) at
+    // X[row * rs + k * ks].
+    __device__ __forceinline__ void load(const float* __restrict__ X, long long rs, long long ks,
+                                         bool k_contig, int r0, int rows, int k0, int K) {
+#pragma unroll
+        for (int r = 0; r < L; ++r) {
+            int kk, rr;
+            at(r, k_contig, kk, rr);
+            int row = r0 + rr, k = k0 + kk;
+            reg[r] = (row < rows && k < K) ? X[(long long)row * rs + (long long)k * ks] : 0.0f;
+        }
+    }
+
+    template <class Shared>
+    __device__ __forceinline__ void store(Shared& s, int buf, bool k_contig) const {
+#pragma unroll
+        for (int r = 0; r < L; ++r) {
+            int kk, rr;
+            at(r, k_contig, kk, rr);
+            if constexpr (K_MAJOR) {
+                s[buf][kk][rr] = reg[r];
+            } else {
+                s[buf][rr][kk] = reg[r];
+            }
+        }
+    }
+};
+
+// Cb: this batch's C.
+__device__ __forceinline__ void store_c(float* Cb, int M, int N, int m, int n, float alpha, float v) {
+    if (m < M && n < N) {
+        Cb[(long long)m * N + n] = alpha * v;
+    }
+}
 
 #define S_BK 8
 #define S_THREADS 256
@@ -30,22 +94,17 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
                                                float alpha) {
     static_assert((BM / TM) * (BN / TN) == S_THREADS, "one sub-tile per thread");
     static_assert(TM % 4 == 0 && TN % 4 == 0, "sub-tiles are read as float4");
-    static_assert((BM * S_BK) % S_THREADS == 0 && (BN * S_BK) % S_THREADS == 0, "even loads");
     // As[buf][k][m], Bs[buf][k][n]: each thread reads TM (TN) consecutive m
     // (n) values of one k row as float4s. Two buffers: the next K step is
     // loaded from global memory into registers while this one is computed,
     // then stored into the other buffer.
     __shared__ __align__(16) float As[2][S_BK][BM];
     __shared__ __align__(16) float Bs[2][S_BK][BN];
-    constexpr int LA = (BM * S_BK) / S_THREADS;
-    constexpr int LB = (BN * S_BK) / S_THREADS;
-    float ra[LA], rb[LB];
+    using OpA = TileOperand<BM, S_BK, S_THREADS, true>;
+    using OpB = TileOperand<BN, S_BK, S_THREADS, true>;
 
     const long long batch = blockIdx.z;
-    const float* Ab = A + batch * a_bs;
-    const float* Bb = B + batch * b_bs;
     float* Cb = C + batch * (long long)M * (long long)N;
-
     const int m0 = blockIdx.y * BM;
     const int n0 = blockIdx.x * BN;
     const int tid = threadIdx.x;
@@ -61,58 +120,17 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
         }
     }
 
-    // Element r of this thread's share of a tile: (kk, mm) of A, (kk, nn) of
-    // B. Consecutive threads walk the operand's contiguous dimension so
-    // global loads coalesce.
-    auto a_at = [&](int r, int& kk, int& mm) {
-        int i = tid + r * S_THREADS;
-        if (a_cs == 1) {
-            kk = i % S_BK;
-            mm = i / S_BK;
-        } else {
-            mm = i % BM;
-            kk = i / BM;
-        }
-    };
-    auto b_at = [&](int r, int& kk, int& nn) {
-        int i = tid + r * S_THREADS;
-        if (b_cs == 1) {
-            nn = i % BN;
-            kk = i / BN;
-        } else {
-            kk = i % S_BK;
-            nn = i / S_BK;
-        }
-    };
+    const float* Ab = A + batch * a_bs;
+    const float* Bb = B + batch * b_bs;
+    OpA ta;
+    OpB tb;
     auto load_global = [&](int k0) {
-#pragma unroll
-        for (int r = 0; r < LA; ++r) {
-            int kk, mm;
-            a_at(r, kk, mm);
-            int m = m0 + mm, k = k0 + kk;
-            ra[r] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
-        }
-#pragma unroll
-        for (int r = 0; r < LB; ++r) {
-            int kk, nn;
-            b_at(r, kk, nn);
-            int n = n0 + nn, k = k0 + kk;
-            rb[r] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
-        }
+        ta.load(Ab, a_rs, a_cs, a_cs == 1, m0, M, k0, K);
+        tb.load(Bb, b_cs, b_rs, b_cs != 1, n0, N, k0, K);
     };
     auto store_shared = [&](int buf) {
-#pragma unroll
-        for (int r = 0; r < LA; ++r) {
-            int kk, mm;
-            a_at(r, kk, mm);
-            As[buf][kk][mm] = ra[r];
-        }
-#pragma unroll
-        for (int r = 0; r < LB; ++r) {
-            int kk, nn;
-            b_at(r, kk, nn);
-            Bs[buf][kk][nn] = rb[r];
-        }
+        ta.store(As, buf, a_cs == 1);
+        tb.store(Bs, buf, b_cs != 1);
     };
 
     load_global(0);
@@ -120,9 +138,7 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
     __syncthreads();
     int buf = 0;
     for (int k0 = 0; k0 < K; k0 += S_BK) {
-        // Block-uniform: every thread takes the same branches, so all reach
-        // the barrier below.
-        const bool more = k0 + S_BK < K;
+        const bool more = k0 + S_BK < K;  // block-uniform: all reach the barrier
         if (more) {
             load_global(k0 + S_BK);
         }
@@ -168,10 +184,7 @@ __device__ __forceinline__ void gemm_simt_tile(const float* __restrict__ A, cons
         if (m < M) {
 #pragma unroll
             for (int j = 0; j < TN; ++j) {
-                int n = n0 + tc * TN + j;
-                if (n < N) {
-                    Cb[(long long)m * N + n] = alpha * acc[i][j];
-                }
+                store_c(Cb, M, N, m, n0 + tc * TN + j, alpha, acc[i][j]);
             }
         }
     }
@@ -247,27 +260,56 @@ __device__ __forceinline__ void mma_bf16(float* d, const unsigned* a, const unsi
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
-// BF16 = false: TF32 m16n8k8 (two k steps per tile); true: BF16 m16n8k16.
-template <bool BF16>
+// The two MMA shapes, as gemm_tc uses them: KSTEP, the k extent of one mma;
+// k_of(t), the first k of lane group t's fragments; frag(row, k), the register holding this lane's operand element(s) at
+// (row, k) of a k-contiguous fp32 shared row (one TF32, or the BF16 pair k,
+// k + 1); HALF, the k offset of a fragment's second register; mma, the
+// instruction. Fragment layouts (PTX ISA, "Matrix Fragments for mma.m16n8k8"
+// / "mma.m16n8k16"), g = lane / 4, t = lane % 4:
+//  - TF32 m16n8k8: a0 (g, t), a1 (g+8, t), a2 (g, t+4), a3 (g+8, t+4);
+//    b0 (k t, n g), b1 (k t+4, n g).
+//  - BF16 m16n8k16: a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..),
+//    a3 (g+8, 2t+8..); b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g); lower k in
+//    the low half.
+struct MmaTf32 {
+    static constexpr int KSTEP = 8;
+    static constexpr int HALF = 4;
+    __device__ __forceinline__ static int k_of(int t) { return t; }
+    __device__ __forceinline__ static unsigned frag(const float* row, int k) { return to_tf32(row[k]); }
+    __device__ __forceinline__ static void mma(float* d, const unsigned* a, const unsigned* b) {
+        mma_tf32(d, a, b);
+    }
+};
+
+struct MmaBf16 {
+    static constexpr int KSTEP = 16;
+    static constexpr int HALF = 8;
+    __device__ __forceinline__ static int k_of(int t) { return 2 * t; }
+    __device__ __forceinline__ static unsigned frag(const float* row, int k) {
+        return pack_bf16(row[k], row[k + 1]);
+    }
+    __device__ __forceinline__ static void mma(float* d, const unsigned* a, const unsigned* b) {
+        mma_bf16(d, a, b);
+    }
+};
+
+// 64 x 64 output tile per block of 4 warps, each warp a 32 x 32 tile of
+// 2 x 4 mma tiles of 16 x 8; Mma is MmaTf32 or MmaBf16.
+template <class Mma>
 __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float* __restrict__ B,
                                         float* __restrict__ C, int M, int N, int K,
                                         long long a_rs, long long a_cs, long long a_bs,
                                         long long b_rs, long long b_cs, long long b_bs,
                                         float alpha) {
     // As[buf][m][k] and Bs[buf][n][k]: the k-contiguous layouts the row.col
-    // mma wants. Two buffers, filled as in gemm_simt_tile: the next K step
-    // is loaded into registers while this one is computed.
+    // mma wants. Two buffers, filled as in gemm_simt_tile.
     __shared__ __align__(16) float As[2][T_BM][T_BK + T_PAD];
     __shared__ __align__(16) float Bs[2][T_BN][T_BK + T_PAD];
-    constexpr int LA = (T_BM * T_BK) / T_THREADS;
-    constexpr int LB = (T_BN * T_BK) / T_THREADS;
-    float ra[LA], rb[LB];
+    using OpA = TileOperand<T_BM, T_BK, T_THREADS, false>;
+    using OpB = TileOperand<T_BN, T_BK, T_THREADS, false>;
 
     const long long batch = blockIdx.z;
-    const float* Ab = A + batch * a_bs;
-    const float* Bb = B + batch * b_bs;
     float* Cb = C + batch * (long long)M * (long long)N;
-
     const int m0 = blockIdx.y * T_BM;
     const int n0 = blockIdx.x * T_BN;
     const int tid = threadIdx.x;
@@ -287,55 +329,17 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
 #pragma unroll
             for (int r = 0; r < 4; ++r) acc[mi][ni][r] = 0.0f;
 
-    auto a_at = [&](int r, int& kk, int& mm) {
-        int i = tid + r * T_THREADS;
-        if (a_cs == 1) {
-            kk = i % T_BK;
-            mm = i / T_BK;
-        } else {
-            mm = i % T_BM;
-            kk = i / T_BM;
-        }
-    };
-    auto b_at = [&](int r, int& kk, int& nn) {
-        int i = tid + r * T_THREADS;
-        if (b_cs == 1) {
-            nn = i % T_BN;
-            kk = i / T_BN;
-        } else {
-            kk = i % T_BK;
-            nn = i / T_BK;
-        }
-    };
+    const float* Ab = A + batch * a_bs;
+    const float* Bb = B + batch * b_bs;
+    OpA ta;
+    OpB tb;
     auto load_global = [&](int k0) {
-#pragma unroll
-        for (int r = 0; r < LA; ++r) {
-            int kk, mm;
-            a_at(r, kk, mm);
-            int m = m0 + mm, k = k0 + kk;
-            ra[r] = (m < M && k < K) ? Ab[(long long)m * a_rs + (long long)k * a_cs] : 0.0f;
-        }
-#pragma unroll
-        for (int r = 0; r < LB; ++r) {
-            int kk, nn;
-            b_at(r, kk, nn);
-            int n = n0 + nn, k = k0 + kk;
-            rb[r] = (n < N && k < K) ? Bb[(long long)k * b_rs + (long long)n * b_cs] : 0.0f;
-        }
+        ta.load(Ab, a_rs, a_cs, a_cs == 1, m0, M, k0, K);
+        tb.load(Bb, b_cs, b_rs, b_cs != 1, n0, N, k0, K);
     };
     auto store_shared = [&](int buf) {
-#pragma unroll
-        for (int r = 0; r < LA; ++r) {
-            int kk, mm;
-            a_at(r, kk, mm);
-            As[buf][mm][kk] = ra[r];
-        }
-#pragma unroll
-        for (int r = 0; r < LB; ++r) {
-            int kk, nn;
-            b_at(r, kk, nn);
-            Bs[buf][nn][kk] = rb[r];
-        }
+        ta.store(As, buf, a_cs == 1);
+        tb.store(Bs, buf, b_cs != 1);
     };
 
     load_global(0);
@@ -343,58 +347,32 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
     __syncthreads();
     int buf = 0;
     for (int k0 = 0; k0 < K; k0 += T_BK) {
-        const bool more = k0 + T_BK < K;  // block-uniform
+        const bool more = k0 + T_BK < K;  // block-uniform: all reach the barrier
         if (more) {
             load_global(k0 + T_BK);
         }
-        if (BF16) {
-            // m16n8k16 fragments (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
-            // a0 (g, 2t..2t+1), a1 (g+8, 2t..), a2 (g, 2t+8..), a3 (g+8, 2t+8..);
-            // b0 (k 2t..2t+1, n g), b1 (k 2t+8.., n g); lower k in the low half.
+#pragma unroll
+        for (int ks = 0; ks < T_BK; ks += Mma::KSTEP) {
+            const int k = ks + Mma::k_of(t);
             unsigned af[2][4], bfr[4][2];
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi) {
                 int r0 = wm + mi * 16 + g;
-                af[mi][0] = pack_bf16(As[buf][r0][2 * t], As[buf][r0][2 * t + 1]);
-                af[mi][1] = pack_bf16(As[buf][r0 + 8][2 * t], As[buf][r0 + 8][2 * t + 1]);
-                af[mi][2] = pack_bf16(As[buf][r0][2 * t + 8], As[buf][r0][2 * t + 9]);
-                af[mi][3] = pack_bf16(As[buf][r0 + 8][2 * t + 8], As[buf][r0 + 8][2 * t + 9]);
+                af[mi][0] = Mma::frag(As[buf][r0], k);
+                af[mi][1] = Mma::frag(As[buf][r0 + 8], k);
+                af[mi][2] = Mma::frag(As[buf][r0], k + Mma::HALF);
+                af[mi][3] = Mma::frag(As[buf][r0 + 8], k + Mma::HALF);
             }
 #pragma unroll
             for (int ni = 0; ni < 4; ++ni) {
                 int c0 = wn + ni * 8 + g;
-                bfr[ni][0] = pack_bf16(Bs[buf][c0][2 * t], Bs[buf][c0][2 * t + 1]);
-                bfr[ni][1] = pack_bf16(Bs[buf][c0][2 * t + 8], Bs[buf][c0][2 * t + 9]);
+                bfr[ni][0] = Mma::frag(Bs[buf][c0], k);
+                bfr[ni][1] = Mma::frag(Bs[buf][c0], k + Mma::HALF);
             }
 #pragma unroll
             for (int mi = 0; mi < 2; ++mi)
 #pragma unroll
-                for (int ni = 0; ni < 4; ++ni) mma_bf16(acc[mi][ni], af[mi], bfr[ni]);
-        } else {
-            // m16n8k8 TF32 fragments: a0 (g, t), a1 (g+8, t), a2 (g, t+4),
-            // a3 (g+8, t+4); b0 (k t, n g), b1 (k t+4, n g).
-#pragma unroll
-            for (int ks = 0; ks < T_BK; ks += 8) {
-                unsigned af[2][4], bfr[4][2];
-#pragma unroll
-                for (int mi = 0; mi < 2; ++mi) {
-                    int r0 = wm + mi * 16 + g;
-                    af[mi][0] = to_tf32(As[buf][r0][ks + t]);
-                    af[mi][1] = to_tf32(As[buf][r0 + 8][ks + t]);
-                    af[mi][2] = to_tf32(As[buf][r0][ks + t + 4]);
-                    af[mi][3] = to_tf32(As[buf][r0 + 8][ks + t + 4]);
-                }
-#pragma unroll
-                for (int ni = 0; ni < 4; ++ni) {
-                    int c0 = wn + ni * 8 + g;
-                    bfr[ni][0] = to_tf32(Bs[buf][c0][ks + t]);
-                    bfr[ni][1] = to_tf32(Bs[buf][c0][ks + t + 4]);
-                }
-#pragma unroll
-                for (int mi = 0; mi < 2; ++mi)
-#pragma unroll
-                    for (int ni = 0; ni < 4; ++ni) mma_tf32(acc[mi][ni], af[mi], bfr[ni]);
-            }
+                for (int ni = 0; ni < 4; ++ni) Mma::mma(acc[mi][ni], af[mi], bfr[ni]);
         }
         if (more) {
             store_shared(buf ^ 1);
@@ -412,11 +390,7 @@ __device__ __forceinline__ void gemm_tc(const float* __restrict__ A, const float
             int col = n0 + wn + ni * 8 + 2 * t;
 #pragma unroll
             for (int r = 0; r < 4; ++r) {
-                int m = row + (r >= 2 ? 8 : 0);
-                int n = col + (r & 1);
-                if (m < M && n < N) {
-                    Cb[(long long)m * N + n] = alpha * acc[mi][ni][r];
-                }
+                store_c(Cb, M, N, row + (r >= 2 ? 8 : 0), col + (r & 1), alpha, acc[mi][ni][r]);
             }
         }
     }
@@ -428,7 +402,7 @@ gemm_tc_tf32(const float* __restrict__ A, const float* __restrict__ B, float* __
              long long a_rs, long long a_cs, long long a_bs,
              long long b_rs, long long b_cs, long long b_bs,
              float alpha) {
-    gemm_tc<false>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
+    gemm_tc<MmaTf32>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
 }
 
 extern "C" __global__ void __launch_bounds__(T_THREADS)
@@ -437,7 +411,7 @@ gemm_tc_bf16(const float* __restrict__ A, const float* __restrict__ B, float* __
              long long a_rs, long long a_cs, long long a_bs,
              long long b_rs, long long b_cs, long long b_bs,
              float alpha) {
-    gemm_tc<true>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
+    gemm_tc<MmaBf16>(A, B, C, M, N, K, a_rs, a_cs, a_bs, b_rs, b_cs, b_bs, alpha);
 }
 
 #endif  // __CUDA_ARCH__ >= 800

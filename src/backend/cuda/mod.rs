@@ -336,6 +336,28 @@ macro_rules! launch {
 }
 pub(crate) use launch;
 
+/// A pointer argument for a kernel that treats a null pointer as "absent"
+/// (an optional buffer such as momentum or per-member learning rates): the
+/// wrapped argument when there is one, else a null device pointer.
+pub(super) struct OrNull<A>(pub(super) Option<A>);
+
+// SAFETY: pushes either the wrapped argument, through its own
+// implementation (with its stream synchronization), or a pointer-sized zero
+// that lives for the whole program.
+unsafe impl<'a, A> cudarc::driver::PushKernelArg<OrNull<A>> for cudarc::driver::LaunchArgs<'a>
+where
+    cudarc::driver::LaunchArgs<'a>: cudarc::driver::PushKernelArg<A>,
+{
+    fn arg(&mut self, arg: OrNull<A>) -> &mut Self {
+        use cudarc::driver::PushKernelArg;
+        static NULL: u64 = 0;
+        match arg.0 {
+            Some(a) => <Self as PushKernelArg<A>>::arg(self, a),
+            None => <Self as PushKernelArg<&'static u64>>::arg(self, &NULL),
+        }
+    }
+}
+
 impl Backend for Cuda {
     type Storage = CudaStorage;
 

@@ -2,7 +2,7 @@
 //! argument checks of `src/backend/cpu/optim.rs`.
 
 use super::context::drv;
-use super::{grid_1d, launch, Cuda, CudaTensor};
+use super::{grid_1d, launch, Cuda, CudaTensor, OrNull};
 use crate::backend::shapes::optimizer_members;
 use crate::backend::{AdamHyper, SgdHyper};
 use crate::error::{Error, Result};
@@ -50,90 +50,30 @@ pub(super) fn sgd_update(
     let (t, per) = (total as i64, (total / e) as i64);
     let (mu, wd) = (hp.momentum as f32, hp.weight_decay as f32);
     let (um, nest) = (use_momentum as i32, hp.nesterov as i32);
-    let null = 0u64;
     let gb = be.buf(g)?;
     let pb = be.buf_mut(p)?;
-    let cfg = grid_1d(total);
-    match (use_momentum, &lrs) {
-        (true, Some(l)) => {
-            let bb = be.buf_mut(buf)?;
-            launch!(
-                be,
-                "optim",
-                "sgd_update",
-                cfg,
-                pb,
-                gb,
-                bb,
-                l,
-                &lr,
-                &t,
-                &per,
-                &mu,
-                &um,
-                &nest,
-                &wd
-            )
-        }
-        (true, None) => {
-            let bb = be.buf_mut(buf)?;
-            launch!(
-                be,
-                "optim",
-                "sgd_update",
-                cfg,
-                pb,
-                gb,
-                bb,
-                &null,
-                &lr,
-                &t,
-                &per,
-                &mu,
-                &um,
-                &nest,
-                &wd
-            )
-        }
-        (false, Some(l)) => {
-            launch!(
-                be,
-                "optim",
-                "sgd_update",
-                cfg,
-                pb,
-                gb,
-                &null,
-                l,
-                &lr,
-                &t,
-                &per,
-                &mu,
-                &um,
-                &nest,
-                &wd
-            )
-        }
-        (false, None) => {
-            launch!(
-                be,
-                "optim",
-                "sgd_update",
-                cfg,
-                pb,
-                gb,
-                &null,
-                &null,
-                &lr,
-                &t,
-                &per,
-                &mu,
-                &um,
-                &nest,
-                &wd
-            )
-        }
-    }
+    let bb = if use_momentum {
+        Some(be.buf_mut(buf)?)
+    } else {
+        None
+    };
+    launch!(
+        be,
+        "optim",
+        "sgd_update",
+        grid_1d(total),
+        pb,
+        gb,
+        OrNull(bb),
+        OrNull(lrs.as_ref()),
+        &lr,
+        &t,
+        &per,
+        &mu,
+        &um,
+        &nest,
+        &wd
+    )
 }
 
 pub(super) fn adam_update(
@@ -158,54 +98,29 @@ pub(super) fn adam_update(
     let bc1 = (1.0 - hp.beta1.powi(hp.step as i32)) as f32;
     let bc2_sqrt = (1.0 - hp.beta2.powi(hp.step as i32)).sqrt() as f32;
     let (eps, wd, dec) = (hp.eps as f32, hp.weight_decay as f32, hp.decoupled as i32);
-    let null = 0u64;
     let gb = be.buf(g)?;
     let pb = be.buf_mut(p)?;
     let mb = be.buf_mut(m1)?;
     let vb = be.buf_mut(m2)?;
-    let cfg = grid_1d(total);
-    match &lrs {
-        Some(l) => launch!(
-            be,
-            "optim",
-            "adam_update",
-            cfg,
-            pb,
-            gb,
-            mb,
-            vb,
-            l,
-            &lr,
-            &t,
-            &per,
-            &b1,
-            &b2,
-            &eps,
-            &wd,
-            &dec,
-            &bc1,
-            &bc2_sqrt
-        ),
-        None => launch!(
-            be,
-            "optim",
-            "adam_update",
-            cfg,
-            pb,
-            gb,
-            mb,
-            vb,
-            &null,
-            &lr,
-            &t,
-            &per,
-            &b1,
-            &b2,
-            &eps,
-            &wd,
-            &dec,
-            &bc1,
-            &bc2_sqrt
-        ),
-    }
+    launch!(
+        be,
+        "optim",
+        "adam_update",
+        grid_1d(total),
+        pb,
+        gb,
+        mb,
+        vb,
+        OrNull(lrs.as_ref()),
+        &lr,
+        &t,
+        &per,
+        &b1,
+        &b2,
+        &eps,
+        &wd,
+        &dec,
+        &bc1,
+        &bc2_sqrt
+    )
 }

@@ -2,7 +2,7 @@
 //! through two stages (fixed partials per block, then one block per member,
 //! both in f64), so a sum is the same on every run.
 
-use super::{grid_1d, grid_rows, launch, to_i32, to_u32, Cuda, CudaTensor};
+use super::{grid_1d, grid_rows, launch, to_i32, to_u32, Cuda, CudaTensor, OrNull};
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -185,35 +185,21 @@ fn member_sums(
         shared_mem_bytes: 0,
     };
     let np = parts as i32;
-    let null = 0u64;
-    match sink {
-        Sink::Host(out) => {
-            launch!(
-                be,
-                "reduce",
-                "member_finish",
-                cfg,
-                &partials,
-                &np,
-                &scale,
-                out,
-                &null
-            )
-        }
-        Sink::Device(out) => {
-            launch!(
-                be,
-                "reduce",
-                "member_finish",
-                cfg,
-                &partials,
-                &np,
-                &scale,
-                &null,
-                out
-            )
-        }
-    }
+    let (out_d, out_f) = match sink {
+        Sink::Host(out) => (Some(out), None),
+        Sink::Device(out) => (None, Some(out)),
+    };
+    launch!(
+        be,
+        "reduce",
+        "member_finish",
+        cfg,
+        &partials,
+        &np,
+        &scale,
+        OrNull(out_d),
+        OrNull(out_f)
+    )
 }
 
 /// Per-member sum of squares or of absolute values, on the host.
