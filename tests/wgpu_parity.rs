@@ -564,10 +564,15 @@ fn cli_lists_the_adapter_and_trains_on_wgpu() {
     let stdout = String::from_utf8_lossy(&res.stdout).into_owned();
     assert!(res.status.success(), "{stdout}");
     let name = &g.adapter().name;
+    let dtypes = if g.adapter().f16 {
+        "dtypes f32 f16"
+    } else {
+        "dtypes f32)"
+    };
     assert!(
-        stdout
-            .lines()
-            .any(|l| l.starts_with("wgpu adapter 0: ") && l.contains(name.as_str())),
+        stdout.lines().any(|l| l.starts_with("wgpu adapter 0: ")
+            && l.contains(name.as_str())
+            && l.contains(dtypes)),
         "{stdout}"
     );
     let dir = temp_dir("wgpu_cli");

@@ -147,11 +147,12 @@ pub fn describe_devices() -> Vec<String> {
     }
     for (i, a) in adapters.iter().enumerate() {
         lines.push(format!(
-            "wgpu adapter {i}: {} (backend {}, type {}{}){}",
+            "wgpu adapter {i}: {} (backend {}, type {}{}, dtypes {}){}",
             a.name,
             a.backend,
             a.device_type,
             if a.hardware { "" } else { ", software" },
+            if a.f16 { "f32 f16" } else { "f32" },
             if i == 0 { " <- --device wgpu" } else { "" }
         ));
     }

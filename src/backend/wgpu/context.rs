@@ -9,9 +9,7 @@ use super::storage::{Pool, Pooled};
 use super::variant::storage_variant;
 use crate::backend::{sources, DType};
 use crate::error::{Error, Result};
-use ::wgpu::{
-    Adapter, AdapterInfo, BufferUsages, ComputePipeline, DeviceType, Instance, InstanceDescriptor,
-};
+use ::wgpu::{Adapter, BufferUsages, ComputePipeline, DeviceType, Instance, InstanceDescriptor};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -23,14 +21,18 @@ pub struct AdapterSummary {
     pub device_type: String,
     /// False for software adapters (lavapipe / llvmpipe, WARP).
     pub hardware: bool,
+    /// The adapter offers `SHADER_F16`, so `dtype = "f16"` can run on it.
+    pub f16: bool,
 }
 
-fn summary(info: &AdapterInfo) -> AdapterSummary {
+fn summary(adapter: &Adapter) -> AdapterSummary {
+    let info = adapter.get_info();
     AdapterSummary {
         name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
         hardware: info.device_type != DeviceType::Cpu,
+        f16: adapter.features().contains(::wgpu::Features::SHADER_F16),
     }
 }
 
@@ -56,12 +58,9 @@ fn rank(t: DeviceType) -> u8 {
 
 /// Every adapter wgpu finds on this machine, best first.
 pub fn adapters() -> Vec<AdapterSummary> {
-    let mut infos: Vec<AdapterInfo> = all_adapters(&instance())
-        .iter()
-        .map(|a| a.get_info())
-        .collect();
-    infos.sort_by_key(|i| rank(i.device_type));
-    infos.iter().map(summary).collect()
+    let mut found = all_adapters(&instance());
+    found.sort_by_key(|a| rank(a.get_info().device_type));
+    found.iter().map(summary).collect()
 }
 
 pub struct Context {
@@ -139,7 +138,7 @@ impl Context {
         Ok(Context {
             device,
             queue,
-            info: summary(&info),
+            info: summary(&adapter),
             pool,
             shader_f16,
             modules: Mutex::new(HashMap::new()),
