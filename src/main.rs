@@ -7,6 +7,7 @@ use lmech::config::Config;
 use lmech::eos::{run_eos, table_text, EosOptions};
 use lmech::sweep::{run_sweep, Shard, SweepOptions, SweepSpec};
 use lmech::train::{train, RunOptions};
+use lmech::DType;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -143,7 +144,12 @@ fn main() -> ExitCode {
 
 /// The device `--device` names, saying on stderr which one was taken.
 fn resolve_device(request: &str) -> lmech::Result<Device> {
-    let (device, why) = DeviceRequest::parse(request)?.resolve()?;
+    resolve_device_for(request, DType::F32)
+}
+
+/// `resolve_device` for a run stored in `dtype` (`auto` keeps f64 on the CPU).
+fn resolve_device_for(request: &str, dtype: DType) -> lmech::Result<Device> {
+    let (device, why) = DeviceRequest::parse(request)?.resolve_for(dtype)?;
     eprintln!("{why}");
     Ok(device)
 }
@@ -288,8 +294,8 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             quiet,
         } => {
             let cfg = Config::load(&config, &overrides)?;
-            cfg.resolve()?;
-            let device = resolve_device(&device)?;
+            let dtype = cfg.resolve()?.dtype;
+            let device = resolve_device_for(&device, dtype)?;
             let out = out.unwrap_or_else(|| {
                 let stem = config
                     .file_stem()

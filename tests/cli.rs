@@ -1170,3 +1170,16 @@ fn the_main_job_prints_the_edge_of_stability_table() {
     assert!(!res.status.success() && text(&res.stderr).contains("--lrs"));
     assert!(!bad.exists());
 }
+
+#[test]
+fn auto_keeps_f64_runs_on_the_cpu_whatever_gpus_are_present() {
+    use lmech::backend::device::{Device, DeviceRequest};
+    use lmech::DType;
+    let (device, why) = DeviceRequest::Auto.resolve_for(DType::F64).unwrap();
+    assert_eq!(device, Device::Cpu);
+    assert!(why.contains("f64"), "{why}");
+    // A device asked for by name is not second-guessed: the backend itself
+    // refuses a dtype it cannot hold.
+    let (device, _) = DeviceRequest::Cpu.resolve_for(DType::F16).unwrap();
+    assert_eq!(device, Device::Cpu);
+}

@@ -463,3 +463,12 @@ fn f16_trains_end_to_end_on_wgpu() {
     assert!(!report.diverged());
     assert!(report.final_metrics.values().all(|v: &f64| v.is_finite()));
 }
+
+#[test]
+fn auto_takes_a_wgpu_adapter_for_f16_storage() {
+    let _g = gpu_or_skip!();
+    let (device, why) = lmech::backend::device::DeviceRequest::Auto
+        .resolve_for(DType::F16)
+        .unwrap();
+    assert_eq!(device, Device::Wgpu, "{why}");
+}

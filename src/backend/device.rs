@@ -1,9 +1,11 @@
 //! Device selection (`--device auto|cpu|cuda[:N]|wgpu`). `auto` takes CUDA
 //! when a driver and GPU are present, else a hardware wgpu adapter, else the
-//! CPU, and says which it took. Asking for a backend that cannot run here is
-//! an error that says why and suggests the CPU.
+//! CPU, and says which it took; for a run whose dtype only some backends
+//! hold (f64: the CPU; f16 storage: wgpu) it takes one of those. Asking for a
+//! backend that cannot run here is an error that says why and suggests the
+//! CPU.
 
-use crate::backend::cuda;
+use crate::backend::{cuda, DType};
 use crate::error::{Error, Result};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -44,6 +46,35 @@ impl DeviceRequest {
                 _ => Err(Error::config(
                     "device",
                     format!("unknown device {s:?}; expected auto, cpu, cuda, cuda:N or wgpu"),
+                )),
+            },
+        }
+    }
+
+    /// `resolve` for a run stored in `dtype`: `auto` takes only a device
+    /// that holds it, so an f64 run stays on the CPU wherever it is started.
+    pub fn resolve_for(self, dtype: DType) -> Result<(Device, String)> {
+        if self != DeviceRequest::Auto {
+            return self.resolve();
+        }
+        match dtype {
+            DType::F32 => self.resolve(),
+            DType::F64 => Ok((
+                Device::Cpu,
+                "device: auto chose cpu (f64 runs on the CPU backend only)".into(),
+            )),
+            DType::F16 => match crate::backend::wgpu::adapters().into_iter().find(|a| a.f16) {
+                Some(a) => Ok((
+                    Device::Wgpu,
+                    format!(
+                        "device: auto chose wgpu ({}, {}) for f16 storage",
+                        a.name, a.backend
+                    ),
+                )),
+                None => Err(Error::config(
+                    "dtype",
+                    "f16 storage needs a wgpu adapter with SHADER_F16 and none was found; \
+                     use dtype = \"f32\"",
                 )),
             },
         }
