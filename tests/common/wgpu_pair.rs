@@ -193,3 +193,35 @@ pub fn training_steps_track_cpu(
         }
     }
 }
+
+/// Every loss head (cross-entropy on labels, both squared losses on shared
+/// and per-member targets) on a 3-member ensemble: losses within `loss_tol`,
+/// gradients and loss Hessian-vector products within `tol`.
+pub fn losses_track_cpu(g: &Wgpu, round: fn(&[f64]) -> Vec<f64>, loss_tol: f64, tol: f64) {
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(5);
+    let (e, rows, k) = (3, 50, 10);
+    let mut rand = |n: usize, scale: f64| super::randn(&mut rng, n, scale);
+    let f = pair_rounded(g, &[e, rows, k], &rand(e * rows * k, 3.0), round);
+    let fd = pair_rounded(g, &[e, rows, k], &rand(e * rows * k, 1.0), round);
+    let labels: Vec<f64> = (0..rows).map(|i| (i % k) as f64).collect();
+    let labels = pair_rounded(g, &[rows], &labels, round);
+    let shared = pair_rounded(g, &[rows, k], &rand(rows * k, 1.0), round);
+    let per_member = pair_rounded(g, &[e, rows, k], &rand(e * rows * k, 1.0), round);
+    let cases = [
+        (LossKind::CrossEntropy, &labels, "labels"),
+        (LossKind::Mse, &shared, "shared targets"),
+        (LossKind::Mse, &per_member, "member targets"),
+        (LossKind::MseMean, &shared, "shared targets"),
+        (LossKind::MseMean, &per_member, "member targets"),
+    ];
+    for (kind, t, name) in cases {
+        let (cl, cg) = cpu.loss(kind, &f.cpu, &t.cpu).unwrap();
+        let (gl, gg) = g.loss(kind, &f.gpu, &t.gpu).unwrap();
+        close(&format!("{kind:?} {name} loss"), g, &gl, &cl, loss_tol);
+        close(&format!("{kind:?} {name} gradient"), g, &gg, &cg, tol);
+        let want = cpu.loss_hvp(kind, &f.cpu, &t.cpu, &fd.cpu).unwrap();
+        let got = g.loss_hvp(kind, &f.gpu, &t.gpu, &fd.gpu).unwrap();
+        close(&format!("{kind:?} {name} hvp"), g, &got, &want, tol);
+    }
+}
