@@ -256,29 +256,13 @@ fn optimizer_updates_match_cpu_with_f32_state() {
     let lr: &[f64] = &[0.05, 0.2];
     for (momentum, nesterov, wd) in [(0.0, false, 0.01), (0.9, false, 0.0), (0.9, true, 0.01)] {
         let mut p = pair(&g, &[e, n], &p0);
-        let shape: &[usize] = if momentum == 0.0 { &[0] } else { &[e, n] };
-        let mut buf = Pair {
-            cpu: cpu.zeros(shape).unwrap(),
-            gpu: g.zeros(shape).unwrap(),
-        };
         let hp = SgdHyper {
             lr,
             momentum,
             nesterov,
             weight_decay: wd,
         };
-        for gr in &grads {
-            let gr = pair(&g, &[e, n], gr);
-            cpu.sgd_update(&mut p.cpu, &gr.cpu, &mut buf.cpu, &hp)
-                .unwrap();
-            g.sgd_update(&mut p.gpu, &gr.gpu, &mut buf.gpu, &hp)
-                .unwrap();
-        }
-        let what = format!("sgd momentum {momentum} nesterov {nesterov} wd {wd}");
-        close(&what, &g, &p.gpu, &p.cpu, 3e-3);
-        if momentum != 0.0 {
-            close(&format!("{what} buffer"), &g, &buf.gpu, &buf.cpu, 3e-3);
-        }
+        sgd_steps_track_cpu(&g, &mut p, &grads, &hp, r16, 3e-3);
     }
     // Gradients of 1e-5 square to 1e-10, below f16's smallest subnormal
     // (6e-8): Adam's moments must be f32 for the steps to stay lr-sized.

@@ -319,29 +319,14 @@ fn optimizer_updates_match_cpu() {
         ] {
             let mut p = pair(&g, &[e, n], &p0);
             let tape_copy = p.gpu.clone();
-            let shape: &[usize] = if momentum == 0.0 { &[0] } else { &[e, n] };
-            let mut buf = Pair {
-                cpu: cpu.zeros(shape).unwrap(),
-                gpu: g.zeros(shape).unwrap(),
-            };
             let hp = SgdHyper {
                 lr,
                 momentum,
                 nesterov,
                 weight_decay: wd,
             };
-            for gr in &grads {
-                let gr = pair(&g, &[e, n], gr);
-                cpu.sgd_update(&mut p.cpu, &gr.cpu, &mut buf.cpu, &hp)
-                    .unwrap();
-                g.sgd_update(&mut p.gpu, &gr.gpu, &mut buf.gpu, &hp)
-                    .unwrap();
-            }
+            sgd_steps_track_cpu(&g, &mut p, &grads, &hp, <[f64]>::to_vec, 1e-6);
             let what = format!("sgd lr {lr:?} momentum {momentum} nesterov {nesterov} wd {wd}");
-            close(&what, &g, &p.gpu, &p.cpu, 1e-6);
-            if momentum != 0.0 {
-                close(&format!("{what} buffer"), &g, &buf.gpu, &buf.cpu, 1e-6);
-            }
             assert_eq!(
                 down(&g, &tape_copy),
                 down(&cpu, &up(&cpu, &[e, n], &p0)),

@@ -6,6 +6,7 @@
 //! inputs and parameters on both sides so only the arithmetic differs.
 
 use super::max_rel_err;
+use lmech::backend::SgdHyper;
 use lmech::curvature::flatten;
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
@@ -223,5 +224,40 @@ pub fn losses_track_cpu(g: &Wgpu, round: fn(&[f64]) -> Vec<f64>, loss_tol: f64, 
         let want = cpu.loss_hvp(kind, &f.cpu, &t.cpu, &fd.cpu).unwrap();
         let got = g.loss_hvp(kind, &f.gpu, &t.gpu, &fd.gpu).unwrap();
         close(&format!("{kind:?} {name} hvp"), g, &got, &want, tol);
+    }
+}
+
+/// Applies `grads` (each `[e, n]`) to `p` by SGD with `hp` on both backends,
+/// with a zero momentum buffer (empty when momentum is 0), and checks the
+/// parameters and the buffer agree within `tol`. `round` is applied to the
+/// gradients as to every stored input.
+pub fn sgd_steps_track_cpu(
+    g: &Wgpu,
+    p: &mut Pair,
+    grads: &[Vec<f64>],
+    hp: &SgdHyper,
+    round: fn(&[f64]) -> Vec<f64>,
+    tol: f64,
+) {
+    let cpu = Cpu::f32();
+    let shape = p.cpu.shape().to_vec();
+    let buf_shape: &[usize] = if hp.momentum == 0.0 { &[0] } else { &shape };
+    let mut buf = Pair {
+        cpu: cpu.zeros(buf_shape).unwrap(),
+        gpu: g.zeros(buf_shape).unwrap(),
+    };
+    for gr in grads {
+        let gr = pair_rounded(g, &shape, gr, round);
+        cpu.sgd_update(&mut p.cpu, &gr.cpu, &mut buf.cpu, hp)
+            .unwrap();
+        g.sgd_update(&mut p.gpu, &gr.gpu, &mut buf.gpu, hp).unwrap();
+    }
+    let what = format!(
+        "sgd lr {:?} momentum {} nesterov {} wd {}",
+        hp.lr, hp.momentum, hp.nesterov, hp.weight_decay
+    );
+    close(&what, g, &p.gpu, &p.cpu, tol);
+    if hp.momentum != 0.0 {
+        close(&format!("{what} buffer"), g, &buf.gpu, &buf.cpu, tol);
     }
 }
