@@ -23,6 +23,29 @@ fn lmech(args: &[&str]) -> Output {
         .expect("cannot start the lmech binary")
 }
 
+/// `lmech sweep SPEC --out OUT --device cpu --quiet EXTRA...`, which must
+/// succeed; its stdout.
+fn sweep_ok(spec: &Path, out: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "sweep",
+        spec.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--quiet",
+    ];
+    args.extend_from_slice(extra);
+    let o = lmech(&args);
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    stdout
+}
+
 fn spec(text: &str) -> SweepSpec {
     SweepSpec::parse(text, "test", Path::new(".")).unwrap()
 }
@@ -461,23 +484,7 @@ fn a_sweep_records_divergence_and_reports_every_run() {
     let dir = temp_dir("sweep-run");
     let spec_path = write(&dir, "s.toml", SMALL_SWEEP);
     let out = dir.join("out");
-    let o = lmech(&[
-        "sweep",
-        spec_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--device",
-        "cpu",
-        "--jobs",
-        "2",
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = sweep_ok(&spec_path, &out, &["--jobs", "2"]);
     assert!(
         stdout.contains("12 runs: 8 finished, 4 diverged"),
         "{stdout}"
@@ -683,22 +690,7 @@ fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
         })
         .collect();
     assert!(!interrupted.is_empty());
-    let o = lmech(&[
-        "sweep",
-        spec_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--resume",
-        "--device",
-        "cpu",
-        "--quiet",
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = sweep_ok(&spec_path, &out, &["--resume"]);
     // Runs whose summary was written just before the kill are committed
     // without training again; none is trained twice.
     let skipped = count(&stdout, " done before");
@@ -873,21 +865,7 @@ fn the_report_draws_coordinate_checks_and_sharpness() {
         "#,
     );
     let out = dir.join("out");
-    let o = lmech(&[
-        "sweep",
-        spec_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-        "--device",
-        "cpu",
-    ]);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let stdout = sweep_ok(&spec_path, &out, &[]);
     assert!(stdout.contains("(4 ensembles)"), "{stdout}");
     for plot in ["coord_check.svg", "sharpness.svg", "lr_transfer.svg"] {
         let svg = std::fs::read_to_string(out.join(plot)).unwrap();
