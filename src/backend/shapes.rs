@@ -2,6 +2,7 @@
 //! and wgpu accept exactly the same shapes and refuse the rest with the same
 //! messages. Each returns the sizes the kernels need.
 
+use crate::backend::{AdamHyper, SgdHyper};
 use crate::error::{Error, Result};
 
 /// The sizes of `op(a) @ op(b)` batched over the ensemble: `e` products of
@@ -76,15 +77,36 @@ pub fn same_shapes(op: &str, shapes: &[&[usize]]) -> Result<()> {
     )))
 }
 
+/// Checks an SGD update's operands (the momentum buffer is unused, and may be
+/// empty, without momentum) and returns how many learning rates there are.
+pub fn sgd_members(param: &[usize], grad: &[usize], buf: &[usize], hp: &SgdHyper) -> Result<usize> {
+    if hp.momentum != 0.0 {
+        optimizer_members("sgd", param, &[grad, buf], hp.lr)
+    } else {
+        optimizer_members("sgd", param, &[grad], hp.lr)
+    }
+}
+
+/// Checks an Adam update's operands and step count (1 on the first update)
+/// and returns how many learning rates there are.
+pub fn adam_members(
+    param: &[usize],
+    grad: &[usize],
+    m: &[usize],
+    v: &[usize],
+    hp: &AdamHyper,
+) -> Result<usize> {
+    let e = optimizer_members("adam", param, &[grad, m, v], hp.lr)?;
+    if hp.step == 0 {
+        return Err(Error::msg("adam: step counts from 1"));
+    }
+    Ok(e)
+}
+
 /// Checks an optimizer update's operands (the state buffers have the
 /// parameter's shape; one learning rate, or one per ensemble member) and
 /// returns how many learning rates there are.
-pub fn optimizer_members(
-    name: &str,
-    param: &[usize],
-    state: &[&[usize]],
-    lr: &[f64],
-) -> Result<usize> {
+fn optimizer_members(name: &str, param: &[usize], state: &[&[usize]], lr: &[f64]) -> Result<usize> {
     for s in state {
         if *s != param {
             return Err(Error::shape(format!(

@@ -3,16 +3,11 @@
 //! coupled weight decay), `Adam` (coupled) and `AdamW` (decoupled).
 
 use super::{Cpu, Elem};
-use crate::backend::shapes::optimizer_members;
+use crate::backend::shapes::{adam_members, sgd_members};
 use crate::backend::{AdamHyper, SgdHyper};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
-
-fn check(name: &str, p: &Tensor<Cpu>, others: &[&Tensor<Cpu>], lr: &[f64]) -> Result<usize> {
-    let state: Vec<&[usize]> = others.iter().map(|o| o.shape()).collect();
-    optimizer_members(name, p.shape(), &state, lr)
-}
 
 pub fn sgd_update<T: Elem>(
     p: &mut Tensor<Cpu>,
@@ -22,11 +17,7 @@ pub fn sgd_update<T: Elem>(
 ) -> Result<()> {
     let use_momentum = hp.momentum != 0.0;
     // Without momentum the buffer is unused and may be empty.
-    let e = if use_momentum {
-        check("sgd", p, &[g, buf], hp.lr)?
-    } else {
-        check("sgd", p, &[g], hp.lr)?
-    };
+    let e = sgd_members(p.shape(), g.shape(), buf.shape(), hp)?;
     let per = p.numel() / e;
     let gv = T::view(g.storage())?;
     let pv = T::view_mut(p.storage_mut())?;
@@ -75,10 +66,7 @@ pub fn adam_update<T: Elem>(
     m2: &mut Tensor<Cpu>,
     hp: &AdamHyper,
 ) -> Result<()> {
-    let e = check("adam", p, &[g, m1, m2], hp.lr)?;
-    if hp.step == 0 {
-        return Err(Error::msg("adam: step counts from 1"));
-    }
+    let e = adam_members(p.shape(), g.shape(), m1.shape(), m2.shape(), hp)?;
     let per = p.numel() / e;
     let gv = T::view(g.storage())?;
     let pv = T::view_mut(p.storage_mut())?;

@@ -3,15 +3,10 @@
 
 use super::context::drv;
 use super::{grid_1d, launch, Cuda, CudaTensor, OrNull};
-use crate::backend::shapes::optimizer_members;
+use crate::backend::shapes::{adam_members, sgd_members};
 use crate::backend::{AdamHyper, SgdHyper};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use cudarc::driver::CudaSlice;
-
-fn check(name: &str, p: &CudaTensor, others: &[&CudaTensor], lr: &[f64]) -> Result<usize> {
-    let state: Vec<&[usize]> = others.iter().map(|o| o.shape()).collect();
-    optimizer_members(name, p.shape(), &state, lr)
-}
 
 /// The learning rates as the kernels take them: one scalar when all members
 /// share it (no upload), else a device array of E values.
@@ -37,11 +32,7 @@ pub(super) fn sgd_update(
 ) -> Result<()> {
     let use_momentum = hp.momentum != 0.0;
     // Without momentum the buffer is unused and may be empty.
-    let e = if use_momentum {
-        check("sgd", p, &[g, buf], hp.lr)?
-    } else {
-        check("sgd", p, &[g], hp.lr)?
-    };
+    let e = sgd_members(p.shape(), g.shape(), buf.shape(), hp)?;
     let total = p.numel();
     if total == 0 {
         return Ok(());
@@ -84,10 +75,7 @@ pub(super) fn adam_update(
     m2: &mut CudaTensor,
     hp: &AdamHyper,
 ) -> Result<()> {
-    let e = check("adam", p, &[g, m1, m2], hp.lr)?;
-    if hp.step == 0 {
-        return Err(Error::msg("adam: step counts from 1"));
-    }
+    let e = adam_members(p.shape(), g.shape(), m1.shape(), m2.shape(), hp)?;
     let total = p.numel();
     if total == 0 {
         return Ok(());

@@ -11,14 +11,9 @@
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
-use crate::backend::shapes::optimizer_members;
+use crate::backend::shapes::{adam_members, sgd_members};
 use crate::backend::{AdamHyper, SgdHyper};
-use crate::error::{Error, Result};
-
-fn check(name: &str, p: &WgpuTensor, others: &[&WgpuTensor], lr: &[f64]) -> Result<usize> {
-    let state: Vec<&[usize]> = others.iter().map(|o| o.shape()).collect();
-    optimizer_members(name, p.shape(), &state, lr)
-}
+use crate::error::Result;
 
 /// The shader's `Params`: total, per, lr_len, nesterov, decoupled, momentum,
 /// wd, beta1, beta2, bc1, bc2_sqrt, eps.
@@ -66,11 +61,7 @@ pub fn sgd_update(
 ) -> Result<()> {
     let use_momentum = hp.momentum != 0.0;
     // Without momentum the buffer is unused and may be empty.
-    let e = if use_momentum {
-        check("sgd", p, &[g, buf], hp.lr)?
-    } else {
-        check("sgd", p, &[g], hp.lr)?
-    };
+    let e = sgd_members(p.shape(), g.shape(), buf.shape(), hp)?;
     let total = p.numel();
     if total == 0 {
         return Ok(());
@@ -126,10 +117,7 @@ pub fn adam_update(
     m2: &mut WgpuTensor,
     hp: &AdamHyper,
 ) -> Result<()> {
-    let e = check("adam", p, &[g, m1, m2], hp.lr)?;
-    if hp.step == 0 {
-        return Err(Error::msg("adam: step counts from 1"));
-    }
+    let e = adam_members(p.shape(), g.shape(), m1.shape(), m2.shape(), hp)?;
     let total = p.numel();
     if total == 0 {
         return Ok(());
