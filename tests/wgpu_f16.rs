@@ -192,7 +192,6 @@ fn reductions_match_cpu_in_f16() {
         let x = pair(&g, &[e, rows, n], &randn(&mut rng, e * rows * n, 1.0));
         let y = pair(&g, &[e, rows, n], &randn(&mut rng, e * rows * n, 1.0));
         let what = format!("[{e}, {rows}, {n}]");
-        let per = rows * n;
         close(
             &format!("sum_rows {what}"),
             &g,
@@ -214,25 +213,7 @@ fn reductions_match_cpu_in_f16() {
             &cpu.dot_members(&x.cpu, &y.cpu).unwrap(),
             POINTWISE,
         );
-        close_vec(
-            &format!("sum_sq {what}"),
-            &g.sum_sq(&x.gpu).unwrap(),
-            &cpu.sum_sq(&x.cpu).unwrap(),
-            sum_tol(per),
-        );
-        close_vec(
-            &format!("sum_abs {what}"),
-            &g.sum_abs(&x.gpu).unwrap(),
-            &cpu.sum_abs(&x.cpu).unwrap(),
-            sum_tol(per),
-        );
-        let labels: Vec<f64> = (0..rows).map(|i| (i * 7 % n) as f64).collect();
-        let l = pair(&g, &[rows], &labels);
-        assert_eq!(
-            g.count_correct(&x.gpu, &l.gpu).unwrap(),
-            cpu.count_correct(&x.cpu, &l.cpu).unwrap(),
-            "count_correct {what}"
-        );
+        host_reductions_track_cpu(&g, &x, r16, &what);
     }
     // Host scalars are f32: a squared norm past f16's 65504 comes back whole.
     let big = pair(&g, &[1, 4096], &vec![10.0; 4096]);

@@ -249,25 +249,7 @@ fn reductions_match_cpu() {
             &want,
             sum_tol(per),
         );
-        close_vec(
-            &format!("sum_sq {what}"),
-            &g.sum_sq(&x.gpu).unwrap(),
-            &cpu.sum_sq(&x.cpu).unwrap(),
-            sum_tol(per),
-        );
-        close_vec(
-            &format!("sum_abs {what}"),
-            &g.sum_abs(&x.gpu).unwrap(),
-            &cpu.sum_abs(&x.cpu).unwrap(),
-            sum_tol(per),
-        );
-        let labels: Vec<f64> = (0..rows).map(|i| (i * 7 % n) as f64).collect();
-        let l = pair(&g, &[rows], &labels);
-        assert_eq!(
-            g.count_correct(&x.gpu, &l.gpu).unwrap(),
-            cpu.count_correct(&x.cpu, &l.cpu).unwrap(),
-            "count_correct {what}"
-        );
+        host_reductions_track_cpu(&g, &x, <[f64]>::to_vec, &what);
     }
     // Rank 2 and rank 1 read as one member.
     let x = pair(&g, &[5, 6], &randn(&mut rng, 30, 1.0));

@@ -261,3 +261,32 @@ pub fn sgd_steps_track_cpu(
         close(&format!("{what} buffer"), g, &buf.gpu, &buf.cpu, tol);
     }
 }
+
+/// The reductions that come back to the host (per-member sums of squares and
+/// of absolute values, argmax hits against labels) of `x` (`[e, rows, n]`)
+/// agree with the CPU: the sums to f32 rounding of `rows * n` terms, the
+/// counts exactly.
+pub fn host_reductions_track_cpu(g: &Wgpu, x: &Pair, round: fn(&[f64]) -> Vec<f64>, what: &str) {
+    let cpu = Cpu::f32();
+    let (_, rows, n) = x.cpu.as_batched().unwrap();
+    let per = rows * n;
+    close_vec(
+        &format!("sum_sq {what}"),
+        &g.sum_sq(&x.gpu).unwrap(),
+        &cpu.sum_sq(&x.cpu).unwrap(),
+        sum_tol(per),
+    );
+    close_vec(
+        &format!("sum_abs {what}"),
+        &g.sum_abs(&x.gpu).unwrap(),
+        &cpu.sum_abs(&x.cpu).unwrap(),
+        sum_tol(per),
+    );
+    let labels: Vec<f64> = (0..rows).map(|i| (i * 7 % n) as f64).collect();
+    let l = pair_rounded(g, &[rows], &labels, round);
+    assert_eq!(
+        g.count_correct(&x.gpu, &l.gpu).unwrap(),
+        cpu.count_correct(&x.cpu, &l.cpu).unwrap(),
+        "count_correct {what}"
+    );
+}
