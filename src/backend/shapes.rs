@@ -150,3 +150,25 @@ pub fn squared_loss_targets_shared(
         )))
     }
 }
+
+/// `labels` holds one class label per row (example) of the outputs `f`, whose
+/// rows per member are `rows`; `op` names the operation in the error.
+pub fn one_label_per_row(op: &str, labels: &[usize], f: &[usize], rows: usize) -> Result<()> {
+    let n: usize = labels.iter().product();
+    if n == rows {
+        return Ok(());
+    }
+    Err(Error::shape(format!(
+        "{op} needs one label per example: {n} labels for outputs {f:?}"
+    )))
+}
+
+/// A loss Hessian-vector product's tangent `f_dot` has the outputs' shape.
+pub fn loss_tangent(f: &[usize], f_dot: &[usize]) -> Result<()> {
+    if f == f_dot {
+        return Ok(());
+    }
+    Err(Error::shape(format!(
+        "loss_hvp: tangent {f_dot:?} for outputs {f:?}"
+    )))
+}

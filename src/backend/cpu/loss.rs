@@ -4,7 +4,7 @@
 
 use super::pointwise::for_rows;
 use super::{Cpu, Elem};
-use crate::backend::shapes::squared_loss_targets_shared;
+use crate::backend::shapes::{loss_tangent, one_label_per_row, squared_loss_targets_shared};
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
 use crate::tensor::Tensor;
@@ -24,13 +24,7 @@ pub fn loss<T: Elem>(
     let inv_b = T::from_f64(1.0 / rows.max(1) as f64);
     match kind {
         LossKind::CrossEntropy => {
-            if target.numel() != rows {
-                return Err(Error::shape(format!(
-                    "cross-entropy needs one label per example: {} labels for outputs {:?}",
-                    target.numel(),
-                    f.shape()
-                )));
-            }
+            one_label_per_row("cross-entropy", target.shape(), f.shape(), rows)?;
             if let Some(bad) = tv
                 .iter()
                 .find(|&&l| l.to_f64() < 0.0 || l.to_f64() >= k as f64)
@@ -120,25 +114,13 @@ pub fn loss_hvp<T: Elem>(
     f_dot: &Tensor<Cpu>,
 ) -> Result<Tensor<Cpu>> {
     let (_, rows, k) = f.as_batched()?;
-    if f_dot.shape() != f.shape() {
-        return Err(Error::shape(format!(
-            "loss_hvp: tangent {:?} for outputs {:?}",
-            f_dot.shape(),
-            f.shape()
-        )));
-    }
+    loss_tangent(f.shape(), f_dot.shape())?;
     let fv = T::view(f.storage())?;
     let inv_b = T::from_f64(1.0 / rows.max(1) as f64);
     let mut out = T::view(f_dot.storage())?.to_vec();
     match kind {
         LossKind::CrossEntropy => {
-            if target.numel() != rows {
-                return Err(Error::shape(format!(
-                    "{} labels for outputs {:?}",
-                    target.numel(),
-                    f.shape()
-                )));
-            }
+            one_label_per_row("cross-entropy", target.shape(), f.shape(), rows)?;
             // H = (diag(p) - p p^T) / B for each row's softmax p.
             for_rows(&mut out, k, |r, d| {
                 let row = &fv[r * k..(r + 1) * k];

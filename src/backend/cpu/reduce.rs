@@ -3,6 +3,7 @@
 //! thread in a fixed order, so sums do not depend on the thread count.
 
 use super::{Cpu, Elem};
+use crate::backend::shapes::one_label_per_row;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use rayon::prelude::*;
@@ -59,13 +60,7 @@ pub fn sum_sq<T: Elem>(x: &Tensor<Cpu>) -> Result<Vec<f64>> {
 
 pub fn count_correct<T: Elem>(f: &Tensor<Cpu>, labels: &Tensor<Cpu>) -> Result<Vec<f64>> {
     let (e, rows, k) = f.as_batched()?;
-    if labels.numel() != rows {
-        return Err(Error::shape(format!(
-            "{} labels for outputs {:?}",
-            labels.numel(),
-            f.shape()
-        )));
-    }
+    one_label_per_row("count_correct", labels.shape(), f.shape(), rows)?;
     let fv = T::view(f.storage())?;
     let lv = T::view(labels.storage())?;
     Ok((0..e)

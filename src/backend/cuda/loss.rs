@@ -4,8 +4,8 @@
 
 use super::reduce::member_mean;
 use super::{grid_1d, grid_rows, launch, to_i32, Cuda, CudaTensor};
-use crate::backend::shapes::squared_loss_targets_shared;
-use crate::error::{Error, Result};
+use crate::backend::shapes::{loss_tangent, one_label_per_row, squared_loss_targets_shared};
+use crate::error::Result;
 use crate::nn::loss::LossKind;
 
 pub(super) fn loss(
@@ -23,13 +23,7 @@ pub(super) fn loss(
     let (nr, ri, ki) = (nrows as i64, to_i32(rows, "rows")?, to_i32(k, "k")?);
     match kind {
         LossKind::CrossEntropy => {
-            if target.numel() != rows {
-                return Err(Error::shape(format!(
-                    "cross-entropy needs one label per example: {} labels for outputs {:?}",
-                    target.numel(),
-                    f.shape()
-                )));
-            }
+            one_label_per_row("cross-entropy", target.shape(), f.shape(), rows)?;
             if nrows > 0 {
                 let ib = inv_b as f32;
                 launch!(
@@ -90,26 +84,14 @@ pub(super) fn loss_hvp(
     f_dot: &CudaTensor,
 ) -> Result<CudaTensor> {
     let (e, rows, k) = f.as_batched()?;
-    if f_dot.shape() != f.shape() {
-        return Err(Error::shape(format!(
-            "loss_hvp: tangent {:?} for outputs {:?}",
-            f_dot.shape(),
-            f.shape()
-        )));
-    }
+    loss_tangent(f.shape(), f_dot.shape())?;
     let inv_b = 1.0 / rows.max(1) as f64;
     let total = f.numel();
     let mut out = be.alloc(total)?;
     let (fb, db) = (be.buf(f)?, be.buf(f_dot)?);
     match kind {
         LossKind::CrossEntropy => {
-            if target.numel() != rows {
-                return Err(Error::shape(format!(
-                    "{} labels for outputs {:?}",
-                    target.numel(),
-                    f.shape()
-                )));
-            }
+            one_label_per_row("cross-entropy", target.shape(), f.shape(), rows)?;
             let nrows = e * rows;
             if nrows > 0 {
                 let (nr, ki, ib) = (nrows as i64, to_i32(k, "k")?, inv_b as f32);

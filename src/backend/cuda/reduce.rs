@@ -3,6 +3,7 @@
 //! both in f64), so a sum is the same on every run.
 
 use super::{grid_1d, grid_rows, launch, to_i32, to_u32, Cuda, CudaTensor, OrNull};
+use crate::backend::shapes::one_label_per_row;
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -256,13 +257,7 @@ pub(super) fn dot_members(be: &Cuda, a: &CudaTensor, b: &CudaTensor) -> Result<C
 
 pub(super) fn count_correct(be: &Cuda, f: &CudaTensor, labels: &CudaTensor) -> Result<Vec<f64>> {
     let (e, rows, k) = f.as_batched()?;
-    if labels.numel() != rows {
-        return Err(Error::shape(format!(
-            "{} labels for outputs {:?}",
-            labels.numel(),
-            f.shape()
-        )));
-    }
+    one_label_per_row("count_correct", labels.shape(), f.shape(), rows)?;
     if k == 0 || rows == 0 {
         return Ok(vec![0.0; e]);
     }

@@ -5,8 +5,8 @@
 use super::context::grid;
 use super::reduce::{member_reduce, MemberOp};
 use super::{bits, Wgpu, WgpuTensor};
-use crate::backend::shapes::squared_loss_targets_shared;
-use crate::error::{Error, Result};
+use crate::backend::shapes::{loss_tangent, one_label_per_row, squared_loss_targets_shared};
+use crate::error::Result;
 use crate::nn::loss::LossKind;
 use crate::tensor::Tensor;
 
@@ -16,13 +16,7 @@ fn params(kind: LossKind, f: &WgpuTensor, target: &WgpuTensor) -> Result<[u32; 8
     let inv_b = 1.0 / rows.max(1) as f64;
     let (kind_id, shared, lscale, gscale) = match kind {
         LossKind::CrossEntropy => {
-            if target.numel() != rows {
-                return Err(Error::shape(format!(
-                    "cross-entropy needs one label per example: {} labels for outputs {:?}",
-                    target.numel(),
-                    f.shape()
-                )));
-            }
+            one_label_per_row("cross-entropy", target.shape(), f.shape(), rows)?;
             (0, true, 1.0, inv_b)
         }
         LossKind::Mse | LossKind::MseMean => {
@@ -97,13 +91,7 @@ pub fn loss_hvp(
     f_dot: &WgpuTensor,
 ) -> Result<WgpuTensor> {
     let (e, rows, k) = f.as_batched()?;
-    if f_dot.shape() != f.shape() {
-        return Err(Error::shape(format!(
-            "loss_hvp: tangent {:?} for outputs {:?}",
-            f_dot.shape(),
-            f.shape()
-        )));
-    }
+    loss_tangent(f.shape(), f_dot.shape())?;
     let p = params(kind, f, target)?;
     let out = be.alloc(f.numel())?;
     if e * rows > 0 && k > 0 {

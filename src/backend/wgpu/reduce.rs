@@ -5,6 +5,7 @@
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
+use crate::backend::shapes::one_label_per_row;
 use crate::backend::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -171,13 +172,7 @@ pub fn row_sq_norms(be: &Wgpu, x: &WgpuTensor) -> Result<WgpuTensor> {
 
 pub fn count_correct(be: &Wgpu, f: &WgpuTensor, labels: &WgpuTensor) -> Result<Vec<f64>> {
     let (e, rows, k) = f.as_batched()?;
-    if labels.numel() != rows {
-        return Err(Error::shape(format!(
-            "{} labels for outputs {:?}",
-            labels.numel(),
-            f.shape()
-        )));
-    }
+    one_label_per_row("count_correct", labels.shape(), f.shape(), rows)?;
     let counts = be.alloc_as(e, DType::F32)?;
     let total = e * rows;
     if total > 0 && k > 0 {
