@@ -11,16 +11,13 @@
 //! cargo bench --bench wgpu
 //! ```
 
+mod common;
+
+use common::MlpStep;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use lmech::nn::activation::Activation;
-use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
-use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
 use lmech::{Backend, DType, Tensor, Wgpu};
 use std::time::Duration;
-
-const BATCH: usize = 1000;
 
 fn backend(dtype: DType) -> Option<Wgpu> {
     match Wgpu::new(dtype) {
@@ -76,22 +73,7 @@ fn train_step(c: &mut Criterion) {
 }
 
 fn train_step_in(c: &mut Criterion, be: Wgpu) {
-    let spec = MlpSpec::new(784, 1024, 3, 10, Activation::Tanh);
-    let mut model = Mlp::init(&be, spec, &[0]).unwrap();
-    let mut rng = Rng::new(1);
-    let x: Vec<f64> = (0..BATCH * 784).map(|_| rng.normal()).collect();
-    let labels: Vec<f64> = (0..BATCH).map(|_| rng.below(10) as f64).collect();
-    let x = be.from_f64(&[BATCH, 784], &x).unwrap();
-    let labels = be.from_f64(&[BATCH], &labels).unwrap();
-    let mut opt = Optimizer::new(
-        &be,
-        OptimHyper::new(OptimizerKind::Sgd),
-        Schedule::Constant,
-        vec![1e-3],
-        &model.params(),
-        vec![1.0; model.params().len()],
-    )
-    .unwrap();
+    let mut w = MlpStep::new(&be);
     let mut group = c.benchmark_group(format!(
         "wgpu_mlp_784_1024_1024_10_tanh_b1000_{}",
         be.dtype().name()
@@ -100,12 +82,9 @@ fn train_step_in(c: &mut Criterion, be: Wgpu) {
     group.warm_up_time(Duration::from_secs(1));
     group.bench_function("train_step_sgd", |b| {
         b.iter(|| {
-            let pass = model
-                .loss_pass(&be, &x, &labels, LossKind::CrossEntropy, true)
-                .unwrap();
-            opt.step(&be, model.params_mut(), &pass.grads).unwrap();
+            let loss = w.step(&be, true);
             // The loss a training loop logs: the step's one readback.
-            be.to_f64(&pass.loss).unwrap()
+            be.to_f64(&loss).unwrap()
         })
     });
     group.finish();
