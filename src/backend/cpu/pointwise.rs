@@ -124,14 +124,7 @@ pub fn act_backward<T: Elem>(
     g_post: &Tensor<Cpu>,
     act: Activation,
 ) -> Result<Tensor<Cpu>> {
-    if pre.shape() != g_post.shape() || post.shape() != g_post.shape() {
-        return Err(Error::shape(format!(
-            "act_backward: pre {:?}, post {:?}, gradient {:?}",
-            pre.shape(),
-            post.shape(),
-            g_post.shape()
-        )));
-    }
+    same_shapes("act_backward", &[pre.shape(), post.shape(), g_post.shape()])?;
     if act == Activation::Identity {
         return Ok(g_post.clone());
     }
@@ -213,13 +206,7 @@ pub fn scale_members<T: Elem>(x: &Tensor<Cpu>, s: &Tensor<Cpu>) -> Result<Tensor
 }
 
 pub fn axpy<T: Elem>(y: &mut Tensor<Cpu>, alpha: f64, x: &Tensor<Cpu>) -> Result<()> {
-    if y.shape() != x.shape() {
-        return Err(Error::shape(format!(
-            "axpy: {:?} += {:?}",
-            y.shape(),
-            x.shape()
-        )));
-    }
+    same_shapes("axpy", &[y.shape(), x.shape()])?;
     let a = T::from_f64(alpha);
     let xv = T::view(x.storage())?;
     let yv = T::view_mut(y.storage_mut())?;

@@ -3,8 +3,8 @@
 //! thread in a fixed order, so sums do not depend on the thread count.
 
 use super::{Cpu, Elem};
-use crate::backend::shapes::one_label_per_row;
-use crate::error::{Error, Result};
+use crate::backend::shapes::{one_label_per_row, same_shapes};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -84,13 +84,7 @@ pub fn count_correct<T: Elem>(f: &Tensor<Cpu>, labels: &Tensor<Cpu>) -> Result<V
 }
 
 pub fn dot_members<T: Elem>(a: &Tensor<Cpu>, b: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
-    if a.shape() != b.shape() {
-        return Err(Error::shape(format!(
-            "dot_members: {:?} vs {:?}",
-            a.shape(),
-            b.shape()
-        )));
-    }
+    same_shapes("dot_members", &[a.shape(), b.shape()])?;
     let (av, bv) = (T::view(a.storage())?, T::view(b.storage())?);
     let e = if a.shape().len() >= 2 {
         a.shape()[0]

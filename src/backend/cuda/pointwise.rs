@@ -104,14 +104,7 @@ pub(super) fn act_backward(
     g_post: &CudaTensor,
     act: Activation,
 ) -> Result<CudaTensor> {
-    if pre.shape() != g_post.shape() || post.shape() != g_post.shape() {
-        return Err(Error::shape(format!(
-            "act_backward: pre {:?}, post {:?}, gradient {:?}",
-            pre.shape(),
-            post.shape(),
-            g_post.shape()
-        )));
-    }
+    same_shapes("act_backward", &[pre.shape(), post.shape(), g_post.shape()])?;
     if act == Activation::Identity {
         return Ok(g_post.clone());
     }
@@ -214,13 +207,7 @@ pub(super) fn scale_members(be: &Cuda, x: &CudaTensor, s: &CudaTensor) -> Result
 }
 
 pub(super) fn axpy(be: &Cuda, y: &mut CudaTensor, alpha: f64, x: &CudaTensor) -> Result<()> {
-    if y.shape() != x.shape() {
-        return Err(Error::shape(format!(
-            "axpy: {:?} += {:?}",
-            y.shape(),
-            x.shape()
-        )));
-    }
+    same_shapes("axpy", &[y.shape(), x.shape()])?;
     let total = y.numel();
     if total == 0 {
         return Ok(());

@@ -3,7 +3,7 @@
 //! both in f64), so a sum is the same on every run.
 
 use super::{grid_1d, grid_rows, launch, to_i32, to_u32, Cuda, CudaTensor, OrNull};
-use crate::backend::shapes::one_label_per_row;
+use crate::backend::shapes::{one_label_per_row, same_shapes};
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaSlice, LaunchConfig};
 
@@ -233,13 +233,7 @@ pub(super) fn member_mean(
 }
 
 pub(super) fn dot_members(be: &Cuda, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
-    if a.shape() != b.shape() {
-        return Err(Error::shape(format!(
-            "dot_members: {:?} vs {:?}",
-            a.shape(),
-            b.shape()
-        )));
-    }
+    same_shapes("dot_members", &[a.shape(), b.shape()])?;
     let (e, per) = members(a);
     let mut out = be.alloc_zeros(e)?;
     member_sums(

@@ -119,14 +119,7 @@ pub fn act_backward(
     g_post: &WgpuTensor,
     act: Activation,
 ) -> Result<WgpuTensor> {
-    if pre.shape() != g_post.shape() || post.shape() != g_post.shape() {
-        return Err(Error::shape(format!(
-            "act_backward: pre {:?}, post {:?}, gradient {:?}",
-            pre.shape(),
-            post.shape(),
-            g_post.shape()
-        )));
-    }
+    same_shapes("act_backward", &[pre.shape(), post.shape(), g_post.shape()])?;
     let total = pre.numel();
     if act == Activation::Identity || total == 0 {
         return Ok(g_post.clone());
@@ -223,13 +216,7 @@ pub fn scale_members(be: &Wgpu, x: &WgpuTensor, s: &WgpuTensor) -> Result<WgpuTe
 }
 
 pub fn axpy(be: &Wgpu, y: &mut WgpuTensor, alpha: f64, x: &WgpuTensor) -> Result<()> {
-    if y.shape() != x.shape() {
-        return Err(Error::shape(format!(
-            "axpy: {:?} += {:?}",
-            y.shape(),
-            x.shape()
-        )));
-    }
+    same_shapes("axpy", &[y.shape(), x.shape()])?;
     let total = y.numel();
     if total == 0 {
         return Ok(());

@@ -5,7 +5,7 @@
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
-use crate::backend::shapes::one_label_per_row;
+use crate::backend::shapes::{one_label_per_row, same_shapes};
 use crate::backend::DType;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -105,13 +105,7 @@ pub fn sum_rows(be: &Wgpu, x: &WgpuTensor, alpha: f64) -> Result<WgpuTensor> {
 }
 
 pub fn dot_members(be: &Wgpu, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
-    if a.shape() != b.shape() {
-        return Err(Error::shape(format!(
-            "dot_members: {:?} vs {:?}",
-            a.shape(),
-            b.shape()
-        )));
-    }
+    same_shapes("dot_members", &[a.shape(), b.shape()])?;
     let e = members(a.shape());
     let per = a.numel().checked_div(e).unwrap_or(0);
     let out = member_reduce(
