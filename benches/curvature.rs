@@ -27,7 +27,7 @@
 use criterion::measurement::WallTime;
 use criterion::{criterion_group, BenchmarkGroup, Criterion};
 use lmech::curvature::{flatten, unflatten, LossOnData};
-use lmech::linalg::{lanczos, power_iteration, Accuracy, LanczosOptions, PowerOptions};
+use lmech::linalg::{lanczos, power_iteration, LanczosOptions, PowerOptions};
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::{Mlp, MlpSpec};
@@ -175,7 +175,6 @@ fn lanczos_run(s: &Setup, max_iter: usize) -> Sharpness {
         tol: SHARPNESS_TOL,
         seed: SEED,
         start: None,
-        accuracy: Accuracy::Eigenvalue,
     };
     let r = lanczos(lod.dim(), &mut op, &opts).unwrap();
     Sharpness {

@@ -19,7 +19,7 @@ use common::randn;
 use lmech::backend::cuda::{self, Cuda, GemmKind};
 use lmech::backend::{AdamHyper, SgdHyper};
 use lmech::curvature::LossOnData;
-use lmech::linalg::{lanczos, Accuracy, LanczosOptions};
+use lmech::linalg::{lanczos, LanczosOptions};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::{Mlp, MlpSpec};
@@ -556,7 +556,6 @@ fn hvp_gauss_newton_and_sharpness_match_the_cpu() {
         tol: 1e-4,
         seed: 1,
         start: None,
-        accuracy: Accuracy::Eigenvalue,
     };
     let mut opg = |v: &[f64]| lg.product(v, Curvature::Hessian);
     let mut opc = |v: &[f64]| lc.product(v, Curvature::Hessian);

@@ -17,7 +17,7 @@ mod common;
 
 use common::max_rel_err;
 use lmech::curvature::{flatten, LossOnData};
-use lmech::linalg::{dot, lanczos, Accuracy, LanczosOptions};
+use lmech::linalg::{dot, lanczos, LanczosOptions};
 use lmech::nn::checkpoint::load_mlp;
 use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::Mlp;
@@ -248,7 +248,6 @@ fn compare(be: &Cpu, fx: &Fixture, tol: &Tol) -> Errors {
             tol: tol.lanczos_tol,
             seed: 0,
             start: None,
-            accuracy: Accuracy::Eigenvalue,
         },
     )
     .unwrap();

@@ -29,7 +29,7 @@ use lmech::backend::device::Device;
 use lmech::backend::{AdamHyper, SgdHyper};
 use lmech::curvature::{flatten, LossOnData};
 use lmech::eos::{run_eos, EosOptions};
-use lmech::linalg::{lanczos, Accuracy, LanczosOptions};
+use lmech::linalg::{lanczos, LanczosOptions};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
 use lmech::observe::ntk::empirical_ntk;
@@ -444,7 +444,6 @@ fn lanczos_sharpness_matches_cpu() {
         tol: 1e-4,
         seed: 1,
         start: None,
-        accuracy: Accuracy::Eigenvalue,
     };
     let mut op = |v: &[f64]| lc.product(v, Curvature::Hessian);
     let want = lanczos(lc.dim(), &mut op, &opts).unwrap();

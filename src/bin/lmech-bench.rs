@@ -59,9 +59,7 @@ use lmech::backend::cuda::{Cuda, GemmKind};
 use lmech::backend::device::{Device, DeviceRequest};
 use lmech::backend::wgpu::Wgpu;
 use lmech::curvature::{unflatten, LossOnData};
-use lmech::linalg::{
-    hutchinson_trace, lanczos, power_iteration, Accuracy, LanczosOptions, PowerOptions,
-};
+use lmech::linalg::{hutchinson_trace, lanczos, power_iteration, LanczosOptions, PowerOptions};
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::{Mlp, MlpSpec};
@@ -396,7 +394,6 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 tol: a.tol,
                 seed: a.seed.wrapping_add(3),
                 start: None,
-                accuracy: Accuracy::Eigenvalue,
             };
             let r = lanczos(lod.dim(), &mut op, &opts)?;
             Ok(CallInfo {

@@ -157,20 +157,6 @@ fn gram_schmidt_pass(w: &mut [f64], basis: &[Vec<f64>]) -> Vec<f64> {
     h
 }
 
-/// What `tol` bounds when deciding convergence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Accuracy {
-    /// The relative residual `||A y - theta y|| / |theta|` of each Ritz
-    /// pair: the Ritz vectors are accurate too.
-    Residual,
-    /// A bound on each Ritz value's relative error: `min(r, r^2 / delta) /
-    /// |theta|` with `r` the residual and `delta` the gap from `theta` to
-    /// the other Ritz values less `r` (the Kato-Temple bound with the gap
-    /// estimated from the Krylov space). Much looser on the vectors, and
-    /// what "the eigenvalue to a relative tolerance" asks for.
-    Eigenvalue,
-}
-
 /// Settings of the top-k Lanczos eigensolver.
 #[derive(Debug, Clone)]
 pub struct LanczosOptions {
@@ -179,31 +165,45 @@ pub struct LanczosOptions {
     /// Most operator calls; also the most basis vectors kept (memory
     /// `8 * n * max_iter` bytes). Capped at `n`.
     pub max_iter: usize,
-    /// Relative residual `|beta_m s_{m,i}| / |theta_i|` every one of the k
-    /// Ritz pairs must reach.
+    /// Relative error bound (see `LanczosResult::bounds`) every one of the
+    /// k values must reach.
     pub tol: f64,
     /// Seed of the random start vector (and of restarts after a breakdown).
     pub seed: u64,
-    /// Warm start, e.g. the previous top eigenvector; need not be unit.
+    /// Warm start, e.g. the previous top eigenvectors summed; need not be
+    /// unit. A random direction of the same norm is always mixed in (see
+    /// `operator::start_vector`).
     pub start: Option<Vec<f64>>,
-    /// What `tol` bounds.
-    pub accuracy: Accuracy,
 }
 
 /// Top-k eigenpairs found by `lanczos`.
 #[derive(Debug, Clone)]
 pub struct LanczosResult {
     /// Ritz values, descending: estimates of the k largest eigenvalues.
+    /// Each is a lower bound of its eigenvalue (Cauchy interlacing):
+    /// `values[i] <= lambda_i`.
     pub values: Vec<f64>,
     /// Unit Ritz vectors; `vectors[i]` belongs to `values[i]`.
     pub vectors: Vec<Vec<f64>>,
+    /// The next Ritz vector below the k wanted ones (none when the Krylov
+    /// space has only k dimensions): a warm start that also holds it
+    /// follows an eigenvalue that rises past the k-th.
+    pub guard: Option<Vec<f64>>,
     /// Relative residuals `||A y_i - theta_i y_i|| / |theta_i|`; an
     /// eigenvalue of the operator lies within `residuals[i] * |values[i]|`
     /// of `values[i]`.
     pub residuals: Vec<f64>,
-    /// Relative error bounds of the values (`Accuracy::Eigenvalue`).
-    pub value_errors: Vec<f64>,
-    /// Whether every bound `accuracy` names reached `tol`.
+    /// Relative error bounds of the values: `||R||_F / |theta_i|`, with `R`
+    /// the residual block of the k Ritz pairs. By Kahan's theorem there are
+    /// k eigenvalues, matched in order, each within `||R||_2 <= ||R||_F` of
+    /// its Ritz value; when the Krylov space has found the top k (the
+    /// random part of every start is there for that), they are
+    /// `lambda_1..lambda_k`, so `theta_i <= lambda_i <= theta_i + bound *
+    /// |theta_i|`.
+    pub bounds: Vec<f64>,
+    /// Whether every bound reached `tol` and the values settled (moved by
+    /// at most `tol` in the last step), or the Krylov space is the whole
+    /// space.
     pub converged: bool,
     /// Operator calls made.
     pub matvecs: usize,
@@ -212,14 +212,52 @@ pub struct LanczosResult {
 /// The `k` algebraically largest eigenpairs of the symmetric operator `op`
 /// on `R^n`, by Lanczos with full reorthogonalization.
 ///
-/// Stops when all k relative residuals are `<= tol` (checked after every
-/// iteration from the k-th on), after `max_iter` operator calls, or after
-/// `n` (the Krylov space is then the whole space and the result is exact).
-/// If the Krylov space becomes invariant (`beta ~ 0`, e.g. a warm start that
-/// is an exact eigenvector) the search continues from a random direction
-/// orthogonal to it. A run that stops unconverged returns `Ok` with
-/// `converged == false` and its residuals, for the caller to report.
+/// Stops when all k bounds are `<= tol` and the values moved by at most
+/// `tol` (relative) in the last step, after `max_iter` operator calls, or
+/// after `n` (the Krylov space is then the whole space and the result is
+/// exact). The settling test costs at most one product and catches a value
+/// still rising as the random part of the start uncovers an eigenvector
+/// the warm part lacked. If the Krylov space becomes invariant (`beta ~ 0`)
+/// the search continues from a random direction orthogonal to it. A run
+/// that stops unconverged returns `Ok` with `converged == false` and its
+/// bounds, for the caller to report.
 pub fn lanczos(n: usize, op: &mut Operator<'_>, opts: &LanczosOptions) -> Result<LanczosResult> {
+    check_options(n, opts)?;
+    let k = opts.k;
+    let max_steps = opts.max_iter.min(n);
+    let mut rng = Rng::stream(opts.seed, "lanczos");
+    let q0 = start_vector(n, opts.start.as_deref(), &mut rng)?;
+    let mut process = LanczosProcess::new(q0);
+    let mut previous: Option<Vec<f64>> = None;
+
+    loop {
+        process.step(op)?;
+        let m = process.steps();
+        if m >= k {
+            // With m = n the basis spans the whole space: the residual is
+            // zero in exact arithmetic, whatever rounding left in beta.
+            let beta = if m == n { 0.0 } else { process.beta() };
+            let ritz = RitzPairs::of(&process, k, beta)?;
+            let settled = previous.as_ref().is_some_and(|p| {
+                p.iter()
+                    .zip(&ritz.values)
+                    .all(|(a, b)| (a - b).abs() <= opts.tol * b.abs())
+            });
+            let converged = m == n || (settled && ritz.bounds.iter().all(|&b| b <= opts.tol));
+            previous = Some(ritz.values.clone());
+            if converged || m == max_steps {
+                return Ok(ritz.into_result(&process, converged));
+            }
+        }
+        if process.broke_down() {
+            process.restart(&mut rng)?;
+        } else {
+            process.advance();
+        }
+    }
+}
+
+fn check_options(n: usize, opts: &LanczosOptions) -> Result<()> {
     let k = opts.k;
     if k == 0 {
         return Err(Error::config(
@@ -248,66 +286,17 @@ pub fn lanczos(n: usize, op: &mut Operator<'_>, opts: &LanczosOptions) -> Result
             format!("tolerance must be >= 0, got {}", opts.tol),
         ));
     }
-    let max_steps = opts.max_iter.min(n);
-    let mut rng = Rng::stream(opts.seed, "lanczos");
-    let q0 = start_vector(n, opts.start.as_deref(), &mut rng)?;
-    let mut process = LanczosProcess::new(q0);
-    let mut previous: Option<Vec<f64>> = None;
-
-    loop {
-        process.step(op)?;
-        let m = process.steps();
-        if m >= k {
-            // With m = n the basis spans the whole space: the residual is
-            // zero in exact arithmetic, whatever rounding left in beta.
-            let beta = if m == n { 0.0 } else { process.beta() };
-            let ritz = RitzPairs::of(&process, k, beta)?;
-            let converged = m == n
-                || match opts.accuracy {
-                    Accuracy::Residual => ritz.converged(opts.tol, opts.accuracy),
-                    // The gap estimate means little until the values settle:
-                    // also ask that they moved by at most tol since the last
-                    // step.
-                    Accuracy::Eigenvalue => {
-                        ritz.converged(opts.tol, opts.accuracy)
-                            && previous.as_ref().is_some_and(|p| {
-                                p.iter()
-                                    .zip(&ritz.values)
-                                    .all(|(a, b)| (a - b).abs() <= opts.tol * b.abs())
-                            })
-                    }
-                };
-            previous = Some(ritz.values.clone());
-            if converged || m == max_steps {
-                return Ok(LanczosResult {
-                    vectors: ritz
-                        .coefficients
-                        .iter()
-                        .map(|s| process.ritz_vector(s))
-                        .collect(),
-                    values: ritz.values,
-                    residuals: ritz.residuals,
-                    value_errors: ritz.value_errors,
-                    converged,
-                    matvecs: m,
-                });
-            }
-        }
-        if process.broke_down() {
-            process.restart(&mut rng)?;
-        } else {
-            process.advance();
-        }
-    }
+    Ok(())
 }
 
-/// The top-k Ritz pairs of the current `T`, in coefficients of the basis.
+/// The top-k Ritz pairs of the current `T`, in coefficients of the basis,
+/// and the coefficients of the guard pair below them.
 struct RitzPairs {
     values: Vec<f64>,
     coefficients: Vec<Vec<f64>>,
+    guard: Option<Vec<f64>>,
     residuals: Vec<f64>,
-    /// Relative error bounds of the values (see `Accuracy::Eigenvalue`).
-    value_errors: Vec<f64>,
+    bounds: Vec<f64>,
 }
 
 impl RitzPairs {
@@ -317,53 +306,55 @@ impl RitzPairs {
         // Relative to |theta|, but never to less than rounding of T's scale:
         // a Ritz value of exactly 0 would otherwise give 0/0.
         let floor = f64::EPSILON * eig.values[0].abs().max(eig.values[m - 1].abs());
-        let residuals = eig.vectors[..k]
+        let relative = |r: f64, theta: f64| {
+            // An exact pair (e.g. of the zero operator) has residual 0.
+            if r == 0.0 {
+                0.0
+            } else {
+                r / theta.abs().max(floor)
+            }
+        };
+        let absolute: Vec<f64> = eig.vectors[..k]
+            .iter()
+            .map(|s| (beta * s[m - 1]).abs())
+            .collect();
+        let block = absolute.iter().map(|r| r * r).sum::<f64>().sqrt();
+        let residuals = absolute
             .iter()
             .zip(&eig.values)
-            .map(|(s, theta)| {
-                let r = (beta * s[m - 1]).abs();
-                // An exact pair (e.g. of the zero operator) has residual 0.
-                if r == 0.0 {
-                    0.0
-                } else {
-                    r / theta.abs().max(floor)
-                }
-            })
+            .map(|(&r, &theta)| relative(r, theta))
             .collect();
-        let value_errors = (0..k)
-            .map(|i| {
-                let theta = eig.values[i];
-                let r = (beta * eig.vectors[i][m - 1]).abs();
-                let gap = (0..m)
-                    .filter(|&j| j != i)
-                    .map(|j| (eig.values[j] - theta).abs())
-                    .fold(f64::INFINITY, f64::min);
-                let delta = gap - r;
-                let bound = if delta > 0.0 { r.min(r * r / delta) } else { r };
-                if bound == 0.0 {
-                    0.0
-                } else {
-                    bound / theta.abs().max(floor)
-                }
-            })
+        let bounds = eig.values[..k]
+            .iter()
+            .map(|&theta| relative(block, theta))
             .collect();
         let mut values = eig.values;
         values.truncate(k);
         let mut coefficients = eig.vectors;
+        let guard = coefficients.get(k).cloned();
         coefficients.truncate(k);
         Ok(RitzPairs {
             values,
             coefficients,
+            guard,
             residuals,
-            value_errors,
+            bounds,
         })
     }
 
-    fn converged(&self, tol: f64, accuracy: Accuracy) -> bool {
-        let bounds = match accuracy {
-            Accuracy::Residual => &self.residuals,
-            Accuracy::Eigenvalue => &self.value_errors,
-        };
-        bounds.iter().all(|&r| r <= tol)
+    fn into_result(self, process: &LanczosProcess, converged: bool) -> LanczosResult {
+        LanczosResult {
+            vectors: self
+                .coefficients
+                .iter()
+                .map(|s| process.ritz_vector(s))
+                .collect(),
+            guard: self.guard.map(|s| process.ritz_vector(&s)),
+            values: self.values,
+            residuals: self.residuals,
+            bounds: self.bounds,
+            converged,
+            matvecs: process.steps(),
+        }
     }
 }

@@ -24,7 +24,7 @@ mod trace;
 mod vector;
 
 pub use eigen::{sym_eigen, SymEigen};
-pub use lanczos::{lanczos, Accuracy, LanczosOptions, LanczosResult};
+pub use lanczos::{lanczos, LanczosOptions, LanczosResult};
 pub use operator::Operator;
 pub use power::{power_iteration, PowerOptions, PowerResult};
 pub use slq::{slq, SpectralDensity};

@@ -5,7 +5,7 @@
 //! problem instead of a silently wrong spectrum.
 
 use crate::error::{Error, Result};
-use crate::linalg::vector::{gaussian, norm, scale};
+use crate::linalg::vector::{axpy, gaussian, norm, scale};
 use crate::rng::Rng;
 
 /// A linear operator on `f64` vectors of length `n`, given as a closure.
@@ -31,29 +31,44 @@ pub(crate) fn apply(op: &mut Operator<'_>, x: &[f64], n: usize) -> Result<Vec<f6
     Ok(y)
 }
 
-/// The unit start vector of an iteration: the caller's warm start if given
-/// (checked and normalized), a Gaussian random direction from `rng`
-/// otherwise.
+/// The unit start vector of an iteration: a Gaussian random direction from
+/// `rng`, or, given a warm start (checked), the normalized warm start plus
+/// a Gaussian direction of the same norm.
+///
+/// The random half is what lets a warm-started solve find an eigenvector
+/// the warm start lacks (after two eigenvalues cross, the previous top
+/// eigenvector belongs to the second one): the start's component along
+/// every eigenvector is then at least `1/sqrt(2)` of what a cold start
+/// would have, so a warm solve is never less likely to find the top
+/// eigenvalues than a cold one, and still starts close to the eigenvectors
+/// it already knows.
 pub(crate) fn start_vector(n: usize, start: Option<&[f64]>, rng: &mut Rng) -> Result<Vec<f64>> {
-    let mut v = match start {
-        Some(s) => {
-            if s.len() != n {
-                return Err(Error::shape(format!(
-                    "start vector has length {} for a {n}-parameter model",
-                    s.len()
-                )));
-            }
-            if s.iter().any(|x| !x.is_finite()) {
-                return Err(Error::msg("start vector has non-finite entries"));
-            }
-            s.to_vec()
+    let mut v = gaussian(n, rng);
+    unit(&mut v, "random start vector")?;
+    if let Some(s) = start {
+        if s.len() != n {
+            return Err(Error::shape(format!(
+                "start vector has length {} for a {n}-parameter model",
+                s.len()
+            )));
         }
-        None => gaussian(n, rng),
-    };
-    let len = norm(&v);
-    if len == 0.0 {
-        return Err(Error::msg("start vector is zero"));
+        if s.iter().any(|x| !x.is_finite()) {
+            return Err(Error::msg("start vector has non-finite entries"));
+        }
+        let mut w = s.to_vec();
+        unit(&mut w, "start vector")?;
+        axpy(1.0, &w, &mut v);
+        unit(&mut v, "start vector")?;
     }
-    scale(1.0 / len, &mut v);
     Ok(v)
+}
+
+/// Scales `v` to unit length; a zero vector is an error naming `what`.
+fn unit(v: &mut [f64], what: &str) -> Result<()> {
+    let len = norm(v);
+    if len == 0.0 {
+        return Err(Error::msg(format!("{what} is zero")));
+    }
+    scale(1.0 / len, v);
+    Ok(())
 }

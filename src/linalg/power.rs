@@ -1,6 +1,7 @@
 //! Power iteration for the eigenvalue of largest magnitude (the sharpness
-//! `|lambda_max|` of a Hessian), with PyHessian's stopping rule so that
-//! numbers are comparable with that tool. Lanczos converges faster and finds
+//! `|lambda_max|` of a Hessian). It stops on PyHessian's rule (the value
+//! settled) and, so that a value that merely stalled is not reported as
+//! converged, on a residual within `tol` too. Lanczos converges faster and finds
 //! the algebraically largest eigenvalues; power iteration is the cheap,
 //! memory-free baseline (two vectors of length n).
 
@@ -15,11 +16,13 @@ pub struct PowerOptions {
     /// Most operator calls.
     pub max_iter: usize,
     /// Converged when the Rayleigh quotient changes by at most `tol` times
-    /// its magnitude between two iterations (PyHessian's rule).
+    /// its magnitude between two iterations (PyHessian's rule) and the
+    /// relative residual is at most `tol`.
     pub tol: f64,
     /// Seed of the random start vector.
     pub seed: u64,
-    /// Warm start, e.g. the previous top eigenvector; need not be unit.
+    /// Warm start, e.g. the previous top eigenvector; need not be unit. A
+    /// random direction of the same norm is mixed in, as for Lanczos.
     pub start: Option<Vec<f64>>,
 }
 
@@ -32,11 +35,16 @@ pub struct PowerResult {
     pub vector: Vec<f64>,
     /// Operator calls made.
     pub matvecs: usize,
-    /// Whether the stopping rule was met before `max_iter`.
+    /// Whether both stopping rules were met before `max_iter`: PyHessian's
+    /// on the value, and a residual of at most `tol`, so that an eigenvalue
+    /// lies within `tol * |value|` of `value`. PyHessian's rule alone stops
+    /// on a value that merely stalled (a start close to another
+    /// eigenvector).
     pub converged: bool,
     /// `||A v - value v|| / |value|`: how far `vector` is from an
-    /// eigenvector. The rule on `value` can be met while this is large
-    /// (e.g. when `lambda` and `-lambda` are both dominant), so report it.
+    /// eigenvector, and the relative distance from `value` to the nearest
+    /// eigenvalue. The rule on `value` can be met while this is large (e.g.
+    /// when `lambda` and `-lambda` are both dominant), so report it.
     pub residual: f64,
 }
 
@@ -75,20 +83,31 @@ pub fn power_iteration(
         let value = dot(&v, &w);
         let length = norm(&w);
         let settled = previous.is_some_and(|p| (value - p).abs() <= opts.tol * value.abs());
-        if settled || length == 0.0 || matvecs >= opts.max_iter {
-            // w becomes the residual A v - value v.
-            axpy(-value, &v, &mut w);
-            let r = norm(&w);
+        let residual = relative_residual(&v, &w, value);
+        let converged = length == 0.0 || (settled && residual <= opts.tol);
+        if converged || matvecs >= opts.max_iter {
             return Ok(PowerResult {
                 value,
                 vector: v,
                 matvecs,
-                converged: settled || length == 0.0,
-                residual: if r == 0.0 { 0.0 } else { r / value.abs() },
+                converged,
+                residual,
             });
         }
         previous = Some(value);
         scale(1.0 / length, &mut w);
         v = w;
+    }
+}
+
+/// `||A v - value v|| / |value|` from `A v`, without another operator call.
+fn relative_residual(v: &[f64], av: &[f64], value: f64) -> f64 {
+    let mut r = av.to_vec();
+    axpy(-value, v, &mut r);
+    let r = norm(&r);
+    if r == 0.0 {
+        0.0
+    } else {
+        r / value.abs()
     }
 }

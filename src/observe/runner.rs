@@ -12,7 +12,7 @@ use crate::backend::Backend;
 use crate::curvature::{flatten, LossOnData};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::linalg::{self, Accuracy, LanczosOptions, PowerOptions};
+use crate::linalg::{self, LanczosOptions, PowerOptions};
 use crate::nn::loss::LossKind;
 use crate::nn::mlp::Mlp;
 use crate::run::{write_atomic, Record};
@@ -290,7 +290,7 @@ impl<B: Backend> Observers<B> {
             &mut self.warm_gn
         };
         let start = if s.warm_start { warm.clone() } else { None };
-        let (values, residual, error, converged, top) = if s.method == "power" {
+        let (values, residual, error, converged, next_warm) = if s.method == "power" {
             let opts = PowerOptions {
                 max_iter: s.max_iter,
                 tol: s.tol,
@@ -298,7 +298,7 @@ impl<B: Backend> Observers<B> {
                 start,
             };
             let r = linalg::power_iteration(lod.dim(), &mut op, &opts)?;
-            (vec![r.value], r.residual, None, r.converged, r.vector)
+            (vec![r.value], r.residual, r.residual, r.converged, r.vector)
         } else {
             let opts = LanczosOptions {
                 k: s.k,
@@ -306,15 +306,14 @@ impl<B: Backend> Observers<B> {
                 tol: s.tol,
                 seed: self.seed,
                 start,
-                accuracy: Accuracy::Eigenvalue,
             };
             let r = linalg::lanczos(lod.dim(), &mut op, &opts)?;
             let worst = r.residuals.iter().cloned().fold(0.0, f64::max);
-            let error = r.value_errors.iter().cloned().fold(0.0, f64::max);
-            let top = r.vectors.into_iter().next().unwrap_or_default();
-            (r.values, worst, Some(error), r.converged, top)
+            let error = r.bounds.iter().cloned().fold(0.0, f64::max);
+            let next = warm_start_of(&r);
+            (r.values, worst, error, r.converged, next)
         };
-        *warm = Some(top);
+        *warm = Some(next_warm);
         rec.set(name, values[0]);
         if values.len() > 1 {
             let key = if mode == Curvature::Hessian {
@@ -327,9 +326,7 @@ impl<B: Backend> Observers<B> {
             }
         }
         rec.set(format!("{name}_residual"), residual);
-        if let Some(e) = error {
-            rec.set(format!("{name}_error_bound"), e);
-        }
+        rec.set(format!("{name}_error_bound"), error);
         rec.set(format!("{name}_converged"), converged as u64);
         rec.set(format!("{name}_hvps"), lod.products() as u64);
         rec.set(format!("{name}_seconds"), started.elapsed().as_secs_f64());
@@ -349,6 +346,19 @@ impl<B: Backend> Observers<B> {
         }
         Ok(())
     }
+}
+
+/// The next measurement's warm start: the sum of this one's top-k Ritz
+/// vectors and the guard below them. Holding the guard, the next Krylov
+/// space contains the eigenvector of a value that rose past the k-th (two
+/// top eigenvalues crossing) from its first step; the solver adds a random
+/// direction for everything else.
+fn warm_start_of(r: &linalg::LanczosResult) -> Vec<f64> {
+    let mut sum = r.vectors[0].clone();
+    for v in r.vectors[1..].iter().chain(&r.guard) {
+        linalg::axpy(1.0, v, &mut sum);
+    }
+    sum
 }
 
 /// The k largest eigenvalues of a dense symmetric n x n matrix: exactly for
@@ -378,7 +388,6 @@ fn top_of_dense(a: &[f64], n: usize, k: usize, seed: u64) -> Result<Vec<f64>> {
         tol: 1e-8,
         seed,
         start: None,
-        accuracy: Accuracy::Eigenvalue,
     };
     Ok(linalg::lanczos(n, &mut op, &opts)?.values)
 }
