@@ -115,6 +115,22 @@ pub struct TrainConfig {
     /// Save `resume.safetensors` (weights, optimizer state, step) every this
     /// many steps, so that an interrupted run restarts from there; 0 = never.
     pub checkpoint_every: u64,
+    /// Steps whose weights (before that step's update, as the step's logged
+    /// loss) are kept as `checkpoints/step_{s}.safetensors`.
+    pub checkpoint_at: Vec<u64>,
+    /// Also keep the weights at log-spaced steps, the grid of
+    /// `[observe] log_spaced`: every step below this number, then about
+    /// this many per decade (0 = none).
+    pub checkpoint_per_decade: u32,
+}
+
+impl TrainConfig {
+    /// Whether the weights at `step` are kept as a checkpoint file.
+    pub fn checkpoint_due(&self, step: u64) -> bool {
+        self.checkpoint_at.contains(&step)
+            || (self.checkpoint_per_decade > 0
+                && crate::observe::config::log_step(step, self.checkpoint_per_decade))
+    }
 }
 
 impl Default for TrainConfig {
@@ -127,6 +143,8 @@ impl Default for TrainConfig {
             eval_every: 0,
             checkpoint: true,
             checkpoint_every: 0,
+            checkpoint_at: Vec::new(),
+            checkpoint_per_decade: 0,
         }
     }
 }
@@ -302,8 +320,11 @@ impl Config {
             ));
         }
         let t = &self.train;
-        if t.steps == 0 {
-            return Err(Error::config("train.steps", "must be at least 1, got 0"));
+        if let Some(s) = t.checkpoint_at.iter().find(|&&s| s > t.steps) {
+            return Err(Error::config(
+                "train.checkpoint_at",
+                format!("step {s} is past the last step, train.steps = {}", t.steps),
+            ));
         }
         if t.checkpoint_every > 0 && self.observe.any() {
             return Err(Error::config(

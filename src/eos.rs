@@ -1,5 +1,6 @@
-//! `lmech eos`: the edge-of-stability experiment of Cohen et al. (2021) on
-//! the bundled digits. A tanh MLP is trained by full-batch gradient descent
+//! `lmech eos`: the edge-of-stability experiment of Cohen et al. (2021), on
+//! the bundled digits by default or on any config's model and data. A
+//! model is trained by full-batch gradient descent
 //! at several learning rates while the sharpness (top Hessian eigenvalue of
 //! the training loss, on the whole training set) is tracked. Under GD the
 //! sharpness rises until it reaches 2/eta, then hovers there while the loss
@@ -26,6 +27,11 @@ pub struct EosOptions {
     pub n_train: usize,
     pub device: Device,
     pub progress: bool,
+    /// A config to run instead of the digits default: its model, data, loss
+    /// and observers, at each of `lrs`, for `steps` steps, with sharpness
+    /// tracked every `every` steps unless it sets `[observe.sharpness]`
+    /// itself. `width` and `n_train` do not apply.
+    pub base: Option<Config>,
 }
 
 impl Default for EosOptions {
@@ -39,6 +45,7 @@ impl Default for EosOptions {
             n_train: 1000,
             device: Device::Cpu,
             progress: true,
+            base: None,
         }
     }
 }
@@ -57,10 +64,31 @@ pub struct EosRow {
     pub dir: PathBuf,
 }
 
-/// The config of one run: digits (first `n_train` examples, pixels scaled to
-/// [0, 1], one-hot targets), a depth-3 tanh MLP, MSE loss
-/// `0.5 ||f - y||^2`, full-batch GD, sharpness by warm-started Lanczos.
+/// The sharpness observer the experiment adds when the config has none.
+fn sharpness_every(every: u64) -> SpectrumTop {
+    SpectrumTop {
+        every: Some(every),
+        tol: 1e-3,
+        max_iter: 30,
+        ..SpectrumTop::default()
+    }
+}
+
+/// The config of one run: `opts.base` at learning rate `lr`, or by default
+/// digits (first `n_train` examples, pixels scaled to [0, 1], one-hot
+/// targets), a depth-3 tanh MLP, MSE loss `0.5 ||f - y||^2`, full-batch GD,
+/// sharpness by warm-started Lanczos.
 pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
+    if let Some(base) = &opts.base {
+        let mut cfg = base.clone();
+        cfg.name = Some(format!("{} lr={lr}", base.name.as_deref().unwrap_or("eos")));
+        cfg.optim.lr = lr;
+        cfg.train.steps = opts.steps;
+        if cfg.observe.sharpness.is_none() {
+            cfg.observe.sharpness = Some(sharpness_every(opts.every));
+        }
+        return cfg;
+    }
     let mut cfg = Config {
         name: Some(format!("eos lr={lr}")),
         ..Config::default()
@@ -77,12 +105,40 @@ pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
     cfg.train.steps = opts.steps;
     cfg.train.log_every = opts.every;
     cfg.observe.every = opts.every;
-    cfg.observe.sharpness = Some(SpectrumTop {
-        tol: 1e-3,
-        max_iter: 30,
-        ..SpectrumTop::default()
-    });
+    cfg.observe.sharpness = Some(sharpness_every(opts.every));
     cfg
+}
+
+/// The stability threshold of full-batch GD at `lr`: `2/eta`, or
+/// `(2 + 2 beta)/eta` with heavy-ball momentum `beta` (Cohen et al. 2021,
+/// appendix). Other optimizers have no such threshold and are refused.
+fn stability_threshold(cfg: &Config) -> Result<f64> {
+    if !matches!(cfg.optim.name.as_str(), "gd" | "sgd") {
+        return Err(Error::config(
+            "optim.name",
+            format!(
+                "the edge-of-stability experiment needs gradient descent (gd), got {:?}; \
+                 adaptive optimizers have no 2/eta threshold",
+                cfg.optim.name
+            ),
+        ));
+    }
+    if cfg.train.batch_size != 0 {
+        return Err(Error::config(
+            "train.batch_size",
+            format!(
+                "the edge-of-stability experiment is full-batch; set 0 (got {})",
+                cfg.train.batch_size
+            ),
+        ));
+    }
+    if cfg.optim.nesterov {
+        return Err(Error::config(
+            "optim.nesterov",
+            "the edge-of-stability threshold is known for heavy-ball momentum only",
+        ));
+    }
+    Ok((2.0 + 2.0 * cfg.optim.momentum) / cfg.optim.lr)
 }
 
 /// (step, value) of `key` over the records that have it.
@@ -129,20 +185,24 @@ pub fn run_eos(opts: &EosOptions) -> Result<Vec<EosRow>> {
             "needs one or more positive learning rates",
         ));
     }
+    let configs: Vec<Config> = opts.lrs.iter().map(|&lr| eos_config(opts, lr)).collect();
+    for cfg in &configs {
+        stability_threshold(cfg)?;
+        cfg.resolve()?;
+    }
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let mut rows = Vec::new();
-    for &lr in &opts.lrs {
-        let cfg = eos_config(opts, lr);
+    for (cfg, &lr) in configs.iter().zip(&opts.lrs) {
         let dir = opts.out.join(format!("lr_{lr}"));
         let report = train(
-            &cfg,
+            cfg,
             &RunOptions {
                 out: dir.clone(),
                 device: opts.device,
                 progress: opts.progress,
             },
         )?;
-        let threshold = 2.0 / lr;
+        let threshold = stability_threshold(cfg)?;
         let sharp = series(&report.records, "sharpness");
         let loss = series(&report.records, "loss");
         let (reached_at, median_after) = summarize(&sharp, threshold);

@@ -44,29 +44,39 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
-    /// The edge-of-stability experiment (Cohen et al. 2021) on the bundled
-    /// digits: full-batch GD at several learning rates with sharpness
-    /// tracking; plots and a table.
+    /// The edge-of-stability experiment (Cohen et al. 2021): full-batch GD
+    /// at several learning rates with sharpness tracking; plots and a table.
+    /// On the bundled digits with a tanh MLP, or on CONFIG's model and data.
     Eos {
+        /// A run config (model, data, loss, observers) to run instead of the
+        /// digits default; its optimizer must be full-batch gd.
+        config: Option<PathBuf>,
+        /// Override a key of CONFIG, e.g. --set model.width=128 (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "config")]
+        overrides: Vec<String>,
         /// Output directory (one run directory per learning rate, plots,
-        /// eos.csv); default runs/eos, made unique.
+        /// eos.csv); default runs/eos (runs/<config name> with CONFIG), made
+        /// unique.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Learning rates, comma-separated.
-        #[arg(long, value_delimiter = ',', default_values_t = vec![0.1, 0.14, 0.2])]
-        lrs: Vec<f64>,
-        /// GD steps per learning rate.
-        #[arg(long, default_value_t = 1500)]
-        steps: u64,
-        /// Measure sharpness every this many steps.
+        /// Learning rates, comma-separated [default: 0.1,0.14,0.2; with
+        /// CONFIG, its optim.lr times 1, 1.4 and 2].
+        #[arg(long, value_delimiter = ',')]
+        lrs: Option<Vec<f64>>,
+        /// GD steps per learning rate [default: 1500; with CONFIG, its
+        /// train.steps].
+        #[arg(long)]
+        steps: Option<u64>,
+        /// Measure sharpness every this many steps (when CONFIG has no
+        /// [observe.sharpness] of its own).
         #[arg(long, default_value_t = 10)]
         every: u64,
-        /// Hidden width of the tanh MLP.
-        #[arg(long, default_value_t = 64)]
-        width: usize,
-        /// Training examples (the first n digits).
-        #[arg(long, default_value_t = 1000)]
-        n_train: usize,
+        /// Hidden width of the digits MLP (not with CONFIG: use --set).
+        #[arg(long, conflicts_with = "config")]
+        width: Option<usize>,
+        /// Training examples, the first n digits (not with CONFIG: use --set).
+        #[arg(long, conflicts_with = "config")]
+        n_train: Option<usize>,
         /// auto, cpu, cuda, cuda:N or wgpu.
         #[arg(long, default_value = "auto")]
         device: String,
@@ -120,6 +130,13 @@ enum SweepAction {
         /// The sweep's --out directory.
         dir: PathBuf,
     },
+}
+
+/// A config file's name without its extension: the default run directory.
+fn file_stem(path: &std::path::Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or("run".into())
 }
 
 fn main() -> ExitCode {
@@ -249,6 +266,8 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Eos {
+            config,
+            overrides,
             out,
             lrs,
             steps,
@@ -258,9 +277,29 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             device,
             quiet,
         } => {
-            let device = resolve_device(&device)?;
+            let defaults = EosOptions::default();
+            let base = match &config {
+                Some(path) => Some(Config::load(path, &overrides)?),
+                None => None,
+            };
+            let device = match &base {
+                Some(b) => resolve_device_for(&device, b.resolve()?.dtype)?,
+                None => resolve_device(&device)?,
+            };
+            let (lrs, steps, stem) = match (&base, &config) {
+                (Some(b), Some(path)) => (
+                    lrs.unwrap_or_else(|| vec![b.optim.lr, 1.4 * b.optim.lr, 2.0 * b.optim.lr]),
+                    steps.unwrap_or(b.train.steps),
+                    file_stem(path),
+                ),
+                _ => (
+                    lrs.unwrap_or(defaults.lrs),
+                    steps.unwrap_or(defaults.steps),
+                    "eos".to_string(),
+                ),
+            };
             let out =
-                out.unwrap_or_else(|| lmech::run::unique_run_dir(&PathBuf::from("runs"), "eos"));
+                out.unwrap_or_else(|| lmech::run::unique_run_dir(&PathBuf::from("runs"), &stem));
             if out.join("eos.csv").exists() {
                 return Err(lmech::Error::msg(format!(
                     "{} already holds an eos experiment; choose another --out",
@@ -272,10 +311,11 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                 lrs,
                 steps,
                 every,
-                width,
-                n_train,
+                width: width.unwrap_or(defaults.width),
+                n_train: n_train.unwrap_or(defaults.n_train),
                 device,
                 progress: !quiet,
+                base,
             };
             let rows = run_eos(&opts)?;
             print!("{}", table_text(&rows));
@@ -297,11 +337,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             let dtype = cfg.resolve()?.dtype;
             let device = resolve_device_for(&device, dtype)?;
             let out = out.unwrap_or_else(|| {
-                let stem = config
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or("run".into());
-                lmech::run::unique_run_dir(&PathBuf::from("runs"), &stem)
+                lmech::run::unique_run_dir(&PathBuf::from("runs"), &file_stem(&config))
             });
             let report = train(
                 &cfg,

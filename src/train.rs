@@ -331,6 +331,42 @@ struct MemberRun {
     done: bool,
 }
 
+/// Member `e`'s weights as a safetensors checkpoint at `path`, named and
+/// annotated as PyTorch's `nn.Linear` stack loads them.
+fn save_weights<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    e: usize,
+    run: &MemberRun,
+    path: &Path,
+) -> Result<()> {
+    let member = model.member(be, e)?;
+    let (tensors, meta) =
+        crate::nn::checkpoint::checkpoint_contents(be, &member, &run.config_toml)?;
+    run::save_checkpoint(path, &tensors, &meta)
+}
+
+/// Keeps every live member's weights at `step` (`train.checkpoint_at`).
+fn save_step_checkpoints<B: Backend>(
+    be: &B,
+    model: &Mlp<B>,
+    runs: &[MemberRun],
+    step: u64,
+) -> Result<()> {
+    for (e, run) in runs.iter().enumerate().filter(|(_, r)| !r.done) {
+        let dir = run.dir.join("checkpoints");
+        std::fs::create_dir_all(&dir).map_err(|err| Error::io(&dir, err))?;
+        save_weights(
+            be,
+            model,
+            e,
+            run,
+            &dir.join(format!("step_{step}.safetensors")),
+        )?;
+    }
+    Ok(())
+}
+
 fn finish_member<B: Backend>(
     be: &B,
     model: &Mlp<B>,
@@ -344,10 +380,7 @@ fn finish_member<B: Backend>(
     run.log.write_csv()?;
     run::plot_loss(&run.dir, &run.log)?;
     if run.checkpoint && matches!(status, Status::Finished) {
-        let member = model.member(be, e)?;
-        let (tensors, meta) =
-            crate::nn::checkpoint::checkpoint_contents(be, &member, &run.config_toml)?;
-        run::save_checkpoint(&run.dir.join("model.safetensors"), &tensors, &meta)?;
+        save_weights(be, model, e, run, &run.dir.join("model.safetensors"))?;
     }
     resume::remove(&run.dir)?;
     let summary = Summary {
@@ -499,7 +532,8 @@ fn train_members_on<B: Backend>(
             resume::promote(&dirs)?;
         }
         let observe_now = observers.as_ref().is_some_and(|o| o.any_due(step, steps));
-        let log_now = is_final || step % cfg.train.log_every == 0 || observe_now;
+        let keep_now = cfg.train.checkpoint_due(step);
+        let log_now = is_final || step % cfg.train.log_every == 0 || observe_now || keep_now;
         let eval_now = is_final || step % eval_every == 0;
         let batch = if full_batch {
             None
@@ -534,6 +568,9 @@ fn train_members_on<B: Backend>(
         }
         if runs.iter().all(|r| r.done) {
             break;
+        }
+        if keep_now {
+            save_step_checkpoints(&be, &model, &runs, step)?;
         }
         if log_now {
             if !is_final {

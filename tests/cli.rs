@@ -1172,6 +1172,171 @@ fn the_main_job_prints_the_edge_of_stability_table() {
 }
 
 #[test]
+fn eos_runs_on_any_config_and_refuses_what_has_no_threshold() {
+    let dir = temp_dir("eos-config");
+    let config = dir.join("teacher.toml");
+    fs::write(
+        &config,
+        "name = \"teacher\"\n[model]\nwidth = 16\n[data]\nsource = \"teacher_student\"\n\
+         n = 100\ninput_dim = 6\noutput_dim = 2\n[optim]\nname = \"gd\"\nlr = 0.5\n\
+         [train]\nsteps = 40\nloss = \"mse\"\n",
+    )
+    .unwrap();
+    let out = dir.join("eos");
+    let args = [
+        "eos",
+        config.to_str().unwrap(),
+        "--quiet",
+        "--every",
+        "20",
+        "--set",
+        "model.depth=2",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let res = lmech(&args);
+    assert_success(&res);
+    let stdout = text(&res.stdout);
+    // Without --lrs: the config's rate times 1, 1.4 and 2.
+    for lr in ["lr_0.5", "lr_0.7", "lr_1"] {
+        let run = out.join(lr);
+        let cfg = Config::load(&run.join("config.toml"), &[]).unwrap();
+        assert_eq!(cfg.data.source, "teacher_student", "{lr}");
+        assert_eq!(cfg.model.depth, 2, "{lr}");
+        let metrics = fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        let measured = metrics
+            .lines()
+            .filter(|l| l.contains("\"sharpness\""))
+            .count();
+        assert_eq!(
+            measured, 3,
+            "{lr}: sharpness at steps 0, 20, 40:\n{metrics}"
+        );
+    }
+    assert!(stdout.contains("0.7"), "{stdout}");
+    assert_eq!(
+        fs::read_to_string(out.join("eos.csv"))
+            .unwrap()
+            .lines()
+            .count(),
+        4
+    );
+
+    let adam = dir.join("adam");
+    let res = lmech(&[
+        "eos",
+        config.to_str().unwrap(),
+        "--quiet",
+        "--set",
+        "optim.name=adam",
+        "--out",
+        adam.to_str().unwrap(),
+    ]);
+    assert_clean_failure(&res, &["optim.name", "gd"]);
+    assert!(!adam.exists());
+    let res = lmech(&["eos", config.to_str().unwrap(), "--width", "8"]);
+    assert!(!res.status.success());
+}
+
+#[test]
+fn checkpoint_at_keeps_the_weights_behind_each_logged_loss() {
+    use lmech::curvature::LossOnData;
+    use lmech::nn::loss::LossKind;
+    use lmech::Backend;
+    let dir = temp_dir("checkpoint-at");
+    let out = dir.join("run");
+    let res = train(
+        &example("digits_gd.toml"),
+        &out,
+        &[
+            "dtype=\"f64\"",
+            "model.width=16",
+            "train.steps=20",
+            "train.checkpoint_at=[0, 7, 20]",
+            "train.checkpoint_per_decade=1",
+        ],
+    );
+    assert_success(&res);
+    let cfg = Config::load(&out.join("config.toml"), &[]).unwrap();
+    let split = lmech::data::load(&cfg.data, cfg.data_seed()).unwrap();
+    let ds = &split.train;
+    let Targets::Labels { y, .. } = &ds.y else {
+        panic!("digits have labels")
+    };
+    let be = lmech::Cpu::f64();
+    let labels: Vec<f64> = y.iter().map(|&c| c as f64).collect();
+    let metrics = fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let logged = |step: u64| -> f64 {
+        metrics
+            .lines()
+            .map(|l| serde_json::from_str::<Json>(l).unwrap())
+            .find(|r| r["step"] == step)
+            .unwrap_or_else(|| panic!("no record of step {step}"))["loss"]
+            .as_f64()
+            .unwrap()
+    };
+    // checkpoint_at, and steps 0, 1, 10, 100, ... from checkpoint_per_decade = 1.
+    let mut kept: Vec<u64> = fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name["step_".len()..name.len() - ".safetensors".len()]
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    kept.sort();
+    assert_eq!(kept, [0, 1, 7, 10, 20]);
+    for step in [0, 7, 20] {
+        let path = out.join(format!("checkpoints/step_{step}.safetensors"));
+        let model = lmech::nn::checkpoint::load_mlp(&be, &path).unwrap();
+        let x = be.from_f64(&[ds.n, ds.d], &ds.x).unwrap();
+        let t = be.from_f64(&[ds.n], &labels).unwrap();
+        let lod = LossOnData::new(&be, &model, LossKind::CrossEntropy, vec![(x, t)]).unwrap();
+        let (loss, _) = lod.gradient().unwrap();
+        let want = logged(step);
+        assert!(
+            (loss - want).abs() <= 1e-12 * want,
+            "step {step}: checkpoint gives {loss}, metrics say {want}"
+        );
+    }
+    let last = fs::read(out.join("checkpoints/step_20.safetensors")).unwrap();
+    assert_eq!(last, fs::read(out.join("model.safetensors")).unwrap());
+
+    // train.steps = 0 keeps the initial weights and logs the initial loss.
+    let init = dir.join("init");
+    assert_success(&train(
+        &example("digits_gd.toml"),
+        &init,
+        &["train.steps=0"],
+    ));
+    assert!(init.join("model.safetensors").exists());
+    let lines = fs::read_to_string(init.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 1, "{lines}");
+    let res = train(
+        &example("digits_gd.toml"),
+        &dir.join("late"),
+        &["train.steps=10", "train.checkpoint_at=[11]"],
+    );
+    assert_clean_failure(&res, &["train.checkpoint_at", "11"]);
+}
+
+#[test]
+fn probing_gpus_prints_no_error_without_xdg_runtime_dir() {
+    // Mesa's Vulkan drivers try Wayland while wgpu lists adapters, and
+    // libwayland prints "error: XDG_RUNTIME_DIR is invalid or not set" on
+    // a headless machine unless lmech gives it a directory.
+    let res = Command::new(env!("CARGO_BIN_EXE_lmech"))
+        .arg("devices")
+        .env_remove("XDG_RUNTIME_DIR")
+        .output()
+        .unwrap();
+    assert_success(&res);
+    let stderr = text(&res.stderr);
+    assert!(!stderr.to_lowercase().contains("error"), "{stderr}");
+}
+
+#[test]
 fn auto_keeps_f64_runs_on_the_cpu_whatever_gpus_are_present() {
     use lmech::backend::device::{Device, DeviceRequest};
     use lmech::DType;

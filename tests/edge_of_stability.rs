@@ -19,6 +19,7 @@ fn sharpness_rises_to_two_over_eta_and_hovers_there() {
         n_train: 500,
         device: Device::Cpu,
         progress: false,
+        base: None,
     };
     let rows = run_eos(&opts).unwrap();
     let r = &rows[0];

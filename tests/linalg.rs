@@ -596,3 +596,53 @@ fn slq_density_integrates_to_one_and_shows_two_clusters() {
         .sum();
     assert!((left_mass - 0.4).abs() <= 0.1, "left mass {left_mass}");
 }
+
+#[test]
+fn warm_started_lanczos_follows_the_top_eigenvalue_through_crossings() {
+    // A quadratic loss 0.5 x^T A(t) x along "training" t: the eigenvalue on
+    // u falls and the one on v rises past it at t = 5, and a third, on w,
+    // rises out of the bulk past both at t = 15. Each solve is warm-started
+    // from the last one's `next_start`, as the sharpness observer does. A
+    // start of the previous top eigenvector alone would report the value on
+    // u, now second, as converged with residual 0 (u is an exact
+    // eigenvector).
+    let n = 200;
+    let q = random_orthonormal(n, 9);
+    let bulk = spread(-2.0, 2.0, n - 3);
+    let mut previous: Option<lmech::linalg::LanczosResult> = None;
+    for t in 0..=20 {
+        let t = t as f64;
+        let mut d = vec![10.0 - 0.2 * t, 8.0 + 0.2 * t, 0.5 + 0.6 * t];
+        d.extend(&bulk);
+        let mut a = vec![0.0; n * n];
+        for (k, qk) in q.iter().enumerate() {
+            for i in 0..n {
+                for j in 0..n {
+                    a[i * n + j] += d[k] * qk[i] * qk[j];
+                }
+            }
+        }
+        let top = d.iter().cloned().fold(f64::MIN, f64::max);
+        let opts = LanczosOptions {
+            k: 1,
+            max_iter: 20,
+            tol: 1e-3,
+            seed: t as u64,
+            start: previous.as_ref().map(|p| p.next_start()),
+        };
+        let mut calls = 0;
+        let r = lanczos(n, &mut operator(&a, &mut calls), &opts).unwrap();
+        assert!(
+            r.converged,
+            "t = {t}: not converged in {} matvecs",
+            r.matvecs
+        );
+        assert!(
+            top - r.values[0] <= r.bounds[0] * r.values[0],
+            "t = {t}: reported {} +- {}, top eigenvalue {top}",
+            r.values[0],
+            r.bounds[0] * r.values[0]
+        );
+        previous = Some(r);
+    }
+}

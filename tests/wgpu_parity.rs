@@ -578,6 +578,7 @@ fn edge_of_stability_table_matches_cpu() {
                 n_train: 1000,
                 device,
                 progress: false,
+                base: None,
             };
             run_eos(&opts).unwrap().remove(0)
         })

@@ -16,7 +16,7 @@
 use crate::error::{Error, Result};
 use crate::linalg::eigen::sym_eigen;
 use crate::linalg::operator::{apply, start_vector, Operator};
-use crate::linalg::vector::{add_combination, dots, gaussian, norm, scale};
+use crate::linalg::vector::{add_combination, axpy, dots, gaussian, norm, scale};
 use crate::rng::Rng;
 
 /// `beta` below this fraction of the largest `||A q||` seen means the Krylov
@@ -207,6 +207,22 @@ pub struct LanczosResult {
     pub converged: bool,
     /// Operator calls made.
     pub matvecs: usize,
+}
+
+impl LanczosResult {
+    /// The warm start of the next solve at nearby weights: the sum of the
+    /// top-k Ritz vectors and the guard below them. Holding the guard, the
+    /// next Krylov space contains from its first step the eigenvector of a
+    /// value that rose past the k-th (two top eigenvalues crossing); the
+    /// random half that `lanczos` mixes into every start is there for any
+    /// eigenvector not among them.
+    pub fn next_start(&self) -> Vec<f64> {
+        let mut sum = self.vectors[0].clone();
+        for v in self.vectors[1..].iter().chain(&self.guard) {
+            axpy(1.0, v, &mut sum);
+        }
+        sum
+    }
 }
 
 /// The `k` algebraically largest eigenpairs of the symmetric operator `op`

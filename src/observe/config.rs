@@ -355,7 +355,7 @@ impl ObserveConfig {
 
 /// Steps 0..=9 and then about `per_decade` steps per decade: step s is on
 /// the grid when it is the rounding of 10^(i / per_decade) for some i.
-fn log_step(step: u64, per_decade: u32) -> bool {
+pub(crate) fn log_step(step: u64, per_decade: u32) -> bool {
     if step < per_decade as u64 {
         return true;
     }

@@ -310,7 +310,7 @@ impl<B: Backend> Observers<B> {
             let r = linalg::lanczos(lod.dim(), &mut op, &opts)?;
             let worst = r.residuals.iter().cloned().fold(0.0, f64::max);
             let error = r.bounds.iter().cloned().fold(0.0, f64::max);
-            let next = warm_start_of(&r);
+            let next = r.next_start();
             (r.values, worst, error, r.converged, next)
         };
         *warm = Some(next_warm);
@@ -346,19 +346,6 @@ impl<B: Backend> Observers<B> {
         }
         Ok(())
     }
-}
-
-/// The next measurement's warm start: the sum of this one's top-k Ritz
-/// vectors and the guard below them. Holding the guard, the next Krylov
-/// space contains the eigenvector of a value that rose past the k-th (two
-/// top eigenvalues crossing) from its first step; the solver adds a random
-/// direction for everything else.
-fn warm_start_of(r: &linalg::LanczosResult) -> Vec<f64> {
-    let mut sum = r.vectors[0].clone();
-    for v in r.vectors[1..].iter().chain(&r.guard) {
-        linalg::axpy(1.0, v, &mut sum);
-    }
-    sum
 }
 
 /// The k largest eigenvalues of a dense symmetric n x n matrix: exactly for

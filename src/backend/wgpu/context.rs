@@ -37,6 +37,7 @@ fn summary(adapter: &Adapter) -> AdapterSummary {
 }
 
 fn instance() -> Instance {
+    super::runtime_dir::ensure();
     Instance::new(InstanceDescriptor::new_without_display_handle())
 }
 

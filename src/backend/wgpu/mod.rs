@@ -15,6 +15,7 @@ mod matmul;
 mod optim;
 mod pointwise;
 mod reduce;
+mod runtime_dir;
 mod storage;
 mod variant;
 
