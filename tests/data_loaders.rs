@@ -997,7 +997,56 @@ fn validate_names_the_key() {
         source: src.into(),
         ..DataConfig::default()
     };
+    let npz = DataConfig {
+        source: "npz".into(),
+        path: Some("set.npz".into()),
+        x_test_key: Some("x_test".into()),
+        y_test_key: Some("y_test".into()),
+        ..DataConfig::default()
+    };
     let cases: Vec<(DataConfig, &str)> = vec![
+        (
+            DataConfig {
+                y_test_key: None,
+                ..npz.clone()
+            },
+            "data.y_test_key",
+        ),
+        (
+            DataConfig {
+                x_test_key: Some(String::new()),
+                ..npz.clone()
+            },
+            "data.x_test_key",
+        ),
+        (
+            DataConfig {
+                x_test_key: Some("x_test".into()),
+                ..DataConfig::default()
+            },
+            "data.x_test_key",
+        ),
+        (
+            DataConfig {
+                test_fraction: Some(0.2),
+                ..npz.clone()
+            },
+            "data.test_fraction",
+        ),
+        (
+            DataConfig {
+                num_classes: Some(0),
+                ..DataConfig::default()
+            },
+            "data.num_classes",
+        ),
+        (
+            DataConfig {
+                num_classes: Some(3),
+                ..synth("teacher_student")
+            },
+            "data.num_classes",
+        ),
         (synth("imagenet"), "data.source"),
         (
             DataConfig {
@@ -1172,6 +1221,7 @@ fn validate_names_the_key() {
     for ok in [
         DataConfig::default(),
         npy,
+        npz,
         synth("teacher_student"),
         synth("chebyshev"),
         synth("linear"),
