@@ -1348,3 +1348,82 @@ fn auto_keeps_f64_runs_on_the_cpu_whatever_gpus_are_present() {
     let (device, _) = DeviceRequest::Cpu.resolve_for(DType::F16).unwrap();
     assert_eq!(device, Device::Cpu);
 }
+
+// ---------------------------------------------------------------- bad data
+
+/// `lmech train` on `x` and `y` must exit with status 1 before writing a
+/// run directory, naming `mentions`.
+fn train_refuses_data(dir: &Path, x: &Path, y: &Path, sets: &[&str], mentions: &[&str]) {
+    let out = dir.join("run");
+    let res = train(&npy_config(dir, x, y), &out, sets);
+    assert_eq!(res.status.code(), Some(1), "{}", text(&res.stderr));
+    assert_clean_failure(&res, mentions);
+    assert!(!out.exists(), "a refused start left {}", out.display());
+}
+
+#[test]
+fn nan_input_fails_naming_the_file_instead_of_diverging() {
+    let dir = temp_dir("nan-input");
+    let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
+    let mut values: Vec<f64> = (0..15).map(|i| i as f64 * 0.1).collect();
+    values[3 * 3 + 2] = f64::NAN;
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    fs::write(&x, npy_bytes("<f8", &[5, 3], &bytes)).unwrap();
+    fs::write(&y, npy_bytes("<i8", &[5], &i64_bytes(5))).unwrap();
+    train_refuses_data(
+        &dir,
+        &x,
+        &y,
+        &["data.scale=0.5"],
+        &["x.npy", "x[3, 2]", "row 3, column 2", "NaN"],
+    );
+}
+
+#[test]
+fn label_beyond_num_classes_fails_naming_the_file() {
+    let dir = temp_dir("label-range");
+    let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
+    fs::write(&x, npy_bytes("<f8", &[5, 3], &f64_bytes(15))).unwrap();
+    let labels: Vec<u8> = [0i64, 1, 99, 2, 1]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    fs::write(&y, npy_bytes("<i8", &[5], &labels)).unwrap();
+    train_refuses_data(
+        &dir,
+        &x,
+        &y,
+        &["data.num_classes=10"],
+        &["y.npy", "label 99 at row 2", "data.num_classes = 10"],
+    );
+}
+
+#[test]
+fn inferred_class_count_is_said_once_on_stderr() {
+    let dir = temp_dir("classes-inferred");
+    let (x, y) = (dir.join("x.npy"), dir.join("y.npy"));
+    fs::write(&x, npy_bytes("<f8", &[5, 3], &f64_bytes(15))).unwrap();
+    fs::write(&y, npy_bytes("<i8", &[5], &i64_bytes(5))).unwrap();
+    let cfg = npy_config(&dir, &x, &y);
+    let res = train(&cfg, &dir.join("run"), &[]);
+    assert_success(&res);
+    let stderr = text(&res.stderr);
+    let said: Vec<&str> = stderr.lines().filter(|l| l.starts_with("data: ")).collect();
+    assert_eq!(said.len(), 1, "{stderr}");
+    assert!(
+        said[0].contains("3 classes inferred from the train labels in")
+            && said[0].contains(&y.display().to_string())
+            && said[0].contains("data.num_classes"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("error"), "{stderr}");
+
+    // Declared, the count is not said.
+    let res = train(&cfg, &dir.join("run2"), &["data.num_classes=4"]);
+    assert_success(&res);
+    assert!(
+        !text(&res.stderr).contains("inferred"),
+        "{}",
+        text(&res.stderr)
+    );
+}

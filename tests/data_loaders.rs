@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{npy_bytes, npy_bytes_v, temp_dir, TempDir};
+use common::{f64_bytes, i64_bytes, npy_bytes, npy_bytes_v, temp_dir, write_npz, TempDir};
 use lmech::data::npy::{self, NpyData};
 use lmech::data::{load, DataConfig, Dataset, Split, Targets};
 use lmech::error::Error;
@@ -12,14 +12,6 @@ use std::io::Write;
 use std::path::Path;
 
 // ---------- helpers ----------
-
-fn f64_bytes(v: &[f64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
-
-fn i64_bytes(v: &[i64]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
-}
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
@@ -249,7 +241,7 @@ fn npy_pair_loads_labels_and_values() {
 }
 
 #[test]
-fn npy_test_files_share_class_count() {
+fn npy_test_files_are_held_to_the_train_class_count() {
     let dir = temp_dir("npy-test-files");
     write(
         &dir.join("x.npy"),
@@ -268,6 +260,15 @@ fn npy_test_files_share_class_count() {
     let mut cfg = npy_cfg(&dir.join("x.npy"), &dir.join("y.npy"));
     cfg.test_x_path = Some(dir.join("tx.npy"));
     cfg.test_y_path = Some(dir.join("ty.npy"));
+    // Train labels 0..1 build 2 outputs; test label 4 would index past them.
+    let msg = err_msg(load(&cfg, 0));
+    assert!(
+        msg.contains("ty.npy") && msg.contains("label 4 at row 0") && msg.contains("0..2"),
+        "{msg}"
+    );
+    assert!(msg.contains("data.num_classes"), "{msg}");
+
+    cfg.num_classes = Some(5);
     let split = load(&cfg, 0).unwrap();
     let test = split.test.unwrap();
     assert_eq!(labels(&split.train).1, 5);
@@ -343,16 +344,6 @@ fn npy_errors_name_the_file() {
 }
 
 // ---------- .npz ----------
-
-fn write_npz(path: &Path, method: zip::CompressionMethod, members: &[(&str, Vec<u8>)]) {
-    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    for (name, bytes) in members {
-        w.start_file(*name, opts).unwrap();
-        w.write_all(bytes).unwrap();
-    }
-    w.finish().unwrap();
-}
 
 #[test]
 fn npz_stored_and_deflated() {
@@ -468,6 +459,23 @@ fn mnist_errors_name_the_file() {
     write_mnist(&dir, false);
 
     let labels_path = dir.join("train-labels-idx1-ubyte");
+    let mut labels: Vec<u8> = (0..12).map(|i| i % 10).collect();
+    labels[5] = 12;
+    write(&labels_path, &idx_bytes(0x801, &[12], &labels));
+    let msg = err_msg(load(&mnist_cfg(&dir), 0));
+    assert!(
+        msg.contains("train-labels-idx1-ubyte")
+            && msg.contains("label 12 at row 5")
+            && msg.contains("MNIST"),
+        "{msg}"
+    );
+    // IDX files with more classes (EMNIST) load once the count is declared.
+    let emnist = DataConfig {
+        num_classes: Some(13),
+        ..mnist_cfg(&dir)
+    };
+    assert_eq!(load(&emnist, 0).unwrap().train.out_dim(), 13);
+
     write(&labels_path, &idx_bytes(0x803, &[12], &[0; 12]));
     let msg = err_msg(load(&mnist_cfg(&dir), 0));
     assert!(
@@ -534,6 +542,17 @@ fn cifar_batches() {
     // Record 3 (second of batch 3) starts at pixel value 100 + 1.
     assert_eq!(train.x[3 * 3072], 101.0);
     assert_eq!(train.x[3 * 3072 + 1024], ((1024 + 101) % 256) as f64);
+    let five = DataConfig {
+        num_classes: Some(5),
+        ..cfg.clone()
+    };
+    let msg = err_msg(load(&five, 0));
+    assert!(
+        msg.contains("data_batch_1.bin")
+            && msg.contains("label 9 at row 1")
+            && msg.contains("data.num_classes = 5"),
+        "{msg}"
+    );
 
     let bad = dir.join("data_batch_2.bin");
     write(&bad, &cifar_records(&[1], 0)[..3000]);
@@ -978,7 +997,56 @@ fn validate_names_the_key() {
         source: src.into(),
         ..DataConfig::default()
     };
+    let npz = DataConfig {
+        source: "npz".into(),
+        path: Some("set.npz".into()),
+        x_test_key: Some("x_test".into()),
+        y_test_key: Some("y_test".into()),
+        ..DataConfig::default()
+    };
     let cases: Vec<(DataConfig, &str)> = vec![
+        (
+            DataConfig {
+                y_test_key: None,
+                ..npz.clone()
+            },
+            "data.y_test_key",
+        ),
+        (
+            DataConfig {
+                x_test_key: Some(String::new()),
+                ..npz.clone()
+            },
+            "data.x_test_key",
+        ),
+        (
+            DataConfig {
+                x_test_key: Some("x_test".into()),
+                ..DataConfig::default()
+            },
+            "data.x_test_key",
+        ),
+        (
+            DataConfig {
+                test_fraction: Some(0.2),
+                ..npz.clone()
+            },
+            "data.test_fraction",
+        ),
+        (
+            DataConfig {
+                num_classes: Some(0),
+                ..DataConfig::default()
+            },
+            "data.num_classes",
+        ),
+        (
+            DataConfig {
+                num_classes: Some(3),
+                ..synth("teacher_student")
+            },
+            "data.num_classes",
+        ),
         (synth("imagenet"), "data.source"),
         (
             DataConfig {
@@ -1153,6 +1221,7 @@ fn validate_names_the_key() {
     for ok in [
         DataConfig::default(),
         npy,
+        npz,
         synth("teacher_student"),
         synth("chebyshev"),
         synth("linear"),

@@ -3,17 +3,18 @@
 //! green and blue 32x32 planes). Pixels are kept in that channel-major order
 //! and in 0..=255.
 
+use super::validate::Classes;
 use super::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 use std::path::Path;
 
-const CLASSES: usize = 10;
 const PIXELS: usize = 3 * 32 * 32;
 const RECORD: usize = 1 + PIXELS;
 
 /// Loads `data_batch_1.bin` .. `data_batch_5.bin` (whichever are present,
-/// at least one) as the train set and `test_batch.bin` as the test set.
-pub fn load_dir(dir: &Path) -> Result<Split> {
+/// at least one) as the train set and `test_batch.bin` as the test set,
+/// labels held to `classes`.
+pub(super) fn load_dir(dir: &Path, classes: &Classes) -> Result<Split> {
     if !dir.is_dir() {
         return Err(Error::data(
             dir,
@@ -24,7 +25,7 @@ pub fn load_dir(dir: &Path) -> Result<Split> {
     for i in 1..=5 {
         let path = dir.join(format!("data_batch_{i}.bin"));
         if path.is_file() {
-            read_batch(&path, &mut x, &mut y)?;
+            read_batch(&path, classes, &mut x, &mut y)?;
         }
     }
     if y.is_empty() {
@@ -33,29 +34,29 @@ pub fn load_dir(dir: &Path) -> Result<Split> {
             "no CIFAR-10 train batch found: expected at least one of data_batch_1.bin .. data_batch_5.bin",
         ));
     }
-    let train = dataset(x, y);
+    let train = dataset(x, y, classes);
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    read_batch(&dir.join("test_batch.bin"), &mut x, &mut y)?;
+    read_batch(&dir.join("test_batch.bin"), classes, &mut x, &mut y)?;
     Ok(Split {
         train,
-        test: Some(dataset(x, y)),
+        test: Some(dataset(x, y, classes)),
     })
 }
 
-fn dataset(x: Vec<f64>, y: Vec<usize>) -> Dataset {
+fn dataset(x: Vec<f64>, y: Vec<usize>, classes: &Classes) -> Dataset {
     Dataset {
         x,
         n: y.len(),
         d: PIXELS,
         y: Targets::Labels {
             y,
-            classes: CLASSES,
+            classes: classes.count,
         },
     }
 }
 
 /// Appends the pixels and labels of one batch file.
-fn read_batch(path: &Path, x: &mut Vec<f64>, y: &mut Vec<usize>) -> Result<()> {
+fn read_batch(path: &Path, classes: &Classes, x: &mut Vec<f64>, y: &mut Vec<usize>) -> Result<()> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.is_empty() || bytes.len() % RECORD != 0 {
         return Err(Error::data(
@@ -67,15 +68,14 @@ fn read_batch(path: &Path, x: &mut Vec<f64>, y: &mut Vec<usize>) -> Result<()> {
             ),
         ));
     }
-    for (i, rec) in bytes.chunks_exact(RECORD).enumerate() {
-        let label = rec[0] as usize;
-        if label >= CLASSES {
-            return Err(Error::data(
-                path,
-                format!("record {i} has label {label}; CIFAR-10 labels are 0..9"),
-            ));
-        }
-        y.push(label);
+    let records = bytes.chunks_exact(RECORD);
+    classes.check(
+        records.clone().map(|rec| rec[0] as usize),
+        path,
+        "the labels",
+    )?;
+    for rec in records {
+        y.push(rec[0] as usize);
         x.extend(rec[1..].iter().map(|&p| p as f64));
     }
     Ok(())

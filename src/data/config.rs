@@ -52,6 +52,16 @@ pub struct DataConfig {
     /// `npz`: array names of the inputs and targets.
     pub x_key: String,
     pub y_key: String,
+    /// `npz`: array names of a test split in the same archive (both or neither).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub x_test_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub y_test_key: Option<String>,
+    /// Class labels: the number of classes; every label must lie in
+    /// 0..num_classes and the model gets that many outputs. Unset, it is
+    /// inferred from the train labels (largest + 1) and said on stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<usize>,
 
     // --- preprocessing ---
     /// Multiply every input by this (e.g. 1/255 for image pixels).
@@ -106,6 +116,9 @@ impl Default for DataConfig {
             path: None,
             x_key: "x".into(),
             y_key: "y".into(),
+            x_test_key: None,
+            y_test_key: None,
+            num_classes: None,
             scale: None,
             standardize: false,
             one_hot: false,
@@ -139,6 +152,7 @@ impl DataConfig {
         match self.source.as_str() {
             "mnist" | "cifar10" => true,
             "npy" => self.test_x_path.is_some(),
+            "npz" => self.x_test_key.is_some(),
             _ => self.is_synthetic() && self.n_test.is_some(),
         }
     }
@@ -157,21 +171,23 @@ impl DataConfig {
             );
         }
 
-        // Path keys only mean something to some sources; a path the source
-        // would ignore is almost certainly a mistake.
-        let paths = [
-            ("x_path", &self.x_path, src == "npy"),
-            ("y_path", &self.y_path, src == "npy"),
-            ("test_x_path", &self.test_x_path, src == "npy"),
-            ("test_y_path", &self.test_y_path, src == "npy"),
+        // Path and key options only mean something to some sources; one the
+        // source would ignore is almost certainly a mistake.
+        let options = [
+            ("x_path", self.x_path.is_some(), src == "npy"),
+            ("y_path", self.y_path.is_some(), src == "npy"),
+            ("test_x_path", self.test_x_path.is_some(), src == "npy"),
+            ("test_y_path", self.test_y_path.is_some(), src == "npy"),
             (
                 "path",
-                &self.path,
+                self.path.is_some(),
                 matches!(src, "npz" | "mnist" | "cifar10"),
             ),
+            ("x_test_key", self.x_test_key.is_some(), src == "npz"),
+            ("y_test_key", self.y_test_key.is_some(), src == "npz"),
         ];
-        for (key, value, used) in paths {
-            if value.is_some() && !used {
+        for (key, set, used) in options {
+            if set && !used {
                 return bad(key, format!("is set but source '{src}' does not read it"));
             }
         }
@@ -195,17 +211,10 @@ impl DataConfig {
                         "source 'npy' needs y_path (an .npy file of targets)".into(),
                     );
                 }
-                if self.test_x_path.is_some() != self.test_y_path.is_some() {
-                    let missing = if self.test_x_path.is_none() {
-                        "test_x_path"
-                    } else {
-                        "test_y_path"
-                    };
-                    return bad(
-                        missing,
-                        "test_x_path and test_y_path must be given together".into(),
-                    );
-                }
+                together(
+                    ("test_x_path", self.test_x_path.is_some()),
+                    ("test_y_path", self.test_y_path.is_some()),
+                )?;
             }
             "npz" | "mnist" | "cifar10" if self.path.is_none() => {
                 let what = if src == "npz" {
@@ -216,12 +225,19 @@ impl DataConfig {
                 return bad("path", format!("source '{src}' needs path ({what})"));
             }
             "npz" => {
-                if self.x_key.is_empty() {
-                    return bad("x_key", "must name an array".into());
+                let keys = [
+                    ("x_key", Some(&self.x_key)),
+                    ("y_key", Some(&self.y_key)),
+                    ("x_test_key", self.x_test_key.as_ref()),
+                    ("y_test_key", self.y_test_key.as_ref()),
+                ];
+                if let Some((key, _)) = keys.iter().find(|(_, k)| k.is_some_and(String::is_empty)) {
+                    return bad(key, "must name an array".into());
                 }
-                if self.y_key.is_empty() {
-                    return bad("y_key", "must name an array".into());
-                }
+                together(
+                    ("x_test_key", self.x_test_key.is_some()),
+                    ("y_test_key", self.y_test_key.is_some()),
+                )?;
             }
             _ => {}
         }
@@ -230,6 +246,9 @@ impl DataConfig {
             if !s.is_finite() {
                 return bad("scale", format!("must be finite, got {s}"));
             }
+        }
+        if self.num_classes == Some(0) {
+            return bad("num_classes", "must be at least 1".into());
         }
         if self.n_train == Some(0) {
             return bad("n_train", "must be at least 1".into());
@@ -271,11 +290,16 @@ impl DataConfig {
     fn validate_synthetic(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(format!("data.{key}"), msg));
         let src = self.source.as_str();
-        if self.one_hot {
-            return bad(
-                "one_hot",
-                format!("source '{src}' has real-valued targets, not labels"),
-            );
+        for (key, set) in [
+            ("one_hot", self.one_hot),
+            ("num_classes", self.num_classes.is_some()),
+        ] {
+            if set {
+                return bad(
+                    key,
+                    format!("source '{src}' has real-valued targets, not labels"),
+                );
+            }
         }
         if !(self.noise_std >= 0.0 && self.noise_std.is_finite()) {
             return bad(
@@ -351,4 +375,16 @@ impl DataConfig {
         }
         Ok(())
     }
+}
+
+/// Refuses one of two keys that only mean something together without the other.
+fn together((a, a_set): (&str, bool), (b, b_set): (&str, bool)) -> Result<()> {
+    if a_set == b_set {
+        return Ok(());
+    }
+    let missing = if a_set { b } else { a };
+    Err(Error::config(
+        format!("data.{missing}"),
+        format!("{a} and {b} must be given together"),
+    ))
 }

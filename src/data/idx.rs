@@ -3,12 +3,11 @@
 //! labels, then one u32 per dimension) followed by unsigned bytes. Files may
 //! be gzipped, as they are distributed.
 
+use super::validate::Classes;
 use super::{Dataset, Split, Targets};
 use crate::error::{Error, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-
-const CLASSES: usize = 10;
 
 /// An IDX array of unsigned bytes.
 pub struct IdxArray {
@@ -73,8 +72,9 @@ fn parse(b: &[u8], ndim: u8) -> std::result::Result<IdxArray, String> {
     })
 }
 
-/// Loads the MNIST train and test sets from `dir`; pixels stay in 0..=255.
-pub fn load_dir(dir: &Path) -> Result<Split> {
+/// Loads the MNIST train and test sets from `dir`; pixels stay in 0..=255
+/// and labels are held to `classes`.
+pub(super) fn load_dir(dir: &Path, classes: &Classes) -> Result<Split> {
     if !dir.is_dir() {
         return Err(Error::data(
             dir,
@@ -82,15 +82,15 @@ pub fn load_dir(dir: &Path) -> Result<Split> {
              t10k-images-idx3-ubyte and t10k-labels-idx1-ubyte (each optionally .gz)",
         ));
     }
-    let train = load_pair(dir, "train")?;
-    let test = load_pair(dir, "t10k")?;
+    let train = load_pair(dir, "train", classes)?;
+    let test = load_pair(dir, "t10k", classes)?;
     Ok(Split {
         train,
         test: Some(test),
     })
 }
 
-fn load_pair(dir: &Path, prefix: &str) -> Result<Dataset> {
+fn load_pair(dir: &Path, prefix: &str, classes: &Classes) -> Result<Dataset> {
     let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
     let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let images = read(&images_path, 3)?;
@@ -112,19 +112,18 @@ fn load_pair(dir: &Path, prefix: &str) -> Result<Dataset> {
             ),
         ));
     }
-    if let Some(i) = labels.data.iter().position(|&l| l as usize >= CLASSES) {
-        return Err(Error::data(
-            &labels_path,
-            format!("label {} at index {i} is not a digit 0..9", labels.data[i]),
-        ));
-    }
+    classes.check(
+        labels.data.iter().map(|&l| l as usize),
+        &labels_path,
+        "the labels",
+    )?;
     Ok(Dataset {
         x: images.data.iter().map(|&p| p as f64).collect(),
         n,
         d: images.dims[1] * images.dims[2],
         y: Targets::Labels {
             y: labels.data.iter().map(|&l| l as usize).collect(),
-            classes: CLASSES,
+            classes: classes.count,
         },
     })
 }

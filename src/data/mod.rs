@@ -5,6 +5,7 @@
 //! targets are class labels or real values, so the loss can be chosen to
 //! match. File formats and synthetic tasks live in their own modules.
 
+mod arrays;
 mod cifar;
 pub mod config;
 mod idx;
@@ -12,12 +13,14 @@ pub mod npy;
 pub mod npz;
 mod preprocess;
 mod synthetic;
+mod validate;
 
 pub use config::DataConfig;
 
 use crate::error::{Error, Result};
-use npy::{NpyArray, NpyData};
+use arrays::Named;
 use std::path::Path;
+use validate::Classes;
 
 /// `n` examples: inputs `x` row-major [n, d] and their targets.
 #[derive(Clone, Debug, PartialEq)]
@@ -141,7 +144,10 @@ const DIGITS_Y: &[u8] = include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/dat
 /// Loads the configured source and preprocesses it, in the order
 /// load -> shuffle? -> split (test_fraction) -> take n_train / n_test ->
 /// scale -> standardize -> one_hot. `seed` drives every random choice
-/// (shuffles, held-out examples, synthetic tasks).
+/// (shuffles, held-out examples, synthetic tasks). Every file's arrays are
+/// validated as they are read (see `validate`): finite values, and labels
+/// within `data.num_classes` or, unset, the count inferred from the train
+/// labels, which is said on stderr.
 pub fn load(cfg: &DataConfig, seed: u64) -> Result<Split> {
     cfg.validate()?;
     // validate() has checked that the keys a source needs are set; these
@@ -151,21 +157,24 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Split> {
             Error::config("data.path", format!("source '{}' needs path", cfg.source))
         })
     };
+    // A declared class count overrides a format's own, so that e.g. EMNIST
+    // (IDX files with 26 or 47 classes) loads as `mnist`.
+    let declared = cfg.num_classes.map(Classes::declared);
+    let ten = |what: &str| {
+        cfg.num_classes
+            .map_or_else(|| Classes::fixed(10, what), Classes::declared)
+    };
     let raw = match cfg.source.as_str() {
         "digits" => {
             let x_name = format!("{DIGITS_DIR}/x.npy");
             let y_name = format!("{DIGITS_DIR}/y.npy");
-            let x = npy::parse(DIGITS_X, &x_name)?;
-            let y = npy::parse(DIGITS_Y, &y_name)?;
-            Split {
-                train: from_arrays(x, y, &x_name, &y_name)?,
-                test: None,
-            }
+            let x = Named::new(npy::parse(DIGITS_X, &x_name)?, &x_name, "x");
+            let y = Named::new(npy::parse(DIGITS_Y, &y_name)?, &y_name, "y");
+            arrays::split((x, y), None, Some(ten("the bundled set's 10 digits")))?
         }
         "npy" => {
-            let pair = |x: &Path, y: &Path| -> Result<Dataset> {
-                let names = (x.display().to_string(), y.display().to_string());
-                from_arrays(npy::read(x)?, npy::read(y)?, &names.0, &names.1)
+            let read = |path: &Path, array: &str| -> Result<Named> {
+                Ok(Named::new(npy::read(path)?, path.display(), array))
             };
             let (Some(x), Some(y)) = (&cfg.x_path, &cfg.y_path) else {
                 return Err(Error::config(
@@ -173,28 +182,28 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Split> {
                     "source 'npy' needs x_path and y_path",
                 ));
             };
-            let train = pair(x, y)?;
-            match (&cfg.test_x_path, &cfg.test_y_path) {
-                (Some(tx), Some(ty)) => {
-                    let test = pair(tx, ty)?;
-                    matching_test(train, test, tx, ty)?
-                }
-                _ => Split { train, test: None },
-            }
+            let train = (read(x, "x")?, read(y, "y")?);
+            let test = match (&cfg.test_x_path, &cfg.test_y_path) {
+                (Some(tx), Some(ty)) => Some((read(tx, "x_test")?, read(ty, "y_test")?)),
+                _ => None,
+            };
+            arrays::split(train, test, declared)?
         }
         "npz" => {
             let path = dir_or_file()?;
             let mut archive = npz::Npz::open(path)?;
-            let x = archive.array(&cfg.x_key)?;
-            let y = archive.array(&cfg.y_key)?;
-            let name = |key: &str| format!("{}[{key}]", path.display());
-            Split {
-                train: from_arrays(x, y, &name(&cfg.x_key), &name(&cfg.y_key))?,
-                test: None,
-            }
+            let mut read = |key: &str| -> Result<Named> {
+                Ok(Named::new(archive.array(key)?, path.display(), key))
+            };
+            let train = (read(&cfg.x_key)?, read(&cfg.y_key)?);
+            let test = match (&cfg.x_test_key, &cfg.y_test_key) {
+                (Some(tx), Some(ty)) => Some((read(tx)?, read(ty)?)),
+                _ => None,
+            };
+            arrays::split(train, test, declared)?
         }
-        "mnist" => idx::load_dir(dir_or_file()?)?,
-        "cifar10" => cifar::load_dir(dir_or_file()?)?,
+        "mnist" => idx::load_dir(dir_or_file()?, &ten("MNIST's 10 digits"))?,
+        "cifar10" => cifar::load_dir(dir_or_file()?, &ten("CIFAR-10's 10 classes"))?,
         "teacher_student" => synthetic::teacher_student(cfg, seed)?,
         "chebyshev" => synthetic::chebyshev(cfg, seed)?,
         "linear" => synthetic::linear(cfg, seed)?,
@@ -206,111 +215,4 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Split> {
         }
     };
     preprocess::apply(raw, cfg, seed)
-}
-
-/// Pairs an input array [N, ...] with a target array: integer [N] are class
-/// labels (classes = max + 1), float [N] or anything [N, K...] are values.
-fn from_arrays(x: NpyArray, y: NpyArray, x_name: &str, y_name: &str) -> Result<Dataset> {
-    let (Some(&n), Some(&ny)) = (x.shape.first(), y.shape.first()) else {
-        let (name, shape) = if x.shape.is_empty() {
-            (x_name, &x.shape)
-        } else {
-            (y_name, &y.shape)
-        };
-        return Err(Error::data(
-            name,
-            format!("expected an array of examples [N, ...], found shape {shape:?}"),
-        ));
-    };
-    if n != ny {
-        return Err(Error::data(
-            x_name,
-            format!(
-                "x has shape {:?} but y ({y_name}) has shape {:?}; they must agree on the number of examples",
-                x.shape, y.shape
-            ),
-        ));
-    }
-    if n == 0 {
-        return Err(Error::data(
-            x_name,
-            format!("holds no examples (shape {:?})", x.shape),
-        ));
-    }
-    let d: usize = x.shape[1..].iter().product();
-    if d == 0 {
-        return Err(Error::data(
-            x_name,
-            format!("examples have no features (shape {:?})", x.shape),
-        ));
-    }
-    let k: usize = y.shape[1..].iter().product();
-    let targets = match y.data {
-        NpyData::Int(labels) if y.shape.len() == 1 => {
-            if let Some(i) = labels.iter().position(|&l| l < 0) {
-                return Err(Error::data(
-                    y_name,
-                    format!("label {} at index {i} is negative", labels[i]),
-                ));
-            }
-            let classes = labels.iter().max().map_or(0, |&m| m as usize + 1);
-            Targets::Labels {
-                y: labels.into_iter().map(|l| l as usize).collect(),
-                classes,
-            }
-        }
-        _ if k == 0 => {
-            return Err(Error::data(
-                y_name,
-                format!("targets have no values (shape {:?})", y.shape),
-            ));
-        }
-        _ => Targets::Values { y: y.to_f64(), k },
-    };
-    Dataset::new(x.to_f64(), n, d, targets)
-}
-
-/// A test set read from separate files must fit the same model as the train
-/// set: same input width and the same kind of targets. Labels are counted
-/// over both files, since either may lack the highest class.
-fn matching_test(
-    mut train: Dataset,
-    mut test: Dataset,
-    test_x: &Path,
-    test_y: &Path,
-) -> Result<Split> {
-    if test.d != train.d {
-        return Err(Error::data(
-            test_x,
-            format!(
-                "test examples have {} features but train examples have {}",
-                test.d, train.d
-            ),
-        ));
-    }
-    match (&mut train.y, &mut test.y) {
-        (Targets::Labels { classes: a, .. }, Targets::Labels { classes: b, .. }) => {
-            let c = (*a).max(*b);
-            (*a, *b) = (c, c);
-        }
-        (Targets::Values { k: a, .. }, Targets::Values { k: b, .. }) if a == b => {}
-        _ => {
-            let kind = |t: &Targets| match t {
-                Targets::Labels { .. } => "class labels".to_string(),
-                Targets::Values { k, .. } => format!("{k} real values per example"),
-            };
-            return Err(Error::data(
-                test_y,
-                format!(
-                    "test targets are {} but train targets are {}",
-                    kind(&test.y),
-                    kind(&train.y)
-                ),
-            ));
-        }
-    }
-    Ok(Split {
-        train,
-        test: Some(test),
-    })
 }

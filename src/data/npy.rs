@@ -37,11 +37,12 @@ impl NpyArray {
         self.len() == 0
     }
 
-    /// The elements as f64 (integers beyond 2^53 lose precision).
-    pub fn to_f64(&self) -> Vec<f64> {
-        match &self.data {
-            NpyData::Float(v) => v.clone(),
-            NpyData::Int(v) => v.iter().map(|&i| i as f64).collect(),
+    /// The elements as f64 (integers beyond 2^53 lose precision); float
+    /// data is moved, not copied, since data sets can be large.
+    pub fn into_f64(self) -> Vec<f64> {
+        match self.data {
+            NpyData::Float(v) => v,
+            NpyData::Int(v) => v.into_iter().map(|i| i as f64).collect(),
         }
     }
 }

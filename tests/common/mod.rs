@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: random tensors, a central
 //! finite-difference check of any function recorded on the tape, temporary
-//! directories and a `.npy` writer.
+//! directories and `.npy` / `.npz` writers.
 #![allow(dead_code)]
 
 pub mod wgpu_pair;
@@ -157,6 +157,29 @@ pub fn npy_bytes_v(
 
 pub fn npy_bytes(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
     npy_bytes_v(1, descr, shape, false, data)
+}
+
+/// Little-endian bytes of `v`, the data of an `<f8` array.
+pub fn f64_bytes(v: &[f64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes of `v`, the data of an `<i8` array.
+pub fn i64_bytes(v: &[i64]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// An `.npz` archive of `(member name, .npy bytes)`, as `np.savez` (stored)
+/// or `np.savez_compressed` (deflated) writes it.
+pub fn write_npz(path: &Path, method: zip::CompressionMethod, members: &[(&str, Vec<u8>)]) {
+    use std::io::Write;
+    let mut w = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
+    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
+    for (name, bytes) in members {
+        w.start_file(*name, opts).unwrap();
+        w.write_all(bytes).unwrap();
+    }
+    w.finish().unwrap();
 }
 
 /// Says that a test is skipped (its backend is absent). Written straight to
