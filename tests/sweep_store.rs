@@ -1,8 +1,8 @@
 //! One sweep store shared by many workers: claims raced for under a
 //! barrier, leases that expire or are renewed, workers killed at random
-//! and restarted until the grid is done, committed runs that went bad
-//! (named by `check` and `report`, trained again by `--resume`), a disk
-//! that fills up, and `sweep status`.
+//! and restarted until the grid is done, a worker stalled past its lease,
+//! committed runs that went bad (named by `check` and `report`, trained
+//! again by `--resume`), a disk that fills up, and `sweep status`.
 
 mod common;
 
@@ -376,6 +376,71 @@ fn workers_killed_at_random_finish_the_grid_with_every_run_once() {
     let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(st["finished"], 24, "{st}");
     assert_eq!(st["claimed"].as_array().map(Vec::len), Some(0), "{st}");
+}
+
+/// A worker stopped (SIGSTOP) past its lease loses its run to another
+/// worker, which finishes the grid; continued, the first one stops that run
+/// without committing it, so every run is committed once and verifies.
+#[test]
+fn a_worker_stalled_past_its_lease_commits_nothing_it_lost() {
+    let dir = temp_dir("sweep-stall");
+    let spec = write(
+        &dir,
+        "s.toml",
+        &STRESS_SWEEP
+            .replace("seed = [0, 1, 2, 3, 4, 5, 6, 7]", "seed = [0, 1]")
+            .replace("max_ensemble = 2", "max_ensemble = 1")
+            .replace("steps = 800", "steps = 4000"),
+    );
+    let out = dir.join("out");
+    let first = Command::new(env!("CARGO_BIN_EXE_lmech"))
+        .args(["--threads", "1", "sweep", spec.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .args(["--device", "cpu", "--lease-seconds", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let restart_point = || {
+        names(&out.join("work")).iter().any(|id| {
+            names(&out.join("work").join(id)).iter().any(|w| {
+                out.join("work")
+                    .join(id)
+                    .join(w)
+                    .join("resume.safetensors")
+                    .exists()
+            })
+        })
+    };
+    while !restart_point() {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no restart point"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let signal = |sig: &str| {
+        let pid = first.id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    std::thread::sleep(Duration::from_millis(1500));
+    let second = sweep_ok(&spec, &out, &[]);
+    signal("-CONT");
+    let first_out = first.wait_with_output().unwrap();
+    let said = text(&first_out);
+    assert!(!first_out.status.success(), "{said}");
+    assert!(said.contains("without committing it"), "{said}");
+    assert!(!said.contains(": finished"), "{said}");
+    assert!(second.contains("6 runs: "), "{second}");
+    assert_eq!(names(&out.join("runs")), grid_ids(&spec));
+    let check = lmech(&["sweep", "check", out.to_str().unwrap()]);
+    assert!(text(&check).contains("6 of 6 committed runs verified"));
 }
 
 const SMALL_SWEEP: &str = r#"

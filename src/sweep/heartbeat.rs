@@ -2,10 +2,12 @@
 //! process holds four times per lease (so three renewals in a row may fail,
 //! to a stalled file server say, before the lease runs out), and marks a
 //! claim lost when another worker has taken it over, so that the training
-//! under it stops and nothing is committed under it.
+//! under it stops and nothing is committed under it. The training asks
+//! before every step (`confirm`), which costs a clock reading unless the
+//! lease ran out unrenewed.
 
-use crate::sweep::claim::{Claim, Claims};
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sweep::claim::{now_unix, Claim, Claims};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -13,11 +15,17 @@ use std::time::Duration;
 pub struct Held {
     pub claim: Claim,
     lost: AtomicBool,
+    /// When it was last renewed (`now_unix`, as f64 bits).
+    renewed: AtomicU64,
 }
 
 impl Held {
     pub fn is_lost(&self) -> bool {
         self.lost.load(Ordering::Relaxed)
+    }
+
+    fn renewed_now(&self) {
+        self.renewed.store(now_unix().to_bits(), Ordering::Relaxed);
     }
 }
 
@@ -43,9 +51,31 @@ impl<'a> Heartbeat<'a> {
         let held = Arc::new(Held {
             claim,
             lost: AtomicBool::new(false),
+            renewed: AtomicU64::new(now_unix().to_bits()),
         });
         self.lock().push(held.clone());
         held
+    }
+
+    /// Whether `held` is still this worker's, cheaply: only when its lease
+    /// ran out unrenewed (this process was stopped or starved longer than
+    /// a lease) does it ask the store, so a worker that wakes up after
+    /// another took its run over stops at once, before writing anything.
+    pub fn confirm(&self, held: &Held) -> bool {
+        if held.is_lost() {
+            return false;
+        }
+        let renewed = f64::from_bits(held.renewed.load(Ordering::Relaxed));
+        if now_unix() - renewed < self.claims.worker().lease.as_secs_f64() {
+            return true;
+        }
+        match self.claims.renew(&held.claim) {
+            Ok(true) => held.renewed_now(),
+            Ok(false) => held.lost.store(true, Ordering::Relaxed),
+            // Unknown: the heartbeat keeps trying.
+            Err(_) => {}
+        }
+        !held.is_lost()
     }
 
     /// Stops renewing `held` (committed or released).
@@ -79,7 +109,7 @@ impl<'a> Heartbeat<'a> {
                     continue;
                 }
                 match renewed {
-                    Ok(true) => {}
+                    Ok(true) => h.renewed_now(),
                     Ok(false) => h.lost.store(true, Ordering::Relaxed),
                     // The next beat tries again; the lease has room for it.
                     Err(e) => eprintln!("could not renew the claim on {}: {e}", h.claim.id),

@@ -213,7 +213,7 @@ impl Shared<'_> {
                 }
             })
             .collect();
-        let guard = || match members.iter().find(|m| m.held.is_lost()) {
+        let guard = || match members.iter().find(|m| !self.heartbeat.confirm(&m.held)) {
             Some(m) => Err(lost(&self.runs[m.index].id)),
             None => Ok(()),
         };
@@ -260,8 +260,13 @@ impl Shared<'_> {
     /// Records a run that neither finished nor diverged and lets its claim
     /// go, with the reason, so that another worker may try it.
     fn fail(&self, id: &str, held: &Arc<Held>, err: &Error) {
+        // A worker woken after another took its run over may have failed
+        // on the directory the other cleared: the lost claim is the news.
+        let msg = match self.heartbeat.confirm(held) {
+            true => err.to_string(),
+            false => lost(id).to_string(),
+        };
         self.heartbeat.let_go(held);
-        let msg = err.to_string();
         // A failed release leaves the claim to expire: the same end, later.
         let _ = self.claims.release(&held.claim, &msg);
         self.tally().failed.push((id.to_string(), msg.clone()));
