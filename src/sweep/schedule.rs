@@ -95,29 +95,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
             ..SweepOutcome::default()
         }),
     };
-    let ended = std::thread::scope(|s| {
-        s.spawn(|| shared.heartbeat.run());
-        let threads: Vec<_> = opts
-            .devices
-            .iter()
-            .flat_map(|&d| std::iter::repeat_n(d, opts.jobs))
-            .map(|device| {
-                let shared = &shared;
-                s.spawn(move || shared.work(device))
-            })
-            .collect();
-        let ended: Vec<Result<()>> = threads
-            .into_iter()
-            .map(|t| {
-                t.join()
-                    .unwrap_or_else(|_| Err(Error::msg("a sweep worker thread panicked")))
-            })
-            .collect();
-        shared.heartbeat.stop();
-        ended
-    });
-    shared.progress.finish();
-    ended.into_iter().collect::<Result<Vec<()>>>()?;
+    shared.run_threads(&opts.devices, opts.jobs)?;
     let mut outcome = shared
         .result
         .into_inner()
@@ -147,6 +125,29 @@ struct Claimed {
 }
 
 impl Shared<'_> {
+    /// Runs `jobs` threads per device, and the heartbeat, until all end.
+    fn run_threads(&self, devices: &[Device], jobs: usize) -> Result<()> {
+        let ended = std::thread::scope(|s| {
+            s.spawn(|| self.heartbeat.run());
+            let threads: Vec<_> = devices
+                .iter()
+                .flat_map(|&d| std::iter::repeat_n(d, jobs))
+                .map(|device| s.spawn(move || self.work(device)))
+                .collect();
+            let ended: Vec<Result<()>> = threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(Error::msg("a sweep worker thread panicked")))
+                })
+                .collect();
+            self.heartbeat.stop();
+            ended
+        });
+        self.progress.finish();
+        ended.into_iter().collect()
+    }
+
     fn tally(&self) -> std::sync::MutexGuard<'_, SweepOutcome> {
         self.result.lock().unwrap_or_else(|e| e.into_inner())
     }
