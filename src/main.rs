@@ -315,7 +315,9 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             for (id, err) in &outcome.failed {
                 eprintln!("failed: {id}: {err}");
             }
-            if outcome.grid_done {
+            // The sweep is over, as far as this worker can tell: nothing
+            // left in its part and nothing in progress elsewhere.
+            if outcome.grid_done || (!split && outcome.elsewhere == 0) {
                 report(&out)?;
             }
             Ok(if outcome.failed.is_empty() {

@@ -4,7 +4,7 @@
 //! failing verification, whose bad copy it sets aside). Members that other
 //! workers hold go to the back of the queue, to be taken over should their
 //! claims go stale before this worker runs out of work, and the worker
-//! stops when one pass over the queue finds nothing to take.
+//! stops when a pass over the queue finds nothing free to take.
 
 use crate::error::Result;
 use crate::sweep::claim::{Claim, Claims};
@@ -51,33 +51,54 @@ impl<'a> Picker<'a> {
 
     /// The members of the next pack that this worker claimed (indices and
     /// claims); `None` when nothing is left to take. `done` is called for
-    /// each run found committed.
+    /// each run found committed. A first pass leaves whole any pack whose
+    /// first open run another worker holds: workers that start together
+    /// would otherwise split every ensemble between them. Only when that
+    /// finds nothing does a second pass take every free run.
     pub fn next(&self, done: &mut dyn FnMut()) -> Result<Option<Vec<(usize, Claim)>>> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
-        for _ in 0..queue.len() {
-            let Some(pack) = queue.pop_front() else { break };
-            let (mut mine, mut busy) = (Vec::new(), Vec::new());
-            for &i in &pack {
-                match self.take(i) {
-                    Ok(Found::Done) => done(),
-                    Ok(Found::Busy) => busy.push(i),
-                    Ok(Found::Mine(c)) => mine.push((i, c)),
-                    Err(e) => {
-                        for (_, c) in &mine {
-                            let _ = self.claims.release(c, "");
-                        }
-                        return Err(e);
-                    }
+        for polite in [true, false] {
+            for _ in 0..queue.len() {
+                let Some(pack) = queue.pop_front() else { break };
+                let (mine, busy) = self.take_pack(&pack, polite, done)?;
+                if !busy.is_empty() {
+                    queue.push_back(busy);
                 }
-            }
-            if !busy.is_empty() {
-                queue.push_back(busy);
-            }
-            if !mine.is_empty() {
-                return Ok(Some(mine));
+                if !mine.is_empty() {
+                    return Ok(Some(mine));
+                }
             }
         }
         Ok(None)
+    }
+
+    /// Claims what it can of `pack`: the claims, and the runs held
+    /// elsewhere (with `polite`, the rest of a pack whose first open run is).
+    fn take_pack(
+        &self,
+        pack: &[usize],
+        polite: bool,
+        done: &mut dyn FnMut(),
+    ) -> Result<(Vec<(usize, Claim)>, Vec<usize>)> {
+        let (mut mine, mut busy) = (Vec::new(), Vec::new());
+        for (k, &i) in pack.iter().enumerate() {
+            match self.take(i) {
+                Ok(Found::Done) => done(),
+                Ok(Found::Busy) if polite && mine.is_empty() => {
+                    busy.extend_from_slice(&pack[k..]);
+                    break;
+                }
+                Ok(Found::Busy) => busy.push(i),
+                Ok(Found::Mine(c)) => mine.push((i, c)),
+                Err(e) => {
+                    for (_, c) in &mine {
+                        let _ = self.claims.release(c, "");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok((mine, busy))
     }
 
     /// Runs that other workers held when this one last looked and that are

@@ -55,7 +55,7 @@ pub struct SweepOutcome {
     /// Runs other workers were training when this one ran out of work.
     pub elsewhere: usize,
     pub ensembles: usize,
-    /// Every run of the grid is committed.
+    /// Every run of the grid is committed (by any worker).
     pub grid_done: bool,
 }
 
