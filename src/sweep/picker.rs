@@ -22,6 +22,9 @@ pub struct Picker<'a> {
     queue: Mutex<VecDeque<Vec<usize>>>,
 }
 
+/// Claimed members of a pack: indices into the grid and their claims.
+pub type Taken = Vec<(usize, Claim)>;
+
 /// What a worker found for one run.
 enum Found {
     /// Committed (by anyone), nothing to do.
@@ -55,7 +58,7 @@ impl<'a> Picker<'a> {
     /// first open run another worker holds: workers that start together
     /// would otherwise split every ensemble between them. Only when that
     /// finds nothing does a second pass take every free run.
-    pub fn next(&self, done: &mut dyn FnMut()) -> Result<Option<Vec<(usize, Claim)>>> {
+    pub fn next(&self, done: &mut dyn FnMut()) -> Result<Option<Taken>> {
         let mut queue = self.queue.lock().unwrap_or_else(|e| e.into_inner());
         for polite in [true, false] {
             for _ in 0..queue.len() {
@@ -79,7 +82,7 @@ impl<'a> Picker<'a> {
         pack: &[usize],
         polite: bool,
         done: &mut dyn FnMut(),
-    ) -> Result<(Vec<(usize, Claim)>, Vec<usize>)> {
+    ) -> Result<(Taken, Vec<usize>)> {
         let (mut mine, mut busy) = (Vec::new(), Vec::new());
         for (k, &i) in pack.iter().enumerate() {
             match self.take(i) {
