@@ -1,5 +1,6 @@
 //! The `lmech` command line: `lmech train CONFIG.toml`, `lmech eos`,
-//! `lmech sweep SWEEP.toml` / `lmech sweep report DIR` and `lmech devices`.
+//! `lmech sweep SWEEP.toml` / `lmech sweep report|check|status DIR` and
+//! `lmech devices`.
 
 use clap::{Parser, Subcommand};
 use lmech::backend::device::{describe_devices, Device, DeviceRequest};
@@ -85,8 +86,9 @@ enum Command {
         quiet: bool,
     },
     /// Run a sweep file: a grid of runs over config keys, packed into
-    /// ensembles, committed to a results store under --out. `lmech sweep
-    /// report DIR` merges the store (all shards) into report.csv and plots.
+    /// ensembles, claimed, trained and committed to a results store under
+    /// --out that any number of workers share. `lmech sweep report DIR`
+    /// merges the store into report.csv and plots.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Sweep {
         #[command(subcommand)]
@@ -94,17 +96,21 @@ enum Command {
         /// The sweep file (see examples/mup_transfer.toml).
         #[arg(required = true)]
         spec: Option<PathBuf>,
-        /// The results store (shared by all shards of the sweep).
+        /// The results store (shared by all workers of the sweep).
         #[arg(long, required = true)]
         out: Option<PathBuf>,
-        /// Continue a sweep in --out: finished runs are kept, interrupted ones
-        /// restart (from their last checkpoint when they have one).
+        /// Also verify the committed runs and train again those that fail,
+        /// setting the bad copies aside in DIR/bad/.
         #[arg(long)]
         resume: bool,
-        /// Run only shard i of n (0-based), e.g. 2/8; default: from Slurm's
-        /// SLURM_ARRAY_TASK_ID / SLURM_ARRAY_TASK_COUNT when set, else all.
+        /// Take only shard i of n (0-based) of the grid, e.g. 2/8, or
+        /// `slurm` for this Slurm array task's shard; default: any run no
+        /// other worker has claimed.
         #[arg(long)]
         shard: Option<String>,
+        /// A claim not renewed for this long is taken over by other workers.
+        #[arg(long, default_value_t = lmech::sweep::claim::DEFAULT_LEASE.as_secs_f64())]
+        lease_seconds: f64,
         /// Devices to spread ensembles over, comma-separated (auto, cpu,
         /// cuda:0,cuda:1, wgpu).
         #[arg(long, default_value = "auto")]
@@ -129,6 +135,21 @@ enum SweepAction {
     Report {
         /// The sweep's --out directory.
         dir: PathBuf,
+    },
+    /// Verify every committed run (files, sizes, checksums) and list the
+    /// bad ones; exit status 1 when there is one.
+    Check {
+        /// The sweep's --out directory.
+        dir: PathBuf,
+    },
+    /// Runs done, diverged, failed, claimed (by whom, lease left) and
+    /// pending.
+    Status {
+        /// The sweep's --out directory.
+        dir: PathBuf,
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -186,24 +207,71 @@ fn report(dir: &std::path::Path) -> lmech::Result<()> {
     for p in &r.plots {
         println!("plot: {}", p.display());
     }
+    for (id, why) in &r.skipped {
+        eprintln!("skipped run {id}: {why}");
+    }
     Ok(())
+}
+
+/// `lmech sweep check DIR`: whether every committed run verifies.
+fn check(dir: &std::path::Path) -> lmech::Result<ExitCode> {
+    let c = lmech::sweep::verify::check_store(dir)?;
+    println!(
+        "check: {} of {} committed runs verified{}",
+        c.verified,
+        c.verified + c.bad.len(),
+        if c.missing > 0 {
+            format!(" ({} runs of the grid not committed yet)", c.missing)
+        } else {
+            String::new()
+        }
+    );
+    for (id, why) in &c.bad {
+        println!("bad run {id}: {why}");
+    }
+    if !c.bad.is_empty() {
+        println!(
+            "lmech sweep ... --out {} --resume trains them again (the bad copies go to bad/)",
+            dir.display()
+        );
+    }
+    Ok(if c.bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn run(cmd: Command) -> lmech::Result<ExitCode> {
     match cmd {
         Command::Sweep {
-            action: Some(SweepAction::Report { dir }),
+            action: Some(action),
             ..
-        } => {
-            report(&dir)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => match action {
+            SweepAction::Report { dir } => {
+                report(&dir)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            SweepAction::Check { dir } => check(&dir),
+            SweepAction::Status { dir, json } => {
+                let st = lmech::sweep::store_status(&dir)?;
+                if json {
+                    let text = serde_json::to_string_pretty(&st)
+                        .map_err(|e| lmech::Error::msg(e.to_string()))?;
+                    println!("{text}");
+                } else {
+                    print!("{}", st.text());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+        },
         Command::Sweep {
             action: None,
             spec,
             out,
             resume,
             shard,
+            lease_seconds,
             device,
             jobs,
             max_ensemble,
@@ -215,10 +283,17 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                 ));
             };
             let spec = SweepSpec::load(&spec_path)?;
-            let shard = match shard {
-                Some(s) => Shard::parse(&s)?,
-                None => Shard::from_slurm(|k| std::env::var(k).ok())?.unwrap_or(Shard::WHOLE),
+            let split = shard.is_some();
+            let shard = match &shard {
+                Some(s) => Shard::from_arg(s, |k| std::env::var(k).ok())?,
+                None => Shard::WHOLE,
             };
+            if !(lease_seconds.is_finite() && lease_seconds > 0.0) {
+                return Err(lmech::Error::config(
+                    "--lease-seconds",
+                    format!("expected a positive number of seconds, got {lease_seconds}"),
+                ));
+            }
             let devices = device
                 .split(',')
                 .map(|d| resolve_device(d.trim()))
@@ -233,16 +308,23 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                     jobs,
                     max_ensemble,
                     progress: !quiet,
+                    lease: std::time::Duration::from_secs_f64(lease_seconds),
                 },
             )?;
+            let who = if split {
+                format!(", shard {}/{}", shard.index, shard.count)
+            } else {
+                String::new()
+            };
             println!(
-                "shard {}/{}: {} runs: {} finished, {} diverged, {} done before, {} failed ({} ensembles) -> {}",
-                shard.index,
-                shard.count,
+                "worker {}{who}: {} runs: {} finished, {} diverged, {} done before, \
+                 {} in progress elsewhere, {} failed ({} ensembles) -> {}",
+                outcome.worker,
                 outcome.total,
                 outcome.finished,
                 outcome.diverged,
                 outcome.skipped,
+                outcome.elsewhere,
                 outcome.failed.len(),
                 outcome.ensembles,
                 out.display()
@@ -250,7 +332,9 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             for (id, err) in &outcome.failed {
                 eprintln!("failed: {id}: {err}");
             }
-            if shard == Shard::WHOLE {
+            // The sweep is over, as far as this worker can tell: nothing
+            // left in its part and nothing in progress elsewhere.
+            if outcome.grid_done || (!split && outcome.elsewhere == 0) {
                 report(&out)?;
             }
             Ok(if outcome.failed.is_empty() {

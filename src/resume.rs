@@ -111,6 +111,16 @@ fn saved_points(dir: &Path, config_toml: &str) -> BTreeMap<u64, Vec<NamedTensor>
     out
 }
 
+/// The latest step of any restart point in `dir`, whatever its config: how
+/// far a run got there.
+pub fn latest_step(dir: &Path) -> Option<u64> {
+    [FILE, NEXT]
+        .iter()
+        .filter_map(|name| load_checkpoint(&dir.join(name)).ok())
+        .filter_map(|(_, meta)| meta.get("step")?.parse().ok())
+        .max()
+}
+
 /// Puts the members' latest common restart point (one directory and config
 /// per member) into `model` and `opt` and returns the step to continue
 /// from; 0, with nothing changed, when they have none in common.

@@ -260,6 +260,7 @@ fn train_on<B: Backend>(
         std::slice::from_ref(&member),
         res,
         opts.progress,
+        &|| Ok(()),
         &mut |_, _| Ok(()),
     )?;
     reports
@@ -291,6 +292,21 @@ pub fn train_ensemble(
     progress: bool,
     on_done: &mut OnMemberDone,
 ) -> Result<Vec<RunReport>> {
+    train_ensemble_guarded(members, device, progress, &|| Ok(()), on_done)
+}
+
+/// Checked before every step: an error stops the training there (a sweep
+/// worker that lost its claim on the runs stops training them).
+pub type Guard<'a> = dyn Fn() -> Result<()> + 'a;
+
+/// `train_ensemble`, stopping with `guard`'s error as soon as it has one.
+pub fn train_ensemble_guarded(
+    members: &[Member],
+    device: Device,
+    progress: bool,
+    guard: &Guard,
+    on_done: &mut OnMemberDone,
+) -> Result<Vec<RunReport>> {
     let first = members
         .first()
         .ok_or_else(|| Error::msg("an ensemble needs at least one member"))?;
@@ -307,15 +323,15 @@ pub fn train_ensemble(
         }
     }
     match device {
-        Device::Cpu => train_members_on(cpu(res.dtype)?, members, &res, progress, on_done),
-        Device::Wgpu => train_members_on(Wgpu::new(res.dtype)?, members, &res, progress, on_done),
-        Device::Cuda(i) => train_members_on(
-            crate::backend::cuda::Cuda::new(i, res.dtype)?,
-            members,
-            &res,
-            progress,
-            on_done,
-        ),
+        Device::Cpu => train_members_on(cpu(res.dtype)?, members, &res, progress, guard, on_done),
+        Device::Wgpu => {
+            let be = Wgpu::new(res.dtype)?;
+            train_members_on(be, members, &res, progress, guard, on_done)
+        }
+        Device::Cuda(i) => {
+            let be = crate::backend::cuda::Cuda::new(i, res.dtype)?;
+            train_members_on(be, members, &res, progress, guard, on_done)
+        }
     }
 }
 
@@ -411,6 +427,7 @@ fn train_members_on<B: Backend>(
     members: &[Member],
     res: &Resolved,
     show_progress: bool,
+    guard: &Guard,
     on_done: &mut OnMemberDone,
 ) -> Result<Vec<RunReport>> {
     let started = Instant::now();
@@ -519,6 +536,7 @@ fn train_members_on<B: Backend>(
     let mut reports: Vec<Option<RunReport>> = vec![None; ensemble];
 
     for step in start_step..=steps {
+        guard()?;
         let is_final = step == steps;
         if checkpoint_every > 0 && step > start_step && step % checkpoint_every == 0 && !is_final {
             for (e, run) in runs.iter().enumerate().filter(|(_, r)| !r.done) {

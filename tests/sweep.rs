@@ -1,7 +1,7 @@
 //! Sweeps: expanding sweep files, ensembles that give the same results as
 //! runs one by one, divergence of one member, crash safety (SIGKILL, then
 //! --resume; restart points), shards (also from Slurm's variables) and the
-//! report.
+//! report. Many workers on one store: tests/sweep_store.rs.
 
 mod common;
 
@@ -151,6 +151,16 @@ fn shards_are_disjoint_and_cover_the_grid() {
     for bad in ["3/3", "1", "a/b", "0/0", "-1/2"] {
         assert!(Shard::parse(bad).is_err(), "{bad}");
     }
+    // `--shard slurm` needs an array task.
+    let e = Shard::from_arg("slurm", |_| None).unwrap_err().to_string();
+    assert!(
+        e.contains("--shard") && e.contains("SLURM_ARRAY_TASK_ID"),
+        "{e}"
+    );
+    assert_eq!(
+        Shard::from_arg("1/3", |_| None).unwrap(),
+        Shard { index: 1, count: 3 }
+    );
     let env = |vars: &'static [(&'static str, &'static str)]| {
         move |k: &str| {
             vars.iter()
@@ -506,16 +516,13 @@ fn a_sweep_records_divergence_and_reports_every_run() {
         }
     }
     assert!(out.join("lr_transfer.svg").is_file());
-    // Running it again without --resume is refused; a report can be redone.
-    let again = lmech(&[
-        "sweep",
-        spec_path.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]);
-    assert!(!again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    // Another worker joining the finished store finds nothing to do; a
+    // report can be redone.
+    let again = sweep_ok(&spec_path, &out, &[]);
+    assert!(
+        again.contains("12 runs: 0 finished, 0 diverged, 12 done before"),
+        "{again}"
+    );
     let rep = lmech(&["sweep", "report", out.to_str().unwrap()]);
     assert!(rep.status.success());
     assert!(String::from_utf8_lossy(&rep.stdout).contains("report: 12 runs"));
@@ -539,7 +546,8 @@ fn shards_fill_one_store_that_the_report_merges() {
             // Slurm numbers this array 4-6.
             cmd.env("SLURM_ARRAY_TASK_ID", "6")
                 .env("SLURM_ARRAY_TASK_MIN", "4")
-                .env("SLURM_ARRAY_TASK_COUNT", "3");
+                .env("SLURM_ARRAY_TASK_COUNT", "3")
+                .args(["--shard", "slurm"]);
         } else {
             cmd.arg("--shard").arg(format!("{i}/3"));
         }
@@ -652,14 +660,18 @@ fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Each worker trains a run in work/<id>/<worker>/.
     let restart_points = || -> Vec<PathBuf> {
-        std::fs::read_dir(out.join("work"))
-            .map(|rd| {
-                rd.map(|e| e.unwrap().path())
-                    .filter(|p| p.join("resume.safetensors").exists())
-                    .collect()
-            })
-            .unwrap_or_default()
+        let dirs = |d: PathBuf| -> Vec<PathBuf> {
+            std::fs::read_dir(d)
+                .map(|rd| rd.map(|e| e.unwrap().path()).collect())
+                .unwrap_or_default()
+        };
+        dirs(out.join("work"))
+            .into_iter()
+            .flat_map(dirs)
+            .filter(|p| p.join("resume.safetensors").exists())
+            .collect()
     };
     wait_for(
         "two committed runs and a restart point",
@@ -685,7 +697,7 @@ fn a_sweep_killed_mid_way_resumes_without_losing_or_repeating_runs() {
                 .into_iter()
                 .filter(|r| r.get("step").and_then(|v| v.as_f64()).unwrap() < step)
                 .collect();
-            let id = work.file_name()?.to_string_lossy().into_owned();
+            let id = work.parent()?.file_name()?.to_string_lossy().into_owned();
             Some((id, early))
         })
         .collect();

@@ -1,4 +1,4 @@
-//! The progress of a sweep on stderr: runs done out of the shard's total,
+//! The progress of a sweep on stderr: runs done out of the worker's total,
 //! how many diverged or failed, and the ETA. On a terminal it is a bar;
 //! otherwise (batch jobs, Slurm logs) one plain line per finished run.
 
@@ -71,6 +71,33 @@ impl SweepProgress {
             Some(s) => format!("{id}: diverged at step {s}"),
             None => format!("{id}: finished"),
         });
+    }
+
+    /// A run committed by a killed worker's training, committed by this one.
+    pub fn run_adopted(&self, id: &str) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.done += 1;
+        self.show(&c, || {
+            format!("{id}: committed (trained by an earlier worker)")
+        });
+    }
+
+    /// A run taken over with a restart point an earlier worker left:
+    /// announced, not counted (it is not done yet).
+    pub fn run_continued(&self, id: &str, step: u64) {
+        let c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        self.show(&c, || {
+            format!("{id}: restart point at step {step} taken over (left by an earlier worker)")
+        });
+    }
+
+    /// A run found committed by another worker: counted, not announced.
+    pub fn run_elsewhere(&self) {
+        let mut c = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        c.done += 1;
+        if let Some(bar) = &self.bar {
+            bar.set_position(c.done as u64);
+        }
     }
 
     pub fn run_failed(&self, id: &str, error: &str) {

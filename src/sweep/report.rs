@@ -11,12 +11,15 @@
 //! - `sharpness.svg`: sharpness against step per run, with each learning
 //!   rate's 2/eta line (`[observe.sharpness]`).
 //!
-//! Values are means over the runs that differ only in seed.
+//! Values are means over the runs that differ only in seed. A committed run
+//! that cannot be read (a file missing, cut short or not parsing) is left
+//! out and named with the reason; the others are reported.
 
 use crate::error::{Error, Result};
 use crate::run::metrics::push_row;
 use crate::run::{plot_panels, Panel, Record};
 use crate::sweep::store::{read_manifest, ManifestRun};
+use crate::sweep::verify::{verify, Depth};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -30,8 +33,10 @@ const COORD_STEPS: usize = 4;
 pub struct ReportOutcome {
     /// Committed runs in the table.
     pub rows: usize,
-    /// Runs of the grid not committed yet (by any shard).
+    /// Runs of the grid not committed yet (by any worker).
     pub missing: Vec<String>,
+    /// `(id, reason)` of committed runs that could not be read.
+    pub skipped: Vec<(String, String)>,
     pub table: PathBuf,
     pub plots: Vec<PathBuf>,
 }
@@ -104,10 +109,11 @@ impl RunData {
 
 fn read_run(dir: &Path, m: &ManifestRun) -> Result<Option<RunData>> {
     let run = dir.join("runs").join(&m.id);
-    let summary_path = run.join("summary.json");
-    if !summary_path.is_file() {
+    if !run.is_dir() {
         return Ok(None);
     }
+    verify(&run, Depth::Sizes)?;
+    let summary_path = run.join("summary.json");
     let text = std::fs::read_to_string(&summary_path).map_err(|e| Error::io(&summary_path, e))?;
     let summary = serde_json::from_str(&text)
         .map_err(|e| Error::data(&summary_path, format!("not a run summary: {e}")))?;
@@ -139,13 +145,15 @@ pub fn write_report(dir: &Path) -> Result<ReportOutcome> {
     let mut runs = Vec::new();
     let mut ids = Vec::new();
     let mut missing = Vec::new();
+    let mut skipped = Vec::new();
     for m in &manifest.runs {
-        match read_run(dir, m)? {
-            Some(r) => {
+        match read_run(dir, m) {
+            Ok(Some(r)) => {
                 runs.push(r);
                 ids.push(m.id.clone());
             }
-            None => missing.push(m.id.clone()),
+            Ok(None) => missing.push(m.id.clone()),
+            Err(e) => skipped.push((m.id.clone(), e.to_string())),
         }
     }
     let table = dir.join("report.csv");
@@ -167,6 +175,7 @@ pub fn write_report(dir: &Path) -> Result<ReportOutcome> {
     Ok(ReportOutcome {
         rows: runs.len(),
         missing,
+        skipped,
         table,
         plots,
     })

@@ -1,25 +1,31 @@
-//! Running a sweep on one machine: expand the grid, keep this shard's runs
-//! that are not committed yet, pack them into ensembles and hand the
-//! ensembles to workers (one or more per device). A run that diverges is a
-//! result like any other; an ensemble that fails (an I/O error, say) is
-//! reported and the sweep goes on, leaving those runs for `--resume`.
+//! One sweep worker process: expand the grid, pack this worker's runs (the
+//! whole grid, or one `--shard`) into ensembles and hand them to threads
+//! (one or more per device), each of which claims the next pack's free
+//! runs, trains them while the heartbeat renews their claims, and commits
+//! each member as it finishes. Any number of such processes share a store.
+//! A run that diverges is a result like any other; an ensemble that fails
+//! (an I/O error, say) is reported, its claims are released with the
+//! reason, and the sweep goes on, leaving those runs to a later worker.
 
 use crate::backend::device::Device;
 use crate::error::{Error, Result};
 use crate::run::Status;
+use crate::sweep::claim::{Claim, Claims, Worker};
+use crate::sweep::heartbeat::{Heartbeat, Held};
 use crate::sweep::pack::pack;
+use crate::sweep::picker::Picker;
 use crate::sweep::progress::SweepProgress;
 use crate::sweep::shard::Shard;
 use crate::sweep::spec::{RunSpec, SweepSpec};
-use crate::sweep::store::{Manifest, Store};
-use crate::train::{train_ensemble, Member};
-use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::sync::Mutex;
+use crate::sweep::store::{Begin, Manifest, Store};
+use crate::train::{train_ensemble_guarded, Member};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub struct SweepOptions {
     pub out: PathBuf,
-    /// Continue a sweep whose store already holds runs of this shard.
+    /// Also train again committed runs that fail verification.
     pub resume: bool,
     pub shard: Shard,
     /// Devices to spread ensembles over, each with `jobs` workers.
@@ -28,21 +34,29 @@ pub struct SweepOptions {
     /// Overrides the sweep file's `max_ensemble`.
     pub max_ensemble: Option<usize>,
     pub progress: bool,
+    /// How long a claim holds without renewal.
+    pub lease: Duration,
 }
 
 /// What one `lmech sweep` process did.
 #[derive(Clone, Debug, Default)]
 pub struct SweepOutcome {
-    /// Runs in this shard.
+    /// `host:pid` of this worker.
+    pub worker: String,
+    /// Runs in this worker's part of the grid (all of it, or its shard).
     pub total: usize,
-    /// Runs already committed before this process (or finished but not yet
-    /// committed by a killed one).
+    /// Runs found committed (before this process, or by another worker),
+    /// or finished by a killed worker and committed by this one.
     pub skipped: usize,
     pub finished: usize,
     pub diverged: usize,
     /// `(id, error)` of runs that neither finished nor diverged.
     pub failed: Vec<(String, String)>,
+    /// Runs other workers were training when this one ran out of work.
+    pub elsewhere: usize,
     pub ensembles: usize,
+    /// Every run of the grid is committed (by any worker).
+    pub grid_done: bool,
 }
 
 pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> {
@@ -53,108 +67,217 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
     let store = Store::open(&opts.out)?;
     store.write_manifest(&Manifest::new(spec, &runs))?;
     let mine: Vec<usize> = (0..runs.len()).filter(|&i| opts.shard.owns(i)).collect();
-    let started: Vec<&RunSpec> = mine
+    let todo: Vec<usize> = mine
         .iter()
-        .map(|&i| &runs[i])
-        .filter(|r| store.is_committed(&r.id) || store.work_dir(&r.id).exists())
+        .copied()
+        .filter(|&i| opts.resume || !store.is_committed(&runs[i].id))
         .collect();
-    if !opts.resume && !started.is_empty() {
-        return Err(Error::msg(format!(
-            "{} already holds {} runs of this sweep's shard (e.g. {}); add --resume to continue it, \
-             or choose another --out",
-            store.root().display(),
-            started.len(),
-            started[0].id
-        )));
-    }
-    let mut outcome = SweepOutcome {
-        total: mine.len(),
-        ..SweepOutcome::default()
-    };
-    let mut todo = Vec::new();
-    for &i in &mine {
-        let id = &runs[i].id;
-        if store.is_committed(id) {
-            outcome.skipped += 1;
-        } else if store.is_complete_in_work(id) {
-            store.commit(id)?;
-            outcome.skipped += 1;
-        } else {
-            todo.push(i);
-        }
-    }
     let packs = pack(&runs, &todo, opts.max_ensemble.unwrap_or(spec.max_ensemble))?;
-    outcome.ensembles = packs.len();
-    let progress = SweepProgress::new(&spec.name, mine.len(), outcome.skipped, opts.progress);
-    let queue = Mutex::new(packs.into_iter().collect::<VecDeque<_>>());
-    let result = Mutex::new(outcome);
-    std::thread::scope(|s| {
-        for &device in &opts.devices {
-            for _ in 0..opts.jobs {
-                let (runs, store, queue, result, progress) =
-                    (&runs, &store, &queue, &result, &progress);
-                s.spawn(move || worker(device, runs, store, &spec.name, queue, result, progress));
-            }
-        }
-    });
-    progress.finish();
-    Ok(result.into_inner().unwrap_or_else(|e| e.into_inner()))
+    let worker = Worker::here(opts.lease);
+    let claims = Claims::new(store.root(), worker.clone());
+    let shared = Shared {
+        runs: &runs,
+        sweep: &spec.name,
+        store: &store,
+        claims: &claims,
+        picker: Picker::new(&runs, &store, &claims, opts.resume, packs),
+        heartbeat: Heartbeat::new(&claims),
+        progress: SweepProgress::new(
+            &spec.name,
+            mine.len(),
+            mine.len() - todo.len(),
+            opts.progress,
+        ),
+        result: Mutex::new(SweepOutcome {
+            worker: format!("{}:{}", worker.host, worker.pid),
+            total: mine.len(),
+            skipped: mine.len() - todo.len(),
+            ..SweepOutcome::default()
+        }),
+    };
+    shared.run_threads(&opts.devices, opts.jobs)?;
+    let mut outcome = shared
+        .result
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner());
+    outcome.elsewhere = shared.picker.left();
+    outcome.grid_done = runs.iter().all(|r| store.is_committed(&r.id));
+    Ok(outcome)
 }
 
-fn worker(
-    device: Device,
-    runs: &[RunSpec],
-    store: &Store,
-    sweep: &str,
-    queue: &Mutex<VecDeque<Vec<usize>>>,
-    result: &Mutex<SweepOutcome>,
-    progress: &SweepProgress,
-) {
-    loop {
-        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-        let Some(pack) = next else { return };
-        let members: Vec<Member> = pack
+/// What the threads of one worker process share.
+struct Shared<'a> {
+    runs: &'a [RunSpec],
+    sweep: &'a str,
+    store: &'a Store,
+    claims: &'a Claims,
+    picker: Picker<'a>,
+    heartbeat: Heartbeat<'a>,
+    progress: SweepProgress,
+    result: Mutex<SweepOutcome>,
+}
+
+/// A member this thread claimed and trains.
+struct Claimed {
+    index: usize,
+    dir: PathBuf,
+    held: Arc<Held>,
+}
+
+impl Shared<'_> {
+    /// Runs `jobs` threads per device, and the heartbeat, until all end.
+    fn run_threads(&self, devices: &[Device], jobs: usize) -> Result<()> {
+        let ended = std::thread::scope(|s| {
+            s.spawn(|| self.heartbeat.run());
+            let threads: Vec<_> = devices
+                .iter()
+                .flat_map(|&d| std::iter::repeat_n(d, jobs))
+                .map(|device| s.spawn(move || self.work(device)))
+                .collect();
+            let ended: Vec<Result<()>> = threads
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(Error::msg("a sweep worker thread panicked")))
+                })
+                .collect();
+            self.heartbeat.stop();
+            ended
+        });
+        self.progress.finish();
+        ended.into_iter().collect()
+    }
+
+    fn tally(&self) -> std::sync::MutexGuard<'_, SweepOutcome> {
+        self.result.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes packs until none is left; an error here (the claims cannot be
+    /// read or written) stops this thread.
+    fn work(&self, device: Device) -> Result<()> {
+        let mut found_done = || {
+            self.tally().skipped += 1;
+            self.progress.run_elsewhere();
+        };
+        while let Some(taken) = self.picker.next(&mut found_done)? {
+            let members = taken
+                .into_iter()
+                .filter_map(|(i, claim)| self.begin(i, claim))
+                .collect::<Vec<_>>();
+            if !members.is_empty() {
+                self.train(device, &members);
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares a claimed run's directory; `None` when there is nothing to
+    /// train (it was finished by a killed worker and is now committed, or
+    /// failed).
+    fn begin(&self, index: usize, claim: Claim) -> Option<Claimed> {
+        let id = &self.runs[index].id;
+        let held = self.heartbeat.hold(claim);
+        match self.store.begin(id, &self.claims.worker().token) {
+            Ok(Begin::Train(dir, from)) => {
+                if let Some(step) = from {
+                    self.progress.run_continued(id, step);
+                }
+                Some(Claimed { index, dir, held })
+            }
+            Ok(Begin::Finished(dir)) => {
+                match self.commit(id, &dir, &held) {
+                    Ok(()) => {
+                        self.tally().skipped += 1;
+                        self.progress.run_adopted(id);
+                    }
+                    Err(e) => self.fail(id, &held, &e),
+                }
+                None
+            }
+            Err(e) => {
+                self.fail(id, &held, &e);
+                None
+            }
+        }
+    }
+
+    fn train(&self, device: Device, members: &[Claimed]) {
+        self.tally().ensembles += 1;
+        let ms: Vec<Member> = members
             .iter()
-            .map(|&i| {
-                let mut cfg = runs[i].cfg.clone();
-                cfg.name = Some(format!("{sweep}/{}", runs[i].id));
+            .map(|m| {
+                let mut cfg = self.runs[m.index].cfg.clone();
+                cfg.name = Some(format!("{}/{}", self.sweep, self.runs[m.index].id));
                 Member {
                     cfg,
-                    out: store.work_dir(&runs[i].id),
+                    out: m.dir.clone(),
                 }
             })
             .collect();
-        let mut committed = vec![false; pack.len()];
-        let trained = train_ensemble(&members, device, false, &mut |e, report| {
-            let id = &runs[pack[e]].id;
-            store.commit(id)?;
+        let guard = || match members.iter().find(|m| !self.heartbeat.confirm(&m.held)) {
+            Some(m) => Err(lost(&self.runs[m.index].id)),
+            None => Ok(()),
+        };
+        let mut committed = vec![false; members.len()];
+        let trained = train_ensemble_guarded(&ms, device, false, &guard, &mut |e, report| {
+            let m = &members[e];
+            let id = &self.runs[m.index].id;
+            self.commit(id, &m.dir, &m.held)?;
             committed[e] = true;
             let diverged_at = match report.status {
                 Status::Diverged { step, .. } => Some(step),
                 Status::Finished => None,
             };
-            let mut r = result.lock().unwrap_or_else(|e| e.into_inner());
             match diverged_at {
-                Some(_) => r.diverged += 1,
-                None => r.finished += 1,
+                Some(_) => self.tally().diverged += 1,
+                None => self.tally().finished += 1,
             }
-            drop(r);
-            progress.run_done(id, diverged_at);
+            self.progress.run_done(id, diverged_at);
             Ok(())
         });
         if let Err(err) = trained {
-            let msg = err.to_string();
-            for (e, &i) in pack.iter().enumerate() {
-                if !committed[e] {
-                    let id = &runs[i].id;
-                    result
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .failed
-                        .push((id.clone(), msg.clone()));
-                    progress.run_failed(id, &msg);
-                }
+            for (m, _) in members.iter().zip(&committed).filter(|(_, &c)| !c) {
+                self.fail(&self.runs[m.index].id, &m.held, &err);
             }
         }
     }
+
+    /// Commits a finished run, if this worker still holds its claim.
+    fn commit(&self, id: &str, dir: &Path, held: &Arc<Held>) -> Result<()> {
+        if held.is_lost() || !self.claims.renew(&held.claim)? {
+            return Err(lost(id));
+        }
+        self.store.commit(id, dir).map_err(|e| {
+            Error::msg(format!(
+                "could not commit {id} (it stays in {}): {e}",
+                dir.display()
+            ))
+        })?;
+        self.heartbeat.let_go(held);
+        self.claims.clear(id);
+        Ok(())
+    }
+
+    /// Records a run that neither finished nor diverged and lets its claim
+    /// go, with the reason, so that another worker may try it.
+    fn fail(&self, id: &str, held: &Arc<Held>, err: &Error) {
+        // A worker woken after another took its run over may have failed
+        // on the directory the other cleared: the lost claim is the news.
+        let msg = match self.heartbeat.confirm(held) {
+            true => err.to_string(),
+            false => lost(id).to_string(),
+        };
+        self.heartbeat.let_go(held);
+        // A failed release leaves the claim to expire: the same end, later.
+        let _ = self.claims.release(&held.claim, &msg);
+        self.tally().failed.push((id.to_string(), msg.clone()));
+        self.progress.run_failed(id, &msg);
+    }
+}
+
+fn lost(id: &str) -> Error {
+    Error::msg(format!(
+        "stopped {id} without committing it: another worker took over its claim \
+         (this worker did not renew it within its lease)"
+    ))
 }

@@ -1,8 +1,10 @@
-//! Splitting a sweep over independent processes: shard i of n owns the runs
-//! whose position in the grid is i modulo n, so the shards are disjoint and
+//! A static split of a sweep over processes, for those who want one (workers
+//! share a store dynamically without it): shard i of n owns the runs whose
+//! position in the grid is i modulo n, so the shards are disjoint and
 //! together cover the grid, whatever any of them has already finished.
-//! Under a Slurm job array the shard comes from `SLURM_ARRAY_TASK_ID`
-//! (relative to `SLURM_ARRAY_TASK_MIN`) and `SLURM_ARRAY_TASK_COUNT`.
+//! `--shard slurm` takes the shard from a Slurm job array's
+//! `SLURM_ARRAY_TASK_ID` (relative to `SLURM_ARRAY_TASK_MIN`) and
+//! `SLURM_ARRAY_TASK_COUNT`.
 
 use crate::error::{Error, Result};
 
@@ -30,6 +32,21 @@ impl Shard {
             return Err(err());
         }
         Ok(Shard { index, count })
+    }
+
+    /// `--shard`'s value: `i/n`, or `slurm` for the shard of this task of a
+    /// Slurm job array; `var` reads an environment variable.
+    pub fn from_arg(s: &str, var: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        if s != "slurm" {
+            return Self::parse(s);
+        }
+        Self::from_slurm(var)?.ok_or_else(|| {
+            Error::config(
+                "--shard",
+                "`slurm` takes the shard from SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT, \
+                 which are not set (is this a task of a job array?)",
+            )
+        })
     }
 
     /// The shard Slurm's array variables name, if they are set; `var` reads

@@ -1,22 +1,26 @@
-//! The results store of a sweep, shared by all its shards:
+//! The results store of a sweep, shared by all its workers:
 //!
 //! ```text
-//! DIR/sweep.json       the grid: name, axis keys, every run's id and overrides
-//! DIR/runs/<id>/       committed runs (a complete run directory each)
-//! DIR/work/<id>/       runs in progress (or interrupted)
+//! DIR/sweep.json              the grid: name, axis keys, every run's id and overrides
+//! DIR/runs/<id>/              committed runs (a complete, verified run directory each)
+//! DIR/work/<id>/<worker>/     a run in training by one worker (or left by a killed one)
+//! DIR/claims/<id>/<n>.claim   who trains the run (see `claim`)
+//! DIR/bad/<id>-<time>-<worker>/  committed copies that failed verification, set aside
 //! ```
 //!
-//! A run trains in `work/<id>/` and is committed by renaming that directory
-//! to `runs/<id>/`, which is atomic: a run is either committed whole or not
-//! at all, whatever kills the process. Resuming skips committed ids, commits
-//! an interrupted run whose `summary.json` was already written, and
-//! retrains the others in their work directory, from their last restart
-//! point when they have one. Shards own disjoint ids, so they never touch
-//! the same directory.
+//! A worker trains a run it claimed in a directory of its own, so no two
+//! processes ever write one file. It commits by verifying the files
+//! (`verify::seal`) and renaming its directory to `runs/<id>/`: atomic, and
+//! refused when `runs/<id>` exists, so a run is committed whole or not at
+//! all, and at most once. A worker that takes over a run left by another
+//! commits it as it is when it had finished, and otherwise continues from
+//! its latest restart point, copied into its own directory.
 
 use crate::error::{Error, Result};
+use crate::resume;
 use crate::run::write_atomic;
 use crate::sweep::spec::{RunSpec, SweepSpec};
+use crate::sweep::verify;
 use serde::{Deserialize, Serialize};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -60,10 +64,19 @@ pub struct Store {
     root: PathBuf,
 }
 
+/// What a worker that claimed a run found in its work directories.
+pub enum Begin {
+    /// A run another worker finished but did not commit, verified.
+    Finished(PathBuf),
+    /// Train in this directory, which holds the latest restart point
+    /// earlier workers left (its step), if any.
+    Train(PathBuf, Option<u64>),
+}
+
 impl Store {
     /// Opens (creating) the store at `root`.
     pub fn open(root: &Path) -> Result<Self> {
-        for sub in ["runs", "work"] {
+        for sub in ["runs", "work", "claims"] {
             let d = root.join(sub);
             fs::create_dir_all(&d).map_err(|e| Error::io(&d, e))?;
         }
@@ -101,36 +114,79 @@ impl Store {
         self.root.join("runs").join(id)
     }
 
-    pub fn work_dir(&self, id: &str) -> PathBuf {
-        self.root.join("work").join(id)
-    }
-
     pub fn is_committed(&self, id: &str) -> bool {
         self.run_dir(id).is_dir()
     }
 
-    /// Whether an interrupted run got as far as its summary (it finished
-    /// but was not committed yet).
-    pub fn is_complete_in_work(&self, id: &str) -> bool {
-        self.work_dir(id).join("summary.json").is_file()
+    /// Prepares `work/<id>/<worker>/` for a worker that just claimed `id`,
+    /// from what earlier workers left in `work/<id>/`.
+    pub fn begin(&self, id: &str, worker: &str) -> Result<Begin> {
+        let parent = self.root.join("work").join(id);
+        let mine = parent.join(worker);
+        let mut others = Vec::new();
+        if let Ok(entries) = fs::read_dir(&parent) {
+            for e in entries {
+                let p = e.map_err(|e| Error::io(&parent, e))?.path();
+                if p.is_dir() && p != mine {
+                    others.push(p);
+                }
+            }
+        }
+        for d in &others {
+            if d.join("summary.json").is_file() && verify::seal(d).is_ok() {
+                return Ok(Begin::Finished(d.clone()));
+            }
+        }
+        fs::create_dir_all(&mine).map_err(|e| Error::io(&mine, e))?;
+        let latest = others
+            .iter()
+            .filter_map(|d| Some((resume::latest_step(d)?, d)))
+            .max_by_key(|(step, _)| *step);
+        if let Some((_, from)) = &latest {
+            for name in [resume::FILE, resume::NEXT, "metrics.jsonl"] {
+                let (src, dst) = (from.join(name), mine.join(name));
+                if src.is_file() {
+                    fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+                }
+            }
+        }
+        for d in &others {
+            // What is worth keeping is in `mine` now.
+            let _ = fs::remove_dir_all(d);
+        }
+        Ok(Begin::Train(mine, latest.map(|(step, _)| step)))
     }
 
-    /// Moves `work/<id>` to `runs/<id>` in one rename.
-    pub fn commit(&self, id: &str) -> Result<()> {
-        let from = self.work_dir(id);
+    /// Verifies the finished run in `dir` and renames it to `runs/<id>`;
+    /// then clears what other workers left of it.
+    pub fn commit(&self, id: &str, dir: &Path) -> Result<()> {
+        verify::seal(dir)?;
         let to = self.run_dir(id);
         if to.exists() {
             return Err(Error::msg(format!(
-                "{} is already committed; two processes are running the same shard",
+                "{} is already committed (by another worker); not committed again",
                 to.display()
             )));
         }
-        fs::rename(&from, &to).map_err(|e| Error::io(&to, e))?;
+        fs::rename(dir, &to).map_err(|e| Error::io(&to, e))?;
         if let Ok(d) = fs::File::open(self.root.join("runs")) {
             // Makes the rename durable; the data itself is already synced.
             let _ = d.sync_all();
         }
+        let _ = fs::remove_dir_all(self.root.join("work").join(id));
         Ok(())
+    }
+
+    /// Moves a committed run that failed verification to `bad/`, keeping
+    /// it; returns where it went.
+    pub fn set_aside(&self, id: &str, worker: &str) -> Result<PathBuf> {
+        let bad = self.root.join("bad");
+        fs::create_dir_all(&bad).map_err(|e| Error::io(&bad, e))?;
+        let secs = crate::sweep::claim::now_unix() as u64;
+        let to = bad.join(format!("{id}-{secs}-{worker}"));
+        let from = self.run_dir(id);
+        fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
+        Ok(to)
     }
 }
 
