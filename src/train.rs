@@ -362,6 +362,9 @@ fn save_weights<B: Backend>(
     run::save_checkpoint(path, &tensors, &meta)
 }
 
+/// The subdirectory of a run directory that holds its step checkpoints.
+pub const STEP_CHECKPOINTS: &str = "checkpoints";
+
 /// Keeps every live member's weights at `step` (`train.checkpoint_at`).
 fn save_step_checkpoints<B: Backend>(
     be: &B,
@@ -370,7 +373,7 @@ fn save_step_checkpoints<B: Backend>(
     step: u64,
 ) -> Result<()> {
     for (e, run) in runs.iter().enumerate().filter(|(_, r)| !r.done) {
-        let dir = run.dir.join("checkpoints");
+        let dir = run.dir.join(STEP_CHECKPOINTS);
         std::fs::create_dir_all(&dir).map_err(|err| Error::io(&dir, err))?;
         save_weights(
             be,

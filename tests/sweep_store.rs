@@ -219,6 +219,7 @@ steps = 800
 batch_size = 50
 log_every = 50
 checkpoint_every = 80
+checkpoint_at = [0, 400, 800]
 [axes]
 "optim.lr" = [0.05, 0.1, 0.2]
 seed = [0, 1, 2, 3, 4, 5, 6, 7]
@@ -370,8 +371,20 @@ fn workers_killed_at_random_finish_the_grid_with_every_run_once() {
     assert!(twice.is_empty(), "trained to completion twice: {twice:?}");
     for id in &all {
         let run = out.join("runs").join(id);
-        let alone = metrics_alone(&run, dir.join("alone").join(id));
+        let scratch = dir.join("alone").join(id);
+        let alone = metrics_alone(&run, scratch.clone());
         assert_eq!(metrics(&run), alone, "{id}");
+        // Step checkpoints from before a takeover's restart point survive it.
+        for step in [0, 400, 800] {
+            let name = format!("checkpoints/step_{step}.safetensors");
+            let committed = std::fs::read(run.join(&name));
+            assert!(committed.is_ok(), "{id}: {name} missing");
+            assert_eq!(
+                committed.unwrap(),
+                std::fs::read(scratch.join(&name)).unwrap(),
+                "{id}: {name}"
+            );
+        }
     }
     let st = lmech(&["sweep", "status", out.to_str().unwrap(), "--json"]);
     let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
@@ -529,6 +542,32 @@ fn bad_committed_runs_are_named_reported_around_and_trained_again() {
         let kept = out.join("bad").join(kept).join(file);
         assert_eq!(std::fs::metadata(kept).unwrap().len(), len);
     }
+}
+
+#[test]
+fn step_checkpoints_are_sealed_and_checked_with_the_run() {
+    let dir = temp_dir("sweep-steps");
+    let with_steps = SMALL_SWEEP.replace("log_every = 5", "log_every = 5\ncheckpoint_at = [0, 20]");
+    let spec = write(&dir, "s.toml", &with_steps);
+    let out = dir.join("out");
+    sweep_ok(&spec, &out, &[]);
+    let id = grid_ids(&spec).into_iter().next().unwrap();
+    let run = out.join("runs").join(&id);
+    let sealed = std::fs::read_to_string(run.join("verified.json")).unwrap();
+    assert!(
+        sealed.contains("checkpoints/step_0.safetensors"),
+        "{sealed}"
+    );
+    let check = lmech(&["sweep", "check", out.to_str().unwrap()]);
+    assert!(check.status.success(), "{}", text(&check));
+    truncate_half(&run.join("checkpoints/step_0.safetensors"));
+    let check = lmech(&["sweep", "check", out.to_str().unwrap()]);
+    let said = text(&check);
+    assert!(!check.status.success(), "{said}");
+    assert!(
+        said.contains(&format!("bad run {id}: ")) && said.contains("step_0"),
+        "{said}"
+    );
 }
 
 /// A tmpfs mounted for a test, unmounted when it ends.

@@ -149,6 +149,10 @@ impl Store {
                     fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
                 }
             }
+            // Step checkpoints (`train.checkpoint_at`) from before the
+            // restart point are not written again.
+            let ckpts = crate::train::STEP_CHECKPOINTS;
+            copy_files(&from.join(ckpts), &mine.join(ckpts))?;
         }
         for d in &others {
             // What is worth keeping is in `mine` now.
@@ -188,6 +192,22 @@ impl Store {
         fs::rename(&from, &to).map_err(|e| Error::io(&from, e))?;
         Ok(to)
     }
+}
+
+/// Copies the files of directory `from` (if it exists) into `to`.
+fn copy_files(from: &Path, to: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(from) else {
+        return Ok(());
+    };
+    fs::create_dir_all(to).map_err(|e| Error::io(to, e))?;
+    for e in entries {
+        let src = e.map_err(|e| Error::io(from, e))?.path();
+        if let (true, Some(name)) = (src.is_file(), src.file_name()) {
+            let dst = to.join(name);
+            fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+        }
+    }
+    Ok(())
 }
 
 pub fn read_manifest(root: &Path) -> Result<Manifest> {

@@ -1,18 +1,19 @@
 //! Verifying runs: a run is committed only once its files are complete
 //! (`summary.json` parses — it is written last —, every line of
-//! `metrics.jsonl` parses, `model.safetensors` loads when there is one),
-//! and `verified.json` then records every file's size and FNV-1a 64-bit
-//! checksum, so that a committed run can be checked again later: quickly by
-//! sizes (the report) or fully, contents and checksums (`lmech sweep check`
-//! and `--resume`).
+//! `metrics.jsonl` parses, `model.safetensors` and the step checkpoints
+//! load), and `verified.json` then records every file's size and FNV-1a
+//! 64-bit checksum, `checkpoints/` included, so that a committed run can be
+//! checked again later: quickly by sizes (the report) or fully, contents
+//! and checksums (`lmech sweep check` and `--resume`).
 
 use crate::error::{Error, Result};
 use crate::run::{load_checkpoint, write_atomic, Record};
+use crate::train::STEP_CHECKPOINTS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub const FILE: &str = "verified.json";
 
@@ -92,21 +93,48 @@ fn contents(dir: &Path) -> Result<(String, usize)> {
     if checkpoint.exists() {
         load_checkpoint(&checkpoint)?;
     }
+    for (_, step) in files_under(&dir.join(STEP_CHECKPOINTS), STEP_CHECKPOINTS)? {
+        load_checkpoint(&step)?;
+    }
     Ok((status, text.lines().count()))
+}
+
+/// The files of `dir` and its subdirectories, as (name relative to the run
+/// directory, path); `prefix` is `dir`'s own relative name. Hidden names
+/// are temporary files of interrupted writes; a missing `dir` has none.
+fn files_under(dir: &Path, prefix: &str) -> Result<Vec<(String, PathBuf)>> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let Some(name) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+            continue;
+        };
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        if name.starts_with('.') || rel == FILE {
+            continue;
+        }
+        if path.is_dir() {
+            out.extend(files_under(&path, &rel)?);
+        } else if path.is_file() {
+            out.push((rel, path));
+        }
+    }
+    Ok(out)
 }
 
 /// Verifies a finished run directory and writes its `verified.json`.
 pub fn seal(dir: &Path) -> Result<()> {
     let (status, metrics_lines) = contents(dir)?;
     let mut files = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        // Hidden names are temporary files of interrupted writes.
-        if name == FILE || name.starts_with('.') || !entry.path().is_file() {
-            continue;
-        }
-        files.insert(name, checksum(&entry.path())?);
+    for (name, path) in files_under(dir, "")? {
+        files.insert(name, checksum(&path)?);
     }
     let sealed = Sealed {
         status,
