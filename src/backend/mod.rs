@@ -14,11 +14,13 @@ pub mod device;
 pub mod shapes;
 pub mod sources;
 pub mod wgpu;
+pub mod window;
 
 use crate::error::Result;
 use crate::nn::activation::Activation;
 use crate::nn::loss::LossKind;
 use crate::tensor::Tensor;
+pub use window::Window;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -183,6 +185,66 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
 
     /// Per member squared Frobenius norm of `[E, ...]`.
     fn sum_sq(&self, x: &Tensor<Self>) -> Result<Vec<f64>>;
+
+    /// Patches of channels-last images as rows (im2col). `x` holds whole
+    /// groups (ensemble members) of `win.n` images `[h, w, c]`: rank 2
+    /// `[n, h * w * c]` (one group) or rank 3 `[groups, ...]`. Returns
+    /// `[groups, n * positions, c * kh * kw]` (rank 2 for a rank-2 `x`),
+    /// one row per window position, columns ordered (channel, kernel row,
+    /// kernel column); padding reads zeros.
+    fn im2col(&self, x: &Tensor<Self>, win: &Window) -> Result<Tensor<Self>>;
+
+    /// The adjoint of `im2col`: every patch entry added back to the pixel it
+    /// was read from (entries from padding are dropped). Returns
+    /// `[groups, n, h * w * c]` (rank 2 for a rank-2 `cols`).
+    fn col2im(&self, cols: &Tensor<Self>, win: &Window) -> Result<Tensor<Self>>;
+
+    /// The largest entry of each row of `x` (`[M, R, K]`, rank 1 to 3) and
+    /// its column, the first on ties, stored as a value: both `[M, R, 1]`.
+    fn row_max(&self, x: &Tensor<Self>) -> Result<(Tensor<Self>, Tensor<Self>)>;
+
+    /// `x[r, arg[r]]` for each row of `x` (`[M, R, K]`): `[M, R, 1]`.
+    fn row_pick(&self, x: &Tensor<Self>, arg: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// The adjoint of `row_pick`: rows of `k` zeros with `g[r]` at column
+    /// `arg[r]` (`g`, `arg` `[M, R, 1]` -> `[M, R, k]`).
+    fn row_place(&self, g: &Tensor<Self>, arg: &Tensor<Self>, k: usize) -> Result<Tensor<Self>>;
+
+    /// Each `[r, c]` matrix of `x` (`[N, r, c]`) transposed: `[N, c, r]`.
+    fn transpose(&self, x: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Elementwise `a * b`, where `b` has `a`'s shape or is one row per
+    /// member (`[M or 1, C]`) broadcast over the rows of `a` (`[M, R, C]`).
+    fn mul(&self, a: &Tensor<Self>, b: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// Each row of `x` (`[M, R, C]`) normalized: with `center` (LayerNorm)
+    /// `y = (x - mean) s`, `s = 1 / sqrt(var + eps)` (biased variance);
+    /// without (RMSNorm) `y = x s`, `s = 1 / sqrt(mean(x^2) + eps)`.
+    /// Returns `(y, s)` with `s` `[M, R]`.
+    fn norm_rows(&self, x: &Tensor<Self>, center: bool, eps: f64) -> Result<(Tensor<Self>, Tensor<Self>)>;
+
+    /// The normalization's Jacobian at `(y, s)` (it is symmetric) applied to
+    /// `t` row by row: `s (P t - y (y . t) / C)`, with P the centering
+    /// projection when `center` and the identity otherwise.
+    fn norm_rows_j(
+        &self,
+        y: &Tensor<Self>,
+        s: &Tensor<Self>,
+        t: &Tensor<Self>,
+        center: bool,
+    ) -> Result<Tensor<Self>>;
+
+    /// The derivative of `J g` along an input tangent `x_dot` with `g`
+    /// fixed, the second-order term of the normalization's vjp tangent:
+    /// `-(s / C) [(y . x_dot) J g + (y . g) J x_dot + (J x_dot . g) y]`.
+    fn norm_rows_second(
+        &self,
+        y: &Tensor<Self>,
+        s: &Tensor<Self>,
+        g: &Tensor<Self>,
+        x_dot: &Tensor<Self>,
+        center: bool,
+    ) -> Result<Tensor<Self>>;
 
     /// In-place SGD update of `param` (`[E, ...]`) with momentum buffer `buf`
     /// (ignored when momentum is 0).

@@ -172,3 +172,58 @@ pub fn loss_tangent(f: &[usize], f_dot: &[usize]) -> Result<()> {
         "loss_hvp: tangent {f_dot:?} for outputs {f:?}"
     )))
 }
+
+/// `(batch, rows, cols)` of a row-wise op's input (rank 1 to 3).
+pub fn rows_of(op: &str, x: &[usize]) -> Result<(usize, usize, usize)> {
+    batched(x).map_err(|_| Error::shape(format!("{op}: expected rank 1 to 3, got {x:?}")))
+}
+
+/// `x` with its last dimension replaced by `k` (rank kept, at least 2).
+pub fn with_last(x: &[usize], k: usize) -> Vec<usize> {
+    let mut s = if x.len() < 2 { vec![1, k] } else { x.to_vec() };
+    *s.last_mut().unwrap() = k;
+    s
+}
+
+/// A per-row index operand (`[M, R, 1]`) for rows of `x`; returns `x`'s
+/// `(batch, rows, cols)`.
+pub fn row_index(op: &str, x: &[usize], arg: &[usize]) -> Result<(usize, usize, usize)> {
+    let (m, r, k) = rows_of(op, x)?;
+    if arg.iter().product::<usize>() != m * r {
+        return Err(Error::shape(format!(
+            "{op}: index {arg:?} for rows of {x:?}"
+        )));
+    }
+    Ok((m, r, k))
+}
+
+/// Whether `mul`'s `b` is a row per member broadcast over `a`'s rows (else
+/// it has `a`'s shape); returns that and how many rows `b` holds.
+pub fn mul_operands(a: &[usize], b: &[usize]) -> Result<(bool, usize)> {
+    if a == b {
+        return Ok((false, 0));
+    }
+    let (m, _, c) = rows_of("mul", a)?;
+    let (bm, br, bc) = rows_of("mul", b)?;
+    let rows = bm * br;
+    if b.len() <= 2 && bc == c && (rows == m || rows == 1) {
+        return Ok((true, rows));
+    }
+    Err(Error::shape(format!("mul: operands of shapes {a:?} and {b:?}")))
+}
+
+/// The operands of a row normalization's Jacobian products: each of
+/// `others` has `y`'s shape and `s` holds one scale per row. Returns the
+/// rows and the row length.
+pub fn norm_operands(op: &str, y: &[usize], s: &[usize], others: &[&[usize]]) -> Result<(usize, usize)> {
+    let (m, r, c) = rows_of(op, y)?;
+    for o in others {
+        if *o != y {
+            return Err(Error::shape(format!("{op}: operand {o:?} for rows {y:?}")));
+        }
+    }
+    if s.iter().product::<usize>() != m * r {
+        return Err(Error::shape(format!("{op}: scales {s:?} for rows {y:?}")));
+    }
+    Ok((m * r, c))
+}

@@ -5,16 +5,20 @@
 //! has a fixed order, so results for a given seed are identical whatever the
 //! thread count.
 
+mod conv;
 mod elem;
+mod layout;
 mod loss;
 mod matmul;
+mod norm;
 mod optim;
 mod pointwise;
+mod pool;
 mod reduce;
 
 pub use elem::{CpuStorage, Elem};
 
-use crate::backend::{AdamHyper, Backend, DType, SgdHyper};
+use crate::backend::{AdamHyper, Backend, DType, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::loss::LossKind;
@@ -210,6 +214,53 @@ impl Backend for Cpu {
 
     fn sum_sq(&self, x: &CpuTensor) -> Result<Vec<f64>> {
         dispatch!(self, reduce::sum_sq, x)
+    }
+
+    fn im2col(&self, x: &CpuTensor, win: &Window) -> Result<CpuTensor> {
+        dispatch!(self, conv::im2col, x, win)
+    }
+
+    fn col2im(&self, cols: &CpuTensor, win: &Window) -> Result<CpuTensor> {
+        dispatch!(self, conv::col2im, cols, win)
+    }
+
+    fn row_max(&self, x: &CpuTensor) -> Result<(CpuTensor, CpuTensor)> {
+        dispatch!(self, pool::row_max, x)
+    }
+
+    fn row_pick(&self, x: &CpuTensor, arg: &CpuTensor) -> Result<CpuTensor> {
+        dispatch!(self, pool::row_pick, x, arg)
+    }
+
+    fn row_place(&self, g: &CpuTensor, arg: &CpuTensor, k: usize) -> Result<CpuTensor> {
+        dispatch!(self, pool::row_place, g, arg, k)
+    }
+
+    fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {
+        dispatch!(self, layout::transpose, x)
+    }
+
+    fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
+        dispatch!(self, pointwise::mul, a, b)
+    }
+
+    fn norm_rows(&self, x: &CpuTensor, center: bool, eps: f64) -> Result<(CpuTensor, CpuTensor)> {
+        dispatch!(self, norm::norm_rows, x, center, eps)
+    }
+
+    fn norm_rows_j(&self, y: &CpuTensor, s: &CpuTensor, t: &CpuTensor, center: bool) -> Result<CpuTensor> {
+        dispatch!(self, norm::norm_rows_j, y, s, t, center)
+    }
+
+    fn norm_rows_second(
+        &self,
+        y: &CpuTensor,
+        s: &CpuTensor,
+        g: &CpuTensor,
+        x_dot: &CpuTensor,
+        center: bool,
+    ) -> Result<CpuTensor> {
+        dispatch!(self, norm::norm_rows_second, y, s, g, x_dot, center)
     }
 
     fn sgd_update(

@@ -223,3 +223,23 @@ pub fn axpy<T: Elem>(y: &mut Tensor<Cpu>, alpha: f64, x: &Tensor<Cpu>) -> Result
     }
     Ok(())
 }
+
+pub fn mul<T: Elem>(a: &Tensor<Cpu>, b: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
+    let (broadcast, b_rows) = crate::backend::shapes::mul_operands(a.shape(), b.shape())?;
+    let (av, bv) = (T::view(a.storage())?, T::view(b.storage())?);
+    let (_, rows, c) = a.as_batched()?;
+    let mut out = vec![T::ZERO; av.len()];
+    for_rows(&mut out, c, |r, row| {
+        let x = &av[r * c..(r + 1) * c];
+        let y = if broadcast {
+            let member = if b_rows == 1 { 0 } else { r / rows };
+            &bv[member * c..(member + 1) * c]
+        } else {
+            &bv[r * c..(r + 1) * c]
+        };
+        for ((o, &p), &q) in row.iter_mut().zip(x).zip(y) {
+            *o = p * q;
+        }
+    });
+    Ok(Tensor::from_parts(a.shape().to_vec(), T::wrap(out)))
+}

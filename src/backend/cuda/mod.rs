@@ -497,6 +497,53 @@ impl Backend for Cuda {
         reduce::host_member_sum(self, x, reduce::MODE_SQ)
     }
 
+    fn im2col(&self, _x: &CudaTensor, _win: &crate::backend::Window) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER im2col on cuda"))
+    }
+
+    fn col2im(&self, _cols: &CudaTensor, _win: &crate::backend::Window) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER col2im on cuda"))
+    }
+
+    fn row_max(&self, _x: &CudaTensor) -> Result<(CudaTensor, CudaTensor)> {
+        Err(crate::error::Error::msg("PLACEHOLDER row_max on cuda"))
+    }
+
+    fn row_pick(&self, _x: &CudaTensor, _arg: &CudaTensor) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER row_pick on cuda"))
+    }
+
+    fn row_place(&self, _g: &CudaTensor, _arg: &CudaTensor, _k: usize) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER row_place on cuda"))
+    }
+
+    fn transpose(&self, _x: &CudaTensor) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER transpose on cuda"))
+    }
+
+    fn mul(&self, _a: &CudaTensor, _b: &CudaTensor) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER mul on cuda"))
+    }
+
+    fn norm_rows(&self, _x: &CudaTensor, _center: bool, _eps: f64) -> Result<(CudaTensor, CudaTensor)> {
+        Err(crate::error::Error::msg("PLACEHOLDER norm_rows on cuda"))
+    }
+
+    fn norm_rows_j(&self, _y: &CudaTensor, _s: &CudaTensor, _t: &CudaTensor, _center: bool) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_j on cuda"))
+    }
+
+    fn norm_rows_second(
+        &self,
+        _y: &CudaTensor,
+        _s: &CudaTensor,
+        _g: &CudaTensor,
+        _x_dot: &CudaTensor,
+        _center: bool,
+    ) -> Result<CudaTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_second on cuda"))
+    }
+
     fn sgd_update(
         &self,
         param: &mut CudaTensor,

@@ -326,6 +326,53 @@ impl Backend for Wgpu {
         reduce::sum_sq(self, x)
     }
 
+    fn im2col(&self, _x: &WgpuTensor, _win: &crate::backend::Window) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER im2col on wgpu"))
+    }
+
+    fn col2im(&self, _cols: &WgpuTensor, _win: &crate::backend::Window) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER col2im on wgpu"))
+    }
+
+    fn row_max(&self, _x: &WgpuTensor) -> Result<(WgpuTensor, WgpuTensor)> {
+        Err(crate::error::Error::msg("PLACEHOLDER row_max on wgpu"))
+    }
+
+    fn row_pick(&self, _x: &WgpuTensor, _arg: &WgpuTensor) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER row_pick on wgpu"))
+    }
+
+    fn row_place(&self, _g: &WgpuTensor, _arg: &WgpuTensor, _k: usize) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER row_place on wgpu"))
+    }
+
+    fn transpose(&self, _x: &WgpuTensor) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER transpose on wgpu"))
+    }
+
+    fn mul(&self, _a: &WgpuTensor, _b: &WgpuTensor) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER mul on wgpu"))
+    }
+
+    fn norm_rows(&self, _x: &WgpuTensor, _center: bool, _eps: f64) -> Result<(WgpuTensor, WgpuTensor)> {
+        Err(crate::error::Error::msg("PLACEHOLDER norm_rows on wgpu"))
+    }
+
+    fn norm_rows_j(&self, _y: &WgpuTensor, _s: &WgpuTensor, _t: &WgpuTensor, _center: bool) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_j on wgpu"))
+    }
+
+    fn norm_rows_second(
+        &self,
+        _y: &WgpuTensor,
+        _s: &WgpuTensor,
+        _g: &WgpuTensor,
+        _x_dot: &WgpuTensor,
+        _center: bool,
+    ) -> Result<WgpuTensor> {
+        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_second on wgpu"))
+    }
+
     fn sgd_update(
         &self,
         param: &mut WgpuTensor,
