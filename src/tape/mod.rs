@@ -11,14 +11,26 @@
 //! parameters' cotangent tangents are the Hessian-vector product H v (or the
 //! Gauss-Newton product) of the root (DESIGN.md, 4).
 
+mod add;
 mod bias_act;
+mod conv;
 mod dense;
+mod layout;
 mod loss_head;
+mod mul;
+mod norm;
 mod op;
+mod pool;
 
+pub use add::Add;
 pub use bias_act::BiasAct;
+pub use conv::Im2col;
 pub use dense::Dense;
+pub use layout::{Reshape, Transpose};
 pub use loss_head::LossHead;
+pub use mul::Mul;
+pub use norm::NormRows;
+pub use pool::{RowMax, RowMean};
 pub use op::{CotangentPair, Curvature, Op, TangentArgs};
 
 use crate::backend::Backend;

@@ -1,0 +1,101 @@
+//! Ops that only move values: `Reshape` (free: the storage is shared) and
+//! `Transpose` of each matrix in a batch. Both are linear and orthogonal, so
+//! their vjp is the inverse move and every tangent moves the same way.
+
+use super::op::{CotangentPair, TangentArgs};
+use super::Op;
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// A new shape for the same values.
+pub struct Reshape {
+    pub shape: Vec<usize>,
+}
+
+/// The same move on an optional value.
+fn each<B: Backend>(t: Option<&Tensor<B>>, f: impl Fn(&Tensor<B>) -> Result<Tensor<B>>) -> Result<Option<Tensor<B>>> {
+    t.map(f).transpose()
+}
+
+impl<B: Backend> Op<B> for Reshape {
+    fn name(&self) -> &'static str {
+        "reshape"
+    }
+
+    fn forward(&mut self, _be: &B, inputs: &[&Tensor<B>]) -> Result<Tensor<B>> {
+        let [x] = inputs else {
+            return Err(Error::msg("reshape takes (x)"));
+        };
+        (*x).clone().reshape(&self.shape)
+    }
+
+    fn vjp(&self, _be: &B, inputs: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
+        let back = |t: &Tensor<B>| t.clone().reshape(inputs[0].shape());
+        Ok(vec![if needs[0] { Some(back(g)?) } else { None }])
+    }
+
+    fn jvp(&mut self, _be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+        each(tangents[0], |t| t.clone().reshape(&self.shape))
+    }
+
+    fn vjp_tangent(&self, _be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
+        if !args.needs[0] {
+            return Ok(vec![(None, None)]);
+        }
+        let back = |t: &Tensor<B>| t.clone().reshape(args.inputs[0].shape());
+        let cot = if args.cotangent_needed[0] { Some(back(args.g_out)?) } else { None };
+        Ok(vec![(cot, each(args.g_out_dot, back)?)])
+    }
+}
+
+/// `[n, r, c]` matrices transposed to `[n, c, r]`; the input may have any
+/// shape holding `n * r * c` values and the output is given `shape`.
+pub struct Transpose {
+    pub n: usize,
+    pub r: usize,
+    pub c: usize,
+    pub shape: Vec<usize>,
+}
+
+impl Transpose {
+    fn forward_move<B: Backend>(&self, be: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
+        be.transpose(&x.clone().reshape(&[self.n, self.r, self.c])?)?
+            .reshape(&self.shape)
+    }
+
+    fn back_move<B: Backend>(&self, be: &B, g: &Tensor<B>, like: &Tensor<B>) -> Result<Tensor<B>> {
+        be.transpose(&g.clone().reshape(&[self.n, self.c, self.r])?)?
+            .reshape(like.shape())
+    }
+}
+
+impl<B: Backend> Op<B> for Transpose {
+    fn name(&self) -> &'static str {
+        "transpose"
+    }
+
+    fn forward(&mut self, be: &B, inputs: &[&Tensor<B>]) -> Result<Tensor<B>> {
+        let [x] = inputs else {
+            return Err(Error::msg("transpose takes (x)"));
+        };
+        self.forward_move(be, x)
+    }
+
+    fn vjp(&self, be: &B, inputs: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
+        Ok(vec![if needs[0] { Some(self.back_move(be, g, inputs[0])?) } else { None }])
+    }
+
+    fn jvp(&mut self, be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+        each(tangents[0], |t| self.forward_move(be, t))
+    }
+
+    fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
+        if !args.needs[0] {
+            return Ok(vec![(None, None)]);
+        }
+        let x = args.inputs[0];
+        let cot = if args.cotangent_needed[0] { Some(self.back_move(be, args.g_out, x)?) } else { None };
+        Ok(vec![(cot, each(args.g_out_dot, |t| self.back_move(be, t, x))?)])
+    }
+}
