@@ -30,7 +30,8 @@ use lmech::curvature::{flatten, unflatten, LossOnData};
 use lmech::linalg::{lanczos, power_iteration, LanczosOptions, PowerOptions};
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::observe::per_sample::per_sample_norms;
 use lmech::rng::Rng;
 use lmech::tape::Curvature;
@@ -50,7 +51,7 @@ const GROUP: &str = "mlp_784_1024_1024_10_tanh_f32";
 
 struct Setup {
     be: Cpu,
-    model: Mlp<Cpu>,
+    model: Model<Cpu>,
     x: Tensor<Cpu>,
     labels: Tensor<Cpu>,
     /// A random Hessian-vector product direction, as tensors and flat.
@@ -71,10 +72,10 @@ fn data(be: &Cpu, rows: usize, seed: u64) -> (Tensor<Cpu>, Tensor<Cpu>) {
 fn setup(rows: usize) -> Setup {
     let be = Cpu::f32();
     let spec = MlpSpec::new(784, 1024, 3, 10, Activation::Tanh);
-    let model = Mlp::init(&be, spec, &[0]).unwrap();
+    let model = Model::init(&be, spec, &[0]).unwrap();
     let (x, labels) = data(&be, rows, 1);
     let mut rng = Rng::new(2);
-    let n = model.spec.param_count();
+    let n = model.param_count();
     let v_host: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
     let v = unflatten(&be, &v_host, &model.params()).unwrap();
     Setup {

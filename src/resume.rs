@@ -15,7 +15,7 @@
 
 use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
-use crate::nn::mlp::Mlp;
+use crate::nn::model::Model;
 use crate::optim::Optimizer;
 use crate::run::{load_checkpoint, save_checkpoint, MetricsLog, NamedTensor, Record, TensorData};
 use crate::tensor::{member_values, Tensor};
@@ -30,7 +30,7 @@ pub const NEXT: &str = "resume.next.safetensors";
 /// `NEXT`; `promote` then makes it current.
 pub fn save<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     opt: &Optimizer<B>,
     e: usize,
     dir: &Path,
@@ -126,7 +126,7 @@ pub fn latest_step(dir: &Path) -> Option<u64> {
 /// from; 0, with nothing changed, when they have none in common.
 pub fn restore<B: Backend>(
     be: &B,
-    model: &mut Mlp<B>,
+    model: &mut Model<B>,
     opt: &mut Optimizer<B>,
     members: &[(PathBuf, String)],
 ) -> Result<u64> {

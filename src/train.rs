@@ -11,7 +11,8 @@ use crate::config::{Config, Resolved};
 use crate::data::{self, Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
-use crate::nn::mlp::{Mlp, MlpSpec};
+use crate::nn::mlp::MlpSpec;
+use crate::nn::model::Model;
 use crate::observe::Observers;
 use crate::optim::Optimizer;
 use crate::resume;
@@ -152,7 +153,7 @@ impl<B: Backend> DeviceData<B> {
 /// memory is bounded by the chunk.
 fn evaluate<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     ds: &Dataset,
     loss: LossKind,
 ) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
@@ -351,7 +352,7 @@ struct MemberRun {
 /// annotated as PyTorch's `nn.Linear` stack loads them.
 fn save_weights<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     e: usize,
     run: &MemberRun,
     path: &Path,
@@ -368,7 +369,7 @@ pub const STEP_CHECKPOINTS: &str = "checkpoints";
 /// Keeps every live member's weights at `step` (`train.checkpoint_at`).
 fn save_step_checkpoints<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     runs: &[MemberRun],
     step: u64,
 ) -> Result<()> {
@@ -388,7 +389,7 @@ fn save_step_checkpoints<B: Backend>(
 
 fn finish_member<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     e: usize,
     run: &mut MemberRun,
     status: Status,
@@ -455,7 +456,7 @@ fn train_members_on<B: Backend>(
     spec.parametrization = res.parametrization;
     spec.base_width = cfg.model.base_width;
     let seeds: Vec<u64> = members.iter().map(|m| m.cfg.seed).collect();
-    let mut model = Mlp::init(&be, spec, &seeds)?;
+    let mut model = Model::init(&be, spec, &seeds)?;
     let family = res.optim.kind.family();
     let mut opt = Optimizer::new(
         &be,
@@ -472,7 +473,7 @@ fn train_members_on<B: Backend>(
             "observers measure one model at a time; train runs with observers one by one",
         ));
     }
-    cfg.observe.validate(model.spec.param_count(), train_ds.n)?;
+    cfg.observe.validate(model.param_count(), train_ds.n)?;
     let mut dirs = Vec::with_capacity(ensemble);
     for m in members {
         let dir = run::prepare_run_dir(&m.out)?;

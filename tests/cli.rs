@@ -1106,8 +1106,8 @@ fn a_checkpoint_loads_back_into_the_same_model() {
     );
     assert_success(&res);
     let be = lmech::Cpu::f64();
-    let model: lmech::nn::mlp::Mlp<lmech::Cpu> =
-        lmech::nn::checkpoint::load_mlp(&be, &out.join("model.safetensors")).unwrap();
+    let model: lmech::nn::model::Model<lmech::Cpu> =
+        lmech::nn::checkpoint::load_model(&be, &out.join("model.safetensors")).unwrap();
     let (tensors, _) = load_checkpoint(&out.join("model.safetensors")).unwrap();
     for (name, p) in model.param_names().iter().zip(model.params()) {
         let t = tensors.iter().find(|t| &t.name == name).unwrap();
@@ -1118,7 +1118,7 @@ fn a_checkpoint_loads_back_into_the_same_model() {
         assert_eq!(lmech::Backend::to_f64(&be, p).unwrap(), want, "{name}");
     }
     assert_eq!(model.spec.parametrization.name(), "mup");
-    let err = match lmech::nn::checkpoint::load_mlp(&be, &out.join("summary.json")) {
+    let err = match lmech::nn::checkpoint::load_model(&be, &out.join("summary.json")) {
         Ok(_) => panic!("summary.json loaded as a checkpoint"),
         Err(e) => e.to_string(),
     };
@@ -1289,7 +1289,7 @@ fn checkpoint_at_keeps_the_weights_behind_each_logged_loss() {
     assert_eq!(kept, [0, 1, 7, 10, 20]);
     for step in [0, 7, 20] {
         let path = out.join(format!("checkpoints/step_{step}.safetensors"));
-        let model = lmech::nn::checkpoint::load_mlp(&be, &path).unwrap();
+        let model = lmech::nn::checkpoint::load_model(&be, &path).unwrap();
         let x = be.from_f64(&[ds.n, ds.d], &ds.x).unwrap();
         let t = be.from_f64(&[ds.n], &labels).unwrap();
         let lod = LossOnData::new(&be, &model, LossKind::CrossEntropy, vec![(x, t)]).unwrap();

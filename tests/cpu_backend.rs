@@ -7,7 +7,8 @@ mod common;
 use common::{max_rel_err, randn, tensor, values};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
 use lmech::{Backend, Cpu};
@@ -218,12 +219,12 @@ fn ensemble_members_compute_what_separate_models_compute() {
     let be = Cpu::f64();
     let spec = MlpSpec::new(6, 16, 3, 3, Activation::Gelu);
     let seeds = [11, 12, 13];
-    let ens = Mlp::init(&be, spec.clone(), &seeds).unwrap();
+    let ens = Model::init(&be, spec.clone(), &seeds).unwrap();
     let mut rng = Rng::new(4);
     let x = tensor(&be, &[5, 6], &randn(&mut rng, 30, 1.0));
     let out = values(&be, &ens.predict(&be, &x).unwrap());
     for (i, &s) in seeds.iter().enumerate() {
-        let single = Mlp::init(&be, spec.clone(), &[s]).unwrap();
+        let single = Model::init(&be, spec.clone(), &[s]).unwrap();
         let o = values(&be, &single.predict(&be, &x).unwrap());
         assert_eq!(&out[i * 15..(i + 1) * 15], o.as_slice(), "member {i}");
     }
@@ -239,7 +240,7 @@ fn train_steps(threads: usize) -> Vec<Vec<f64>> {
     pool.install(|| {
         let be = Cpu::f32();
         let spec = MlpSpec::new(100, 512, 3, 10, Activation::Tanh);
-        let mut model = Mlp::init(&be, spec, &[5, 6]).unwrap();
+        let mut model = Model::init(&be, spec, &[5, 6]).unwrap();
         let mut rng = Rng::new(9);
         let x = tensor(&be, &[300, 100], &randn(&mut rng, 30_000, 1.0));
         let labels: Vec<f64> = (0..300).map(|i| (i % 10) as f64).collect();

@@ -22,7 +22,8 @@ use lmech::curvature::LossOnData;
 use lmech::linalg::{lanczos, LanczosOptions};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::per_sample_norms;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
@@ -446,8 +447,8 @@ fn training_steps_match_the_cpu() {
         (OptimizerKind::Adam, Activation::Gelu),
     ] {
         let seeds = [1, 2];
-        let mut mg = Mlp::init(&g, spec(act), &seeds).unwrap();
-        let mut mc = Mlp::init(&c, spec(act), &seeds).unwrap();
+        let mut mg = Model::init(&g, spec(act), &seeds).unwrap();
+        let mut mc = Model::init(&c, spec(act), &seeds).unwrap();
         let mut hyper = OptimHyper::new(kind);
         hyper.momentum = 0.9;
         let lr = vec![0.05, 0.02];
@@ -516,8 +517,8 @@ fn hvp_gauss_newton_and_sharpness_match_the_cpu() {
     let c = cpu();
     let rows = 48;
     let (x, y) = batch(rows, 12);
-    let mg = Mlp::init(&g, spec(Activation::Silu), &[3]).unwrap();
-    let mc = Mlp::init(&c, spec(Activation::Silu), &[3]).unwrap();
+    let mg = Model::init(&g, spec(Activation::Silu), &[3]).unwrap();
+    let mc = Model::init(&c, spec(Activation::Silu), &[3]).unwrap();
     // Two chunks, as the observers split a data set.
     let chunks_g = vec![
         (
@@ -570,8 +571,8 @@ fn per_sample_norms_and_ntk_match_the_cpu() {
     let c = cpu();
     let rows = 24;
     let (x, y) = batch(rows, 14);
-    let mg = Mlp::init(&g, spec(Activation::Relu), &[5]).unwrap();
-    let mc = Mlp::init(&c, spec(Activation::Relu), &[5]).unwrap();
+    let mg = Model::init(&g, spec(Activation::Relu), &[5]).unwrap();
+    let mc = Model::init(&c, spec(Activation::Relu), &[5]).unwrap();
     let (xg, yg) = (
         g.from_f64(&[rows, 12], &x).unwrap(),
         g.from_f64(&[rows], &y).unwrap(),

@@ -12,7 +12,8 @@ use lmech::linalg::{
 };
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::rng::Rng;
 use lmech::tape::Curvature;
 use lmech::{Cpu, Tensor};
@@ -20,11 +21,11 @@ use lmech::{Cpu, Tensor};
 type Chunks = Vec<(Tensor<Cpu>, Tensor<Cpu>)>;
 
 /// A tanh MLP 5-16-12-3 (347 parameters) and 40 examples in 3 chunks.
-fn setup() -> (Mlp<Cpu>, Chunks) {
+fn setup() -> (Model<Cpu>, Chunks) {
     let be = Cpu::f64();
     let mut spec = MlpSpec::new(5, 16, 3, 3, Activation::Tanh);
     spec.sizes = vec![5, 16, 12, 3];
-    let model = Mlp::init(&be, spec, &[4]).unwrap();
+    let model = Model::init(&be, spec, &[4]).unwrap();
     let mut rng = Rng::new(5);
     let mut chunks = Vec::new();
     for rows in [16, 16, 8] {

@@ -7,7 +7,8 @@ mod common;
 use common::{fd_check, randn};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::nn::parametrization::Parametrization;
 use lmech::rng::Rng;
 use lmech::tape::{BiasAct, Dense, LossHead, Tape};
@@ -134,7 +135,7 @@ fn mlp_gradcheck(act: Activation, p: Parametrization, bias: bool, seed: u64) -> 
     spec.parametrization = p;
     spec.bias = bias;
     spec.base_width = 4;
-    let model = Mlp::init(&be, spec, &[seed, seed + 1]).unwrap();
+    let model = Model::init(&be, spec, &[seed, seed + 1]).unwrap();
     let mut rng = Rng::new(seed);
     let x = randn(&mut rng, 4 * 3, 1.0);
     let y = randn(&mut rng, 4 * 2, 1.0);

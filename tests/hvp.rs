@@ -9,7 +9,8 @@ use common::{max_rel_err, randn, tensor, values};
 use lmech::curvature::{flatten, LossOnData};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::nn::parametrization::Parametrization;
 use lmech::rng::Rng;
 use lmech::tape::{BiasAct, Curvature, Dense, LossHead, Op, Tape};
@@ -100,7 +101,7 @@ fn every_op_jvp_matches_finite_differences() {
 }
 
 struct Problem {
-    model: Mlp<Cpu>,
+    model: Model<Cpu>,
     chunks: Vec<(Tensor<Cpu>, Tensor<Cpu>)>,
     whole: Vec<(Tensor<Cpu>, Tensor<Cpu>)>,
     kind: LossKind,
@@ -112,7 +113,7 @@ fn problem(act: Activation, p: Parametrization, kind: LossKind, seed: u64) -> Pr
     let mut spec = MlpSpec::new(3, 6, 3, 3, act);
     spec.parametrization = p;
     spec.base_width = 4;
-    let mut model = Mlp::init(&be, spec, &[seed]).unwrap();
+    let mut model = Model::init(&be, spec, &[seed]).unwrap();
     let mut rng = Rng::new(seed + 100);
     // Move off the initial point (muP and mean-field biases start at 0).
     for t in model.params_mut() {
@@ -149,7 +150,7 @@ fn problem(act: Activation, p: Parametrization, kind: LossKind, seed: u64) -> Pr
 
 fn gradient_at(p: &Problem, theta: &[f64]) -> Vec<f64> {
     let be = Cpu::f64();
-    let mut model = Mlp::init(&be, p.model.spec.clone(), &[0]).unwrap();
+    let mut model = Model::init(&be, p.model.spec.clone(), &[0]).unwrap();
     let like: Vec<Tensor<Cpu>> = p.model.params().into_iter().cloned().collect();
     let refs: Vec<&Tensor<Cpu>> = like.iter().collect();
     let ts = lmech::curvature::unflatten(&be, theta, &refs).unwrap();

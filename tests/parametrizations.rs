@@ -6,16 +6,17 @@ mod common;
 
 use common::{randn, tensor, values};
 use lmech::nn::activation::Activation;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::nn::parametrization::{OptimFamily, Parametrization};
 use lmech::rng::Rng;
 use lmech::Cpu;
 
-fn model(p: Parametrization, width: usize, base: usize) -> Mlp<Cpu> {
+fn model(p: Parametrization, width: usize, base: usize) -> Model<Cpu> {
     let mut spec = MlpSpec::new(50, width, 3, 10, Activation::Tanh);
     spec.parametrization = p;
     spec.base_width = base;
-    Mlp::init(&Cpu::f64(), spec, &[3]).unwrap()
+    Model::init(&Cpu::f64(), spec, &[3]).unwrap()
 }
 
 fn moments(v: &[f64]) -> (f64, f64, f64) {
@@ -31,7 +32,7 @@ fn standard_matches_pytorch_linear_init() {
     let be = Cpu::f64();
     let m = model(Parametrization::Standard, 400, 64);
     for (l, fan_in) in [(0, 50.0f64), (1, 400.0), (2, 400.0)] {
-        let (mean, var, max) = moments(&values(&be, &m.weights[l]));
+        let (mean, var, max) = moments(&values(&be, m.weights()[l]));
         let bound = 1.0 / fan_in.sqrt();
         // U(-b, b) has variance b^2 / 3.
         assert!(mean.abs() < 0.05 * bound, "layer {l} mean {mean}");
@@ -40,9 +41,9 @@ fn standard_matches_pytorch_linear_init() {
             "layer {l} var {var}"
         );
         assert!(max <= bound, "layer {l} max {max} > {bound}");
-        let (_, _, bmax) = moments(&values(&be, m.biases[l].as_ref().unwrap()));
+        let (_, _, bmax) = moments(&values(&be, m.params()[2 * l + 1]));
         assert!(bmax <= bound);
-        assert_eq!(m.scales[l].multiplier, 1.0);
+        assert_eq!(m.layer_scales()[l].multiplier, 1.0);
     }
 }
 
@@ -52,10 +53,10 @@ fn ntk_and_mean_field_use_unit_gaussians_with_multipliers() {
     for p in [Parametrization::Ntk, Parametrization::MeanField] {
         let m = model(p, 400, 100);
         for l in 0..3 {
-            let (_, var, _) = moments(&values(&be, &m.weights[l]));
+            let (_, var, _) = moments(&values(&be, m.weights()[l]));
             assert!((var - 1.0).abs() < 0.05, "{p:?} layer {l} var {var}");
         }
-        let mults: Vec<f64> = m.scales.iter().map(|s| s.multiplier).collect();
+        let mults: Vec<f64> = m.layer_scales().iter().map(|s| s.multiplier).collect();
         let want = match p {
             Parametrization::Ntk => vec![1.0 / 50f64.sqrt(), 1.0 / 20.0, 1.0 / 20.0],
             _ => vec![1.0 / 50f64.sqrt(), 1.0 / 20.0, 1.0 / 400.0],
@@ -73,7 +74,7 @@ fn mup_init_and_learning_rates_follow_tensor_programs_v() {
     let m = model(Parametrization::Mup, width, base);
     let ratio = (width / base) as f64;
     let vars: Vec<f64> = (0..3)
-        .map(|l| moments(&values(&be, &m.weights[l])).1)
+        .map(|l| moments(&values(&be, m.weights()[l])).1)
         .collect();
     let want = [1.0 / 50.0, 1.0 / 512.0, 1.0 / (512.0 * ratio)];
     for l in 0..3 {
@@ -102,7 +103,7 @@ fn output_scale(p: Parametrization, width: usize) -> f64 {
     spec.base_width = 64;
     spec.bias = false;
     let seeds: Vec<u64> = (0..4).collect();
-    let m = Mlp::init(&be, spec, &seeds).unwrap();
+    let m = Model::init(&be, spec, &seeds).unwrap();
     let mut rng = Rng::new(7);
     let x = tensor(&be, &[200, 20], &randn(&mut rng, 4000, 1.0));
     let out = values(&be, &m.predict(&be, &x).unwrap());

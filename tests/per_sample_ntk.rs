@@ -8,7 +8,8 @@ use common::{max_rel_err, randn, tensor, values};
 use lmech::curvature::flatten;
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::nn::parametrization::Parametrization;
 use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::{per_sample_gradients, per_sample_norms};
@@ -16,13 +17,13 @@ use lmech::rng::Rng;
 use lmech::tape::Tape;
 use lmech::{Cpu, Tensor};
 
-fn model(p: Parametrization, bias: bool, seed: u64) -> Mlp<Cpu> {
+fn model(p: Parametrization, bias: bool, seed: u64) -> Model<Cpu> {
     let mut spec = MlpSpec::new(4, 7, 3, 3, Activation::Tanh);
     spec.parametrization = p;
     spec.bias = bias;
     spec.base_width = 5;
     let be = Cpu::f64();
-    let mut m = Mlp::init(&be, spec, &[seed]).unwrap();
+    let mut m = Model::init(&be, spec, &[seed]).unwrap();
     let mut rng = Rng::new(seed);
     for t in m.params_mut() {
         let v: Vec<f64> = values(&be, t)
@@ -35,7 +36,7 @@ fn model(p: Parametrization, bias: bool, seed: u64) -> Mlp<Cpu> {
 }
 
 /// Example i's own loss gradient, by a batch of one.
-fn example_gradient(m: &Mlp<Cpu>, x: &[f64], y: &[f64], i: usize, kind: LossKind) -> Vec<f64> {
+fn example_gradient(m: &Model<Cpu>, x: &[f64], y: &[f64], i: usize, kind: LossKind) -> Vec<f64> {
     let be = Cpu::f64();
     let xi = tensor(&be, &[1, 4], &x[i * 4..(i + 1) * 4]);
     let yi = match kind {
@@ -121,7 +122,7 @@ fn full_per_sample_gradients_are_refused_past_the_limit() {
 }
 
 /// d f_k(x_i) / d theta for every (i, k), by one backward pass each.
-fn jacobian(m: &Mlp<Cpu>, x: &Tensor<Cpu>, n: usize) -> Vec<Vec<Vec<f64>>> {
+fn jacobian(m: &Model<Cpu>, x: &Tensor<Cpu>, n: usize) -> Vec<Vec<Vec<f64>>> {
     let be = Cpu::f64();
     let mut tape = Tape::new(be.clone());
     let xv = tape.leaf(x.clone(), false);
@@ -135,9 +136,10 @@ fn jacobian(m: &Mlp<Cpu>, x: &Tensor<Cpu>, n: usize) -> Vec<Vec<Vec<f64>>> {
                     let g = tape
                         .backward(vars.output, tensor(&be, &[1, n, 3], &seed))
                         .unwrap();
-                    let ts: Vec<Tensor<Cpu>> = Mlp::<Cpu>::param_vars(&vars)
-                        .into_iter()
-                        .map(|v| g.get(v).unwrap().clone())
+                    let ts: Vec<Tensor<Cpu>> = vars
+                        .params
+                        .iter()
+                        .map(|v| g.get(*v).unwrap().clone())
                         .collect();
                     flatten(&be, &ts).unwrap()
                 })

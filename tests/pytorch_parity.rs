@@ -18,9 +18,9 @@ mod common;
 use common::max_rel_err;
 use lmech::curvature::{flatten, LossOnData};
 use lmech::linalg::{dot, lanczos, LanczosOptions};
-use lmech::nn::checkpoint::load_mlp;
+use lmech::nn::checkpoint::load_model;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::Mlp;
+use lmech::nn::model::Model;
 use lmech::nn::parametrization::OptimFamily;
 use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::per_sample_norms;
@@ -185,9 +185,9 @@ const F32: Tol = Tol {
     gd: 2e-6,
 };
 
-fn model_and_data(be: &Cpu, fx: &Fixture) -> (Mlp<Cpu>, Tensor<Cpu>, Tensor<Cpu>) {
+fn model_and_data(be: &Cpu, fx: &Fixture) -> (Model<Cpu>, Tensor<Cpu>, Tensor<Cpu>) {
     let model =
-        load_mlp(be, &fx.checkpoint).unwrap_or_else(|e| panic!("{}: {e}", fx.checkpoint.display()));
+        load_model(be, &fx.checkpoint).unwrap_or_else(|e| panic!("{}: {e}", fx.checkpoint.display()));
     let x = be.from_f64(&fx.x_shape, &fx.x).unwrap();
     let t = be.from_f64(&fx.target_shape, &fx.target).unwrap();
     (model, x, t)
@@ -398,8 +398,9 @@ fn parity_detects_small_perturbations() {
     let path = fixtures().into_iter().next().unwrap();
     let fx = Fixture::load(&path);
     let (mut model, x, t) = model_and_data(&be, &fx);
-    let last = model.scales.len() - 1;
-    model.scales[last].multiplier *= 1.0 + 1e-7;
+    let mut scales = model.layer_scales_mut();
+    let last = scales.len() - 1;
+    scales[last].multiplier *= 1.0 + 1e-7;
     let lod = LossOnData::new(&be, &model, fx.loss, vec![(x, t)]).unwrap();
     let (_, g) = lod.gradient().unwrap();
     let err = max_rel_err(&flatten(&be, &g).unwrap(), &fx.reference("gradient"));

@@ -21,7 +21,8 @@ use common::{randn, tensor, values};
 use lmech::data::{self, DataConfig, Targets};
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::nn::parametrization::{OptimFamily, Parametrization};
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
@@ -29,7 +30,7 @@ use lmech::{Cpu, Tensor};
 
 /// Plain GD with learning rate `lr` on every parameter; asserts that the
 /// parametrization leaves every per-layer SGD lr scale at 1.
-fn gd(be: &Cpu, model: &Mlp<Cpu>, lr: f64) -> Optimizer<Cpu> {
+fn gd(be: &Cpu, model: &Model<Cpu>, lr: f64) -> Optimizer<Cpu> {
     let scales = model.lr_scales(OptimFamily::Sgd);
     assert!(scales.iter().all(|&s| s == 1.0), "lr scales {scales:?}");
     Optimizer::new(
@@ -47,7 +48,7 @@ fn gd(be: &Cpu, model: &Mlp<Cpu>, lr: f64) -> Optimizer<Cpu> {
 /// gradients (host copies, in `params()` order).
 fn gd_step(
     be: &Cpu,
-    model: &mut Mlp<Cpu>,
+    model: &mut Model<Cpu>,
     opt: &mut Optimizer<Cpu>,
     x: &Tensor<Cpu>,
     target: &Tensor<Cpu>,
@@ -60,7 +61,7 @@ fn gd_step(
     (loss, grads)
 }
 
-fn host_params(be: &Cpu, model: &Mlp<Cpu>) -> Vec<Vec<f64>> {
+fn host_params(be: &Cpu, model: &Model<Cpu>) -> Vec<Vec<f64>> {
     model.params().into_iter().map(|p| values(be, p)).collect()
 }
 
@@ -295,10 +296,10 @@ fn saxe_run(be: &Cpu, set: &SaxeSetup, lr: f64, horizon: f64) -> SaxeRun {
     let mut spec = MlpSpec::new(SAXE_D, SAXE_H, 2, SAXE_K, Activation::Identity);
     spec.bias = false;
     spec.parametrization = Parametrization::Standard;
-    let mut model = Mlp::init(be, spec, &[1]).unwrap();
-    assert!(model.scales.iter().all(|s| s.multiplier == 1.0));
-    model.weights[0] = tensor(be, &[1, SAXE_H, SAXE_D], &set.w1);
-    model.weights[1] = tensor(be, &[1, SAXE_K, SAXE_H], &set.w2);
+    let mut model = Model::init(be, spec, &[1]).unwrap();
+    assert!(model.layer_scales().iter().all(|s| s.multiplier == 1.0));
+    *model.params_mut()[0] = tensor(be, &[1, SAXE_H, SAXE_D], &set.w1);
+    *model.params_mut()[1] = tensor(be, &[1, SAXE_K, SAXE_H], &set.w2);
     let mut opt = gd(be, &model, lr);
     let steps = (horizon / lr).round() as usize;
     let r = set.s.len();
@@ -393,22 +394,22 @@ fn saxe_deep_linear_mode_dynamics() {
 
 /// f(x) = v.u x / sqrt(n): `ntk` MLP of sizes [1, n, 1], no biases, u the
 /// first layer [n, 1] and v the second [1, n].
-fn catapult_model(be: &Cpu, n: usize, seed: u64) -> Mlp<Cpu> {
+fn catapult_model(be: &Cpu, n: usize, seed: u64) -> Model<Cpu> {
     let mut spec = MlpSpec::new(1, n, 2, 1, Activation::Identity);
     spec.bias = false;
     spec.parametrization = Parametrization::Ntk;
-    let model = Mlp::init(be, spec, &[seed]).unwrap();
+    let model = Model::init(be, spec, &[seed]).unwrap();
     // ntk multipliers are 1/sqrt(fan_in): exactly v.u x / sqrt(n).
-    assert_eq!(model.scales[0].multiplier, 1.0);
-    assert!((model.scales[1].multiplier - 1.0 / (n as f64).sqrt()).abs() < 1e-16);
+    assert_eq!(model.layer_scales()[0].multiplier, 1.0);
+    assert!((model.layer_scales()[1].multiplier - 1.0 / (n as f64).sqrt()).abs() < 1e-16);
     model
 }
 
 /// (f, lambda) at x = 1 from the weights: f = v.u / sqrt(n) and the NTK
 /// lambda = |df/dtheta|^2 = (|u|^2 + |v|^2) / n.
-fn f_and_ntk(be: &Cpu, model: &Mlp<Cpu>) -> (f64, f64) {
-    let u = values(be, &model.weights[0]);
-    let v = values(be, &model.weights[1]);
+fn f_and_ntk(be: &Cpu, model: &Model<Cpu>) -> (f64, f64) {
+    let u = values(be, model.weights()[0]);
+    let v = values(be, model.weights()[1]);
     let n = u.len() as f64;
     (dot(&u, &v) / n.sqrt(), (dot(&u, &u) + dot(&v, &v)) / n)
 }
@@ -582,14 +583,14 @@ fn catapult_phases() {
 // ---------------------------------------------------------------------------
 
 /// A ReLU MLP with biases, SP (multipliers 1), on `b` random inputs.
-fn kunin_model(be: &Cpu, sizes: (usize, usize, usize), act: Activation) -> Mlp<Cpu> {
+fn kunin_model(be: &Cpu, sizes: (usize, usize, usize), act: Activation) -> Model<Cpu> {
     let (input, width, output) = sizes;
     let mut spec = MlpSpec::new(input, width, 3, output, act);
     spec.parametrization = Parametrization::Standard;
     assert!(spec.bias);
-    let model = Mlp::init(be, spec, &[21]).unwrap();
+    let model = Model::init(be, spec, &[21]).unwrap();
     assert!(model
-        .scales
+        .layer_scales()
         .iter()
         .all(|s| s.multiplier == 1.0 && s.bias_multiplier == 1.0));
     model
@@ -736,7 +737,7 @@ fn rescale_law_errors(act: Activation, lr: f64, steps: usize) -> RescaleErrors {
     let x = tensor(&be, &[batch, input], &randn(&mut rng, batch * input, 1.0));
     let y = tensor(&be, &[batch, k], &randn(&mut rng, batch * k, 1.0));
     let mut model = kunin_model(&be, (input, width, k), act);
-    let sizes = model.spec.sizes.clone();
+    let sizes = model.spec.as_mlp().unwrap().sizes;
     let mut opt = gd(&be, &model, lr);
     let mut e = RescaleErrors {
         vs_terms: 0.0,

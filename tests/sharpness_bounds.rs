@@ -11,7 +11,7 @@ use lmech::config::Config;
 use lmech::curvature::LossOnData;
 use lmech::data::{self, Targets};
 use lmech::linalg::{lanczos, LanczosOptions};
-use lmech::nn::checkpoint::load_mlp;
+use lmech::nn::checkpoint::load_model;
 use lmech::nn::loss::LossKind;
 use lmech::tape::Curvature;
 use lmech::train::{train, RunOptions};
@@ -58,7 +58,7 @@ k = 2
 /// and their relative error bound.
 fn tight_top2(cfg: &Config, checkpoint: &Path) -> (Vec<f64>, f64) {
     let be = Cpu::f64();
-    let model = load_mlp(&be, checkpoint).unwrap();
+    let model = load_model(&be, checkpoint).unwrap();
     let split = data::load(&cfg.data, cfg.data_seed()).unwrap();
     let ds = &split.train;
     let Targets::Values { y, k } = &ds.y else {

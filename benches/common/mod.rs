@@ -5,7 +5,8 @@
 
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
 use lmech::{Backend, Tensor};
@@ -13,7 +14,7 @@ use lmech::{Backend, Tensor};
 pub const BATCH: usize = 1000;
 
 pub struct MlpStep<B: Backend> {
-    pub model: Mlp<B>,
+    pub model: Model<B>,
     pub x: Tensor<B>,
     pub labels: Tensor<B>,
     pub opt: Optimizer<B>,
@@ -22,7 +23,7 @@ pub struct MlpStep<B: Backend> {
 impl<B: Backend> MlpStep<B> {
     pub fn new(be: &B) -> Self {
         let spec = MlpSpec::new(784, 1024, 3, 10, Activation::Tanh);
-        let model = Mlp::init(be, spec, &[0]).unwrap();
+        let model = Model::init(be, spec, &[0]).unwrap();
         let mut rng = Rng::new(1);
         let x: Vec<f64> = (0..BATCH * 784).map(|_| rng.normal()).collect();
         let labels: Vec<f64> = (0..BATCH).map(|_| rng.below(10) as f64).collect();

@@ -62,7 +62,8 @@ use lmech::curvature::{unflatten, LossOnData};
 use lmech::linalg::{hutchinson_trace, lanczos, power_iteration, LanczosOptions, PowerOptions};
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::per_sample_norms;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
@@ -184,14 +185,14 @@ struct CallInfo {
 
 struct Setup<B: Backend> {
     be: B,
-    model: Mlp<B>,
+    model: Model<B>,
     x: Tensor<B>,
     labels: Tensor<B>,
 }
 
 fn setup<B: Backend>(be: B, a: &Args) -> lmech::Result<Setup<B>> {
     let spec = MlpSpec::new(a.input, a.width, a.depth, a.classes, Activation::Tanh);
-    let model = Mlp::init(&be, spec, &[a.seed])?;
+    let model = Model::init(&be, spec, &[a.seed])?;
     let mut rng = Rng::new(a.seed.wrapping_add(1));
     let x: Vec<f64> = (0..a.batch * a.input).map(|_| rng.normal()).collect();
     let labels: Vec<f64> = (0..a.batch).map(|_| rng.below(a.classes) as f64).collect();
@@ -219,7 +220,7 @@ type Direction<B> = (Vec<Tensor<B>>, Vec<f64>);
 
 fn direction<B: Backend>(s: &Setup<B>, seed: u64) -> lmech::Result<Direction<B>> {
     let mut rng = Rng::new(seed);
-    let n = s.model.spec.param_count();
+    let n = s.model.param_count();
     let flat: Vec<f64> = (0..n).map(|_| rng.normal()).collect();
     Ok((unflatten(&s.be, &flat, &s.model.params())?, flat))
 }
@@ -283,7 +284,7 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
     let rss_before = proc_status_mib("VmRSS:");
     let described = be.describe();
     let mut s = setup(be, a)?;
-    let params = s.model.spec.param_count();
+    let params = s.model.param_count();
     let be = s.be.clone();
     let (times, info, warm_done) = match a.workload {
         Workload::TrainStep | Workload::ForwardBackward | Workload::GdRun => {

@@ -13,7 +13,7 @@ use super::flat::{flatten, unflatten};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
-use crate::nn::mlp::Mlp;
+use crate::nn::model::Model;
 use crate::tape::{Curvature, Grads, LossHead, Tape, Var};
 use crate::tensor::Tensor;
 use std::cell::{Cell, RefCell};
@@ -28,7 +28,7 @@ struct Cached<B: Backend> {
 
 pub struct LossOnData<'a, B: Backend> {
     be: B,
-    model: &'a Mlp<B>,
+    model: &'a Model<B>,
     kind: LossKind,
     /// (inputs, targets, rows) per chunk.
     chunks: Vec<(Tensor<B>, Tensor<B>, usize)>,
@@ -42,7 +42,7 @@ impl<'a, B: Backend> LossOnData<'a, B> {
     /// Curvature is measured for one model: an ensemble of one.
     pub fn new(
         be: &B,
-        model: &'a Mlp<B>,
+        model: &'a Model<B>,
         kind: LossKind,
         chunks: Vec<(Tensor<B>, Tensor<B>)>,
     ) -> Result<Self> {
@@ -106,8 +106,10 @@ impl<'a, B: Backend> LossOnData<'a, B> {
             )?;
             loss += self.be.to_f64(tape.value(l))?[0] * *rows as f64 / self.total as f64;
             let mut g = tape.backward(l, self.weight(*rows)?)?;
-            let grads: Vec<Tensor<B>> = Mlp::<B>::param_vars(&vars)
-                .into_iter()
+            let grads: Vec<Tensor<B>> = vars
+                .params
+                .iter()
+                .copied()
                 .map(|v| {
                     g.take(v)
                         .ok_or_else(|| Error::msg("internal: a parameter got no gradient"))

@@ -1,15 +1,22 @@
-//! An MLP to and from a safetensors checkpoint. Each dense layer is stored
-//! as `layers.{i}.weight` `[out, in]` and `layers.{i}.bias` `[out]`, as
-//! PyTorch's `nn.Linear` (with a leading E when the ensemble has more than
-//! one member), and the metadata holds what rebuilds the function in PyTorch
-//! or here: layer sizes, activation, parametrization and each layer's
-//! forward multipliers, `z = multiplier * h W^T + bias_multiplier * b`.
+//! A model to and from a safetensors checkpoint. Each parameter is stored
+//! under the name and in the layout of the equivalent PyTorch module
+//! (`layers.{i}.weight` `[out, in]` for `nn.Linear`, `[out, in, kh, kw]` for
+//! `nn.Conv2d`), with a leading E when the ensemble has more than one
+//! member. The metadata holds what rebuilds the function in PyTorch or
+//! here: the input shape, the layer list (as JSON), the parametrization and
+//! each weight layer's forward multipliers, `z = multiplier * h W^T +
+//! bias_multiplier * b`. An MLP also keeps the MLP keys it always had
+//! (`layer_sizes`, `activation`, `bias`).
 
 use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
+use crate::nn::graph::ModelSpec;
+use crate::nn::layer_spec::LayerSpec;
+use crate::nn::mlp::MlpSpec;
+use crate::nn::model::Model;
 use crate::nn::activation::Activation;
-use crate::nn::mlp::{Mlp, MlpSpec};
 use crate::nn::parametrization::Parametrization;
+use crate::nn::shape::Shape;
 use crate::run::{load_checkpoint, NamedTensor, TensorData};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -17,14 +24,14 @@ use std::path::Path;
 /// The tensors and metadata `save_checkpoint` writes for `model`.
 pub fn checkpoint_contents<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     config_toml: &str,
 ) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let mut tensors = Vec::new();
-    for (name, p) in model.param_names().into_iter().zip(model.params()) {
-        let mut shape = p.shape().to_vec();
-        if model.ensemble == 1 {
-            shape.remove(0);
+    for (info, p) in model.param_info().iter().zip(model.params()) {
+        let mut shape = info.torch_shape.clone();
+        if model.ensemble > 1 {
+            shape.insert(0, model.ensemble);
         }
         let values = be.to_f64(p)?;
         let data = match be.dtype() {
@@ -32,32 +39,32 @@ pub fn checkpoint_contents<B: Backend>(
             DType::F32 | DType::F16 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
             DType::F64 => TensorData::F64(values),
         };
-        tensors.push(NamedTensor { name, shape, data });
+        tensors.push(NamedTensor { name: info.name.clone(), shape, data });
     }
     let json = |v: Vec<f64>| serde_json::to_string(&v).unwrap_or_default();
+    let scales = model.layer_scales();
+    let spec = &model.spec;
     let mut meta = BTreeMap::new();
     meta.insert("format".into(), "pt".into());
     meta.insert("lmech_version".into(), env!("CARGO_PKG_VERSION").into());
-    meta.insert("architecture".into(), "mlp".into());
-    meta.insert(
-        "layer_sizes".into(),
-        serde_json::to_string(&model.spec.sizes).unwrap_or_default(),
-    );
-    meta.insert("activation".into(), model.spec.activation.name().into());
-    meta.insert("bias".into(), model.spec.bias.to_string());
-    meta.insert(
-        "parametrization".into(),
-        model.spec.parametrization.name().into(),
-    );
-    meta.insert("base_width".into(), model.spec.base_width.to_string());
-    meta.insert(
-        "multipliers".into(),
-        json(model.scales.iter().map(|s| s.multiplier).collect()),
-    );
-    meta.insert(
-        "bias_multipliers".into(),
-        json(model.scales.iter().map(|s| s.bias_multiplier).collect()),
-    );
+    match spec.as_mlp() {
+        Some(mlp) => {
+            meta.insert("architecture".into(), "mlp".into());
+            meta.insert("layer_sizes".into(), serde_json::to_string(&mlp.sizes).unwrap_or_default());
+            meta.insert("activation".into(), mlp.activation.name().into());
+            meta.insert("bias".into(), mlp.bias.to_string());
+        }
+        None => {
+            meta.insert("architecture".into(), "graph".into());
+        }
+    }
+    meta.insert("input_shape".into(), serde_json::to_string(&spec.input.dims()).unwrap_or_default());
+    meta.insert("layers".into(), serde_json::to_string(&spec.layers).unwrap_or_default());
+    meta.insert("parametrization".into(), spec.parametrization.name().into());
+    meta.insert("width".into(), spec.width.to_string());
+    meta.insert("base_width".into(), spec.base_width.to_string());
+    meta.insert("multipliers".into(), json(scales.iter().map(|s| s.multiplier).collect()));
+    meta.insert("bias_multipliers".into(), json(scales.iter().map(|s| s.bias_multiplier).collect()));
     meta.insert("ensemble".into(), model.ensemble.to_string());
     meta.insert("config".into(), config_toml.into());
     Ok((tensors, meta))
@@ -67,78 +74,83 @@ fn field<'a>(path: &Path, meta: &'a BTreeMap<String, String>, key: &str) -> Resu
     meta.get(key).map(|s| s.as_str()).ok_or_else(|| {
         Error::data(
             path,
-            format!("checkpoint metadata has no `{key}`; not an lmech MLP checkpoint"),
+            format!("checkpoint metadata has no `{key}`; not an lmech checkpoint"),
         )
     })
 }
 
-fn json_list<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    meta: &BTreeMap<String, String>,
-    key: &str,
-) -> Result<Vec<T>> {
-    serde_json::from_str(field(path, meta, key)?).map_err(|e| {
-        Error::data(
-            path,
-            format!("checkpoint metadata `{key}` is not a JSON list: {e}"),
-        )
+fn json_value<T: serde::de::DeserializeOwned>(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> Result<T> {
+    serde_json::from_str(field(path, meta, key)?)
+        .map_err(|e| Error::data(path, format!("checkpoint metadata `{key}` is not valid: {e}")))
+}
+
+fn number(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> Result<usize> {
+    field(path, meta, key)?
+        .parse()
+        .map_err(|_| Error::data(path, format!("bad `{key}`")))
+}
+
+/// The model spec a checkpoint's metadata describes (MLP checkpoints
+/// written before the layer graph have only the MLP keys).
+fn spec_of(path: &Path, meta: &BTreeMap<String, String>) -> Result<ModelSpec> {
+    let parametrization = Parametrization::parse("parametrization", field(path, meta, "parametrization")?)
+        .map_err(|e| Error::data(path, e.to_string()))?;
+    if !meta.contains_key("layers") {
+        if field(path, meta, "architecture")? != "mlp" {
+            return Err(Error::data(path, "the checkpoint has no layer list"));
+        }
+        let sizes: Vec<usize> = json_value(path, meta, "layer_sizes")?;
+        if sizes.len() < 2 {
+            return Err(Error::data(path, "an MLP needs at least two layer sizes"));
+        }
+        let activation = Activation::parse("activation", field(path, meta, "activation")?)
+            .map_err(|e| Error::data(path, e.to_string()))?;
+        let base_width = match meta.get("base_width") {
+            Some(_) => number(path, meta, "base_width")?,
+            None => sizes.get(1).copied().unwrap_or(1),
+        };
+        let bias = field(path, meta, "bias")? == "true";
+        return Ok(MlpSpec { sizes, activation, bias, parametrization, base_width }.into());
+    }
+    let dims: Vec<usize> = json_value(path, meta, "input_shape")?;
+    let layers: Vec<LayerSpec> = json_value(path, meta, "layers")?;
+    Ok(ModelSpec {
+        input: Shape::from_dims("input_shape", &dims).map_err(|e| Error::data(path, e.to_string()))?,
+        layers,
+        parametrization,
+        width: number(path, meta, "width")?,
+        base_width: number(path, meta, "base_width")?,
     })
 }
 
 /// Rebuild the model a checkpoint holds, on backend `be`.
-pub fn load_mlp<B: Backend>(be: &B, path: &Path) -> Result<Mlp<B>> {
+pub fn load_model<B: Backend>(be: &B, path: &Path) -> Result<Model<B>> {
     let (tensors, meta) = load_checkpoint(path)?;
-    if field(path, &meta, "architecture")? != "mlp" {
-        return Err(Error::data(path, "not an MLP checkpoint"));
-    }
-    let sizes: Vec<usize> = json_list(path, &meta, "layer_sizes")?;
-    let activation = Activation::parse("activation", field(path, &meta, "activation")?)
-        .map_err(|e| Error::data(path, e.to_string()))?;
-    let parametrization =
-        Parametrization::parse("parametrization", field(path, &meta, "parametrization")?)
-            .map_err(|e| Error::data(path, e.to_string()))?;
-    let bias = field(path, &meta, "bias")? == "true";
-    let ensemble: usize = field(path, &meta, "ensemble")?
-        .parse()
-        .map_err(|_| Error::data(path, "bad `ensemble`"))?;
-    let base_width = match meta.get("base_width") {
-        Some(b) => b
-            .parse()
-            .map_err(|_| Error::data(path, "bad `base_width`"))?,
-        None => sizes.get(1).copied().unwrap_or(1),
-    };
-    let multipliers: Vec<f64> = json_list(path, &meta, "multipliers")?;
-    let bias_multipliers: Vec<f64> = json_list(path, &meta, "bias_multipliers")?;
-    if sizes.len() < 2
-        || multipliers.len() != sizes.len() - 1
-        || bias_multipliers.len() != sizes.len() - 1
-    {
-        return Err(Error::data(path, "layer sizes and multipliers disagree"));
-    }
-    let spec = MlpSpec {
-        sizes: sizes.clone(),
-        activation,
-        bias,
-        parametrization,
-        base_width,
-    };
+    let spec = spec_of(path, &meta)?;
+    let ensemble = number(path, &meta, "ensemble")?;
     let seeds: Vec<u64> = (0..ensemble.max(1) as u64).collect();
-    let mut model = Mlp::init(be, spec, &seeds)?;
-    for (l, (m, mb)) in multipliers.iter().zip(&bias_multipliers).enumerate() {
-        model.scales[l].multiplier = *m;
-        model.scales[l].bias_multiplier = *mb;
+    let mut model = Model::init(be, spec, &seeds).map_err(|e| Error::data(path, e.to_string()))?;
+    let multipliers: Vec<f64> = json_value(path, &meta, "multipliers")?;
+    let bias_multipliers: Vec<f64> = json_value(path, &meta, "bias_multipliers")?;
+    let mut scales = model.layer_scales_mut();
+    if multipliers.len() != scales.len() || bias_multipliers.len() != scales.len() {
+        return Err(Error::data(path, "layers and multipliers disagree"));
     }
-    let names = model.param_names();
-    for (name, dst) in names.iter().zip(model.params_mut()) {
+    for (s, (m, mb)) in scales.iter_mut().zip(multipliers.iter().zip(&bias_multipliers)) {
+        s.multiplier = *m;
+        s.bias_multiplier = *mb;
+    }
+    let infos = model.param_info().to_vec();
+    for (info, dst) in infos.iter().zip(model.params_mut()) {
+        let name = &info.name;
         let t = tensors
             .iter()
             .find(|t| &t.name == name)
             .ok_or_else(|| Error::data(path, format!("checkpoint has no tensor `{name}`")))?;
-        let want: Vec<usize> = if ensemble == 1 {
-            dst.shape()[1..].to_vec()
-        } else {
-            dst.shape().to_vec()
-        };
+        let mut want = info.torch_shape.clone();
+        if ensemble > 1 {
+            want.insert(0, ensemble);
+        }
         if t.shape != want {
             return Err(Error::data(
                 path,

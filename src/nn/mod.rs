@@ -1,8 +1,22 @@
-//! Models and what defines them: activations, losses, parametrizations and
-//! the MLP.
+//! Models and what defines them: a model is a graph of layers (`graph`,
+//! `model`), one layer kind per file (`dense`, `conv`, `pool`, `flatten`,
+//! `norm`, `residual`, `activation_layer`), with activations, losses,
+//! parametrizations, the MLP and the presets as configurations of it.
 
 pub mod activation;
+pub mod activation_layer;
 pub mod checkpoint;
+pub mod conv;
+pub mod dense;
+pub mod flatten;
+pub mod graph;
+pub mod layer;
+pub mod layer_spec;
 pub mod loss;
 pub mod mlp;
+pub mod model;
+pub mod norm;
 pub mod parametrization;
+pub mod pool;
+pub mod residual;
+pub mod shape;

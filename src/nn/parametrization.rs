@@ -1,4 +1,4 @@
-//! Parametrizations of an MLP as per-layer (init distribution, forward
+//! Parametrizations as per-layer (init distribution, forward
 //! multiplier, learning-rate scale), the "abc" description of Yang & Hu
 //! (2021). Layer l computes `z = multiplier * h W^T + bias_multiplier * b`.
 //!
@@ -42,6 +42,33 @@ pub enum Init {
     Uniform { bound: f64 },
     Normal { std: f64 },
     Zeros,
+    /// Every entry the same value (a normalization's gain starts at 1).
+    Constant { value: f64 },
+}
+
+/// Where a weight layer sits, which is what the parametrizations' tables
+/// distinguish.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// The first weight layer (of several).
+    Input,
+    Hidden,
+    /// The last weight layer: the readout.
+    Output,
+    /// The only weight layer (a linear model).
+    Only,
+}
+
+impl Position {
+    /// Layer `l` of `layers` weight layers.
+    pub fn of(l: usize, layers: usize) -> Position {
+        match (l == 0, l + 1 == layers) {
+            (true, true) => Position::Only,
+            (true, false) => Position::Input,
+            (false, true) => Position::Output,
+            (false, false) => Position::Hidden,
+        }
+    }
 }
 
 /// Which optimizer family the learning-rate scales are for: muP and
@@ -65,6 +92,21 @@ pub struct LayerScale {
 }
 
 impl LayerScale {
+    /// Multipliers and learning-rate scales of 1, zero init: the start
+    /// every parametrization edits.
+    pub fn unit() -> Self {
+        LayerScale {
+            weight_init: Init::Zeros,
+            bias_init: Init::Zeros,
+            multiplier: 1.0,
+            bias_multiplier: 1.0,
+            weight_lr_sgd: 1.0,
+            weight_lr_adam: 1.0,
+            bias_lr_sgd: 1.0,
+            bias_lr_adam: 1.0,
+        }
+    }
+
     pub fn weight_lr(&self, f: OptimFamily) -> f64 {
         match f {
             OptimFamily::Sgd => self.weight_lr_sgd,
@@ -115,75 +157,83 @@ impl Parametrization {
         let width = if layers > 1 { sizes[1] } else { base_width };
         let m = width as f64 / base_width as f64;
         (0..layers)
-            .map(|l| {
-                let n_in = sizes[l] as f64;
-                let first = l == 0;
-                let last = l == layers - 1;
-                match self {
-                    Parametrization::Standard => {
-                        let bound = 1.0 / n_in.sqrt();
-                        LayerScale {
-                            weight_init: Init::Uniform { bound },
-                            bias_init: Init::Uniform { bound },
-                            multiplier: 1.0,
-                            bias_multiplier: 1.0,
-                            weight_lr_sgd: 1.0,
-                            weight_lr_adam: 1.0,
-                            bias_lr_sgd: 1.0,
-                            bias_lr_adam: 1.0,
-                        }
-                    }
-                    Parametrization::Ntk => LayerScale {
-                        weight_init: Init::Normal { std: 1.0 },
-                        bias_init: Init::Normal { std: 1.0 },
-                        multiplier: 1.0 / n_in.sqrt(),
-                        bias_multiplier: 1.0,
-                        weight_lr_sgd: 1.0,
-                        weight_lr_adam: 1.0,
-                        bias_lr_sgd: 1.0,
-                        bias_lr_adam: 1.0,
-                    },
-                    Parametrization::Mup => {
-                        let (var, sgd, adam) = if last && !first {
-                            (1.0 / (n_in * m), 1.0 / m, 1.0 / m)
-                        } else if first && !last {
-                            (1.0 / n_in, m, 1.0)
-                        } else if first && last {
-                            (1.0 / n_in, 1.0, 1.0)
-                        } else {
-                            (1.0 / n_in, 1.0, 1.0 / m)
-                        };
-                        LayerScale {
-                            weight_init: Init::Normal { std: var.sqrt() },
-                            bias_init: Init::Zeros,
-                            multiplier: 1.0,
-                            bias_multiplier: 1.0,
-                            weight_lr_sgd: sgd,
-                            weight_lr_adam: adam,
-                            bias_lr_sgd: m,
-                            bias_lr_adam: 1.0,
-                        }
-                    }
-                    Parametrization::MeanField => {
-                        let multiplier = if last && !first {
-                            1.0 / n_in
-                        } else {
-                            1.0 / n_in.sqrt()
-                        };
-                        let adam = if first { m.sqrt() } else { 1.0 / m.sqrt() };
-                        LayerScale {
-                            weight_init: Init::Normal { std: 1.0 },
-                            bias_init: Init::Zeros,
-                            multiplier,
-                            bias_multiplier: 1.0,
-                            weight_lr_sgd: m,
-                            weight_lr_adam: adam,
-                            bias_lr_sgd: m,
-                            bias_lr_adam: m.sqrt(),
-                        }
-                    }
-                }
-            })
+            .map(|l| self.scale(Position::of(l, layers), sizes[l], m))
             .collect()
+    }
+
+    /// The scales of a weight layer by its position and fan-in (a
+    /// convolution's is `c_in * k * k`), with `m` the width ratio to the
+    /// base model.
+    pub fn scale(self, pos: Position, fan_in: usize, m: f64) -> LayerScale {
+        let n_in = fan_in as f64;
+        let first = matches!(pos, Position::Input | Position::Only);
+        let last = matches!(pos, Position::Output | Position::Only);
+        match self {
+            Parametrization::Standard => {
+                let bound = 1.0 / n_in.sqrt();
+                LayerScale {
+                    weight_init: Init::Uniform { bound },
+                    bias_init: Init::Uniform { bound },
+                    ..LayerScale::unit()
+                }
+            }
+            Parametrization::Ntk => LayerScale {
+                weight_init: Init::Normal { std: 1.0 },
+                bias_init: Init::Normal { std: 1.0 },
+                multiplier: 1.0 / n_in.sqrt(),
+                ..LayerScale::unit()
+            },
+            Parametrization::Mup => {
+                let (var, sgd, adam) = if last && !first {
+                    (1.0 / (n_in * m), 1.0 / m, 1.0 / m)
+                } else if first && !last {
+                    (1.0 / n_in, m, 1.0)
+                } else if first && last {
+                    (1.0 / n_in, 1.0, 1.0)
+                } else {
+                    (1.0 / n_in, 1.0, 1.0 / m)
+                };
+                let (bias_lr_sgd, bias_lr_adam) = self.vector_lr(m);
+                LayerScale {
+                    weight_init: Init::Normal { std: var.sqrt() },
+                    bias_init: Init::Zeros,
+                    weight_lr_sgd: sgd,
+                    weight_lr_adam: adam,
+                    bias_lr_sgd,
+                    bias_lr_adam,
+                    ..LayerScale::unit()
+                }
+            }
+            Parametrization::MeanField => {
+                let multiplier = if last && !first {
+                    1.0 / n_in
+                } else {
+                    1.0 / n_in.sqrt()
+                };
+                let adam = if first { m.sqrt() } else { 1.0 / m.sqrt() };
+                let (bias_lr_sgd, bias_lr_adam) = self.vector_lr(m);
+                LayerScale {
+                    weight_init: Init::Normal { std: 1.0 },
+                    bias_init: Init::Zeros,
+                    multiplier,
+                    weight_lr_sgd: m,
+                    weight_lr_adam: adam,
+                    bias_lr_sgd,
+                    bias_lr_adam,
+                    ..LayerScale::unit()
+                }
+            }
+        }
+    }
+
+    /// The (SGD, Adam) learning-rate scales of vector-like parameters:
+    /// biases and normalization gains and shifts (Tensor Programs V, Table
+    /// 3: they behave like input weights).
+    pub fn vector_lr(self, m: f64) -> (f64, f64) {
+        match self {
+            Parametrization::Standard | Parametrization::Ntk => (1.0, 1.0),
+            Parametrization::Mup => (m, 1.0),
+            Parametrization::MeanField => (m, m.sqrt()),
+        }
     }
 }

@@ -7,6 +7,7 @@ pub mod config;
 pub mod ntk;
 pub mod per_sample;
 mod runner;
+pub mod sites;
 pub mod stats;
 
 pub use config::ObserveConfig;

@@ -3,11 +3,15 @@
 //! over outputs, built from per-layer Gram matrices of the layer inputs and
 //! backprop signals: for a dense layer with multiplier m the contribution is
 //! m^2 (D_k D_k^T) .* (A A^T), plus m_b^2 D_k D_k^T for its bias — one
-//! backward pass per output, no n x P Jacobian.
+//! backward pass per output, no n x P Jacobian. Weights shared over
+//! positions (convolutions), gains and shifts contribute the Gram matrix of
+//! their materialized per-example gradients, one layer at a time.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::mlp::Mlp;
+use crate::nn::model::Model;
+use crate::nn::layer::Site;
+use crate::observe::sites::{self, View};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 
@@ -42,22 +46,29 @@ impl Ntk {
 }
 
 /// The empirical NTK of `model` (one member) on inputs `x` `[n, d]`.
-pub fn empirical_ntk<B: Backend>(be: &B, model: &Mlp<B>, x: &Tensor<B>) -> Result<Ntk> {
+pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Result<Ntk> {
     if model.ensemble != 1 {
         return Err(Error::msg(
             "the NTK is measured one model at a time (ensemble of 1)",
         ));
     }
     let n = x.shape().first().copied().unwrap_or(0);
-    let outputs = *model.spec.sizes.last().unwrap_or(&0);
+    let outputs = model.outputs();
     let mut tape = Tape::new(be.clone());
     let xv = tape.leaf(x.clone(), false);
     let vars = model.forward(&mut tape, xv, true)?;
-    // Gram matrices of each layer's inputs, shared by all outputs.
+    // Gram matrices of the inputs of layers used once per example, shared
+    // by all outputs.
     let input_grams = vars
-        .layer_inputs
+        .sites
         .iter()
-        .map(|&a| be.to_f64(&be.matmul(tape.value(a), false, tape.value(a), true, 1.0)?))
+        .map(|site| match *site {
+            Site::Linear { input, positions: 1, .. } => {
+                let a = tape.value(input);
+                Ok(Some(be.to_f64(&be.matmul(a, false, a, true, 1.0)?)?))
+            }
+            _ => Ok(None),
+        })
         .collect::<Result<Vec<_>>>()?;
     let mut per_output = Vec::with_capacity(outputs);
     let mut trace = vec![0.0; n * n];
@@ -67,20 +78,21 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Mlp<B>, x: &Tensor<B>) -> Resul
             seed[i * outputs + k] = 1.0;
         }
         let grads = tape.backward(vars.output, be.from_f64(&[1, n, outputs], &seed)?)?;
+        let view = View { tape: &tape, grads: &grads, batch: n };
         let mut theta = vec![0.0; n * n];
-        for (l, gram) in input_grams.iter().enumerate() {
-            let d = grads
-                .get(vars.layer_products[l])
-                .ok_or_else(|| Error::msg("internal: no layer signal"))?;
-            let dd = be.to_f64(&be.matmul(d, false, d, true, 1.0)?)?;
-            let m2 = model.scales[l].multiplier.powi(2);
-            let mb2 = if model.spec.bias {
-                model.scales[l].bias_multiplier.powi(2)
-            } else {
-                0.0
+        for (site, gram) in vars.sites.iter().zip(&input_grams) {
+            let part = match (site, gram) {
+                (Site::Linear { product, multiplier, bias_multiplier, bias, .. }, Some(gram)) => {
+                    let d = grads.get(*product).ok_or_else(|| Error::msg("internal: no layer signal"))?;
+                    let dd = be.to_f64(&be.matmul(d, false, d, true, 1.0)?)?;
+                    let mb2 = if bias.is_some() { bias_multiplier.powi(2) } else { 0.0 };
+                    let m2 = multiplier.powi(2);
+                    dd.iter().zip(gram).map(|(dv, av)| dv * (m2 * av + mb2)).collect()
+                }
+                _ => materialized_gram(be, &view, site)?,
             };
-            for ((t, &dv), &av) in theta.iter_mut().zip(&dd).zip(gram) {
-                *t += dv * (m2 * av + mb2);
+            for (t, v) in theta.iter_mut().zip(&part) {
+                *t += v;
             }
         }
         for (t, v) in trace.iter_mut().zip(&theta) {
@@ -93,4 +105,18 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Mlp<B>, x: &Tensor<B>) -> Resul
         per_output,
         trace,
     })
+}
+
+/// `G G^T` of the site's per-example gradients `G` (`[n, params]`), for
+/// weights shared over positions, gains and shifts.
+fn materialized_gram<B: Backend>(be: &B, view: &View<B>, site: &Site) -> Result<Vec<f64>> {
+    let n = view.batch;
+    let mut out = vec![0.0; n * n];
+    for (_, g) in sites::gradients(be, view, site)? {
+        let gram = be.to_f64(&be.matmul(&g, false, &g, true, 1.0)?)?;
+        for (o, v) in out.iter_mut().zip(&gram) {
+            *o += v;
+        }
+    }
+    Ok(out)
 }

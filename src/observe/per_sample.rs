@@ -1,14 +1,16 @@
-//! Per-example gradients from each dense layer's inputs a_i and backprop
-//! signals d_i, without materializing a `[batch, params]` array: the weight
+//! Per-example gradients from each layer's inputs a_i and backprop signals
+//! d_i, without materializing a `[batch, params]` array: the weight
 //! gradient of example i is `m d_i a_i^T` (m the layer's forward
 //! multiplier), so its squared norm is `m^2 |d_i|^2 |a_i|^2`, and the bias
-//! gradient's is `m_b^2 |d_i|^2` (DESIGN.md, 5). Gradient-noise statistics
+//! gradient's is `m_b^2 |d_i|^2` (DESIGN.md, 5); weights shared over
+//! positions, gains and shifts are in `sites`. Gradient-noise statistics
 //! (McCandlish et al. 2018) follow from these norms and the mean gradient.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
-use crate::nn::mlp::{ForwardVars, Mlp};
+use crate::nn::model::{Forward, Model};
+use crate::observe::sites::{self, Method, View};
 use crate::tape::{LossHead, Tape};
 use crate::tensor::Tensor;
 
@@ -20,6 +22,8 @@ pub struct PerSampleNorms {
     pub total: Vec<f64>,
     /// Squared norm of the batch-mean gradient.
     pub mean_grad_sq: f64,
+    /// How each layer's weight norms were computed (`sites::Method`).
+    pub methods: Vec<Method>,
 }
 
 impl PerSampleNorms {
@@ -48,14 +52,20 @@ impl PerSampleNorms {
 /// One backward pass over a batch, keeping the layer signals.
 struct Signals<B: Backend> {
     tape: Tape<B>,
-    vars: ForwardVars,
+    vars: Forward,
     grads: crate::tape::Grads<B>,
     rows: usize,
 }
 
+impl<B: Backend> Signals<B> {
+    fn view(&self) -> View<'_, B> {
+        View { tape: &self.tape, grads: &self.grads, batch: self.rows }
+    }
+}
+
 fn signals<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     x: &Tensor<B>,
     target: &Tensor<B>,
     kind: LossKind,
@@ -90,7 +100,7 @@ fn signals<B: Backend>(
 /// Per-example gradient norms on a batch `x` with targets `target`.
 pub fn per_sample_norms<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     x: &Tensor<B>,
     target: &Tensor<B>,
     kind: LossKind,
@@ -98,58 +108,49 @@ pub fn per_sample_norms<B: Backend>(
     let s = signals(be, model, x, target, kind)?;
     // d_i of the batch-mean loss is 1/B of example i's own signal.
     let b2 = (s.rows * s.rows) as f64;
-    let mut per_layer = Vec::new();
+    let groups = model.graph.groups.len();
+    let mut per_layer = vec![vec![0.0; s.rows]; groups];
+    let mut methods = vec![Method::Direct; groups];
+    for site in &s.vars.sites {
+        let (norms, method) = sites::sq_norms(be, &s.view(), site)?;
+        let g = sites::group(site);
+        for (acc, v) in per_layer[g].iter_mut().zip(&norms) {
+            *acc += b2 * v;
+        }
+        if method != Method::Direct {
+            methods[g] = method;
+        }
+    }
     let mut total = vec![0.0; s.rows];
-    let mut mean_grad_sq = 0.0;
-    for l in 0..model.spec.layers() {
-        let d = s
-            .grads
-            .get(s.vars.layer_products[l])
-            .ok_or_else(|| Error::msg("internal: no layer signal"))?;
-        let a = s.tape.value(s.vars.layer_inputs[l]);
-        let dn = be.to_f64(&be.row_sq_norms(d)?)?;
-        let an = be.to_f64(&be.row_sq_norms(a)?)?;
-        let m = model.scales[l].multiplier;
-        let mb = model.scales[l].bias_multiplier;
-        let bias = model.spec.bias;
-        let layer: Vec<f64> = (0..s.rows)
-            .map(|i| b2 * dn[i] * (m * m * an[i] + if bias { mb * mb } else { 0.0 }))
-            .collect();
-        for (t, v) in total.iter_mut().zip(&layer) {
+    for layer in &per_layer {
+        for (t, v) in total.iter_mut().zip(layer) {
             *t += v;
         }
-        per_layer.push(layer);
-        mean_grad_sq += be.sum_sq(
-            s.grads
-                .get(s.vars.weights[l])
-                .ok_or_else(|| Error::msg("no weight gradient"))?,
-        )?[0];
-        if let Some(bv) = s.vars.biases[l] {
-            mean_grad_sq += be.sum_sq(
-                s.grads
-                    .get(bv)
-                    .ok_or_else(|| Error::msg("no bias gradient"))?,
-            )?[0];
-        }
+    }
+    let mut mean_grad_sq = 0.0;
+    for v in &s.vars.params {
+        let g = s.grads.get(*v).ok_or_else(|| Error::msg("internal: a parameter got no gradient"))?;
+        mean_grad_sq += be.sum_sq(g)?[0];
     }
     Ok(PerSampleNorms {
         per_layer,
         total,
         mean_grad_sq,
+        methods,
     })
 }
 
-/// The full per-example gradients `[B][P]` (in `Mlp::params()` order), for
-/// small models: refused when B x P exceeds `max_entries`.
+/// The full per-example gradients `[B][P]` (in `Model::params()` order),
+/// for small models: refused when B x P exceeds `max_entries`.
 pub fn per_sample_gradients<B: Backend>(
     be: &B,
-    model: &Mlp<B>,
+    model: &Model<B>,
     x: &Tensor<B>,
     target: &Tensor<B>,
     kind: LossKind,
     max_entries: usize,
 ) -> Result<Vec<Vec<f64>>> {
-    let p = model.spec.param_count();
+    let p = model.param_count();
     let rows = x.shape().first().copied().unwrap_or(0);
     if rows.saturating_mul(p) > max_entries {
         return Err(Error::msg(format!(
@@ -159,25 +160,18 @@ pub fn per_sample_gradients<B: Backend>(
     }
     let s = signals(be, model, x, target, kind)?;
     let bsz = s.rows as f64;
+    let mut blocks: Vec<Option<Vec<f64>>> = vec![None; model.params().len()];
+    for site in &s.vars.sites {
+        for (param, g) in sites::gradients(be, &s.view(), site)? {
+            blocks[param] = Some(be.to_f64(&g)?);
+        }
+    }
     let mut out = vec![Vec::with_capacity(p); s.rows];
-    for l in 0..model.spec.layers() {
-        let d = be.to_f64(
-            s.grads
-                .get(s.vars.layer_products[l])
-                .ok_or_else(|| Error::msg("no layer signal"))?,
-        )?;
-        let a = be.to_f64(s.tape.value(s.vars.layer_inputs[l]))?;
-        let (n_out, n_in) = (model.spec.sizes[l + 1], model.spec.sizes[l]);
-        let m = model.scales[l].multiplier * bsz;
-        let mb = model.scales[l].bias_multiplier * bsz;
+    for block in blocks {
+        let block = block.ok_or_else(|| Error::msg("internal: a parameter has no per-example gradient"))?;
+        let n = block.len() / s.rows;
         for (i, g) in out.iter_mut().enumerate() {
-            let (di, ai) = (&d[i * n_out..(i + 1) * n_out], &a[i * n_in..(i + 1) * n_in]);
-            for &dv in di {
-                g.extend(ai.iter().map(|&av| m * dv * av));
-            }
-            if model.spec.bias {
-                g.extend(di.iter().map(|&dv| mb * dv));
-            }
+            g.extend(block[i * n..(i + 1) * n].iter().map(|v| v * bsz));
         }
     }
     Ok(out)

@@ -14,7 +14,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::linalg::{self, LanczosOptions, PowerOptions};
 use crate::nn::loss::LossKind;
-use crate::nn::mlp::Mlp;
+use crate::nn::model::Model;
 use crate::run::{write_atomic, Record};
 use crate::tape::Curvature;
 use crate::tensor::Tensor;
@@ -61,13 +61,13 @@ fn upload<B: Backend>(be: &B, ds: &Dataset, loss: LossKind) -> Result<(Tensor<B>
 impl<B: Backend> Observers<B> {
     pub fn new(
         cfg: ObserveConfig,
-        model: &Mlp<B>,
+        model: &Model<B>,
         train: &Dataset,
         loss: LossKind,
         seed: u64,
         dir: PathBuf,
     ) -> Result<Self> {
-        cfg.validate(model.spec.param_count(), train.n)?;
+        cfg.validate(model.param_count(), train.n)?;
         Ok(Observers {
             cfg,
             seed,
@@ -77,7 +77,7 @@ impl<B: Backend> Observers<B> {
             warm: None,
             warm_gn: None,
             ntk0: None,
-            init_weights: model.weights.clone(),
+            init_weights: model.weights().into_iter().cloned().collect(),
             recent: Vec::new(),
         })
     }
@@ -112,7 +112,7 @@ impl<B: Backend> Observers<B> {
 
     /// Called before the update of `step`: keeps the parameters the update
     /// alignment of the next two steps will need.
-    pub fn before_update(&mut self, be: &B, model: &Mlp<B>, step: u64, total: u64) -> Result<()> {
+    pub fn before_update(&mut self, be: &B, model: &Model<B>, step: u64, total: u64) -> Result<()> {
         let Some(w) = &self.cfg.weights else {
             return Ok(());
         };
@@ -132,7 +132,7 @@ impl<B: Backend> Observers<B> {
     pub fn observe(
         &mut self,
         be: &B,
-        model: &Mlp<B>,
+        model: &Model<B>,
         step: u64,
         total: u64,
         rec: &mut Record,
@@ -269,7 +269,7 @@ impl<B: Backend> Observers<B> {
     fn top_eigen(
         &mut self,
         be: &B,
-        model: &Mlp<B>,
+        model: &Model<B>,
         s: &SpectrumTop,
         mode: Curvature,
         name: &str,

@@ -6,58 +6,51 @@
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
-use crate::nn::mlp::Mlp;
+use crate::nn::layer::Site;
+use crate::nn::model::Model;
+use crate::tape::Tape;
 use crate::tensor::Tensor;
 
-/// Mean |pre-activation| and mean |post-activation| of every layer (the
-/// last layer's are the outputs), for member 0.
-pub fn coordinate_l1<B: Backend>(be: &B, model: &Mlp<B>, x: &Tensor<B>) -> Result<Vec<(f64, f64)>> {
-    let layers = model.spec.layers();
-    let mut h = x.clone();
-    let mut out = Vec::with_capacity(layers);
-    for l in 0..layers {
-        let z = be.matmul(
-            &h,
-            false,
-            &model.weights[l],
-            true,
-            model.scales[l].multiplier,
-        )?;
-        let act = if l + 1 == layers {
-            Activation::Identity
-        } else {
-            model.spec.activation
+/// Mean |pre-activation| and mean |post-activation| of every weight layer
+/// (dense or convolution; the last layer's are the outputs), for member 0.
+pub fn coordinate_l1<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Result<Vec<(f64, f64)>> {
+    let mut tape = Tape::new(be.clone());
+    let xv = tape.leaf(x.clone(), false);
+    let vars = model.forward(&mut tape, xv, false)?;
+    let params = model.params();
+    let mut out = Vec::new();
+    for site in &vars.sites {
+        let Site::Linear { product, output, bias, bias_multiplier, .. } = *site else {
+            continue;
         };
-        let (pre, post) = be.bias_act(
-            &z,
-            model.biases[l].as_ref(),
-            model.scales[l].bias_multiplier,
-            act,
-        )?;
+        let z = tape.value(product);
+        let pre = match bias {
+            Some(b) => be.bias_act(z, Some(params[b]), bias_multiplier, Activation::Identity)?.0,
+            None => z.clone(),
+        };
         let per = (pre.numel() / model.ensemble).max(1) as f64;
-        out.push((be.sum_abs(&pre)?[0] / per, be.sum_abs(&post)?[0] / per));
-        h = post;
+        out.push((be.sum_abs(&pre)?[0] / per, be.sum_abs(tape.value(output))?[0] / per));
     }
     Ok(out)
 }
 
-/// Frobenius norm of each layer's weight (member 0).
-pub fn weight_norms<B: Backend>(be: &B, model: &Mlp<B>) -> Result<Vec<f64>> {
+/// Frobenius norm of each weight layer's weight (member 0).
+pub fn weight_norms<B: Backend>(be: &B, model: &Model<B>) -> Result<Vec<f64>> {
     model
-        .weights
-        .iter()
+        .weights()
+        .into_iter()
         .map(|w| Ok(be.sum_sq(w)?[0].sqrt()))
         .collect()
 }
 
-/// ||W_l - W_l(0)||_F for each layer, given the initial weights.
-pub fn distance_from<B: Backend>(be: &B, model: &Mlp<B>, init: &[Tensor<B>]) -> Result<Vec<f64>> {
-    if init.len() != model.weights.len() {
+/// ||W_l - W_l(0)||_F for each weight layer, given the initial weights.
+pub fn distance_from<B: Backend>(be: &B, model: &Model<B>, init: &[Tensor<B>]) -> Result<Vec<f64>> {
+    let weights = model.weights();
+    if init.len() != weights.len() {
         return Err(Error::msg("initial weights do not match the model"));
     }
-    model
-        .weights
-        .iter()
+    weights
+        .into_iter()
         .zip(init)
         .map(|(w, w0)| {
             let mut d = w.clone();

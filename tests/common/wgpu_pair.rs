@@ -10,7 +10,8 @@ use lmech::backend::SgdHyper;
 use lmech::curvature::flatten;
 use lmech::nn::activation::Activation;
 use lmech::nn::loss::LossKind;
-use lmech::nn::mlp::{Mlp, MlpSpec};
+use lmech::nn::mlp::MlpSpec;
+use lmech::nn::model::Model;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
 use lmech::{Backend, Cpu, DType, Tensor, Wgpu};
@@ -85,7 +86,7 @@ pub fn models(
     act: Activation,
     e: usize,
     round: fn(&[f64]) -> Vec<f64>,
-) -> (Mlp<Cpu>, Mlp<Wgpu>) {
+) -> (Model<Cpu>, Model<Wgpu>) {
     let mut spec = MlpSpec::new(
         sizes[0],
         sizes[1],
@@ -96,8 +97,8 @@ pub fn models(
     spec.sizes = sizes.to_vec();
     let seeds: Vec<u64> = (0..e as u64).map(|s| 40 + s).collect();
     let cpu = Cpu::f32();
-    let mut mc = Mlp::init(&cpu, spec.clone(), &seeds).unwrap();
-    let mut mg = Mlp::init(g, spec, &seeds).unwrap();
+    let mut mc = Model::init(&cpu, spec.clone(), &seeds).unwrap();
+    let mut mg = Model::init(g, spec, &seeds).unwrap();
     let mut rng = Rng::new(9);
     for (tc, tg) in mc.params_mut().into_iter().zip(mg.params_mut()) {
         let v: Vec<f64> = down(&cpu, tc)
@@ -111,7 +112,7 @@ pub fn models(
     (mc, mg)
 }
 
-pub fn params_of<B: Backend>(be: &B, m: &Mlp<B>) -> Vec<f64> {
+pub fn params_of<B: Backend>(be: &B, m: &Model<B>) -> Vec<f64> {
     let ts: Vec<Tensor<B>> = m.params().into_iter().cloned().collect();
     flatten(be, &ts).unwrap()
 }

@@ -1,0 +1,74 @@
+//! The dense layer, PyTorch's `nn.Linear` followed by an optional
+//! activation: `act(m x W^T + m_b b)`, W `[E, out, in]` (role: weight,
+//! fan-in `in`), b `[E, out]` (role: bias). A vector in, a vector out. Per
+//! example its weight gradient is `m d_i a_i^T`, so per-sample norms and the
+//! NTK need only a_i and d_i (DESIGN.md, 5).
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::nn::activation::Activation;
+use crate::nn::layer::{ParamDecl, Recorder, Role, Site};
+use crate::nn::parametrization::LayerScale;
+use crate::nn::shape::Shape;
+use crate::tape::{BiasAct, Dense, Var};
+
+pub struct DenseLayer {
+    pub fan_in: usize,
+    pub width: usize,
+    pub bias: bool,
+    pub activation: Activation,
+    pub scale: LayerScale,
+}
+
+impl DenseLayer {
+    pub fn build(key: &str, width: usize, bias: bool, activation: Activation, input: Shape) -> Result<(Self, Shape)> {
+        let Shape::Flat(fan_in) = input else {
+            return Err(Error::config(
+                key,
+                format!(
+                    "a dense layer takes a vector, but its input is a {} feature map; put a flatten or global_avg_pool layer before it",
+                    input.describe()
+                ),
+            ));
+        };
+        if width == 0 {
+            return Err(Error::config(key, "width must be at least 1"));
+        }
+        let layer = DenseLayer { fan_in, width, bias, activation, scale: LayerScale::unit() };
+        Ok((layer, Shape::Flat(width)))
+    }
+
+    pub fn params(&self) -> Vec<ParamDecl> {
+        let mut out = vec![ParamDecl::new("weight", vec![self.width, self.fan_in], Role::Weight)];
+        if self.bias {
+            out.push(ParamDecl::new("bias", vec![self.width], Role::Bias));
+        }
+        out
+    }
+
+    pub fn record<B: Backend>(&self, rec: &mut Recorder<B>, x: Var, p: &[Var], (first, group): (usize, usize)) -> Result<Var> {
+        let z = rec.tape.apply(Box::new(Dense { multiplier: self.scale.multiplier }), &[x, p[0]])?;
+        let out = bias_act(rec, z, p.get(1).copied(), self.activation, self.scale.bias_multiplier)?;
+        rec.sites.push(Site::Linear {
+            input: x,
+            product: z,
+            output: out,
+            positions: 1,
+            multiplier: self.scale.multiplier,
+            bias_multiplier: self.scale.bias_multiplier,
+            weight: first,
+            bias: self.bias.then_some(first + 1),
+            group,
+        });
+        Ok(out)
+    }
+}
+
+/// `act(z + m_b b)` as one fused op, or `z` itself when there is neither.
+pub fn bias_act<B: Backend>(rec: &mut Recorder<B>, z: Var, b: Option<Var>, act: Activation, mb: f64) -> Result<Var> {
+    match (b, act) {
+        (None, Activation::Identity) => Ok(z),
+        (None, act) => rec.tape.apply(Box::new(BiasAct::new(act, 1.0)), &[z]),
+        (Some(b), act) => rec.tape.apply(Box::new(BiasAct::new(act, mb)), &[z, b]),
+    }
+}

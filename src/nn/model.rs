@@ -1,0 +1,232 @@
+//! A model: a graph of layers (`graph.rs`) with its parameters, an ensemble
+//! dimension E first on each (`[E, ...]`: E same-shape models computed in
+//! one pass). It records its forward pass on a tape, computes losses and
+//! gradients, and reports the sites per-sample observers read.
+
+use crate::backend::Backend;
+use crate::error::{Error, Result};
+use crate::nn::flatten::to_channels_last;
+use crate::nn::graph::{Graph, ModelSpec, ParamInfo};
+use crate::nn::layer::{Recorder, Role, Site};
+use crate::nn::loss::LossKind;
+use crate::nn::parametrization::{Init, LayerScale, OptimFamily};
+use crate::rng::Rng;
+use crate::tape::{LossHead, Tape, Var};
+use crate::tensor::{member_values, Tensor};
+
+pub struct Model<B: Backend> {
+    pub spec: ModelSpec,
+    pub graph: Graph,
+    pub ensemble: usize,
+    params: Vec<Tensor<B>>,
+}
+
+/// The tape handles of one forward pass.
+pub struct Forward {
+    pub output: Var,
+    /// The parameters, in `params()` order.
+    pub params: Vec<Var>,
+    /// Where each layer's per-example gradients can be read (layer inputs
+    /// a_i and backprop signals d_i, DESIGN.md, 5).
+    pub sites: Vec<Site>,
+}
+
+/// The result of one pass of a loss over a batch.
+pub struct LossPass<B: Backend> {
+    /// Per-member mean loss, `[E]`.
+    pub loss: Tensor<B>,
+    /// The model's outputs, `[E, B, out]`.
+    pub output: Tensor<B>,
+    /// Gradients of the summed member losses, in `params()` order (empty
+    /// when not asked for).
+    pub grads: Vec<Tensor<B>>,
+}
+
+fn draw(rng: &mut Rng, init: Init, n: usize) -> Vec<f64> {
+    match init {
+        Init::Uniform { bound } => (0..n).map(|_| rng.uniform_range(-bound, bound)).collect(),
+        Init::Normal { std } => (0..n).map(|_| std * rng.normal()).collect(),
+        Init::Zeros => vec![0.0; n],
+        Init::Constant { value } => vec![value; n],
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// Initialize E = `seeds.len()` models, member e from `seeds[e]`. Values
+    /// are drawn in f64 on the host, so an f32 and an f64 model of the same
+    /// seed start from the same point up to rounding.
+    pub fn init(be: &B, spec: impl Into<ModelSpec>, seeds: &[u64]) -> Result<Self> {
+        let spec = spec.into();
+        if seeds.is_empty() {
+            return Err(Error::msg("an ensemble needs at least one seed"));
+        }
+        let graph = Graph::build(&spec)?;
+        let mut host: Vec<Vec<f64>> = vec![Vec::new(); graph.params.len()];
+        for &seed in seeds {
+            let mut rng = Rng::stream(seed, "init");
+            for (h, p) in host.iter_mut().zip(&graph.params) {
+                h.extend(draw(&mut rng, p.init, p.shape.iter().product()));
+            }
+        }
+        let e = seeds.len();
+        let params = host
+            .iter()
+            .zip(&graph.params)
+            .map(|(h, p)| {
+                let mut shape = vec![e];
+                shape.extend(&p.shape);
+                be.from_f64(&shape, h)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Model { spec, graph, ensemble: e, params })
+    }
+
+    /// Outputs per example.
+    pub fn outputs(&self) -> usize {
+        self.graph.output.features()
+    }
+
+    /// Parameters of one ensemble member.
+    pub fn param_count(&self) -> usize {
+        self.graph.params.iter().map(|p| p.shape.iter().product::<usize>()).sum()
+    }
+
+    pub fn param_info(&self) -> &[ParamInfo] {
+        &self.graph.params
+    }
+
+    /// Record a forward pass of `x` (`[B, in]` shared by the ensemble, or
+    /// `[E, B, in]`) on `tape`. Parameters become leaves that require
+    /// gradients when `with_grad`.
+    pub fn forward(&self, tape: &mut Tape<B>, x: Var, with_grad: bool) -> Result<Forward> {
+        let params: Vec<Var> = self.params.iter().map(|p| tape.leaf(p.clone(), with_grad)).collect();
+        self.forward_with(tape, x, &params)
+    }
+
+    /// The forward pass with parameters already on the tape (in `params()`
+    /// order), e.g. perturbed copies or values carrying tangents.
+    pub fn forward_with(&self, tape: &mut Tape<B>, x: Var, params: &[Var]) -> Result<Forward> {
+        let shape = tape.value(x).shape().to_vec();
+        let features = self.spec.input.features();
+        if shape.last() != Some(&features) || shape.len() < 2 {
+            return Err(Error::shape(format!(
+                "inputs of shape {shape:?} do not fit the model, which takes {} ({features} features) per example",
+                self.spec.input.describe()
+            )));
+        }
+        if params.len() != self.params.len() {
+            return Err(Error::shape(format!(
+                "{} parameter tensors given, the model has {}",
+                params.len(),
+                self.params.len()
+            )));
+        }
+        let mut rec = Recorder { tape, batch: shape[shape.len() - 2], sites: Vec::new() };
+        let mut h = to_channels_last(&mut rec, x, self.spec.input)?;
+        for node in &self.graph.nodes {
+            h = node.record(&mut rec, h, params)?;
+        }
+        Ok(Forward { output: h, params: params.to_vec(), sites: rec.sites })
+    }
+
+    /// The `kind` loss of each member on inputs `x` and `target`, with the
+    /// parameter gradients when `with_grads`: the forward and backward pass
+    /// of one training step.
+    pub fn loss_pass(
+        &self,
+        be: &B,
+        x: &Tensor<B>,
+        target: &Tensor<B>,
+        kind: LossKind,
+        with_grads: bool,
+    ) -> Result<LossPass<B>> {
+        let mut tape = Tape::new(be.clone());
+        let xv = tape.leaf(x.clone(), false);
+        let vars = self.forward(&mut tape, xv, with_grads)?;
+        let loss = tape.apply(Box::new(LossHead::new(kind, target.clone())), &[vars.output])?;
+        let mut grads = Vec::new();
+        if with_grads {
+            // Each member's loss gets cotangent 1: members train independently.
+            let ones = be.from_f64(&[self.ensemble], &vec![1.0; self.ensemble])?;
+            let mut g = tape.backward(loss, ones)?;
+            for v in &vars.params {
+                grads.push(
+                    g.take(*v)
+                        .ok_or_else(|| Error::msg("internal: a parameter got no gradient"))?,
+                );
+            }
+        }
+        Ok(LossPass {
+            loss: tape.value(loss).clone(),
+            output: tape.value(vars.output).clone(),
+            grads,
+        })
+    }
+
+    /// Outputs `[E, B, out]` for inputs `x`, without gradients.
+    pub fn predict(&self, be: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
+        let mut tape = Tape::new(be.clone());
+        let xv = tape.leaf(x.clone(), false);
+        let vars = self.forward(&mut tape, xv, false)?;
+        Ok(tape.value(vars.output).clone())
+    }
+
+    /// Ensemble member `e` as a model of its own (a copy).
+    pub fn member(&self, be: &B, e: usize) -> Result<Model<B>> {
+        let params = self
+            .params
+            .iter()
+            .map(|t| {
+                let mut shape = t.shape().to_vec();
+                shape[0] = 1;
+                be.from_f64(&shape, &member_values(be, t, e)?)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Model { spec: self.spec.clone(), graph: Graph::build(&self.spec)?, ensemble: 1, params })
+    }
+
+    /// Parameters in checkpoint order.
+    pub fn params(&self) -> Vec<&Tensor<B>> {
+        self.params.iter().collect()
+    }
+
+    /// The scales of the dense and convolution layers, in order.
+    pub fn layer_scales(&self) -> Vec<&LayerScale> {
+        self.graph.weight_scales()
+    }
+
+    pub fn layer_scales_mut(&mut self) -> Vec<&mut LayerScale> {
+        self.graph.weight_scales_mut()
+    }
+
+    /// The dense and convolution weights, in order.
+    pub fn weights(&self) -> Vec<&Tensor<B>> {
+        self.params
+            .iter()
+            .zip(&self.graph.params)
+            .filter(|(_, p)| p.role == Role::Weight)
+            .map(|(t, _)| t)
+            .collect()
+    }
+
+    pub fn params_mut(&mut self) -> Vec<&mut Tensor<B>> {
+        self.params.iter_mut().collect()
+    }
+
+    /// PyTorch module names (`layers.0.weight`), in `params()` order.
+    pub fn param_names(&self) -> Vec<String> {
+        self.graph.params.iter().map(|p| p.name.clone()).collect()
+    }
+
+    /// The learning-rate scale of each parameter, in `params()` order.
+    pub fn lr_scales(&self, family: OptimFamily) -> Vec<f64> {
+        self.graph
+            .params
+            .iter()
+            .map(|p| match family {
+                OptimFamily::Sgd => p.lr_sgd,
+                OptimFamily::Adam => p.lr_adam,
+            })
+            .collect()
+    }
+}
