@@ -1,6 +1,7 @@
 // Pointwise kernels: fused bias + activation, the activation's backward
-// product and its tangent (for Hessian-vector products), per-member scaling
-// and axpy. Twin of kernels/pointwise.cu; reference
+// product and its tangent (for Hessian-vector products), per-member scaling,
+// elementwise products (with a per-member row broadcast, like the bias) and
+// axpy. Twin of kernels/pointwise.cu; reference
 // src/backend/cpu/pointwise.rs, with the activation definitions of
 // src/nn/activation.rs (ids: 0 identity, 1 relu, 2 tanh, 3 gelu, 4 silu,
 // 5 elu, 6 softplus).
@@ -158,9 +159,15 @@ fn act_second(act: u32, x: f32, y: f32) -> f32 {
     }
 }
 
-fn biased(i: u32) -> f32 {
+// Where element i of in1 [E, rows, n] finds its entry of the row in2 holds
+// per member ([E, n]), or one row for all (bias_members 1).
+fn member_row(i: u32) -> u32 {
     let member = select(i / p.per_member, 0u, p.bias_members == 1u);
-    return f32(in1[i]) + p.scale * f32(in2[member * p.n + i % p.n]);
+    return member * p.n + i % p.n;
+}
+
+fn biased(i: u32) -> f32 {
+    return f32(in1[i]) + p.scale * f32(in2[member_row(i)]);
 }
 
 // pre = z + scale * bias (out0), post = act(pre) (out1).
@@ -226,6 +233,17 @@ fn scale_members(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
         return;
     }
     out0[i] = S(f32(in1[i]) * f32(in2[i / p.per_member]));
+}
+
+// out0 = in1 * in2, in2 one row per member broadcast over in1's rows
+// (member_row); an in2 of in1's shape is one row of length total.
+@compute @workgroup_size(256)
+fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = flat(gid, nwg);
+    if i >= p.total {
+        return;
+    }
+    out0[i] = S(f32(in1[i]) * f32(in2[member_row(i)]));
 }
 
 // out0 += scale * in1, in place.

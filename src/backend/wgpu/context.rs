@@ -89,11 +89,18 @@ pub fn words(bytes: usize) -> usize {
 /// kernel; past 65535 workgroups it folds into a 2-D grid (the shaders'
 /// `flat` unfolds it).
 pub fn grid(threads: usize) -> (u32, u32, u32) {
-    let groups = threads.div_ceil(GROUP as usize).max(1) as u32;
-    if groups <= MAX_GROUPS {
-        (groups, 1, 1)
+    workgroups(threads.div_ceil(GROUP as usize))
+}
+
+/// A grid of (at least) `n` workgroups, folded into two dimensions past
+/// 65535, for kernels that give each workgroup one unit of work (a row);
+/// a shader's unit is `wg.x + wg.y * nwg.x`, and units past `n` return.
+pub fn workgroups(n: usize) -> (u32, u32, u32) {
+    let n = n.max(1) as u32;
+    if n <= MAX_GROUPS {
+        (n, 1, 1)
     } else {
-        (MAX_GROUPS, groups.div_ceil(MAX_GROUPS), 1)
+        (MAX_GROUPS, n.div_ceil(MAX_GROUPS), 1)
     }
 }
 

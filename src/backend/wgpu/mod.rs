@@ -10,10 +10,14 @@
 //! `sum_abs`, `count_correct`, `to_f64`) wait for the GPU.
 
 mod context;
+mod conv;
+mod layout;
 mod loss;
 mod matmul;
+mod norm;
 mod optim;
 mod pointwise;
+mod pool;
 mod reduce;
 mod runtime_dir;
 mod storage;
@@ -22,7 +26,7 @@ mod variant;
 pub use context::{adapters, AdapterSummary};
 pub use storage::WgpuStorage;
 
-use crate::backend::{AdamHyper, Backend, DType, SgdHyper};
+use crate::backend::{AdamHyper, Backend, DType, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::loss::LossKind;
@@ -326,51 +330,62 @@ impl Backend for Wgpu {
         reduce::sum_sq(self, x)
     }
 
-    fn im2col(&self, _x: &WgpuTensor, _win: &crate::backend::Window) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER im2col on wgpu"))
+    fn im2col(&self, x: &WgpuTensor, win: &Window) -> Result<WgpuTensor> {
+        conv::im2col(self, x, win)
     }
 
-    fn col2im(&self, _cols: &WgpuTensor, _win: &crate::backend::Window) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER col2im on wgpu"))
+    fn col2im(&self, cols: &WgpuTensor, win: &Window) -> Result<WgpuTensor> {
+        conv::col2im(self, cols, win)
     }
 
-    fn row_max(&self, _x: &WgpuTensor) -> Result<(WgpuTensor, WgpuTensor)> {
-        Err(crate::error::Error::msg("PLACEHOLDER row_max on wgpu"))
+    fn row_max(&self, x: &WgpuTensor) -> Result<(WgpuTensor, WgpuTensor)> {
+        pool::row_max(self, x)
     }
 
-    fn row_pick(&self, _x: &WgpuTensor, _arg: &WgpuTensor) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER row_pick on wgpu"))
+    fn row_pick(&self, x: &WgpuTensor, arg: &WgpuTensor) -> Result<WgpuTensor> {
+        pool::row_pick(self, x, arg)
     }
 
-    fn row_place(&self, _g: &WgpuTensor, _arg: &WgpuTensor, _k: usize) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER row_place on wgpu"))
+    fn row_place(&self, g: &WgpuTensor, arg: &WgpuTensor, k: usize) -> Result<WgpuTensor> {
+        pool::row_place(self, g, arg, k)
     }
 
-    fn transpose(&self, _x: &WgpuTensor) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER transpose on wgpu"))
+    fn transpose(&self, x: &WgpuTensor) -> Result<WgpuTensor> {
+        layout::transpose(self, x)
     }
 
-    fn mul(&self, _a: &WgpuTensor, _b: &WgpuTensor) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER mul on wgpu"))
+    fn mul(&self, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
+        pointwise::mul(self, a, b)
     }
 
-    fn norm_rows(&self, _x: &WgpuTensor, _center: bool, _eps: f64) -> Result<(WgpuTensor, WgpuTensor)> {
-        Err(crate::error::Error::msg("PLACEHOLDER norm_rows on wgpu"))
+    fn norm_rows(
+        &self,
+        x: &WgpuTensor,
+        center: bool,
+        eps: f64,
+    ) -> Result<(WgpuTensor, WgpuTensor)> {
+        norm::norm_rows(self, x, center, eps)
     }
 
-    fn norm_rows_j(&self, _y: &WgpuTensor, _s: &WgpuTensor, _t: &WgpuTensor, _center: bool) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_j on wgpu"))
+    fn norm_rows_j(
+        &self,
+        y: &WgpuTensor,
+        s: &WgpuTensor,
+        t: &WgpuTensor,
+        center: bool,
+    ) -> Result<WgpuTensor> {
+        norm::norm_rows_j(self, y, s, t, center)
     }
 
     fn norm_rows_second(
         &self,
-        _y: &WgpuTensor,
-        _s: &WgpuTensor,
-        _g: &WgpuTensor,
-        _x_dot: &WgpuTensor,
-        _center: bool,
+        y: &WgpuTensor,
+        s: &WgpuTensor,
+        g: &WgpuTensor,
+        x_dot: &WgpuTensor,
+        center: bool,
     ) -> Result<WgpuTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_second on wgpu"))
+        norm::norm_rows_second(self, y, s, g, x_dot, center)
     }
 
     fn sgd_update(

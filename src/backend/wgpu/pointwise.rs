@@ -1,10 +1,10 @@
 //! Launches `shaders/pointwise.wgsl`: fused bias + activation, the
-//! activation's backward product and its tangent, per-member scaling and
-//! axpy. Shape checks mirror the CPU reference's.
+//! activation's backward product and its tangent, per-member scaling,
+//! elementwise products and axpy. Shape checks mirror the CPU reference's.
 
 use super::context::grid;
 use super::{bits, Wgpu, WgpuTensor};
-use crate::backend::shapes::same_shapes;
+use crate::backend::shapes::{mul_operands, same_shapes};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::tensor::Tensor;
@@ -231,4 +231,31 @@ pub fn axpy(be: &Wgpu, y: &mut WgpuTensor, alpha: f64, x: &WgpuTensor) -> Result
         grid(total),
         &[],
     )
+}
+
+pub fn mul(be: &Wgpu, a: &WgpuTensor, b: &WgpuTensor) -> Result<WgpuTensor> {
+    let (broadcast, b_rows) = mul_operands(a.shape(), b.shape())?;
+    // Refuses a rank past 3 that mul_operands passes as equal shapes, as
+    // the CPU reference does.
+    let (_, rows, c) = a.as_batched()?;
+    let total = a.numel();
+    let out = be.alloc(total)?;
+    if total > 0 {
+        // Same shapes: b is one "row" as long as a (member_row in the shader).
+        let (n, members) = if broadcast { (c, b_rows) } else { (total, 1) };
+        let p = params(total, n, rows * c, members, Activation::Identity, 0.0);
+        be.launch(
+            "pointwise",
+            "mul",
+            &p,
+            &[
+                (1, a.storage().buffer()),
+                (2, b.storage().buffer()),
+                (6, out.buffer()),
+            ],
+            grid(total),
+            &[],
+        )?;
+    }
+    Ok(Tensor::from_parts(a.shape().to_vec(), out))
 }
