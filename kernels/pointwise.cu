@@ -1,8 +1,9 @@
 // Elementwise kernels: fused bias + activation, the activation's backward
 // product and its tangent (the HVP's backward-with-tangent step), per-member
-// scaling and axpy. One thread per element over a grid-stride loop; the
-// activation is a warp-uniform switch (see common.cuh), so each launch runs
-// one straight-line formula. Twin of src/backend/cpu/pointwise.rs.
+// scaling, axpy and the elementwise product. One thread per element over a
+// grid-stride loop; the activation is a warp-uniform switch (see
+// common.cuh), so each launch runs one straight-line formula. Twin of
+// src/backend/cpu/pointwise.rs.
 
 #include "common.cuh"
 
@@ -75,5 +76,23 @@ extern "C" __global__ void axpy(float* __restrict__ y, const float* __restrict__
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
          i += (long long)gridDim.x * blockDim.x) {
         y[i] += alpha * x[i];
+    }
+}
+
+// out = a * b, where b has a's shape (broadcast == 0) or holds b_members
+// (1 or E) rows of n broadcast over the rows of a ([E, rows, n] flattened to
+// `total`), as a bias is.
+extern "C" __global__ void mul(const float* __restrict__ a, const float* __restrict__ b,
+                               float* __restrict__ out, long long total, int n, int rows,
+                               int b_members, int broadcast) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+         i += (long long)gridDim.x * blockDim.x) {
+        long long at = i;
+        if (broadcast) {
+            long long row = i / n;
+            long long member = b_members == 1 ? 0 : row / rows;
+            at = member * n + (i - row * n);
+        }
+        out[i] = a[i] * b[at];
     }
 }

@@ -8,9 +8,10 @@
 # warp's A and B tiles from the lanes' registers by the PTX ISA's fragment
 # layouts. scripts/cuda-emulate/main.cpp checks every GEMM kernel (all
 # transposes, ensemble broadcast, ragged sizes), the column sums, row norms,
-# per-member sums, argmax, the cross-entropy kernels, bias + activation and
-# the optimizer updates against double precision references. About a minute
-# on 2 cores.
+# per-member sums, argmax, the cross-entropy kernels, bias + activation, the
+# optimizer updates, im2col / col2im, row max / pick / place, the tiled
+# transpose, the elementwise product and the row normalization kernels
+# against double precision references. About a minute on 2 cores.
 #
 # What it cannot catch: anything specific to real hardware (the layouts
 # themselves are the emulator's assumption, checked against the PTX ISA
@@ -23,7 +24,7 @@ trap 'rm -rf "$work"' EXIT
 python3 - "$root/kernels" "$work" <<'PY'
 import re, sys
 kernels, work = sys.argv[1], sys.argv[2]
-for fam in ["matmul", "reduce", "loss", "pointwise", "optim"]:
+for fam in ["matmul", "reduce", "loss", "pointwise", "optim", "conv", "pool", "layout", "norm"]:
     src = open(f"{kernels}/{fam}.cu").read().replace('#include "common.cuh"', "")
     if fam == "matmul":
         emulated = {

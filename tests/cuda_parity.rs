@@ -10,6 +10,10 @@
 //!   per-member dot products 1e-4, for the CPU's sequential f32 sum);
 //! - fp32 GEMM: 1e-5; TF32 tensor cores: 5e-3 (10-bit mantissa, K up to
 //!   300); BF16: 3e-2 (7-bit mantissa); cuBLAS fp32: 1e-5;
+//! - copies, single products and sums in the CPU's order (im2col, col2im,
+//!   row max / pick / place, transpose, mul): exact;
+//! - row normalization and its Jacobian products: 1e-5 (2e-5 for rows of
+//!   20000, where the CPU's sequential f32 sums are off by up to 4e-6);
 //! - whole passes (training steps, HVPs, per-sample norms, NTK): 1e-4;
 //! - the top Hessian eigenvalue by Lanczos: 1e-3 relative.
 
@@ -17,7 +21,7 @@ mod common;
 
 use common::randn;
 use lmech::backend::cuda::{self, Cuda, GemmKind};
-use lmech::backend::{AdamHyper, SgdHyper};
+use lmech::backend::{AdamHyper, SgdHyper, Window};
 use lmech::curvature::LossOnData;
 use lmech::linalg::{lanczos, LanczosOptions};
 use lmech::nn::activation::{Activation, ALL_ACTIVATIONS};
@@ -420,6 +424,322 @@ fn optimizer_updates_match_the_cpu() {
             same("adam v", &g, &v.g, &v.c, 1e-5);
         }
     }
+}
+
+/// Both backends refuse the operands, with the same message (they share the
+/// shape checks of src/backend/shapes.rs and window.rs).
+fn both_refuse<T: std::fmt::Debug, U: std::fmt::Debug>(
+    what: &str,
+    got: lmech::Result<T>,
+    want: lmech::Result<U>,
+) {
+    let (g, c) = (got.unwrap_err().to_string(), want.unwrap_err().to_string());
+    assert_eq!(g, c, "{what}: different refusals");
+}
+
+/// Windows with stride 1 and 2 (and 3, past the kernel), padding 0 and 1,
+/// non-square kernels, one to three channels and 1-D signals (h = 1).
+fn windows() -> Vec<Window> {
+    let win = |n, c, h, w, (kh, kw), (sh, sw), (ph, pw)| Window {
+        n,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+    };
+    vec![
+        win(2, 1, 5, 5, (3, 3), (1, 1), (0, 0)),
+        win(2, 3, 5, 6, (3, 3), (2, 2), (1, 1)),
+        win(1, 3, 7, 5, (2, 3), (1, 2), (1, 0)),
+        win(3, 1, 1, 9, (1, 3), (1, 2), (0, 1)),
+        win(2, 3, 6, 6, (3, 2), (2, 1), (0, 1)),
+        win(1, 2, 7, 7, (2, 2), (3, 3), (0, 0)),
+        win(2, 2, 4, 4, (4, 4), (1, 1), (0, 0)),
+        Window::square(4, (3, 8, 8), 3, 2, 1),
+        Window::square(3, (3, 1, 16), 5, 2, 1),
+    ]
+}
+
+#[test]
+fn im2col_and_col2im_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(21);
+    for win in windows() {
+        let (rows, patch) = (win.n * win.positions(), win.patch());
+        // One group as rank 2, then one and three groups as rank 3.
+        for groups in [None, Some(1), Some(3)] {
+            let shape = |a: usize, b: usize| match groups {
+                None => vec![a, b],
+                Some(e) => vec![e, a, b],
+            };
+            let x = rand_pair(&g, &mut rng, &shape(win.n, win.h * win.w * win.c), 1.0);
+            let what = format!("{win:?} groups {groups:?}");
+            // A copy, and sums in the CPU's order: exact.
+            same(
+                &format!("im2col {what}"),
+                &g,
+                &g.im2col(&x.g, &win).unwrap(),
+                &cpu().im2col(&x.c, &win).unwrap(),
+                0.0,
+            );
+            let cols = rand_pair(&g, &mut rng, &shape(rows, patch), 1.0);
+            same(
+                &format!("col2im {what}"),
+                &g,
+                &g.col2im(&cols.g, &win).unwrap(),
+                &cpu().col2im(&cols.c, &win).unwrap(),
+                0.0,
+            );
+        }
+    }
+    let win = windows()[1];
+    let part = rand_pair(&g, &mut rng, &[win.n, 7], 1.0);
+    both_refuse(
+        "im2col",
+        g.im2col(&part.g, &win),
+        cpu().im2col(&part.c, &win),
+    );
+    both_refuse(
+        "col2im",
+        g.col2im(&part.g, &win),
+        cpu().col2im(&part.c, &win),
+    );
+    let too_big = Window { kh: 9, ..win };
+    let x = rand_pair(&g, &mut rng, &[win.n, win.h * win.w * win.c], 1.0);
+    both_refuse(
+        "kernel",
+        g.im2col(&x.g, &too_big),
+        cpu().im2col(&x.c, &too_big),
+    );
+}
+
+#[test]
+fn row_max_pick_and_place_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(22);
+    for shape in [
+        vec![3, 7, 9],
+        vec![5, 4],
+        vec![6],
+        vec![2, 300, 37],
+        vec![4, 1],
+    ] {
+        let n: usize = shape.iter().product();
+        let k = *shape.last().unwrap();
+        // Small integers: many ties, which the first maximum wins.
+        let v: Vec<f64> = randn(&mut rng, n, 1.5).iter().map(|x| x.round()).collect();
+        let x = pair(&g, &shape, &v);
+        let (gb, ga) = g.row_max(&x.g).unwrap();
+        let (cb, ca) = cpu().row_max(&x.c).unwrap();
+        same(&format!("row_max {shape:?}"), &g, &gb, &cb, 0.0);
+        same(&format!("row_max arg {shape:?}"), &g, &ga, &ca, 0.0);
+        same(
+            &format!("row_pick by argmax {shape:?}"),
+            &g,
+            &g.row_pick(&x.g, &ga).unwrap(),
+            &cpu().row_pick(&x.c, &ca).unwrap(),
+            0.0,
+        );
+        // Any column, some given with a fraction (truncated).
+        let rows = n / k;
+        let cols: Vec<f64> = (0..rows)
+            .map(|r| ((r * 7) % k) as f64 + if r % 3 == 0 { 0.5 } else { 0.0 })
+            .collect();
+        let idx = pair(&g, ca.shape(), &cols);
+        same(
+            &format!("row_pick {shape:?}"),
+            &g,
+            &g.row_pick(&x.g, &idx.g).unwrap(),
+            &cpu().row_pick(&x.c, &idx.c).unwrap(),
+            0.0,
+        );
+        let gv = rand_pair(&g, &mut rng, ca.shape(), 1.0);
+        same(
+            &format!("row_place {shape:?}"),
+            &g,
+            &g.row_place(&gv.g, &idx.g, k).unwrap(),
+            &cpu().row_place(&gv.c, &idx.c, k).unwrap(),
+            0.0,
+        );
+    }
+    // An index outside its row, which the CPU refuses, is NaN in that row.
+    let x = rand_pair(&g, &mut rng, &[3, 4], 1.0);
+    let bad = pair(&g, &[3, 1], &[1.0, 4.0, -1.0]);
+    assert!(cpu().row_pick(&x.c, &bad.c).is_err());
+    let picked = g.to_f64(&g.row_pick(&x.g, &bad.g).unwrap()).unwrap();
+    assert!(!picked[0].is_nan() && picked[1].is_nan() && picked[2].is_nan());
+    let placed = g.to_f64(&g.row_place(&bad.g, &bad.g, 4).unwrap()).unwrap();
+    assert!(placed[..4].iter().all(|v| !v.is_nan()));
+    assert!(placed[4..].iter().all(|v| v.is_nan()));
+    // Shape refusals.
+    let empty = g.zeros(&[3, 0]).unwrap();
+    let empty_c = cpu().zeros(&[3, 0]).unwrap();
+    both_refuse("row_max", g.row_max(&empty), cpu().row_max(&empty_c));
+    let short = pair(&g, &[2, 1], &[0.0, 1.0]);
+    both_refuse(
+        "row_pick",
+        g.row_pick(&x.g, &short.g),
+        cpu().row_pick(&x.c, &short.c),
+    );
+    both_refuse(
+        "row_place",
+        g.row_place(&x.g, &short.g, 4),
+        cpu().row_place(&x.c, &short.c, 4),
+    );
+    both_refuse(
+        "row_place k",
+        g.row_place(&bad.g, &bad.g, 0),
+        cpu().row_place(&bad.c, &bad.c, 0),
+    );
+}
+
+#[test]
+fn transpose_matches_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(23);
+    // Sizes off the 32 x 32 tile, degenerate matrices, and more matrices
+    // than one grid dimension holds.
+    for shape in [
+        vec![3, 33, 65],
+        vec![70, 31],
+        vec![5],
+        vec![1, 1, 1],
+        vec![2, 1, 40],
+        vec![2, 100, 1],
+        vec![2, 64, 96],
+        vec![70000, 2, 3],
+    ] {
+        let x = rand_pair(&g, &mut rng, &shape, 1.0);
+        same(
+            &format!("transpose {shape:?}"),
+            &g,
+            &g.transpose(&x.g).unwrap(),
+            &cpu().transpose(&x.c).unwrap(),
+            0.0,
+        );
+    }
+}
+
+#[test]
+fn mul_matches_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(24);
+    let (e, rows, n) = (3, 7, 45);
+    let cases: [(Vec<usize>, Vec<usize>); 8] = [
+        (vec![e, rows, n], vec![e, rows, n]),
+        (vec![e, rows, n], vec![e, n]),
+        (vec![e, rows, n], vec![1, n]),
+        (vec![e, rows, n], vec![n]),
+        (vec![rows, n], vec![rows, n]),
+        (vec![rows, n], vec![1, n]),
+        (vec![rows, n], vec![n]),
+        (vec![n], vec![n]),
+    ];
+    for (ash, bsh) in cases {
+        let a = rand_pair(&g, &mut rng, &ash, 1.0);
+        let b = rand_pair(&g, &mut rng, &bsh, 1.0);
+        same(
+            &format!("mul {ash:?} * {bsh:?}"),
+            &g,
+            &g.mul(&a.g, &b.g).unwrap(),
+            &cpu().mul(&a.c, &b.c).unwrap(),
+            0.0,
+        );
+    }
+    let a = rand_pair(&g, &mut rng, &[e, rows, n], 1.0);
+    for bsh in [vec![2, n], vec![e, n + 1], vec![1, rows, n]] {
+        let b = rand_pair(&g, &mut rng, &bsh, 1.0);
+        both_refuse(
+            &format!("mul by {bsh:?}"),
+            g.mul(&a.g, &b.g),
+            cpu().mul(&a.c, &b.c),
+        );
+    }
+}
+
+/// norm_rows, and its two Jacobian products on the CPU's (y, s), for rows
+/// of `shape` (last dimension the row), against the CPU.
+fn norm_parity(g: &Cuda, rng: &mut Rng, shape: &[usize], center: bool, tol: f64) {
+    let c = *shape.last().unwrap();
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = randn(rng, n, 2.0).iter().map(|x| x + 1.5).collect();
+    let x = pair(g, shape, &v);
+    let (gy, gs) = g.norm_rows(&x.g, center, 1e-5).unwrap();
+    let (cy, cs) = cpu().norm_rows(&x.c, center, 1e-5).unwrap();
+    let what = format!("{shape:?} center {center}");
+    same(&format!("norm_rows y {what}"), g, &gy, &cy, tol);
+    same(&format!("norm_rows s {what}"), g, &gs, &cs, tol);
+    // One uncentered entry: y = x / sqrt(x^2 + eps) and J = s (1 - y^2) is
+    // eps-small, all f32 cancellation on either backend.
+    if c == 1 && !center {
+        return;
+    }
+    let y = pair(g, shape, &cpu().to_f64(&cy).unwrap());
+    let s = pair(g, cs.shape(), &cpu().to_f64(&cs).unwrap());
+    let t = rand_pair(g, rng, shape, 1.0);
+    let gr = rand_pair(g, rng, shape, 1.0);
+    same(
+        &format!("norm_rows_j {what}"),
+        g,
+        &g.norm_rows_j(&y.g, &s.g, &t.g, center).unwrap(),
+        &cpu().norm_rows_j(&y.c, &s.c, &t.c, center).unwrap(),
+        tol,
+    );
+    same(
+        &format!("norm_rows_second {what}"),
+        g,
+        &g.norm_rows_second(&y.g, &s.g, &gr.g, &t.g, center).unwrap(),
+        &cpu()
+            .norm_rows_second(&y.c, &s.c, &gr.c, &t.c, center)
+            .unwrap(),
+        tol,
+    );
+}
+
+#[test]
+fn row_normalization_and_its_derivatives_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(25);
+    // Rows shorter and longer than a warp, up to the longest a warp takes
+    // (1024) and past it, where a block takes each row.
+    for c in [1, 7, 32, 45, 300, 1024, 1025, 3000] {
+        for shape in [vec![3, 9, c], vec![5, c], vec![c]] {
+            for center in [false, true] {
+                norm_parity(&g, &mut rng, &shape, center, 1e-5);
+            }
+        }
+    }
+    // Batch normalization's few long rows: the CPU's sequential f32 sums
+    // over 20000 entries are off by up to 4e-6 themselves.
+    for center in [false, true] {
+        norm_parity(&g, &mut rng, &[8, 20000], center, 2e-5);
+    }
+    let x = rand_pair(&g, &mut rng, &[3, 4, 5], 1.0);
+    let s = rand_pair(&g, &mut rng, &[3, 5], 1.0);
+    let t = rand_pair(&g, &mut rng, &[3, 4, 6], 1.0);
+    both_refuse(
+        "norm_rows_j scales",
+        g.norm_rows_j(&x.g, &s.g, &x.g, true),
+        cpu().norm_rows_j(&x.c, &s.c, &x.c, true),
+    );
+    let s = rand_pair(&g, &mut rng, &[3, 4], 1.0);
+    both_refuse(
+        "norm_rows_second tangent",
+        g.norm_rows_second(&x.g, &s.g, &x.g, &t.g, false),
+        cpu().norm_rows_second(&x.c, &s.c, &x.c, &t.c, false),
+    );
+    let four = g.zeros(&[1, 2, 3, 4]).unwrap();
+    let four_c = cpu().zeros(&[1, 2, 3, 4]).unwrap();
+    both_refuse(
+        "norm_rows rank 4",
+        g.norm_rows(&four, true, 1e-5),
+        cpu().norm_rows(&four_c, true, 1e-5),
+    );
 }
 
 fn spec(act: Activation) -> MlpSpec {

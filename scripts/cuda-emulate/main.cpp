@@ -8,8 +8,13 @@
 #include "loss_emu.h"
 #include "pointwise_emu.h"
 #include "optim_emu.h"
+#include "conv_emu.h"
+#include "pool_emu.h"
+#include "layout_emu.h"
+#include "norm_emu.h"
 #include <cstdio>
 #include <random>
+#include <string>
 
 static std::mt19937 rng(1);
 std::vector<float> randn(size_t n) { std::normal_distribution<float> d; std::vector<float> v(n); for (auto& x : v) x = d(rng); return v; }
@@ -41,6 +46,184 @@ void gemm_case(const char* name, Kern k, int tile, int threads, int M, int N, in
     }
     char what[256]; snprintf(what, sizeof what, "%s M%d N%d K%d ea%d eb%d ta%d tb%d", name, M, N, K, ea, eb, ta, tb);
     check(what, C, want, tol);
+}
+
+// One-thread-per-element launches, as grid_1d in src/backend/cuda/mod.rs.
+template <class F> void launch_1d(long long total, F f) { launch(dim3{(unsigned)std::max(1LL, (total + 255) / 256)}, dim3{256}, f); }
+
+// im2col against direct indexing and col2im against a scatter of every
+// patch entry (the adjoint written the other way round), in double.
+void conv_case(int groups, int n, int c, int h, int w, int kh, int kw, int sh, int sw, int ph, int pw) {
+    int oh = (h + 2 * ph - kh) / sh + 1, ow = (w + 2 * pw - kw) / sw + 1, patch = c * kh * kw;
+    long long images = (long long)groups * n, rows = images * oh * ow;
+    Window win{c, h, w, kh, kw, sh, sw, ph, pw, oh, ow};
+    auto x = randn(images * h * w * c), cols = randn(rows * patch);
+    std::vector<float> got_cols(rows * patch, NAN), got_x(x.size(), NAN);
+    std::vector<double> want_cols(rows * patch, 0), want_x(x.size(), 0);
+    for (long long r = 0; r < rows; ++r) {
+        long long img = r / (oh * ow); int oy = (r % (oh * ow)) / ow, ox = r % ow;
+        for (int ci = 0; ci < c; ++ci) for (int i = 0; i < kh; ++i) for (int j = 0; j < kw; ++j) {
+            int iy = oy * sh + i - ph, ix = ox * sw + j - pw;
+            if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+            long long at = ((img * h + iy) * w + ix) * c + ci, col = r * patch + (ci * kh + i) * kw + j;
+            want_cols[col] = x[at];
+            want_x[at] += cols[col];
+        }
+    }
+    launch_1d(rows * patch, [&] { im2col(x.data(), got_cols.data(), rows * patch, win); });
+    launch_1d((long long)x.size(), [&] { col2im(cols.data(), got_x.data(), (long long)x.size(), win); });
+    char what[160];
+    snprintf(what, sizeof what, "groups%d n%d c%d %dx%d k%dx%d s%d,%d p%d,%d", groups, n, c, h, w, kh, kw, sh, sw, ph, pw);
+    check((std::string("im2col ") + what).c_str(), got_cols, want_cols, 0);
+    check((std::string("col2im ") + what).c_str(), got_x, want_x, 1e-6);
+}
+
+void conv_checks() {
+    // groups, n, c, h, w, kh, kw, sh, sw, ph, pw
+    int cases[][11] = {
+        {1, 2, 1, 5, 5, 3, 3, 1, 1, 0, 0}, {2, 2, 3, 5, 6, 3, 3, 2, 2, 1, 1}, {3, 1, 3, 7, 5, 2, 3, 1, 2, 1, 0},
+        {2, 3, 1, 1, 9, 1, 3, 1, 2, 0, 1}, {1, 2, 3, 6, 6, 3, 2, 2, 1, 0, 1}, {2, 1, 2, 4, 4, 4, 4, 1, 1, 0, 0},
+        {1, 1, 2, 7, 7, 2, 2, 3, 3, 0, 0}, {1, 2, 3, 1, 1, 1, 1, 1, 1, 0, 0}, {2, 1, 1, 3, 3, 3, 3, 2, 2, 1, 1}};
+    for (auto& k : cases) conv_case(k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7], k[8], k[9], k[10]);
+    printf("conv done, %d failures\n", failures);
+}
+
+// The CPU's scan (strict >: first maximum wins, a NaN first entry is kept).
+void row_max_ref(const std::vector<float>& x, int k, std::vector<double>& best, std::vector<double>& arg) {
+    for (size_t r = 0; r < best.size(); ++r) {
+        int at = 0;
+        for (int j = 1; j < k; ++j) if (x[r * k + j] > x[r * k + at]) at = j;
+        best[r] = x[r * k + at]; arg[r] = at;
+    }
+}
+
+void pool_checks() {
+    for (int k : {1, 4, 9, 37}) for (long long nrows : {1LL, 13LL, 300LL}) {
+        // Small integers: many ties.
+        auto x = randn(nrows * k); for (auto& v : x) v = std::round(v);
+        std::vector<float> best(nrows, NAN), arg(nrows, NAN), picked(nrows, NAN), placed(nrows * k, NAN);
+        std::vector<double> wb(nrows), wa(nrows);
+        row_max_ref(x, k, wb, wa);
+        launch_1d(nrows, [&] { row_max(x.data(), best.data(), arg.data(), nrows, k); });
+        char w[64]; snprintf(w, 64, "row_max k%d rows%lld", k, nrows);
+        check(w, best, wb, 0); check(w, arg, wa, 0);
+        // Arbitrary valid indices, with a fraction (truncated, as on the CPU).
+        std::vector<float> idx(nrows); for (long long r = 0; r < nrows; ++r) idx[r] = (r * 7) % k + (r % 3 == 0 ? 0.5f : 0.0f);
+        auto g = randn(nrows);
+        std::vector<double> wp(nrows), wpl(nrows * k, 0);
+        for (long long r = 0; r < nrows; ++r) { int j = (int)idx[r]; wp[r] = x[r * k + j]; wpl[r * k + j] = g[r]; }
+        launch_1d(nrows, [&] { row_pick(x.data(), idx.data(), picked.data(), nrows, k); });
+        launch_1d(nrows * k, [&] { row_place(g.data(), idx.data(), placed.data(), nrows * k, k); });
+        snprintf(w, 64, "row_pick/place k%d rows%lld", k, nrows);
+        check(w, picked, wp, 0); check(w, placed, wpl, 0);
+    }
+    // NaN: a NaN first entry is the max, a later one never is.
+    {
+        int k = 3; std::vector<float> x = {NAN, 5, 1, 2, NAN, 7, 4, NAN, 4};
+        std::vector<float> best(3, 0), arg(3, -1);
+        launch_1d(3, [&] { row_max(x.data(), best.data(), arg.data(), 3, k); });
+        if (!std::isnan(best[0]) || arg[0] != 0 || best[1] != 7 || arg[1] != 2 || best[2] != 4 || arg[2] != 0) {
+            printf("FAIL row_max NaN rule\n"); ++failures;
+        }
+    }
+    // An index outside the row (the CPU's error) gives NaN in that row only.
+    {
+        int k = 4; long long nrows = 4; auto x = randn(nrows * k), g = randn(nrows);
+        std::vector<float> idx = {1, (float)k, -1, 3}, picked(nrows, 0), placed(nrows * k, 0);
+        launch_1d(nrows, [&] { row_pick(x.data(), idx.data(), picked.data(), nrows, k); });
+        launch_1d(nrows * k, [&] { row_place(g.data(), idx.data(), placed.data(), nrows * k, k); });
+        bool ok = !std::isnan(picked[0]) && std::isnan(picked[1]) && std::isnan(picked[2]) && !std::isnan(picked[3]);
+        for (int j = 0; j < k; ++j) ok = ok && !std::isnan(placed[j]) && std::isnan(placed[k + j]) && std::isnan(placed[2 * k + j]) && !std::isnan(placed[3 * k + j]);
+        if (!ok) { printf("FAIL row_pick/place bad index\n"); ++failures; }
+    }
+    printf("pool done, %d failures\n", failures);
+}
+
+void layout_checks() {
+    // n, r, c, and how many block rows stride over the n matrices.
+    int cases[][4] = {{1, 1, 1, 1}, {3, 33, 65, 3}, {3, 33, 65, 2}, {2, 70, 31, 2}, {1, 5, 1, 1}, {1, 1, 40, 1}, {2, 32, 32, 1}, {1, 64, 96, 1}};
+    for (auto& k : cases) {
+        long long n = k[0]; int r = k[1], c = k[2];
+        auto x = randn(n * r * c); std::vector<float> out(x.size(), NAN); std::vector<double> want(x.size());
+        for (long long b = 0; b < n; ++b) for (int i = 0; i < r; ++i) for (int j = 0; j < c; ++j) want[(b * c + j) * r + i] = x[(b * r + i) * c + j];
+        unsigned tiles = ((r + 31) / 32) * ((c + 31) / 32);
+        launch(dim3{tiles, (unsigned)k[3]}, dim3{32, 8}, [&] { transpose(x.data(), out.data(), n, r, c); });
+        char w[64]; snprintf(w, 64, "transpose n%lld r%d c%d by%d", n, r, c, k[3]); check(w, out, want, 0);
+    }
+    printf("layout done, %d failures\n", failures);
+}
+
+void mul_checks() {
+    int E = 3, rows = 7, n = 45; long long total = (long long)E * rows * n;
+    auto a = randn(total);
+    for (int mode = 0; mode < 3; ++mode) {
+        // mode 0: same shape; 1: one row per member; 2: one row for all.
+        int members = mode == 1 ? E : 1;
+        auto b = randn(mode == 0 ? total : members * n);
+        std::vector<float> out(total, NAN); std::vector<double> want(total);
+        for (long long i = 0; i < total; ++i) {
+            long long row = i / n, m = members == 1 ? 0 : row / rows;
+            want[i] = (double)a[i] * (mode == 0 ? b[i] : b[m * n + i % n]);
+        }
+        launch_1d(total, [&] { mul(a.data(), b.data(), out.data(), total, n, rows, members, mode != 0); });
+        char w[32]; snprintf(w, 32, "mul mode%d", mode); check(w, out, want, 1e-7);
+    }
+    printf("mul done, %d failures\n", failures);
+}
+
+// One warp per row (8 rows per block) or one block per row, as
+// src/backend/cuda/norm.rs launches them.
+template <class F> void launch_norm(long long nrows, int warp_rows, F f) {
+    launch(dim3{(unsigned)(warp_rows ? (nrows + 7) / 8 : nrows)}, dim3{256}, f);
+}
+
+double dot(const std::vector<double>& a, const std::vector<double>& b) { double s = 0; for (size_t i = 0; i < a.size(); ++i) s += a[i] * b[i]; return s; }
+double mean(const std::vector<double>& a, bool center) { if (!center) return 0; double s = 0; for (double v : a) s += v; return s / a.size(); }
+std::vector<double> j_ref(const std::vector<double>& y, double s, const std::vector<double>& t, bool center) {
+    double mt = mean(t, center), yt = dot(y, t) / y.size(); std::vector<double> o(y.size());
+    for (size_t k = 0; k < y.size(); ++k) o[k] = s * (t[k] - mt - y[k] * yt);
+    return o;
+}
+std::vector<double> row(const std::vector<float>& v, long long r, int c) { return std::vector<double>(v.begin() + r * c, v.begin() + (r + 1) * c); }
+
+// norm_rows against the definitions in double; the two Jacobian products
+// against the formulas of the trait's documentation, evaluated in double on
+// the kernel's own (float) y and s.
+void norm_case(long long nrows, int c, int center, int warp_rows) {
+    auto x = randn(nrows * c); for (auto& v : x) v = 2 * v + 1.5f;
+    auto t = randn(nrows * c), g = randn(nrows * c);
+    std::vector<float> y(nrows * c, NAN), s(nrows, NAN), jt(nrows * c, NAN), sec(nrows * c, NAN);
+    float eps = 1e-5f;
+    launch_norm(nrows, warp_rows, [&] { norm_rows(x.data(), y.data(), s.data(), nrows, c, center, eps, warp_rows); });
+    launch_norm(nrows, warp_rows, [&] { norm_rows_j(y.data(), s.data(), t.data(), jt.data(), nrows, c, center, warp_rows); });
+    launch_norm(nrows, warp_rows, [&] { norm_rows_second(y.data(), s.data(), g.data(), t.data(), sec.data(), nrows, c, center, warp_rows); });
+    std::vector<double> wy(nrows * c), ws(nrows), wj(nrows * c), wsec(nrows * c);
+    for (long long r = 0; r < nrows; ++r) {
+        auto xr = row(x, r, c); double mu = mean(xr, center), var = 0;
+        for (double v : xr) var += (v - mu) * (v - mu);
+        ws[r] = 1 / std::sqrt(var / c + eps);
+        for (int k = 0; k < c; ++k) wy[r * c + k] = (xr[k] - mu) * ws[r];
+        auto yr = row(y, r, c), tr = row(t, r, c), gr = row(g, r, c);
+        auto jx = j_ref(yr, s[r], tr, center), jg = j_ref(yr, s[r], gr, center);
+        double yx = dot(yr, tr), yg = dot(yr, gr), jxg = dot(jx, gr);
+        for (int k = 0; k < c; ++k) {
+            wj[r * c + k] = jx[k];
+            wsec[r * c + k] = -s[r] / c * (yx * jg[k] + yg * jx[k] + jxg * yr[k]);
+        }
+    }
+    char w[96]; snprintf(w, 96, "norm rows%lld c%d center%d warp%d", nrows, c, center, warp_rows);
+    check((std::string(w) + " y").c_str(), y, wy, 1e-5); check((std::string(w) + " s").c_str(), s, ws, 1e-5);
+    // A single uncentered entry has y = x / sqrt(x^2 + eps), so J = s (1 - y^2)
+    // is eps-small and all f32 cancellation: no kernel computes it to 1e-5.
+    if (c == 1 && !center) return;
+    check((std::string(w) + " j").c_str(), jt, wj, 1e-5); check((std::string(w) + " second").c_str(), sec, wsec, 1e-5);
+}
+
+void norm_checks() {
+    // Rows shorter and longer than a warp and than a block, in both modes.
+    for (int c : {1, 7, 32, 45, 300, 1025, 3000}) for (int center = 0; center < 2; ++center)
+        for (int warp_rows = 0; warp_rows < 2; ++warp_rows) norm_case(c > 1000 ? 3 : 9, c, center, warp_rows);
+    printf("norm done, %d failures\n", failures);
 }
 
 int main() {
@@ -164,6 +347,11 @@ int main() {
         }
         check("adamw p", p, wp, 1e-5);
     }
+    conv_checks();
+    pool_checks();
+    layout_checks();
+    mul_checks();
+    norm_checks();
     printf("%d failures\n", failures);
     return failures != 0;
 }

@@ -14,7 +14,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The kernel families, one `kernels/NAME.cu` each.
-pub const FAMILIES: [&str; 5] = ["matmul", "pointwise", "reduce", "loss", "optim"];
+pub const FAMILIES: [&str; 9] = [
+    "matmul",
+    "pointwise",
+    "reduce",
+    "loss",
+    "optim",
+    "conv",
+    "pool",
+    "layout",
+    "norm",
+];
 
 pub fn driver_present() -> bool {
     // SAFETY: only tries to dlopen the library; nothing is called through it.

@@ -12,10 +12,14 @@
 //! benchmark baseline for the hand-written kernels.
 
 mod context;
+mod conv;
+mod layout;
 mod loss;
 mod matmul;
+mod norm;
 mod optim;
 mod pointwise;
+mod pool;
 mod reduce;
 mod storage;
 
@@ -26,7 +30,7 @@ pub use context::{
 pub use matmul::TC_MIN_DIM;
 pub use storage::CudaStorage;
 
-use crate::backend::{AdamHyper, Backend, DType, SgdHyper};
+use crate::backend::{AdamHyper, Backend, DType, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::loss::LossKind;
@@ -497,51 +501,62 @@ impl Backend for Cuda {
         reduce::host_member_sum(self, x, reduce::MODE_SQ)
     }
 
-    fn im2col(&self, _x: &CudaTensor, _win: &crate::backend::Window) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER im2col on cuda"))
+    fn im2col(&self, x: &CudaTensor, win: &Window) -> Result<CudaTensor> {
+        conv::im2col(self, x, win)
     }
 
-    fn col2im(&self, _cols: &CudaTensor, _win: &crate::backend::Window) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER col2im on cuda"))
+    fn col2im(&self, cols: &CudaTensor, win: &Window) -> Result<CudaTensor> {
+        conv::col2im(self, cols, win)
     }
 
-    fn row_max(&self, _x: &CudaTensor) -> Result<(CudaTensor, CudaTensor)> {
-        Err(crate::error::Error::msg("PLACEHOLDER row_max on cuda"))
+    fn row_max(&self, x: &CudaTensor) -> Result<(CudaTensor, CudaTensor)> {
+        pool::row_max(self, x)
     }
 
-    fn row_pick(&self, _x: &CudaTensor, _arg: &CudaTensor) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER row_pick on cuda"))
+    fn row_pick(&self, x: &CudaTensor, arg: &CudaTensor) -> Result<CudaTensor> {
+        pool::row_pick(self, x, arg)
     }
 
-    fn row_place(&self, _g: &CudaTensor, _arg: &CudaTensor, _k: usize) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER row_place on cuda"))
+    fn row_place(&self, g: &CudaTensor, arg: &CudaTensor, k: usize) -> Result<CudaTensor> {
+        pool::row_place(self, g, arg, k)
     }
 
-    fn transpose(&self, _x: &CudaTensor) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER transpose on cuda"))
+    fn transpose(&self, x: &CudaTensor) -> Result<CudaTensor> {
+        layout::transpose(self, x)
     }
 
-    fn mul(&self, _a: &CudaTensor, _b: &CudaTensor) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER mul on cuda"))
+    fn mul(&self, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+        pointwise::mul(self, a, b)
     }
 
-    fn norm_rows(&self, _x: &CudaTensor, _center: bool, _eps: f64) -> Result<(CudaTensor, CudaTensor)> {
-        Err(crate::error::Error::msg("PLACEHOLDER norm_rows on cuda"))
+    fn norm_rows(
+        &self,
+        x: &CudaTensor,
+        center: bool,
+        eps: f64,
+    ) -> Result<(CudaTensor, CudaTensor)> {
+        norm::norm_rows(self, x, center, eps)
     }
 
-    fn norm_rows_j(&self, _y: &CudaTensor, _s: &CudaTensor, _t: &CudaTensor, _center: bool) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_j on cuda"))
+    fn norm_rows_j(
+        &self,
+        y: &CudaTensor,
+        s: &CudaTensor,
+        t: &CudaTensor,
+        center: bool,
+    ) -> Result<CudaTensor> {
+        norm::norm_rows_j(self, y, s, t, center)
     }
 
     fn norm_rows_second(
         &self,
-        _y: &CudaTensor,
-        _s: &CudaTensor,
-        _g: &CudaTensor,
-        _x_dot: &CudaTensor,
-        _center: bool,
+        y: &CudaTensor,
+        s: &CudaTensor,
+        g: &CudaTensor,
+        x_dot: &CudaTensor,
+        center: bool,
     ) -> Result<CudaTensor> {
-        Err(crate::error::Error::msg("PLACEHOLDER norm_rows_second on cuda"))
+        norm::norm_rows_second(self, y, s, g, x_dot, center)
     }
 
     fn sgd_update(

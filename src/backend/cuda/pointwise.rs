@@ -2,7 +2,7 @@
 //! and the identity shortcuts mirror `src/backend/cpu/pointwise.rs`.
 
 use super::{grid_1d, launch, to_i32, Cuda, CudaTensor};
-use crate::backend::shapes::same_shapes;
+use crate::backend::shapes::{mul_operands, same_shapes};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 
@@ -216,4 +216,32 @@ pub(super) fn axpy(be: &Cuda, y: &mut CudaTensor, alpha: f64, x: &CudaTensor) ->
     let xb = be.buf(x)?;
     let yb = be.buf_mut(y)?;
     launch!(be, "pointwise", "axpy", grid_1d(total), yb, xb, &a, &t)
+}
+
+pub(super) fn mul(be: &Cuda, a: &CudaTensor, b: &CudaTensor) -> Result<CudaTensor> {
+    let (broadcast, b_rows) = mul_operands(a.shape(), b.shape())?;
+    let (_, rows, n) = a.as_batched()?;
+    let total = a.numel();
+    let mut out = be.alloc(total)?;
+    if total > 0 {
+        let t = total as i64;
+        let (ni, ri) = (to_i32(n, "n")?, to_i32(rows, "rows")?);
+        let (bm, bc) = (to_i32(b_rows, "rows of b")?, broadcast as i32);
+        let (ab, bb) = (be.buf(a)?, be.buf(b)?);
+        launch!(
+            be,
+            "pointwise",
+            "mul",
+            grid_1d(total),
+            ab,
+            bb,
+            &mut out,
+            &t,
+            &ni,
+            &ri,
+            &bm,
+            &bc
+        )?;
+    }
+    Ok(be.wrap(a.shape().to_vec(), out))
 }
