@@ -8,7 +8,11 @@ use crate::data::DataConfig;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::loss::LossKind;
+use crate::nn::graph::{Graph, ModelSpec};
+use crate::nn::layer_spec::LayerSpec;
 use crate::nn::parametrization::Parametrization;
+use crate::nn::presets::{self, PresetKeys};
+use crate::nn::shape::Shape;
 use crate::observe::ObserveConfig;
 use crate::optim::{OptimHyper, OptimizerKind, Schedule};
 use serde::{Deserialize, Serialize};
@@ -35,9 +39,14 @@ pub struct Config {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelConfig {
-    /// Hidden width.
+    /// A preset (`nn::presets`): "mlp" (unset: the MLP, or the explicit
+    /// `layers`), "cnn", "vgg" or "resnet".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Hidden width; the channels of a convolutional preset's first stage.
     pub width: usize,
-    /// Number of dense layers (depth 1 is a linear model).
+    /// Number of dense layers (depth 1 is a linear model); a CNN's
+    /// convolutions, a VGG stage's, a ResNet's 6n+2.
     pub depth: usize,
     pub activation: String,
     pub bias: bool,
@@ -45,17 +54,46 @@ pub struct ModelConfig {
     pub parametrization: String,
     /// The width at which muP and mean-field learning rates are unscaled.
     pub base_width: usize,
+    /// Convolutional presets: the kernel size.
+    #[serde(skip_serializing_if = "is_three")]
+    pub kernel: usize,
+    /// Convolutional presets: "max", "avg" or "none".
+    #[serde(skip_serializing_if = "is_max")]
+    pub pool: String,
+    /// Convolutional presets: "none", "layer" or "rms" after each convolution.
+    #[serde(skip_serializing_if = "is_none_str")]
+    pub norm: String,
+    /// Any other model, layer by layer (`[[model.layers]]`, `nn::layer_spec`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<toml::Value>,
+}
+
+fn is_three(k: &usize) -> bool {
+    *k == 3
+}
+
+fn is_max(s: &str) -> bool {
+    s == "max"
+}
+
+fn is_none_str(s: &str) -> bool {
+    s == "none"
 }
 
 impl Default for ModelConfig {
     fn default() -> Self {
         ModelConfig {
+            arch: None,
             width: 128,
             depth: 3,
             activation: "tanh".into(),
             bias: true,
             parametrization: "sp".into(),
             base_width: 64,
+            kernel: 3,
+            pool: "max".into(),
+            norm: "none".into(),
+            layers: Vec::new(),
         }
     }
 }
@@ -374,6 +412,58 @@ impl Config {
             optim,
             schedule,
         })
+    }
+}
+
+impl ModelConfig {
+    /// The model this table describes, for inputs of `input` per example and
+    /// `outputs` outputs: a preset or the explicit layer list, checked layer
+    /// by layer against the shapes.
+    pub fn spec(&self, input: Shape, outputs: usize, parametrization: Parametrization) -> Result<ModelSpec> {
+        let is_mlp = self.layers.is_empty() && self.arch.as_deref().unwrap_or("mlp") == "mlp";
+        // An MLP reads every example as one vector, in the data's order.
+        let input = if is_mlp { Shape::Flat(input.features()) } else { input };
+        let layers = if self.layers.is_empty() {
+            let keys = PresetKeys {
+                arch: self.arch.as_deref().unwrap_or("mlp"),
+                width: self.width,
+                depth: self.depth,
+                kernel: self.kernel,
+                pool: &self.pool,
+                norm: &self.norm,
+                activation: &self.activation,
+                bias: self.bias,
+                outputs,
+                one_d: matches!(input, Shape::Signal { .. }),
+            };
+            presets::layers(&keys)?
+        } else {
+            if let Some(a) = &self.arch {
+                return Err(Error::config(
+                    "model.arch",
+                    format!("set either model.arch ({a:?}) or [[model.layers]], not both"),
+                ));
+            }
+            self.layers
+                .iter()
+                .enumerate()
+                .map(|(i, v)| LayerSpec::parse(&format!("model.layers[{i}]"), v))
+                .collect::<Result<_>>()?
+        };
+        // An MLP scales with its hidden width; depth 1 has none.
+        let width = if is_mlp && self.depth == 1 { self.base_width } else { self.width };
+        let spec = ModelSpec { input, layers, parametrization, width, base_width: self.base_width };
+        let graph = Graph::build(&spec)?;
+        if graph.output != Shape::Flat(outputs) {
+            return Err(Error::config(
+                "model.layers",
+                format!(
+                    "the last layer gives {} values per example, but the data has {outputs} outputs",
+                    graph.output.describe()
+                ),
+            ));
+        }
+        Ok(spec)
     }
 }
 

@@ -11,7 +11,6 @@ use crate::config::{Config, Resolved};
 use crate::data::{self, Dataset, Targets};
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
-use crate::nn::mlp::MlpSpec;
 use crate::nn::model::Model;
 use crate::observe::Observers;
 use crate::optim::Optimizer;
@@ -445,16 +444,8 @@ fn train_members_on<B: Backend>(
     }
     let loss = res.loss;
     let full = DeviceData::upload(&be, train_ds, loss, None)?;
-    let mut spec = MlpSpec::new(
-        train_ds.d,
-        cfg.model.width,
-        cfg.model.depth,
-        train_ds.out_dim(),
-        res.activation,
-    );
-    spec.bias = cfg.model.bias;
-    spec.parametrization = res.parametrization;
-    spec.base_width = cfg.model.base_width;
+    let input = cfg.data.input_shape(train_ds.d)?;
+    let spec = cfg.model.spec(input, train_ds.out_dim(), res.parametrization)?;
     let seeds: Vec<u64> = members.iter().map(|m| m.cfg.seed).collect();
     let mut model = Model::init(&be, spec, &seeds)?;
     let family = res.optim.kind.family();

@@ -103,13 +103,25 @@ impl Window {
     /// shape.
     pub fn im2col_shape(&self, x: &[usize]) -> Result<(usize, Vec<usize>)> {
         let g = self.groups(x.iter().product(), self.image_len(), "im2col")?;
+        self.one_group_unless_rank3("im2col", x, g)?;
         let rows = self.n * self.positions();
         Ok((g, if x.len() >= 3 { vec![g, rows, self.patch()] } else { vec![rows, self.patch()] }))
+    }
+
+    /// A rank-2 operand holds one group; several need the leading dimension.
+    fn one_group_unless_rank3(&self, what: &str, shape: &[usize], groups: usize) -> Result<()> {
+        if shape.len() < 3 && groups != 1 {
+            return Err(Error::shape(format!(
+                "{what}: a rank-2 operand {shape:?} holds {groups} groups for window {self:?}; give them as [groups, ...]"
+            )));
+        }
+        Ok(())
     }
 
     /// The groups in a `col2im` input of shape `cols` and the images' shape.
     pub fn col2im_shape(&self, cols: &[usize]) -> Result<(usize, Vec<usize>)> {
         let g = self.groups(cols.iter().product(), self.cols_len(), "col2im")?;
+        self.one_group_unless_rank3("col2im", cols, g)?;
         let per = self.h * self.w * self.c;
         Ok((g, if cols.len() >= 3 { vec![g, self.n, per] } else { vec![self.n, per] }))
     }

@@ -8,6 +8,7 @@
 //! scale -> standardize -> one_hot.
 
 use crate::error::{Error, Result};
+use crate::nn::shape::Shape;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -57,6 +58,11 @@ pub struct DataConfig {
     pub x_test_key: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub y_test_key: Option<String>,
+    /// `npy`/`npz`: one example's shape, channels first (`[c, h, w]` for
+    /// images, `[c, l]` for 1-D signals); its product must be the number of
+    /// features. The built-in image sets know theirs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_shape: Option<Vec<usize>>,
     /// Class labels: the number of classes; every label must lie in
     /// 0..num_classes and the model gets that many outputs. Unset, it is
     /// inferred from the train labels (largest + 1) and said on stderr.
@@ -118,6 +124,7 @@ impl Default for DataConfig {
             y_key: "y".into(),
             x_test_key: None,
             y_test_key: None,
+            input_shape: None,
             num_classes: None,
             scale: None,
             standardize: false,
@@ -140,6 +147,33 @@ impl Default for DataConfig {
 }
 
 impl DataConfig {
+    /// One example's input shape for `d` features: the image sets' own
+    /// (digits 1x8x8, MNIST 1x28x28, CIFAR-10 3x32x32), `input_shape` for
+    /// files, a vector otherwise.
+    pub fn input_shape(&self, d: usize) -> Result<Shape> {
+        let known: Option<Vec<usize>> = match self.source.as_str() {
+            "digits" => Some(vec![1, 8, 8]),
+            "mnist" => Some(vec![1, 28, 28]),
+            "cifar10" => Some(vec![3, 32, 32]),
+            _ => None,
+        };
+        if let (Some(_), Some(_)) = (&known, &self.input_shape) {
+            return Err(Error::config(
+                "data.input_shape",
+                format!("the {} source has a fixed input shape; leave data.input_shape unset", self.source),
+            ));
+        }
+        let dims = known.or_else(|| self.input_shape.clone()).unwrap_or_else(|| vec![d]);
+        let shape = Shape::from_dims("data.input_shape", &dims)?;
+        if shape.features() != d {
+            return Err(Error::config(
+                "data.input_shape",
+                format!("{dims:?} holds {} values, but each example has {d} features", shape.features()),
+            ));
+        }
+        Ok(shape)
+    }
+
     pub fn is_synthetic(&self) -> bool {
         matches!(
             self.source.as_str(),

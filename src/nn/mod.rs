@@ -18,5 +18,6 @@ pub mod model;
 pub mod norm;
 pub mod parametrization;
 pub mod pool;
+pub mod presets;
 pub mod residual;
 pub mod shape;

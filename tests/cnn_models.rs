@@ -1,0 +1,308 @@
+//! Convolutional networks and ResNets built from the layer graph, on the
+//! CPU in f64: whole-model gradients under every parametrization and HVPs
+//! against finite differences, per-sample gradient norms (ghost and
+//! materialized) and the NTK against per-example gradients taken one
+//! example at a time, checkpoints that round-trip, and the config errors a
+//! misfit layer gives.
+
+mod common;
+
+use common::{fd_check, max_rel_err, randn, tensor, values};
+use lmech::config::Config;
+use lmech::curvature::{flatten, LossOnData};
+use lmech::nn::graph::ModelSpec;
+use lmech::nn::layer_spec::LayerSpec;
+use lmech::nn::loss::LossKind;
+use lmech::nn::model::Model;
+use lmech::nn::parametrization::Parametrization;
+use lmech::nn::shape::Shape;
+use lmech::observe::ntk::empirical_ntk;
+use lmech::observe::per_sample::{per_sample_gradients, per_sample_norms};
+use lmech::observe::sites::Method;
+use lmech::rng::Rng;
+use lmech::tape::{Curvature, LossHead, Tape};
+use lmech::{Backend, Cpu, Tensor};
+
+const OUT: usize = 3;
+
+fn conv(channels: usize, kernel: usize, stride: usize, padding: usize, act: Option<&str>) -> LayerSpec {
+    LayerSpec::Conv2d { channels, kernel, stride, padding, bias: true, activation: act.map(String::from) }
+}
+
+/// A CNN on 2x6x6 images with every layer kind but residuals: conv, max
+/// pool, conv + LayerNorm, average pool, flatten, dense.
+fn cnn_layers() -> Vec<LayerSpec> {
+    vec![
+        conv(3, 3, 1, 1, Some("tanh")),
+        LayerSpec::MaxPool { kernel: 2, stride: None },
+        conv(8, 2, 1, 0, None),
+        LayerSpec::LayerNorm { gain: true, bias: true, eps: 1e-5 },
+        LayerSpec::Activation { activation: "gelu".into() },
+        LayerSpec::AvgPool { kernel: 2, stride: Some(1), padding: 0 },
+        LayerSpec::Flatten,
+        LayerSpec::Dense { width: OUT, bias: true, activation: None },
+    ]
+}
+
+/// A small ResNet: stem, an identity block with RMSNorm, a strided block
+/// with a projection, global average pooling, readout.
+fn resnet_layers() -> Vec<LayerSpec> {
+    let block = |c: usize, stride: usize| LayerSpec::Residual {
+        layers: vec![
+            conv(c, 3, stride, 1, None),
+            LayerSpec::RmsNorm { gain: true, bias: true, eps: 1e-5 },
+            LayerSpec::Activation { activation: "relu".into() },
+            conv(c, 3, 1, 1, None),
+        ],
+        projection: false,
+        activation: Some("silu".into()),
+    };
+    vec![
+        conv(3, 3, 1, 1, Some("tanh")),
+        block(3, 1),
+        block(4, 2),
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Dense { width: OUT, bias: true, activation: None },
+    ]
+}
+
+/// A 1-D CNN on 2x9 signals.
+fn conv1d_layers() -> Vec<LayerSpec> {
+    vec![
+        LayerSpec::Conv1d { channels: 4, kernel: 3, stride: 2, padding: 1, bias: true, activation: Some("elu".into()) },
+        LayerSpec::AvgPool { kernel: 2, stride: None, padding: 0 },
+        LayerSpec::Flatten,
+        LayerSpec::Dense { width: OUT, bias: false, activation: None },
+    ]
+}
+
+fn spec(layers: Vec<LayerSpec>, input: Shape, p: Parametrization) -> ModelSpec {
+    ModelSpec { input, layers, parametrization: p, width: 4, base_width: 2 }
+}
+
+fn models() -> Vec<(&'static str, ModelSpec)> {
+    let img = Shape::Image { c: 2, h: 6, w: 6 };
+    let sig = Shape::Signal { c: 2, l: 9 };
+    let mut out = Vec::new();
+    for p in [Parametrization::Standard, Parametrization::Ntk, Parametrization::Mup, Parametrization::MeanField] {
+        out.push(("cnn", spec(cnn_layers(), img, p)));
+        out.push(("resnet", spec(resnet_layers(), img, p)));
+        out.push(("conv1d", spec(conv1d_layers(), sig, p)));
+    }
+    out
+}
+
+fn batch(s: &ModelSpec, n: usize, seed: u64) -> (Tensor<Cpu>, Tensor<Cpu>) {
+    let be = Cpu::f64();
+    let mut rng = Rng::new(seed);
+    let d = s.input.features();
+    let x = tensor(&be, &[n, d], &randn(&mut rng, n * d, 1.0));
+    let labels: Vec<f64> = (0..n).map(|i| (i % OUT) as f64).collect();
+    (x, tensor(&be, &[n], &labels))
+}
+
+#[test]
+fn gradients_match_finite_differences_for_every_model_and_parametrization() {
+    let be = Cpu::f64();
+    for (i, (name, s)) in models().into_iter().enumerate() {
+        let m = Model::init(&be, s.clone(), &[i as u64]).unwrap();
+        let (x, y) = batch(&s, 4, 100 + i as u64);
+        let mut inputs = vec![(x.shape().to_vec(), values(&be, &x), false)];
+        for p in m.params() {
+            inputs.push((p.shape().to_vec(), values(&be, p), true));
+        }
+        let err = fd_check(
+            &inputs,
+            |t, v| {
+                let f = m.forward_with(t, v[0], &v[1..])?;
+                t.apply(Box::new(LossHead::new(LossKind::CrossEntropy, y.clone())), &[f.output])
+            },
+            7,
+        );
+        assert!(err < 1e-6, "{name} {:?}: gradient error {err}", s.parametrization);
+    }
+}
+
+fn grad_at(m: &Model<Cpu>, x: &Tensor<Cpu>, y: &Tensor<Cpu>, theta: &[f64]) -> Vec<f64> {
+    let be = Cpu::f64();
+    let mut m2 = Model::init(&be, m.spec.clone(), &[0]).unwrap();
+    let mut at = 0;
+    for p in m2.params_mut() {
+        let n = p.numel();
+        *p = tensor(&be, p.shape(), &theta[at..at + n]);
+        at += n;
+    }
+    let pass = m2.loss_pass(&be, x, y, LossKind::CrossEntropy, true).unwrap();
+    flatten(&be, &pass.grads).unwrap()
+}
+
+#[test]
+fn hessian_vector_products_match_finite_differences_of_gradients() {
+    let be = Cpu::f64();
+    for (i, (name, s)) in models().into_iter().enumerate().filter(|(i, _)| i % 4 == 0 || *i == 5) {
+        let m = Model::init(&be, s.clone(), &[40 + i as u64]).unwrap();
+        let (x, y) = batch(&s, 5, 50 + i as u64);
+        let lod = LossOnData::new(&be, &m, LossKind::CrossEntropy, vec![(x.clone(), y.clone())]).unwrap();
+        let theta = flatten(&be, &m.params().into_iter().cloned().collect::<Vec<_>>()).unwrap();
+        let mut rng = Rng::new(60 + i as u64);
+        let v = randn(&mut rng, theta.len(), 1.0);
+        let hv = lod.product(&v, Curvature::Hessian).unwrap();
+        let h = 1e-5;
+        let shifted = |s: f64| -> Vec<f64> { theta.iter().zip(&v).map(|(a, b)| a + s * b).collect() };
+        let gp = grad_at(&m, &x, &y, &shifted(h));
+        let gm = grad_at(&m, &x, &y, &shifted(-h));
+        let fd: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let err = max_rel_err(&hv, &fd);
+        assert!(err < 1e-6, "{name}: HVP error {err}");
+        // Gauss-Newton: symmetric and positive semidefinite.
+        let u = randn(&mut rng, theta.len(), 1.0);
+        let gu = lod.product(&u, Curvature::GaussNewton).unwrap();
+        let gv = lod.product(&v, Curvature::GaussNewton).unwrap();
+        let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
+        assert!((dot(&u, &gv) - dot(&v, &gu)).abs() < 1e-9 * dot(&u, &gu).abs().max(1.0), "{name}: GN asymmetric");
+        assert!(dot(&u, &gu) >= -1e-12, "{name}: GN not PSD");
+    }
+}
+
+/// Each example's own loss gradient, from a pass over that example alone.
+fn one_at_a_time(m: &Model<Cpu>, x: &Tensor<Cpu>, y: &Tensor<Cpu>, n: usize) -> Vec<Vec<f64>> {
+    let be = Cpu::f64();
+    let (xv, yv) = (values(&be, x), values(&be, y));
+    let d = xv.len() / n;
+    (0..n)
+        .map(|i| {
+            let xi = tensor(&be, &[1, d], &xv[i * d..(i + 1) * d]);
+            let yi = tensor(&be, &[1], &yv[i..i + 1]);
+            flatten(&be, &m.loss_pass(&be, &xi, &yi, LossKind::CrossEntropy, true).unwrap().grads).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn per_sample_norms_match_gradients_taken_one_example_at_a_time() {
+    let be = Cpu::f64();
+    let n = 6;
+    let mut methods = Vec::new();
+    for (i, (name, s)) in models().into_iter().enumerate().take(3) {
+        let m = Model::init(&be, s.clone(), &[70 + i as u64]).unwrap();
+        let (x, y) = batch(&s, n, 80 + i as u64);
+        let want = one_at_a_time(&m, &x, &y, n);
+        let full = per_sample_gradients(&be, &m, &x, &y, LossKind::CrossEntropy, 1 << 20).unwrap();
+        for (a, b) in full.iter().zip(&want) {
+            assert!(max_rel_err(a, b) < 1e-10, "{name}: per-sample gradient");
+        }
+        let norms = per_sample_norms(&be, &m, &x, &y, LossKind::CrossEntropy).unwrap();
+        let sq: Vec<f64> = want.iter().map(|g| g.iter().map(|v| v * v).sum()).collect();
+        assert!(max_rel_err(&norms.total, &sq) < 1e-10, "{name}: {:?} vs {sq:?}", norms.total);
+        methods.extend(norms.methods);
+    }
+    assert!(methods.contains(&Method::Ghost) && methods.contains(&Method::Materialized), "{methods:?}");
+}
+
+#[test]
+fn ntk_matches_explicit_jacobians() {
+    let be = Cpu::f64();
+    let n = 4;
+    for (i, (name, s)) in models().into_iter().enumerate().take(3) {
+        let m = Model::init(&be, s.clone(), &[90 + i as u64]).unwrap();
+        let (x, _) = batch(&s, n, 95 + i as u64);
+        let ntk = empirical_ntk(&be, &m, &x).unwrap();
+        let mut tape = Tape::new(be.clone());
+        let xv = tape.leaf(x.clone(), false);
+        let f = m.forward(&mut tape, xv, true).unwrap();
+        for k in 0..OUT {
+            let rows: Vec<Vec<f64>> = (0..n)
+                .map(|j| {
+                    let mut seed = vec![0.0; n * OUT];
+                    seed[j * OUT + k] = 1.0;
+                    let g = tape.backward(f.output, tensor(&be, &[1, n, OUT], &seed)).unwrap();
+                    let ts: Vec<Tensor<Cpu>> = f.params.iter().map(|v| g.get(*v).unwrap().clone()).collect();
+                    flatten(&be, &ts).unwrap()
+                })
+                .collect();
+            let want: Vec<f64> = (0..n * n)
+                .map(|ij| rows[ij / n].iter().zip(&rows[ij % n]).map(|(a, b)| a * b).sum())
+                .collect();
+            assert!(max_rel_err(&ntk.per_output[k], &want) < 1e-10, "{name}: NTK output {k}");
+        }
+    }
+}
+
+#[test]
+fn checkpoints_round_trip_in_pytorch_layouts() {
+    let be = Cpu::f64();
+    let dir = common::temp_dir("cnn_checkpoint");
+    for (i, (name, s)) in models().into_iter().enumerate().take(3) {
+        let m = Model::init(&be, s.clone(), &[3 + i as u64]).unwrap();
+        let (tensors, meta) = lmech::nn::checkpoint::checkpoint_contents(&be, &m, "").unwrap();
+        let path = dir.join(format!("{name}.safetensors"));
+        lmech::run::save_checkpoint(&path, &tensors, &meta).unwrap();
+        let first = tensors.iter().find(|t| t.name == "layers.0.weight").unwrap();
+        let want = if name == "conv1d" { vec![4, 2, 3] } else { vec![3, 2, 3, 3] };
+        assert_eq!(first.shape, want, "{name}");
+        let back = lmech::nn::checkpoint::load_model(&be, &path).unwrap();
+        let (x, _) = batch(&s, 3, 9);
+        let a = values(&be, &m.predict(&be, &x).unwrap());
+        let b = values(&be, &back.predict(&be, &x).unwrap());
+        assert_eq!(a, b, "{name}");
+    }
+}
+
+fn config_error(model_toml: &str) -> String {
+    let text = format!("[data]\nsource = \"digits\"\n\n{model_toml}");
+    let cfg: Config = toml::from_str(&text).unwrap();
+    let shape = cfg.data.input_shape(64).unwrap();
+    match cfg.model.spec(shape, 10, Parametrization::Standard) {
+        Ok(_) => panic!("accepted: {model_toml}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn misfit_layers_are_config_errors_naming_the_layer_and_shapes() {
+    let e = config_error("[[model.layers]]\nkind = \"conv2d\"\nchannels = 4\nkernel = 9\n");
+    assert!(e.contains("model.layers[0]") && e.contains("1x8x8"), "{e}");
+    let e = config_error(
+        "[[model.layers]]\nkind = \"conv2d\"\nchannels = 4\nkernel = 3\n\n[[model.layers]]\nkind = \"dense\"\nwidth = 10\n",
+    );
+    assert!(e.contains("model.layers[1]") && e.contains("4x6x6") && e.contains("flatten"), "{e}");
+    let e = config_error("[[model.layers]]\nkind = \"conv3d\"\nchannels = 4\n");
+    assert!(e.contains("model.layers[0]") && e.contains("conv3d"), "{e}");
+    let e = config_error("[[model.layers]]\nkind = \"flatten\"\n\n[[model.layers]]\nkind = \"dense\"\nwidth = 7\n");
+    assert!(e.contains("7") && e.contains("10 outputs"), "{e}");
+    let e = config_error("[[model.layers]]\nkind = \"conv2d\"\nchannels = 4\nkernel = 3\nstrid = 2\n");
+    assert!(e.contains("model.layers[0]") && e.contains("strid"), "{e}");
+    let e = config_error("[model]\narch = \"resnet\"\ndepth = 10\n");
+    assert!(e.contains("model.depth") && e.contains("6n+2"), "{e}");
+    let e = config_error("[model]\narch = \"cnn\"\nnorm = \"batch\"\n");
+    assert!(e.contains("model.norm"), "{e}");
+}
+
+#[test]
+fn presets_build_on_the_bundled_digits() {
+    let be = Cpu::f32();
+    for (arch, depth, width) in [("cnn", 2, 8), ("vgg", 1, 4), ("resnet", 8, 4), ("mlp", 3, 16)] {
+        for norm in ["none", "layer", "rms"] {
+            let text = format!(
+                "[model]\narch = \"{arch}\"\ndepth = {depth}\nwidth = {width}\nnorm = \"{norm}\"\nactivation = \"relu\"\n"
+            );
+            let cfg: Config = toml::from_str(&text).unwrap();
+            let shape = cfg.data.input_shape(64).unwrap();
+            let s = cfg.model.spec(shape, 10, Parametrization::Mup).unwrap();
+            let m = Model::init(&be, s, &[1, 2]).unwrap();
+            let x = tensor_f32(&be, &[5, 64]);
+            let out = m.predict(&be, &x).unwrap();
+            assert_eq!(out.shape(), &[2, 5, 10], "{arch} {norm}");
+            assert!(values_f32(&be, &out).iter().all(|v| v.is_finite()), "{arch} {norm}");
+        }
+    }
+}
+
+fn tensor_f32(be: &Cpu, shape: &[usize]) -> Tensor<Cpu> {
+    let n: usize = shape.iter().product();
+    be.from_f64(shape, &(0..n).map(|i| ((i * 7 % 17) as f64) / 16.0).collect::<Vec<_>>()).unwrap()
+}
+
+fn values_f32(be: &Cpu, t: &Tensor<Cpu>) -> Vec<f64> {
+    be.to_f64(t).unwrap()
+}
