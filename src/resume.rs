@@ -57,6 +57,9 @@ pub fn save<B: Backend>(
     for (i, p) in model.params().into_iter().enumerate() {
         tensors.extend(named(format!("param.{i}"), p)?);
     }
+    for (i, b) in model.buffers().into_iter().enumerate() {
+        tensors.extend(named(format!("buffer.{i}"), b)?);
+    }
     for (i, (a, b)) in opt.state().iter().enumerate() {
         tensors.extend(named(format!("state.{i}.0"), a)?);
         tensors.extend(named(format!("state.{i}.1"), b)?);
@@ -181,6 +184,10 @@ pub fn restore<B: Backend>(
     for (i, p) in model.params().into_iter().enumerate() {
         params.push(gather(&format!("param.{i}"), p)?);
     }
+    let mut buffers = Vec::new();
+    for (i, b) in model.buffers().into_iter().enumerate() {
+        buffers.push(gather(&format!("buffer.{i}"), b)?);
+    }
     let mut state = Vec::new();
     for (i, (a, b)) in opt.state().iter().enumerate() {
         state.push((
@@ -191,6 +198,11 @@ pub fn restore<B: Backend>(
     for (p, new) in model.params_mut().into_iter().zip(params) {
         if let Some(new) = new {
             *p = new;
+        }
+    }
+    for (b, new) in model.buffers_mut().into_iter().zip(buffers) {
+        if let Some(new) = new {
+            *b = new;
         }
     }
     for ((a, b), (na, nb)) in opt.state_mut().iter_mut().zip(state) {

@@ -465,6 +465,7 @@ fn train_members_on<B: Backend>(
         ));
     }
     cfg.observe.validate(model.param_count(), train_ds.n)?;
+    crate::observe::check_examples_separate(&cfg.observe, &model)?;
     let mut dirs = Vec::with_capacity(ensemble);
     for m in members {
         let dir = run::prepare_run_dir(&m.out)?;
@@ -561,6 +562,9 @@ fn train_members_on<B: Backend>(
         let data = batch.as_ref().unwrap_or(&full);
 
         let pass = model.loss_pass(&be, &data.x, &data.target, loss, !is_final)?;
+        if !is_final {
+            model.track_batch_stats(&be, &pass.batch_stats)?;
+        }
         let losses = be.to_f64(&pass.loss)?;
         let mut recs: Vec<Record> = losses
             .iter()

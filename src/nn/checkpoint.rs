@@ -41,6 +41,15 @@ pub fn checkpoint_contents<B: Backend>(
         };
         tensors.push(NamedTensor { name: info.name.clone(), shape, data });
     }
+    for (info, b) in model.graph.buffers.iter().zip(model.buffers()) {
+        let shape = if model.ensemble > 1 { vec![model.ensemble, info.len] } else { vec![info.len] };
+        let values = be.to_f64(b)?;
+        let data = match be.dtype() {
+            DType::F32 | DType::F16 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
+            DType::F64 => TensorData::F64(values),
+        };
+        tensors.push(NamedTensor { name: info.name.clone(), shape, data });
+    }
     let json = |v: Vec<f64>| serde_json::to_string(&v).unwrap_or_default();
     let scales = model.layer_scales();
     let spec = &model.spec;
@@ -142,26 +151,40 @@ pub fn load_model<B: Backend>(be: &B, path: &Path) -> Result<Model<B>> {
     }
     let infos = model.param_info().to_vec();
     for (info, dst) in infos.iter().zip(model.params_mut()) {
-        let name = &info.name;
-        let t = tensors
-            .iter()
-            .find(|t| &t.name == name)
-            .ok_or_else(|| Error::data(path, format!("checkpoint has no tensor `{name}`")))?;
-        let mut want = info.torch_shape.clone();
-        if ensemble > 1 {
-            want.insert(0, ensemble);
-        }
-        if t.shape != want {
-            return Err(Error::data(
-                path,
-                format!("`{name}` has shape {:?}, expected {want:?}", t.shape),
-            ));
-        }
-        let values: Vec<f64> = match &t.data {
-            TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
-            TensorData::F64(v) => v.clone(),
-        };
-        *dst = be.from_f64(dst.shape(), &values)?;
+        *dst = read(be, path, &tensors, &info.name, &info.torch_shape, ensemble, dst.shape())?;
+    }
+    let buffers = model.graph.buffers.clone();
+    for (info, dst) in buffers.iter().zip(model.buffers_mut()) {
+        *dst = read(be, path, &tensors, &info.name, &[info.len], ensemble, dst.shape())?;
     }
     Ok(model)
+}
+
+/// The tensor `name` of the file, checked against its PyTorch shape
+/// (`torch_shape`, with E first for an ensemble), as a tensor of `shape`.
+fn read<B: Backend>(
+    be: &B,
+    path: &Path,
+    tensors: &[NamedTensor],
+    name: &str,
+    torch_shape: &[usize],
+    ensemble: usize,
+    shape: &[usize],
+) -> Result<crate::tensor::Tensor<B>> {
+    let t = tensors
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| Error::data(path, format!("checkpoint has no tensor `{name}`")))?;
+    let mut want = torch_shape.to_vec();
+    if ensemble > 1 {
+        want.insert(0, ensemble);
+    }
+    if t.shape != want {
+        return Err(Error::data(path, format!("`{name}` has shape {:?}, expected {want:?}", t.shape)));
+    }
+    let values: Vec<f64> = match &t.data {
+        TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+        TensorData::F64(v) => v.clone(),
+    };
+    be.from_f64(shape, &values)
 }

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::activation_layer::ActLayer;
+use crate::nn::batch_norm::BatchNormLayer;
 use crate::nn::conv::{ConvLayer, ConvSettings};
 use crate::nn::dense::DenseLayer;
 use crate::nn::flatten::FlattenLayer;
@@ -74,10 +75,20 @@ pub struct ParamInfo {
     pub group: usize,
 }
 
+/// One buffer of the model (per ensemble member): state that is not
+/// trained by gradients (BatchNorm's running statistics).
+#[derive(Clone, Debug)]
+pub struct BufferInfo {
+    pub name: String,
+    pub len: usize,
+    pub init: f64,
+}
+
 pub struct Graph {
     pub nodes: Vec<Node>,
     pub output: Shape,
     pub params: Vec<ParamInfo>,
+    pub buffers: Vec<BufferInfo>,
     /// The module path of each parameter group (`layers.3`).
     pub groups: Vec<String>,
 }
@@ -91,13 +102,33 @@ impl Graph {
             return Err(Error::config("model.base_width", "width and base width must be at least 1"));
         }
         let (mut nodes, output) = build_nodes(&spec.layers, spec.input, "model.layers", "layers")?;
-        let mut g = Graph { nodes: Vec::new(), output, params: Vec::new(), groups: Vec::new() };
+        let mut g = Graph { nodes: Vec::new(), output, params: Vec::new(), buffers: Vec::new(), groups: Vec::new() };
         let weights = count_weight_layers(&nodes);
         let mut seen = 0;
         let m = spec.width as f64 / spec.base_width as f64;
         assign(&mut nodes, &mut g, spec.parametrization, m, weights, &mut seen);
         g.nodes = nodes;
         Ok(g)
+    }
+
+    /// The momentum of the BatchNorm whose buffers start at `first_buffer`.
+    pub fn momentum_of(&self, first_buffer: usize) -> f64 {
+        self.all_nodes()
+            .into_iter()
+            .find_map(|n| match &n.layer {
+                Layer::BatchNorm(l) if n.first_buffer == first_buffer => Some(l.momentum),
+                _ => None,
+            })
+            .unwrap_or(0.1)
+    }
+
+    /// The first BatchNorm layer's config key: a layer that mixes the
+    /// examples of a batch, so per-example quantities are undefined.
+    pub fn mixing_layer(&self) -> Option<&str> {
+        self.all_nodes()
+            .into_iter()
+            .find(|n| matches!(n.layer, Layer::BatchNorm(_)))
+            .map(|n| n.key.as_str())
     }
 
     /// The scales of the dense and convolution layers, in order.
@@ -163,7 +194,7 @@ fn build_nodes(specs: &[LayerSpec], input: Shape, key: &str, path: &str) -> Resu
 }
 
 fn node(layer: Layer, key: &str, path: &str, input: Shape, output: Shape) -> Node {
-    Node { layer, key: key.into(), path: path.into(), input, output, first_param: 0, group: 0 }
+    Node { layer, key: key.into(), path: path.into(), input, output, first_param: 0, group: 0, first_buffer: 0 }
 }
 
 fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<Node> {
@@ -202,6 +233,10 @@ fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<N
         }
         LayerSpec::LayerNorm { gain, bias, eps } => norm(key, NormKind::Layer, *gain, *bias, *eps, input)?,
         LayerSpec::RmsNorm { gain, bias, eps } => norm(key, NormKind::Rms, *gain, *bias, *eps, input)?,
+        LayerSpec::BatchNorm { gain, bias, eps, momentum } => {
+            let (l, out) = BatchNormLayer::build(key, *gain, *bias, *eps, *momentum, input)?;
+            (Layer::BatchNorm(l), out)
+        }
         LayerSpec::Residual { layers, projection, activation: a } => {
             return residual(key, path, layers, *projection, activation(key, a)?, input);
         }
@@ -300,6 +335,10 @@ fn assign(nodes: &mut [Node], g: &mut Graph, p: Parametrization, m: f64, weights
             }
             _ => None,
         };
+        n.first_buffer = g.buffers.len();
+        for (suffix, len, init) in n.buffers() {
+            g.buffers.push(BufferInfo { name: format!("{}.{suffix}", n.path), len, init });
+        }
         let (vec_sgd, vec_adam) = p.vector_lr(m);
         for d in decls {
             let (init, lr_sgd, lr_adam) = match (d.role, &scale) {

@@ -6,6 +6,7 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::nn::activation_layer::ActLayer;
+use crate::nn::batch_norm::BatchNormLayer;
 use crate::nn::conv::ConvLayer;
 use crate::nn::dense::DenseLayer;
 use crate::nn::flatten::FlattenLayer;
@@ -14,6 +15,7 @@ use crate::nn::pool::PoolLayer;
 use crate::nn::residual::ResidualLayer;
 use crate::nn::shape::Shape;
 use crate::tape::{Tape, Var};
+use crate::tensor::Tensor;
 
 /// What a parameter is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,12 +85,28 @@ pub enum Site {
     },
 }
 
-/// The tape a forward pass records on, and the sites it finds.
+/// Which statistics normalization by batch uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The batch's own (training, and every curvature measurement: the
+    /// full-batch loss with batch statistics is a function of the weights).
+    Train,
+    /// The running statistics (evaluation).
+    Eval,
+}
+
+/// The tape a forward pass records on, and what it finds on the way.
 pub struct Recorder<'t, B: Backend> {
     pub tape: &'t mut Tape<B>,
     /// Examples in the batch.
     pub batch: usize,
+    pub mode: Mode,
+    /// The model's buffers (BatchNorm's running statistics).
+    pub buffers: &'t [Tensor<B>],
     pub sites: Vec<Site>,
+    /// (first buffer, the `[M, rows, channels]` input) of each BatchNorm
+    /// that used batch statistics, for the running statistics' update.
+    pub batch_stats: Vec<(usize, Var)>,
 }
 
 /// A built layer.
@@ -99,6 +117,7 @@ pub enum Layer {
     Flatten(FlattenLayer),
     Act(ActLayer),
     Norm(NormLayer),
+    BatchNorm(BatchNormLayer),
     Residual(ResidualLayer),
 }
 
@@ -113,6 +132,8 @@ pub struct Node {
     pub output: Shape,
     pub first_param: usize,
     pub group: usize,
+    /// Where its buffers start in the model's list.
+    pub first_buffer: usize,
 }
 
 impl Node {
@@ -122,6 +143,7 @@ impl Node {
             Layer::Dense(l) => l.params(),
             Layer::Conv(l) => l.params(),
             Layer::Norm(l) => l.params(),
+            Layer::BatchNorm(l) => l.params(),
             Layer::Pool(_) | Layer::Flatten(_) | Layer::Act(_) | Layer::Residual(_) => Vec::new(),
         }
     }
@@ -138,7 +160,16 @@ impl Node {
             Layer::Flatten(l) => l.record(rec, x, self.input),
             Layer::Act(l) => l.record(rec, x),
             Layer::Norm(l) => l.record(rec, x, own, at, self.input),
+            Layer::BatchNorm(l) => l.record(rec, x, own, (at.0, at.1, self.first_buffer), self.input),
             Layer::Residual(l) => l.record(rec, x, params),
+        }
+    }
+
+    /// This layer's buffers: (name suffix, values per member, initial value).
+    pub fn buffers(&self) -> Vec<(&'static str, usize, f64)> {
+        match &self.layer {
+            Layer::BatchNorm(l) => l.buffers(),
+            _ => Vec::new(),
         }
     }
 

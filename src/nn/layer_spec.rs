@@ -17,6 +17,10 @@ fn eps() -> f64 {
     1e-5
 }
 
+fn momentum() -> f64 {
+    0.1
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LayerSpec {
@@ -94,6 +98,18 @@ pub enum LayerSpec {
         #[serde(default = "eps")]
         eps: f64,
     },
+    /// `nn.BatchNorm1d/2d(c)`: batch statistics in training, running
+    /// statistics (PyTorch's momentum) in evaluation.
+    BatchNorm {
+        #[serde(default = "yes")]
+        gain: bool,
+        #[serde(default = "yes")]
+        bias: bool,
+        #[serde(default = "eps")]
+        eps: f64,
+        #[serde(default = "momentum")]
+        momentum: f64,
+    },
     /// `x + f(x)` with `f` the `layers`; when `f` changes the shape the skip
     /// path is projected (a 1x1 convolution with `f`'s stride, or a dense
     /// layer), and `projection = true` asks for it always. An activation,
@@ -127,6 +143,7 @@ impl LayerSpec {
             LayerSpec::Activation { .. } => "activation",
             LayerSpec::LayerNorm { .. } => "layer_norm",
             LayerSpec::RmsNorm { .. } => "rms_norm",
+            LayerSpec::BatchNorm { .. } => "batch_norm",
             LayerSpec::Residual { .. } => "residual",
         }
     }

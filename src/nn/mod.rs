@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod activation_layer;
+pub mod batch_norm;
 pub mod checkpoint;
 pub mod conv;
 pub mod dense;

@@ -7,7 +7,7 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::flatten::to_channels_last;
 use crate::nn::graph::{Graph, ModelSpec, ParamInfo};
-use crate::nn::layer::{Recorder, Role, Site};
+use crate::nn::layer::{reshape, Layer, Mode, Recorder, Role, Site};
 use crate::nn::loss::LossKind;
 use crate::nn::parametrization::{Init, LayerScale, OptimFamily};
 use crate::rng::Rng;
@@ -19,6 +19,8 @@ pub struct Model<B: Backend> {
     pub graph: Graph,
     pub ensemble: usize,
     params: Vec<Tensor<B>>,
+    /// BatchNorm's running statistics, `[E, channels]` each.
+    buffers: Vec<Tensor<B>>,
 }
 
 /// The tape handles of one forward pass.
@@ -29,6 +31,17 @@ pub struct Forward {
     /// Where each layer's per-example gradients can be read (layer inputs
     /// a_i and backprop signals d_i, DESIGN.md, 5).
     pub sites: Vec<Site>,
+    /// (first buffer, input rows) of each BatchNorm that used batch
+    /// statistics.
+    pub batch_stats: Vec<(usize, Var)>,
+}
+
+/// One BatchNorm's statistics over a batch, per member and channel: the
+/// mean and the unbiased variance (PyTorch's running-variance convention).
+pub struct BatchStats {
+    pub first_buffer: usize,
+    pub mean: Vec<f64>,
+    pub var: Vec<f64>,
 }
 
 /// The result of one pass of a loss over a batch.
@@ -40,6 +53,9 @@ pub struct LossPass<B: Backend> {
     /// Gradients of the summed member losses, in `params()` order (empty
     /// when not asked for).
     pub grads: Vec<Tensor<B>>,
+    /// The batch statistics of each BatchNorm (empty without one), for
+    /// `track_batch_stats`.
+    pub batch_stats: Vec<BatchStats>,
 }
 
 fn draw(rng: &mut Rng, init: Init, n: usize) -> Vec<f64> {
@@ -78,7 +94,12 @@ impl<B: Backend> Model<B> {
                 be.from_f64(&shape, h)
             })
             .collect::<Result<_>>()?;
-        Ok(Model { spec, graph, ensemble: e, params })
+        let buffers = graph
+            .buffers
+            .iter()
+            .map(|b| be.from_f64(&[e, b.len], &vec![b.init; e * b.len]))
+            .collect::<Result<_>>()?;
+        Ok(Model { spec, graph, ensemble: e, params, buffers })
     }
 
     /// Outputs per example.
@@ -106,6 +127,12 @@ impl<B: Backend> Model<B> {
     /// The forward pass with parameters already on the tape (in `params()`
     /// order), e.g. perturbed copies or values carrying tangents.
     pub fn forward_with(&self, tape: &mut Tape<B>, x: Var, params: &[Var]) -> Result<Forward> {
+        self.forward_in(tape, x, params, Mode::Train)
+    }
+
+    /// The forward pass with BatchNorm using batch statistics (`Train`) or
+    /// the running statistics (`Eval`).
+    pub fn forward_in(&self, tape: &mut Tape<B>, x: Var, params: &[Var], mode: Mode) -> Result<Forward> {
         let shape = tape.value(x).shape().to_vec();
         let features = self.spec.input.features();
         if shape.last() != Some(&features) || shape.len() < 2 {
@@ -121,12 +148,43 @@ impl<B: Backend> Model<B> {
                 self.params.len()
             )));
         }
-        let mut rec = Recorder { tape, batch: shape[shape.len() - 2], sites: Vec::new() };
+        let mut rec = Recorder {
+            tape,
+            batch: shape[shape.len() - 2],
+            mode,
+            buffers: &self.buffers,
+            sites: Vec::new(),
+            batch_stats: Vec::new(),
+        };
+        let x = self.spread_shared_input(&mut rec, x)?;
         let mut h = to_channels_last(&mut rec, x, self.spec.input)?;
         for node in &self.graph.nodes {
             h = node.record(&mut rec, h, params)?;
         }
-        Ok(Forward { output: h, params: params.to_vec(), sites: rec.sites })
+        Ok(Forward { output: h, params: params.to_vec(), sites: rec.sites, batch_stats: rec.batch_stats })
+    }
+
+    /// Data shared by the ensemble (`[B, in]`) as `[E, B, in]` when the
+    /// first layer is not one that reads shared inputs itself (a dense or
+    /// convolution product, pooling, flatten): normalizations and residual
+    /// sums combine it with per-member values.
+    fn spread_shared_input(&self, rec: &mut Recorder<B>, x: Var) -> Result<Var> {
+        let shape = rec.tape.value(x).shape().to_vec();
+        let reads_shared = matches!(
+            self.graph.nodes.first().map(|n| &n.layer),
+            Some(Layer::Dense(_) | Layer::Conv(_) | Layer::Pool(_) | Layer::Flatten(_))
+        );
+        if shape.len() != 2 || reads_shared {
+            return Ok(x);
+        }
+        let mut full = vec![self.ensemble];
+        full.extend(&shape);
+        if self.ensemble == 1 {
+            return reshape(rec, x, full);
+        }
+        let be = rec.tape.backend().clone();
+        let values = be.to_f64(rec.tape.value(x))?.repeat(self.ensemble);
+        Ok(rec.tape.leaf(be.from_f64(&full, &values)?, false))
     }
 
     /// The `kind` loss of each member on inputs `x` and `target`, with the
@@ -156,19 +214,53 @@ impl<B: Backend> Model<B> {
                 );
             }
         }
+        let batch_stats = vars
+            .batch_stats
+            .iter()
+            .map(|(b, rows)| batch_stats(be, tape.value(*rows), *b, self.ensemble))
+            .collect::<Result<_>>()?;
         Ok(LossPass {
             loss: tape.value(loss).clone(),
             output: tape.value(vars.output).clone(),
             grads,
+            batch_stats,
         })
     }
 
-    /// Outputs `[E, B, out]` for inputs `x`, without gradients.
+    /// Outputs `[E, B, out]` for inputs `x`, without gradients, with
+    /// BatchNorm's running statistics (evaluation).
     pub fn predict(&self, be: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
         let mut tape = Tape::new(be.clone());
         let xv = tape.leaf(x.clone(), false);
-        let vars = self.forward(&mut tape, xv, false)?;
+        let params: Vec<Var> = self.params.iter().map(|p| tape.leaf(p.clone(), false)).collect();
+        let vars = self.forward_in(&mut tape, xv, &params, Mode::Eval)?;
         Ok(tape.value(vars.output).clone())
+    }
+
+    /// Move BatchNorm's running statistics toward a training step's batch
+    /// statistics, as PyTorch does: `running = (1 - momentum) running +
+    /// momentum batch`.
+    pub fn track_batch_stats(&mut self, be: &B, stats: &[BatchStats]) -> Result<()> {
+        for s in stats {
+            let momentum = self.graph.momentum_of(s.first_buffer);
+            for (i, batch) in [&s.mean, &s.var].into_iter().enumerate() {
+                let t = &mut self.buffers[s.first_buffer + i];
+                let old = be.to_f64(t)?;
+                let new: Vec<f64> = old.iter().zip(batch).map(|(o, b)| (1.0 - momentum) * o + momentum * b).collect();
+                *t = be.from_f64(t.shape(), &new)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The buffers (BatchNorm's running statistics), in `graph.buffers`
+    /// order.
+    pub fn buffers(&self) -> Vec<&Tensor<B>> {
+        self.buffers.iter().collect()
+    }
+
+    pub fn buffers_mut(&mut self) -> Vec<&mut Tensor<B>> {
+        self.buffers.iter_mut().collect()
     }
 
     /// Ensemble member `e` as a model of its own (a copy).
@@ -182,7 +274,17 @@ impl<B: Backend> Model<B> {
                 be.from_f64(&shape, &member_values(be, t, e)?)
             })
             .collect::<Result<_>>()?;
-        Ok(Model { spec: self.spec.clone(), graph: Graph::build(&self.spec)?, ensemble: 1, params })
+        let one = |t: &Tensor<B>| -> Result<Tensor<B>> {
+            let mut shape = t.shape().to_vec();
+            shape[0] = 1;
+            be.from_f64(&shape, &member_values(be, t, e)?)
+        };
+        let buffers = self.buffers.iter().map(one).collect::<Result<_>>()?;
+        let mut graph = Graph::build(&self.spec)?;
+        for (dst, src) in graph.weight_scales_mut().into_iter().zip(self.graph.weight_scales()) {
+            *dst = src.clone();
+        }
+        Ok(Model { spec: self.spec.clone(), graph, ensemble: 1, params, buffers })
     }
 
     /// Parameters in checkpoint order.
@@ -229,4 +331,19 @@ impl<B: Backend> Model<B> {
             })
             .collect()
     }
+}
+
+/// The per-channel mean and unbiased variance of a BatchNorm's input rows
+/// (`[M, R, C]`, M members or 1 for shared data), for each of `e` members.
+fn batch_stats<B: Backend>(be: &B, rows: &Tensor<B>, first_buffer: usize, e: usize) -> Result<BatchStats> {
+    let c = *rows.shape().last().unwrap_or(&1);
+    let r = rows.numel() / c;
+    let members = if rows.shape().len() >= 3 { rows.shape()[0] } else { 1 };
+    let per = (r / members) as f64;
+    let mean = be.to_f64(&be.sum_rows(rows, 1.0 / per)?)?;
+    let sq = be.to_f64(&be.sum_rows(&be.mul(rows, rows)?, 1.0 / per)?)?;
+    let unbias = if per > 1.0 { per / (per - 1.0) } else { 1.0 };
+    let var: Vec<f64> = sq.iter().zip(&mean).map(|(s, m)| (s - m * m).max(0.0) * unbias).collect();
+    let spread = |v: Vec<f64>| if members == 1 && e > 1 { v.repeat(e) } else { v };
+    Ok(BatchStats { first_buffer, mean: spread(mean), var: spread(var) })
 }

@@ -10,7 +10,7 @@
 //!   `width` channels (16), three stages of n basic blocks (width, 2 width,
 //!   4 width; stride 2 into the second and third), global average pooling,
 //!   a dense readout; `depth` is 6n+2 (20, 32, 44, ...).
-//! Normalization (`norm`: none, layer, rms) follows each convolution.
+//! Normalization (`norm`: none, batch, layer, rms) follows each convolution.
 
 use crate::error::{Error, Result};
 use crate::nn::layer_spec::LayerSpec;
@@ -61,7 +61,8 @@ fn mlp(k: &PresetKeys) -> Vec<LayerSpec> {
 }
 
 fn conv(k: &PresetKeys, channels: usize, kernel: usize, stride: usize, activation: Option<String>) -> LayerSpec {
-    let (padding, bias) = (kernel / 2, k.bias);
+    // BatchNorm removes a per-channel constant: a bias before it is dead.
+    let (padding, bias) = (kernel / 2, k.bias && k.norm != "batch");
     if k.one_d {
         LayerSpec::Conv1d { channels, kernel, stride, padding, bias, activation }
     } else {
@@ -75,13 +76,10 @@ fn norm(k: &PresetKeys) -> Result<Option<LayerSpec>> {
         "none" => Ok(None),
         "layer" => Ok(Some(LayerSpec::LayerNorm { gain: true, bias: true, eps: 1e-5 })),
         "rms" => Ok(Some(LayerSpec::RmsNorm { gain: true, bias: false, eps: 1e-5 })),
-        "batch" => Err(Error::config(
-            "model.norm",
-            "BatchNorm is not built yet (it is planned with running statistics); use \"layer\", \"rms\" or \"none\"",
-        )),
+        "batch" => Ok(Some(LayerSpec::BatchNorm { gain: true, bias: true, eps: 1e-5, momentum: 0.1 })),
         n => Err(Error::config(
             "model.norm",
-            format!("unknown normalization {n:?}; expected \"none\", \"layer\" or \"rms\""),
+            format!("unknown normalization {n:?}; expected \"none\", \"batch\", \"layer\" or \"rms\""),
         )),
     }
 }

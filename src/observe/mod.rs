@@ -11,4 +11,4 @@ pub mod sites;
 pub mod stats;
 
 pub use config::ObserveConfig;
-pub use runner::Observers;
+pub use runner::{check_examples_separate, Observers};

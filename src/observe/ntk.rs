@@ -52,6 +52,7 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
             "the NTK is measured one model at a time (ensemble of 1)",
         ));
     }
+    super::per_sample::refuse_mixing(model, "the empirical NTK and per-example gradients")?;
     let n = x.shape().first().copied().unwrap_or(0);
     let outputs = model.outputs();
     let mut tape = Tape::new(be.clone());

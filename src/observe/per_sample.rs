@@ -75,6 +75,7 @@ fn signals<B: Backend>(
             "per-sample gradients are measured one model at a time (ensemble of 1)",
         ));
     }
+    refuse_mixing(model, "per-sample gradients")?;
     let rows = x.shape().first().copied().unwrap_or(0);
     if rows < 2 {
         return Err(Error::msg(
@@ -175,4 +176,19 @@ pub fn per_sample_gradients<B: Backend>(
         }
     }
     Ok(out)
+}
+
+/// An error when the model has a layer that mixes the examples of a batch
+/// (BatchNorm), for which `what` (per-example quantities) is not defined.
+pub fn refuse_mixing<B: Backend>(model: &Model<B>, what: &str) -> Result<()> {
+    match model.graph.mixing_layer() {
+        None => Ok(()),
+        Some(key) => Err(Error::config(
+            key,
+            format!(
+                "{what} are not defined for a model with BatchNorm: it mixes the examples of a batch \
+                 (losses, gradients, HVPs and spectra work; use layer_norm or rms_norm for per-example measurements)"
+            ),
+        )),
+    }
 }

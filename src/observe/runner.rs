@@ -68,6 +68,7 @@ impl<B: Backend> Observers<B> {
         dir: PathBuf,
     ) -> Result<Self> {
         cfg.validate(model.param_count(), train.n)?;
+        check_examples_separate(&cfg, model)?;
         Ok(Observers {
             cfg,
             seed,
@@ -377,4 +378,24 @@ fn top_of_dense(a: &[f64], n: usize, k: usize, seed: u64) -> Result<Vec<f64>> {
         start: None,
     };
     Ok(linalg::lanczos(n, &mut op, &opts)?.values)
+}
+
+/// Per-sample norms and the NTK are refused, naming the observer and the
+/// layer, for a model with BatchNorm (it mixes the examples of a batch).
+pub fn check_examples_separate<B: Backend>(cfg: &ObserveConfig, model: &Model<B>) -> Result<()> {
+    let Some(layer) = model.graph.mixing_layer() else {
+        return Ok(());
+    };
+    for (key, on) in [("observe.per_sample", cfg.per_sample.is_some()), ("observe.ntk", cfg.ntk.is_some())] {
+        if on {
+            return Err(Error::config(
+                key,
+                format!(
+                    "{layer} is BatchNorm, which mixes the examples of a batch, so per-example gradients \
+                     and the NTK are not defined; use layer_norm or rms_norm, or drop this observer"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
