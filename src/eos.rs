@@ -24,6 +24,10 @@ pub struct EosOptions {
     /// Measure sharpness every this many steps.
     pub every: u64,
     pub width: usize,
+    /// The digits model: "mlp" (a depth-3 tanh MLP of `width`) or a
+    /// convolutional preset (`cnn`: Cohen et al.'s two 3x3 convolutions
+    /// with max pooling; `resnet`: ResNet-8) of `width` channels.
+    pub arch: String,
     pub n_train: usize,
     pub device: Device,
     pub progress: bool,
@@ -42,6 +46,7 @@ impl Default for EosOptions {
             steps: 1500,
             every: 10,
             width: 64,
+            arch: "mlp".into(),
             n_train: 1000,
             device: Device::Cpu,
             progress: true,
@@ -76,8 +81,9 @@ fn sharpness_every(every: u64) -> SpectrumTop {
 
 /// The config of one run: `opts.base` at learning rate `lr`, or by default
 /// digits (first `n_train` examples, pixels scaled to [0, 1], one-hot
-/// targets), a depth-3 tanh MLP, MSE loss `0.5 ||f - y||^2`, full-batch GD,
-/// sharpness by warm-started Lanczos.
+/// targets), a depth-3 tanh MLP (or the `arch` preset, tanh, average
+/// pooling), MSE loss `0.5 ||f - y||^2`, full-batch GD, sharpness by
+/// warm-started Lanczos.
 pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
     if let Some(base) = &opts.base {
         let mut cfg = base.clone();
@@ -96,6 +102,11 @@ pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
     cfg.model.width = opts.width;
     cfg.model.depth = 3;
     cfg.model.activation = "tanh".into();
+    if opts.arch != "mlp" {
+        cfg.model.arch = Some(opts.arch.clone());
+        cfg.model.depth = if opts.arch == "resnet" { 8 } else { 2 };
+        cfg.model.pool = "avg".into();
+    }
     cfg.data.scale = Some(1.0 / 16.0);
     cfg.data.one_hot = true;
     cfg.data.n_train = Some(opts.n_train);

@@ -72,9 +72,16 @@ enum Command {
         /// [observe.sharpness] of its own).
         #[arg(long, default_value_t = 10)]
         every: u64,
-        /// Hidden width of the digits MLP (not with CONFIG: use --set).
+        /// Hidden width of the digits MLP, or channels of the CNN/ResNet
+        /// [default: 64 for mlp, 32 for cnn, 16 for resnet] (not with
+        /// CONFIG: use --set).
         #[arg(long, conflicts_with = "config")]
         width: Option<usize>,
+        /// The digits model: mlp, cnn (Cohen et al.'s two 3x3 convolutions
+        /// with pooling) or resnet (ResNet-8) (not with CONFIG: use --set
+        /// model.arch=...).
+        #[arg(long, default_value = "mlp", conflicts_with = "config", value_parser = ["mlp", "cnn", "resnet"])]
+        arch: String,
         /// Training examples, the first n digits (not with CONFIG: use --set).
         #[arg(long, conflicts_with = "config")]
         n_train: Option<usize>,
@@ -357,6 +364,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             steps,
             every,
             width,
+            arch,
             n_train,
             device,
             quiet,
@@ -395,7 +403,12 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                 lrs,
                 steps,
                 every,
-                width: width.unwrap_or(defaults.width),
+                width: width.unwrap_or(match arch.as_str() {
+                    "cnn" => 32,
+                    "resnet" => 16,
+                    _ => defaults.width,
+                }),
+                arch,
                 n_train: n_train.unwrap_or(defaults.n_train),
                 device,
                 progress: !quiet,

@@ -575,6 +575,7 @@ fn edge_of_stability_table_matches_cpu() {
                 steps: 150,
                 every: 10,
                 width: 64,
+                arch: "mlp".into(),
                 n_train: 1000,
                 device,
                 progress: false,
