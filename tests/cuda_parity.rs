@@ -929,3 +929,11 @@ fn tensors_of_another_backend_instance_are_refused() {
     assert!(g.to_f64(&t).is_err());
     assert!(Cuda::new(0, DType::F64).is_err());
 }
+
+/// Whole CNNs, ResNets and a BatchNorm CNN against the CPU: training steps,
+/// evaluation, curvature products, Lanczos, per-sample norms and the NTK.
+#[test]
+fn layer_graph_models_track_the_cpu() {
+    let Some(g) = gpu() else { return };
+    common::model_parity::models_track_cpu(&g);
+}

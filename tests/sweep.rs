@@ -903,6 +903,8 @@ fn the_sweep_examples_expand_and_pack_as_documented() {
         ("mup_transfer.toml", 140, 10),
         ("coord_check.toml", 36, 36),
         ("eos_sweep.toml", 3, 3),
+        ("resnet_width_sweep.toml", 24, 4),
+        ("mup_cnn.toml", 40, 8),
     ] {
         let spec = SweepSpec::load(&examples.join(file)).unwrap();
         let all = spec.expand().unwrap();

@@ -3,6 +3,7 @@
 //! directories and `.npy` / `.npz` writers.
 #![allow(dead_code)]
 
+pub mod model_parity;
 pub mod wgpu_pair;
 
 use lmech::rng::Rng;

@@ -1,0 +1,13 @@
+//! Whole CNNs, ResNets and a BatchNorm CNN on wgpu (Mesa lavapipe in CI)
+//! against the CPU: training steps, evaluation, HVP and Gauss-Newton
+//! products, Lanczos, per-sample norms and the NTK (`common::model_parity`).
+
+mod common;
+
+#[test]
+fn layer_graph_models_on_wgpu_track_the_cpu() {
+    let Some(g) = common::wgpu_pair::gpu(lmech::DType::F32) else {
+        return;
+    };
+    common::model_parity::models_track_cpu(&g);
+}
