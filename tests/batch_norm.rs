@@ -18,7 +18,7 @@ use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::per_sample_norms;
 use lmech::rng::Rng;
 use lmech::tape::{Curvature, LossHead};
-use lmech::{Backend, Cpu, Tensor};
+use lmech::{Cpu, Tensor};
 
 fn bn() -> LayerSpec {
     LayerSpec::BatchNorm { gain: true, bias: true, eps: 1e-5, momentum: 0.1 }

@@ -11,7 +11,9 @@
 //! ```
 //!
 //! The model is a tanh MLP `input -> width x (depth - 1) -> classes` with
-//! biases and the standard parametrization (PyTorch's `nn.Linear` init), f32,
+//! biases and the standard parametrization (PyTorch's `nn.Linear` init), or
+//! with `--arch cnn|resnet` that preset (ReLU, `--norm`) on `3 x s x s`
+//! images (`--input 3*s*s`), f32,
 //! softmax cross-entropy, on random Gaussian inputs and uniform random labels
 //! drawn from `lmech::rng::Rng` with a fixed seed. Workloads:
 //!
@@ -61,6 +63,10 @@ use lmech::backend::wgpu::Wgpu;
 use lmech::curvature::{unflatten, LossOnData};
 use lmech::linalg::{hutchinson_trace, lanczos, power_iteration, LanczosOptions, PowerOptions};
 use lmech::nn::activation::Activation;
+use lmech::nn::graph::ModelSpec;
+use lmech::nn::parametrization::Parametrization;
+use lmech::nn::presets::{self, PresetKeys};
+use lmech::nn::shape::Shape;
 use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::MlpSpec;
 use lmech::nn::model::Model;
@@ -115,12 +121,20 @@ impl Workload {
 struct Args {
     #[arg(long, value_enum)]
     workload: Workload,
-    /// Hidden width.
+    /// Hidden width; the channels of a CNN or ResNet.
     #[arg(long)]
     width: usize,
-    /// Number of dense layers (depth - 1 hidden layers).
+    /// Number of dense layers (depth - 1 hidden layers); a CNN's
+    /// convolutions; a ResNet's 6n+2.
     #[arg(long)]
     depth: usize,
+    /// The model: `mlp` (tanh), or the `cnn` / `resnet` presets (ReLU, on
+    /// `3 x s x s` images with `--input 3*s*s`; the CNN max-pools).
+    #[arg(long, default_value = "mlp", value_parser = ["mlp", "cnn", "resnet"])]
+    arch: String,
+    /// Normalization after each convolution: none, batch, layer or rms.
+    #[arg(long, default_value = "none")]
+    norm: String,
     /// Examples in the batch (the whole data set for the curvature workloads).
     #[arg(long)]
     batch: usize,
@@ -190,9 +204,39 @@ struct Setup<B: Backend> {
     labels: Tensor<B>,
 }
 
+/// The benchmarked model: the tanh MLP, or a convolutional preset on
+/// square 3-channel images.
+fn model_spec(a: &Args) -> lmech::Result<ModelSpec> {
+    if a.arch == "mlp" {
+        return Ok(MlpSpec::new(a.input, a.width, a.depth, a.classes, Activation::Tanh).into());
+    }
+    let side = ((a.input / 3) as f64).sqrt().round() as usize;
+    if 3 * side * side != a.input {
+        return Err(lmech::Error::msg(format!("--arch {} needs --input 3*s*s (3-channel square images), got {}", a.arch, a.input)));
+    }
+    let keys = PresetKeys {
+        arch: &a.arch,
+        width: a.width,
+        depth: a.depth,
+        kernel: 3,
+        pool: "max",
+        norm: &a.norm,
+        activation: "relu",
+        bias: true,
+        outputs: a.classes,
+        one_d: false,
+    };
+    Ok(ModelSpec {
+        input: Shape::Image { c: 3, h: side, w: side },
+        layers: presets::layers(&keys)?,
+        parametrization: Parametrization::Standard,
+        width: a.width,
+        base_width: a.width,
+    })
+}
+
 fn setup<B: Backend>(be: B, a: &Args) -> lmech::Result<Setup<B>> {
-    let spec = MlpSpec::new(a.input, a.width, a.depth, a.classes, Activation::Tanh);
-    let model = Model::init(&be, spec, &[a.seed])?;
+    let model = Model::init(&be, model_spec(a)?, &[a.seed])?;
     let mut rng = Rng::new(a.seed.wrapping_add(1));
     let x: Vec<f64> = (0..a.batch * a.input).map(|_| rng.normal()).collect();
     let labels: Vec<f64> = (0..a.batch).map(|_| rng.below(a.classes) as f64).collect();
