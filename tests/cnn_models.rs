@@ -199,32 +199,53 @@ fn per_sample_norms_match_gradients_taken_one_example_at_a_time() {
     assert!(methods.contains(&Method::Ghost) && methods.contains(&Method::Materialized), "{methods:?}");
 }
 
+/// The NTK of `m` on `x` against Gram matrices of explicit Jacobian rows;
+/// returns how each layer was computed.
+fn check_ntk(m: &Model<Cpu>, x: &Tensor<Cpu>, n: usize, name: &str) -> Vec<Method> {
+    let be = Cpu::f64();
+    let ntk = empirical_ntk(&be, m, x).unwrap();
+    let mut tape = Tape::new(be.clone());
+    let xv = tape.leaf(x.clone(), false);
+    let f = m.forward(&mut tape, xv, true).unwrap();
+    for k in 0..OUT {
+        let rows: Vec<Vec<f64>> = (0..n)
+            .map(|j| {
+                let mut seed = vec![0.0; n * OUT];
+                seed[j * OUT + k] = 1.0;
+                let g = tape.backward(f.output, tensor(&be, &[1, n, OUT], &seed)).unwrap();
+                let ts: Vec<Tensor<Cpu>> = f.params.iter().map(|v| g.get(*v).unwrap().clone()).collect();
+                flatten(&be, &ts).unwrap()
+            })
+            .collect();
+        let want: Vec<f64> = (0..n * n)
+            .map(|ij| rows[ij / n].iter().zip(&rows[ij % n]).map(|(a, b)| a * b).sum())
+            .collect();
+        assert!(max_rel_err(&ntk.per_output[k], &want) < 1e-10, "{name}: NTK output {k}");
+    }
+    ntk.methods
+}
+
 #[test]
 fn ntk_matches_explicit_jacobians() {
     let be = Cpu::f64();
     let n = 4;
+    let mut methods = Vec::new();
     for (i, (name, s)) in models().into_iter().enumerate().take(3) {
         let m = Model::init(&be, s.clone(), &[90 + i as u64]).unwrap();
         let (x, _) = batch(&s, n, 95 + i as u64);
-        let ntk = empirical_ntk(&be, &m, &x).unwrap();
-        let mut tape = Tape::new(be.clone());
-        let xv = tape.leaf(x.clone(), false);
-        let f = m.forward(&mut tape, xv, true).unwrap();
-        for k in 0..OUT {
-            let rows: Vec<Vec<f64>> = (0..n)
-                .map(|j| {
-                    let mut seed = vec![0.0; n * OUT];
-                    seed[j * OUT + k] = 1.0;
-                    let g = tape.backward(f.output, tensor(&be, &[1, n, OUT], &seed)).unwrap();
-                    let ts: Vec<Tensor<Cpu>> = f.params.iter().map(|v| g.get(*v).unwrap().clone()).collect();
-                    flatten(&be, &ts).unwrap()
-                })
-                .collect();
-            let want: Vec<f64> = (0..n * n)
-                .map(|ij| rows[ij / n].iter().zip(&rows[ij % n]).map(|(a, b)| a * b).sum())
-                .collect();
-            assert!(max_rel_err(&ntk.per_output[k], &want) < 1e-10, "{name}: NTK output {k}");
-        }
+        methods.extend(check_ntk(&m, &x, n, name));
+    }
+    // A wide 1x1 convolution on a 2x2 grid: the ghost form is cheaper.
+    let wide = spec(
+        vec![conv(48, 1, 1, 0, Some("tanh")), LayerSpec::Flatten, LayerSpec::Dense { width: OUT, bias: true, activation: None }],
+        Shape::Image { c: 40, h: 2, w: 2 },
+        Parametrization::Ntk,
+    );
+    let m = Model::init(&be, wide.clone(), &[99]).unwrap();
+    let (x, _) = batch(&wide, n, 98);
+    methods.extend(check_ntk(&m, &x, n, "wide 1x1 conv"));
+    for want in [Method::Outer, Method::Ghost, Method::Materialized, Method::Direct] {
+        assert!(methods.contains(&want), "{want:?} not among {methods:?}");
     }
 }
 

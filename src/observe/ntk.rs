@@ -3,15 +3,17 @@
 //! over outputs, built from per-layer Gram matrices of the layer inputs and
 //! backprop signals: for a dense layer with multiplier m the contribution is
 //! m^2 (D_k D_k^T) .* (A A^T), plus m_b^2 D_k D_k^T for its bias — one
-//! backward pass per output, no n x P Jacobian. Weights shared over
-//! positions (convolutions), gains and shifts contribute the Gram matrix of
-//! their materialized per-example gradients, one layer at a time.
+//! backward pass per output, no n x P Jacobian. A weight shared over P
+//! positions (a convolution) takes the same Gram matrices over all n P rows
+//! summed in P x P blocks (the ghost form), or the Gram matrix of its
+//! materialized per-example gradients, whichever costs less (`Ntk::methods`
+//! says which); gains and shifts use their per-example gradients.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::model::Model;
 use crate::nn::layer::Site;
-use crate::observe::sites::{self, View};
+use crate::observe::sites::{self, Method, View};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 
@@ -22,6 +24,8 @@ pub struct Ntk {
     pub per_output: Vec<Vec<f64>>,
     /// Sum over outputs.
     pub trace: Vec<f64>,
+    /// How each layer site's contribution was computed.
+    pub methods: Vec<Method>,
 }
 
 impl Ntk {
@@ -58,17 +62,22 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
     let mut tape = Tape::new(be.clone());
     let xv = tape.leaf(x.clone(), false);
     let vars = model.forward(&mut tape, xv, true)?;
-    // Gram matrices of the inputs of layers used once per example, shared
-    // by all outputs.
+    // Gram matrices of the layer inputs (over all n * positions rows),
+    // shared by all outputs, where that is the cheaper way.
+    let mut methods = Vec::with_capacity(vars.sites.len());
     let input_grams = vars
         .sites
         .iter()
-        .map(|site| match *site {
-            Site::Linear { input, positions: 1, .. } => {
-                let a = tape.value(input);
-                Ok(Some(be.to_f64(&be.matmul(a, false, a, true, 1.0)?)?))
+        .map(|site| {
+            let method = site_method(&tape, site, n);
+            methods.push(method);
+            match (site, method) {
+                (Site::Linear { input, .. }, Method::Outer | Method::Ghost) => {
+                    let a = tape.value(*input);
+                    Ok(Some(be.to_f64(&be.matmul(a, false, a, true, 1.0)?)?))
+                }
+                _ => Ok(None),
             }
-            _ => Ok(None),
         })
         .collect::<Result<Vec<_>>>()?;
     let mut per_output = Vec::with_capacity(outputs);
@@ -83,12 +92,13 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
         let mut theta = vec![0.0; n * n];
         for (site, gram) in vars.sites.iter().zip(&input_grams) {
             let part = match (site, gram) {
-                (Site::Linear { product, multiplier, bias_multiplier, bias, .. }, Some(gram)) => {
+                (Site::Linear { product, multiplier, bias_multiplier, bias, positions, .. }, Some(gram)) => {
                     let d = grads.get(*product).ok_or_else(|| Error::msg("internal: no layer signal"))?;
                     let dd = be.to_f64(&be.matmul(d, false, d, true, 1.0)?)?;
                     let mb2 = if bias.is_some() { bias_multiplier.powi(2) } else { 0.0 };
                     let m2 = multiplier.powi(2);
-                    dd.iter().zip(gram).map(|(dv, av)| dv * (m2 * av + mb2)).collect()
+                    let rows: Vec<f64> = dd.iter().zip(gram).map(|(dv, av)| dv * (m2 * av + mb2)).collect();
+                    block_sums(&rows, n, *positions)
                 }
                 _ => materialized_gram(be, &view, site)?,
             };
@@ -105,7 +115,47 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
         n,
         per_output,
         trace,
+        methods,
     })
+}
+
+/// How a site's contribution is computed: from Gram matrices of the layer
+/// inputs and signals over all `n * P` rows (`Outer` for P = 1, `Ghost`),
+/// costing (nP)^2 (K + C) per output, or from materialized per-example
+/// gradients, costing n P K C + n^2 K C; whichever is cheaper.
+fn site_method<B: Backend>(tape: &Tape<B>, site: &Site, n: usize) -> Method {
+    let Site::Linear { input, product, positions, .. } = *site else {
+        return Method::Direct;
+    };
+    if positions == 1 {
+        return Method::Outer;
+    }
+    let k = *tape.value(input).shape().last().unwrap_or(&1);
+    let c = *tape.value(product).shape().last().unwrap_or(&1);
+    let rows = n * positions;
+    // The row Gram matrices live on the host: keep them under 64M entries.
+    let fits = rows * rows <= 1 << 26;
+    if fits && rows * rows * (k + c) < n * positions * k * c + n * n * k * c {
+        Method::Ghost
+    } else {
+        Method::Materialized
+    }
+}
+
+/// The `n x n` sums of the `P x P` blocks of an `nP x nP` matrix (the rows
+/// of example i are `i * P .. (i + 1) * P`).
+fn block_sums(m: &[f64], n: usize, p: usize) -> Vec<f64> {
+    if p == 1 {
+        return m.to_vec();
+    }
+    let rows = n * p;
+    let mut out = vec![0.0; n * n];
+    for (r, row) in m.chunks(rows).enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            out[(r / p) * n + c / p] += v;
+        }
+    }
+    out
 }
 
 /// `G G^T` of the site's per-example gradients `G` (`[n, params]`), for

@@ -7,6 +7,7 @@
 use super::config::{ObserveConfig, SpectrumTop};
 use super::ntk::{empirical_ntk, Ntk};
 use super::per_sample::per_sample_norms;
+use super::sites::Method;
 use super::stats::{coordinate_l1, cosine, distance_from, weight_norms};
 use crate::backend::Backend;
 use crate::curvature::{flatten, LossOnData};
@@ -199,6 +200,11 @@ impl<B: Backend> Observers<B> {
                 for (l, layer) in norms.per_layer.iter().enumerate() {
                     let mean = layer.iter().map(|v| v.sqrt()).sum::<f64>() / layer.len() as f64;
                     rec.set(format!("per_sample_grad_norm_mean.{l}"), mean);
+                }
+                // The cost record: how many layers took each route.
+                for m in [Method::Ghost, Method::Materialized] {
+                    let count = norms.methods.iter().filter(|&&x| x == m).count();
+                    rec.set(format!("per_sample_{}_layers", m.name()), count as u64);
                 }
                 rec.set("grad_noise_var", norms.variance());
                 rec.set("grad_noise_scale", norms.noise_scale());
