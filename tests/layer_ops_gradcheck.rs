@@ -237,3 +237,15 @@ fn gain_derivatives_match_finite_differences_shared_and_per_member() {
     assert!(max_rel_err(&values(&be, &y), &want) < 1e-15);
     assert!(be.mul(&tensor(&be, &[2, 3, 4], &x), &tensor(&be, &[3], &[1.0; 3])).is_err());
 }
+
+#[test]
+fn row_place_and_norm_rows_shapes_are_consistent() {
+    let be = Cpu::f64();
+    // One value per entry of a rank-1 g: rows of k each.
+    let g = tensor(&be, &[3], &[1.0, 2.0, 3.0]);
+    let arg = tensor(&be, &[3], &[0.0, 2.0, 1.0]);
+    let placed = be.row_place(&g, &arg, 4).unwrap();
+    assert_eq!(placed.shape(), &[3, 4]);
+    assert_eq!(values(&be, &placed), vec![1., 0., 0., 0., 0., 0., 2., 0., 0., 3., 0., 0.]);
+    assert!(be.norm_rows(&tensor(&be, &[2, 0], &[]), true, 1e-5).is_err());
+}

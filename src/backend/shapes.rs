@@ -227,3 +227,27 @@ pub fn norm_operands(op: &str, y: &[usize], s: &[usize], others: &[&[usize]]) ->
     }
     Ok((m * r, c))
 }
+
+/// The shape `row_place` gives values `g` placed in rows of `k`: `g`'s
+/// shape with its last dimension (1, one value per row) replaced by `k`,
+/// or with `k` appended when each entry of `g` is a row.
+pub fn place_shape(g: &[usize], k: usize) -> Vec<usize> {
+    match g.last() {
+        Some(1) if g.len() >= 2 => with_last(g, k),
+        _ => {
+            let mut s = g.to_vec();
+            s.push(k);
+            s
+        }
+    }
+}
+
+/// A row normalization's input (`[M, R, C]`, rank 1 to 3, C at least 1);
+/// returns its `(batch, rows, cols)`.
+pub fn norm_input(x: &[usize]) -> Result<(usize, usize, usize)> {
+    let (m, r, c) = rows_of("norm_rows", x)?;
+    if c == 0 {
+        return Err(Error::shape(format!("norm_rows: rows of {x:?} are empty")));
+    }
+    Ok((m, r, c))
+}

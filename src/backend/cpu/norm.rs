@@ -8,12 +8,12 @@
 
 use super::pointwise::for_rows;
 use super::{Cpu, Elem};
-use crate::backend::shapes::{norm_operands, rows_of};
+use crate::backend::shapes::{norm_input, norm_operands};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
 pub fn norm_rows<T: Elem>(x: &Tensor<Cpu>, center: bool, eps: f64) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
-    let (m, r, c) = rows_of("norm_rows", x.shape())?;
+    let (m, r, c) = norm_input(x.shape())?;
     let xv = T::view(x.storage())?;
     let n = T::from_f64(c as f64);
     let eps = T::from_f64(eps);

@@ -5,7 +5,7 @@
 
 use super::pointwise::for_rows;
 use super::{Cpu, Elem};
-use crate::backend::shapes::{row_index, rows_of, with_last};
+use crate::backend::shapes::{place_shape, row_index, rows_of, with_last};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -68,5 +68,5 @@ pub fn row_place<T: Elem>(g: &Tensor<Cpu>, arg: &Tensor<Cpu>, k: usize) -> Resul
     let cols = av.iter().map(|&a| column(a, k)).collect::<Result<Vec<_>>>()?;
     let mut out = vec![T::ZERO; gv.len() * k];
     for_rows(&mut out, k, |i, row| row[cols[i]] = gv[i]);
-    Ok(Tensor::from_parts(with_last(g.shape(), k), T::wrap(out)))
+    Ok(Tensor::from_parts(place_shape(g.shape(), k), T::wrap(out)))
 }

@@ -5,7 +5,7 @@
 //! threads idle.
 
 use super::{grid_rows, launch, to_i32, to_u32, Cuda, CudaTensor};
-use crate::backend::shapes::{norm_operands, rows_of};
+use crate::backend::shapes::{norm_input, norm_operands};
 use crate::error::Result;
 use cudarc::driver::LaunchConfig;
 
@@ -34,7 +34,7 @@ pub(super) fn norm_rows(
     center: bool,
     eps: f64,
 ) -> Result<(CudaTensor, CudaTensor)> {
-    let (m, r, c) = rows_of("norm_rows", x.shape())?;
+    let (m, r, c) = norm_input(x.shape())?;
     let nrows = m * r;
     let mut y = be.alloc(x.numel())?;
     let mut s = be.alloc(nrows)?;

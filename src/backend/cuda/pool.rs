@@ -4,7 +4,7 @@
 //! host round trip), as a bad class label does in the loss heads.
 
 use super::{grid_1d, launch, to_i32, Cuda, CudaTensor};
-use crate::backend::shapes::{row_index, rows_of, with_last};
+use crate::backend::shapes::{place_shape, row_index, rows_of, with_last};
 use crate::error::{Error, Result};
 
 pub(super) fn row_max(be: &Cuda, x: &CudaTensor) -> Result<(CudaTensor, CudaTensor)> {
@@ -94,5 +94,5 @@ pub(super) fn row_place(
             &ki
         )?;
     }
-    Ok(be.wrap(with_last(g.shape(), k), out))
+    Ok(be.wrap(place_shape(g.shape(), k), out))
 }

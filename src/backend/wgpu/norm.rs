@@ -4,7 +4,7 @@
 
 use super::context::workgroups;
 use super::{bits, Wgpu, WgpuTensor};
-use crate::backend::shapes::{norm_operands, rows_of};
+use crate::backend::shapes::{norm_input, norm_operands};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
@@ -19,7 +19,7 @@ pub fn norm_rows(
     center: bool,
     eps: f64,
 ) -> Result<(WgpuTensor, WgpuTensor)> {
-    let (m, r, c) = rows_of("norm_rows", x.shape())?;
+    let (m, r, c) = norm_input(x.shape())?;
     let rows = m * r;
     let (y, s) = (be.alloc(x.numel())?, be.alloc(rows)?);
     if rows > 0 {

@@ -5,7 +5,7 @@
 
 use super::context::grid;
 use super::{Wgpu, WgpuTensor};
-use crate::backend::shapes::{row_index, rows_of, with_last};
+use crate::backend::shapes::{place_shape, row_index, rows_of, with_last};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -90,5 +90,5 @@ pub fn row_place(be: &Wgpu, g: &WgpuTensor, arg: &WgpuTensor, k: usize) -> Resul
             &[],
         )?;
     }
-    Ok(Tensor::from_parts(with_last(g.shape(), k), out))
+    Ok(Tensor::from_parts(place_shape(g.shape(), k), out))
 }
