@@ -7,9 +7,9 @@ use crate::backend::DType;
 use crate::data::DataConfig;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
-use crate::nn::loss::LossKind;
 use crate::nn::graph::{Graph, ModelSpec};
 use crate::nn::layer_spec::LayerSpec;
+use crate::nn::loss::LossKind;
 use crate::nn::parametrization::Parametrization;
 use crate::nn::presets::{self, PresetKeys};
 use crate::nn::shape::Shape;
@@ -419,10 +419,19 @@ impl ModelConfig {
     /// The model this table describes, for inputs of `input` per example and
     /// `outputs` outputs: a preset or the explicit layer list, checked layer
     /// by layer against the shapes.
-    pub fn spec(&self, input: Shape, outputs: usize, parametrization: Parametrization) -> Result<ModelSpec> {
+    pub fn spec(
+        &self,
+        input: Shape,
+        outputs: usize,
+        parametrization: Parametrization,
+    ) -> Result<ModelSpec> {
         let is_mlp = self.layers.is_empty() && self.arch.as_deref().unwrap_or("mlp") == "mlp";
         // An MLP reads every example as one vector, in the data's order.
-        let input = if is_mlp { Shape::Flat(input.features()) } else { input };
+        let input = if is_mlp {
+            Shape::Flat(input.features())
+        } else {
+            input
+        };
         let layers = if self.layers.is_empty() {
             let keys = PresetKeys {
                 arch: self.arch.as_deref().unwrap_or("mlp"),
@@ -451,8 +460,18 @@ impl ModelConfig {
                 .collect::<Result<_>>()?
         };
         // An MLP scales with its hidden width; depth 1 has none.
-        let width = if is_mlp && self.depth == 1 { self.base_width } else { self.width };
-        let spec = ModelSpec { input, layers, parametrization, width, base_width: self.base_width };
+        let width = if is_mlp && self.depth == 1 {
+            self.base_width
+        } else {
+            self.width
+        };
+        let spec = ModelSpec {
+            input,
+            layers,
+            parametrization,
+            width,
+            base_width: self.base_width,
+        };
         let graph = Graph::build(&spec)?;
         if graph.output != Shape::Flat(outputs) {
             return Err(Error::config(

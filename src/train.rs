@@ -445,7 +445,9 @@ fn train_members_on<B: Backend>(
     let loss = res.loss;
     let full = DeviceData::upload(&be, train_ds, loss, None)?;
     let input = cfg.data.input_shape(train_ds.d)?;
-    let spec = cfg.model.spec(input, train_ds.out_dim(), res.parametrization)?;
+    let spec = cfg
+        .model
+        .spec(input, train_ds.out_dim(), res.parametrization)?;
     let seeds: Vec<u64> = members.iter().map(|m| m.cfg.seed).collect();
     let mut model = Model::init(&be, spec, &seeds)?;
     let family = res.optim.kind.family();

@@ -21,7 +21,12 @@ use lmech::tape::{Curvature, LossHead};
 use lmech::{Cpu, Tensor};
 
 fn bn() -> LayerSpec {
-    LayerSpec::BatchNorm { gain: true, bias: true, eps: 1e-5, momentum: 0.1 }
+    LayerSpec::BatchNorm {
+        gain: true,
+        bias: true,
+        eps: 1e-5,
+        momentum: 0.1,
+    }
 }
 
 /// conv -> BatchNorm -> softplus -> max pool -> flatten -> dense ->
@@ -31,15 +36,37 @@ fn cnn() -> ModelSpec {
     ModelSpec {
         input: Shape::Image { c: 2, h: 4, w: 4 },
         layers: vec![
-            LayerSpec::Conv2d { channels: 3, kernel: 3, stride: 1, padding: 1, bias: false, activation: None },
+            LayerSpec::Conv2d {
+                channels: 3,
+                kernel: 3,
+                stride: 1,
+                padding: 1,
+                bias: false,
+                activation: None,
+            },
             bn(),
-            LayerSpec::Activation { activation: "softplus".into() },
-            LayerSpec::MaxPool { kernel: 2, stride: None },
+            LayerSpec::Activation {
+                activation: "softplus".into(),
+            },
+            LayerSpec::MaxPool {
+                kernel: 2,
+                stride: None,
+            },
             LayerSpec::Flatten,
-            LayerSpec::Dense { width: 5, bias: false, activation: None },
+            LayerSpec::Dense {
+                width: 5,
+                bias: false,
+                activation: None,
+            },
             bn(),
-            LayerSpec::Activation { activation: "tanh".into() },
-            LayerSpec::Dense { width: 3, bias: true, activation: None },
+            LayerSpec::Activation {
+                activation: "tanh".into(),
+            },
+            LayerSpec::Dense {
+                width: 3,
+                bias: true,
+                activation: None,
+            },
         ],
         parametrization: Parametrization::Standard,
         width: 3,
@@ -68,12 +95,21 @@ fn training_mode_gradients_and_hvps_match_finite_differences() {
         &inputs,
         |t, v| {
             let f = m.forward_with(t, v[0], &v[1..])?;
-            t.apply(Box::new(LossHead::new(LossKind::CrossEntropy, y.clone())), &[f.output])
+            t.apply(
+                Box::new(LossHead::new(LossKind::CrossEntropy, y.clone())),
+                &[f.output],
+            )
         },
         3,
     );
     assert!(err < 1e-6, "gradient error {err}");
-    let lod = LossOnData::new(&be, &m, LossKind::CrossEntropy, vec![(x.clone(), y.clone())]).unwrap();
+    let lod = LossOnData::new(
+        &be,
+        &m,
+        LossKind::CrossEntropy,
+        vec![(x.clone(), y.clone())],
+    )
+    .unwrap();
     let theta = flatten(&be, &m.params().into_iter().cloned().collect::<Vec<_>>()).unwrap();
     let mut rng = Rng::new(4);
     let v = randn(&mut rng, theta.len(), 1.0);
@@ -87,11 +123,25 @@ fn training_mode_gradients_and_hvps_match_finite_differences() {
             *p = tensor(&be, p.shape(), &vals);
             at += n;
         }
-        flatten(&be, &m2.loss_pass(&be, &x, &y, LossKind::CrossEntropy, true).unwrap().grads).unwrap()
+        flatten(
+            &be,
+            &m2.loss_pass(&be, &x, &y, LossKind::CrossEntropy, true)
+                .unwrap()
+                .grads,
+        )
+        .unwrap()
     };
     let h = 1e-5;
-    let fd: Vec<f64> = grad(h).iter().zip(&grad(-h)).map(|(a, b)| (a - b) / (2.0 * h)).collect();
-    assert!(max_rel_err(&hv, &fd) < 1e-6, "HVP error {}", max_rel_err(&hv, &fd));
+    let fd: Vec<f64> = grad(h)
+        .iter()
+        .zip(&grad(-h))
+        .map(|(a, b)| (a - b) / (2.0 * h))
+        .collect();
+    assert!(
+        max_rel_err(&hv, &fd) < 1e-6,
+        "HVP error {}",
+        max_rel_err(&hv, &fd)
+    );
 }
 
 /// A vector model whose output is BatchNorm1d of its input: BatchNorm then a
@@ -99,14 +149,23 @@ fn training_mode_gradients_and_hvps_match_finite_differences() {
 fn bn_only(be: &Cpu, d: usize) -> Model<Cpu> {
     let spec = ModelSpec {
         input: Shape::Flat(d),
-        layers: vec![bn(), LayerSpec::Dense { width: d, bias: false, activation: None }],
+        layers: vec![
+            bn(),
+            LayerSpec::Dense {
+                width: d,
+                bias: false,
+                activation: None,
+            },
+        ],
         parametrization: Parametrization::Standard,
         width: d,
         base_width: d,
     };
     let mut m = Model::init(be, spec, &[0]).unwrap();
     let mut rng = Rng::new(5);
-    let eye: Vec<f64> = (0..d * d).map(|i| if i / d == i % d { 1.0 } else { 0.0 }).collect();
+    let eye: Vec<f64> = (0..d * d)
+        .map(|i| if i / d == i % d { 1.0 } else { 0.0 })
+        .collect();
     let gain = randn(&mut rng, d, 1.0);
     let shift = randn(&mut rng, d, 1.0);
     let mut ps = m.params_mut();
@@ -125,8 +184,12 @@ fn batch_and_running_statistics_follow_pytorch() {
     let xv = values(&be, &x);
     let (gain, shift) = (values(&be, m.params()[0]), values(&be, m.params()[1]));
     let col = |j: usize| -> Vec<f64> { (0..n).map(|i| xv[i * d + j]).collect() };
-    let mean: Vec<f64> = (0..d).map(|j| col(j).iter().sum::<f64>() / n as f64).collect();
-    let var_b: Vec<f64> = (0..d).map(|j| col(j).iter().map(|v| (v - mean[j]).powi(2)).sum::<f64>() / n as f64).collect();
+    let mean: Vec<f64> = (0..d)
+        .map(|j| col(j).iter().sum::<f64>() / n as f64)
+        .collect();
+    let var_b: Vec<f64> = (0..d)
+        .map(|j| col(j).iter().map(|v| (v - mean[j]).powi(2)).sum::<f64>() / n as f64)
+        .collect();
     let target = tensor(&be, &[n, d], &vec![0.0; n * d]);
     let pass = m.loss_pass(&be, &x, &target, LossKind::Mse, true).unwrap();
     let want: Vec<f64> = (0..n * d)
@@ -138,7 +201,10 @@ fn batch_and_running_statistics_follow_pytorch() {
     assert!(max_rel_err(&values(&be, &pass.output), &want) < 1e-12);
     m.track_batch_stats(&be, &pass.batch_stats).unwrap();
     let rm: Vec<f64> = mean.iter().map(|v| 0.1 * v).collect();
-    let rv: Vec<f64> = var_b.iter().map(|v| 0.9 + 0.1 * v * n as f64 / (n - 1) as f64).collect();
+    let rv: Vec<f64> = var_b
+        .iter()
+        .map(|v| 0.9 + 0.1 * v * n as f64 / (n - 1) as f64)
+        .collect();
     assert!(max_rel_err(&values(&be, m.buffers()[0]), &rm) < 1e-12);
     assert!(max_rel_err(&values(&be, m.buffers()[1]), &rv) < 1e-12);
     // Evaluation uses the running statistics.
@@ -157,16 +223,25 @@ fn checkpoints_keep_the_running_statistics() {
     let be = Cpu::f64();
     let mut m = Model::init(&be, cnn(), &[7]).unwrap();
     let (x, y) = batch(5, 32, 8);
-    let pass = m.loss_pass(&be, &x, &y, LossKind::CrossEntropy, true).unwrap();
+    let pass = m
+        .loss_pass(&be, &x, &y, LossKind::CrossEntropy, true)
+        .unwrap();
     m.track_batch_stats(&be, &pass.batch_stats).unwrap();
     let (tensors, meta) = lmech::nn::checkpoint::checkpoint_contents(&be, &m, "").unwrap();
-    assert!(tensors.iter().any(|t| t.name == "layers.1.running_mean" && t.shape == vec![3]));
-    assert!(tensors.iter().any(|t| t.name == "layers.6.running_var" && t.shape == vec![5]));
+    assert!(tensors
+        .iter()
+        .any(|t| t.name == "layers.1.running_mean" && t.shape == vec![3]));
+    assert!(tensors
+        .iter()
+        .any(|t| t.name == "layers.6.running_var" && t.shape == vec![5]));
     let dir = common::temp_dir("bn_checkpoint");
     let path = dir.join("m.safetensors");
     lmech::run::save_checkpoint(&path, &tensors, &meta).unwrap();
     let back = lmech::nn::checkpoint::load_model(&be, &path).unwrap();
-    assert_eq!(values(&be, &m.predict(&be, &x).unwrap()), values(&be, &back.predict(&be, &x).unwrap()));
+    assert_eq!(
+        values(&be, &m.predict(&be, &x).unwrap()),
+        values(&be, &back.predict(&be, &x).unwrap())
+    );
 }
 
 #[test]
@@ -174,11 +249,22 @@ fn per_example_observers_refuse_batch_norm() {
     let be = Cpu::f64();
     let m = Model::init(&be, cnn(), &[9]).unwrap();
     let (x, y) = batch(4, 32, 10);
-    let err = per_sample_norms(&be, &m, &x, &y, LossKind::CrossEntropy).err().unwrap().to_string();
-    assert!(err.contains("model.layers[1]") && err.contains("BatchNorm"), "{err}");
+    let err = per_sample_norms(&be, &m, &x, &y, LossKind::CrossEntropy)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("model.layers[1]") && err.contains("BatchNorm"),
+        "{err}"
+    );
     let err = empirical_ntk(&be, &m, &x).err().unwrap().to_string();
     assert!(err.contains("BatchNorm"), "{err}");
     let cfg: lmech::config::Config = toml::from_str("[observe.per_sample]\nevery = 1\n").unwrap();
-    let err = lmech::observe::check_examples_separate(&cfg.observe, &m).unwrap_err().to_string();
-    assert!(err.contains("observe.per_sample") && err.contains("model.layers[1]"), "{err}");
+    let err = lmech::observe::check_examples_separate(&cfg.observe, &m)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("observe.per_sample") && err.contains("model.layers[1]"),
+        "{err}"
+    );
 }

@@ -630,8 +630,20 @@ fn the_examples_parse_and_validate() {
     // The CIFAR-10 CNN's layers fit CIFAR-10's shape.
     let cfg = Config::load(&example("cnn_cifar5k.toml"), &[]).unwrap();
     let shape = cfg.data.input_shape(3072).unwrap();
-    let spec = cfg.model.spec(shape, 10, lmech::nn::parametrization::Parametrization::Standard).unwrap();
-    assert_eq!(lmech::nn::model::Model::init(&lmech::Cpu::f32(), spec, &[0]).unwrap().param_count(), 32 * 27 + 32 + 32 * 32 * 9 + 32 + 32 * 64 * 10 + 10);
+    let spec = cfg
+        .model
+        .spec(
+            shape,
+            10,
+            lmech::nn::parametrization::Parametrization::Standard,
+        )
+        .unwrap();
+    assert_eq!(
+        lmech::nn::model::Model::init(&lmech::Cpu::f32(), spec, &[0])
+            .unwrap()
+            .param_count(),
+        32 * 27 + 32 + 32 * 32 * 9 + 32 + 32 * 64 * 10 + 10
+    );
 }
 
 // ------------------------------------------------------- checkpoint function

@@ -25,8 +25,21 @@ use lmech::{Backend, Cpu, Tensor};
 
 const OUT: usize = 3;
 
-fn conv(channels: usize, kernel: usize, stride: usize, padding: usize, act: Option<&str>) -> LayerSpec {
-    LayerSpec::Conv2d { channels, kernel, stride, padding, bias: true, activation: act.map(String::from) }
+fn conv(
+    channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    act: Option<&str>,
+) -> LayerSpec {
+    LayerSpec::Conv2d {
+        channels,
+        kernel,
+        stride,
+        padding,
+        bias: true,
+        activation: act.map(String::from),
+    }
 }
 
 /// A CNN on 2x6x6 images with every layer kind but residuals: conv, max
@@ -34,13 +47,30 @@ fn conv(channels: usize, kernel: usize, stride: usize, padding: usize, act: Opti
 fn cnn_layers() -> Vec<LayerSpec> {
     vec![
         conv(3, 3, 1, 1, Some("tanh")),
-        LayerSpec::MaxPool { kernel: 2, stride: None },
+        LayerSpec::MaxPool {
+            kernel: 2,
+            stride: None,
+        },
         conv(8, 2, 1, 0, None),
-        LayerSpec::LayerNorm { gain: true, bias: true, eps: 1e-5 },
-        LayerSpec::Activation { activation: "gelu".into() },
-        LayerSpec::AvgPool { kernel: 2, stride: Some(1), padding: 0 },
+        LayerSpec::LayerNorm {
+            gain: true,
+            bias: true,
+            eps: 1e-5,
+        },
+        LayerSpec::Activation {
+            activation: "gelu".into(),
+        },
+        LayerSpec::AvgPool {
+            kernel: 2,
+            stride: Some(1),
+            padding: 0,
+        },
         LayerSpec::Flatten,
-        LayerSpec::Dense { width: OUT, bias: true, activation: None },
+        LayerSpec::Dense {
+            width: OUT,
+            bias: true,
+            activation: None,
+        },
     ]
 }
 
@@ -50,8 +80,14 @@ fn resnet_layers() -> Vec<LayerSpec> {
     let block = |c: usize, stride: usize| LayerSpec::Residual {
         layers: vec![
             conv(c, 3, stride, 1, None),
-            LayerSpec::RmsNorm { gain: true, bias: true, eps: 1e-5 },
-            LayerSpec::Activation { activation: "relu".into() },
+            LayerSpec::RmsNorm {
+                gain: true,
+                bias: true,
+                eps: 1e-5,
+            },
+            LayerSpec::Activation {
+                activation: "relu".into(),
+            },
             conv(c, 3, 1, 1, None),
         ],
         projection: false,
@@ -62,29 +98,59 @@ fn resnet_layers() -> Vec<LayerSpec> {
         block(3, 1),
         block(4, 2),
         LayerSpec::GlobalAvgPool,
-        LayerSpec::Dense { width: OUT, bias: true, activation: None },
+        LayerSpec::Dense {
+            width: OUT,
+            bias: true,
+            activation: None,
+        },
     ]
 }
 
 /// A 1-D CNN on 2x9 signals.
 fn conv1d_layers() -> Vec<LayerSpec> {
     vec![
-        LayerSpec::Conv1d { channels: 4, kernel: 3, stride: 2, padding: 1, bias: true, activation: Some("elu".into()) },
-        LayerSpec::AvgPool { kernel: 2, stride: None, padding: 0 },
+        LayerSpec::Conv1d {
+            channels: 4,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            bias: true,
+            activation: Some("elu".into()),
+        },
+        LayerSpec::AvgPool {
+            kernel: 2,
+            stride: None,
+            padding: 0,
+        },
         LayerSpec::Flatten,
-        LayerSpec::Dense { width: OUT, bias: false, activation: None },
+        LayerSpec::Dense {
+            width: OUT,
+            bias: false,
+            activation: None,
+        },
     ]
 }
 
 fn spec(layers: Vec<LayerSpec>, input: Shape, p: Parametrization) -> ModelSpec {
-    ModelSpec { input, layers, parametrization: p, width: 4, base_width: 2 }
+    ModelSpec {
+        input,
+        layers,
+        parametrization: p,
+        width: 4,
+        base_width: 2,
+    }
 }
 
 fn models() -> Vec<(&'static str, ModelSpec)> {
     let img = Shape::Image { c: 2, h: 6, w: 6 };
     let sig = Shape::Signal { c: 2, l: 9 };
     let mut out = Vec::new();
-    for p in [Parametrization::Standard, Parametrization::Ntk, Parametrization::Mup, Parametrization::MeanField] {
+    for p in [
+        Parametrization::Standard,
+        Parametrization::Ntk,
+        Parametrization::Mup,
+        Parametrization::MeanField,
+    ] {
         out.push(("cnn", spec(cnn_layers(), img, p)));
         out.push(("resnet", spec(resnet_layers(), img, p)));
         out.push(("conv1d", spec(conv1d_layers(), sig, p)));
@@ -115,11 +181,18 @@ fn gradients_match_finite_differences_for_every_model_and_parametrization() {
             &inputs,
             |t, v| {
                 let f = m.forward_with(t, v[0], &v[1..])?;
-                t.apply(Box::new(LossHead::new(LossKind::CrossEntropy, y.clone())), &[f.output])
+                t.apply(
+                    Box::new(LossHead::new(LossKind::CrossEntropy, y.clone())),
+                    &[f.output],
+                )
             },
             7,
         );
-        assert!(err < 1e-6, "{name} {:?}: gradient error {err}", s.parametrization);
+        assert!(
+            err < 1e-6,
+            "{name} {:?}: gradient error {err}",
+            s.parametrization
+        );
     }
 }
 
@@ -132,26 +205,43 @@ fn grad_at(m: &Model<Cpu>, x: &Tensor<Cpu>, y: &Tensor<Cpu>, theta: &[f64]) -> V
         *p = tensor(&be, p.shape(), &theta[at..at + n]);
         at += n;
     }
-    let pass = m2.loss_pass(&be, x, y, LossKind::CrossEntropy, true).unwrap();
+    let pass = m2
+        .loss_pass(&be, x, y, LossKind::CrossEntropy, true)
+        .unwrap();
     flatten(&be, &pass.grads).unwrap()
 }
 
 #[test]
 fn hessian_vector_products_match_finite_differences_of_gradients() {
     let be = Cpu::f64();
-    for (i, (name, s)) in models().into_iter().enumerate().filter(|(i, _)| i % 4 == 0 || *i == 5) {
+    for (i, (name, s)) in models()
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % 4 == 0 || *i == 5)
+    {
         let m = Model::init(&be, s.clone(), &[40 + i as u64]).unwrap();
         let (x, y) = batch(&s, 5, 50 + i as u64);
-        let lod = LossOnData::new(&be, &m, LossKind::CrossEntropy, vec![(x.clone(), y.clone())]).unwrap();
+        let lod = LossOnData::new(
+            &be,
+            &m,
+            LossKind::CrossEntropy,
+            vec![(x.clone(), y.clone())],
+        )
+        .unwrap();
         let theta = flatten(&be, &m.params().into_iter().cloned().collect::<Vec<_>>()).unwrap();
         let mut rng = Rng::new(60 + i as u64);
         let v = randn(&mut rng, theta.len(), 1.0);
         let hv = lod.product(&v, Curvature::Hessian).unwrap();
         let h = 1e-5;
-        let shifted = |s: f64| -> Vec<f64> { theta.iter().zip(&v).map(|(a, b)| a + s * b).collect() };
+        let shifted =
+            |s: f64| -> Vec<f64> { theta.iter().zip(&v).map(|(a, b)| a + s * b).collect() };
         let gp = grad_at(&m, &x, &y, &shifted(h));
         let gm = grad_at(&m, &x, &y, &shifted(-h));
-        let fd: Vec<f64> = gp.iter().zip(&gm).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let fd: Vec<f64> = gp
+            .iter()
+            .zip(&gm)
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
         let err = max_rel_err(&hv, &fd);
         assert!(err < 1e-6, "{name}: HVP error {err}");
         // Gauss-Newton: symmetric and positive semidefinite.
@@ -159,7 +249,10 @@ fn hessian_vector_products_match_finite_differences_of_gradients() {
         let gu = lod.product(&u, Curvature::GaussNewton).unwrap();
         let gv = lod.product(&v, Curvature::GaussNewton).unwrap();
         let dot = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f64>();
-        assert!((dot(&u, &gv) - dot(&v, &gu)).abs() < 1e-9 * dot(&u, &gu).abs().max(1.0), "{name}: GN asymmetric");
+        assert!(
+            (dot(&u, &gv) - dot(&v, &gu)).abs() < 1e-9 * dot(&u, &gu).abs().max(1.0),
+            "{name}: GN asymmetric"
+        );
         assert!(dot(&u, &gu) >= -1e-12, "{name}: GN not PSD");
     }
 }
@@ -173,7 +266,13 @@ fn one_at_a_time(m: &Model<Cpu>, x: &Tensor<Cpu>, y: &Tensor<Cpu>, n: usize) -> 
         .map(|i| {
             let xi = tensor(&be, &[1, d], &xv[i * d..(i + 1) * d]);
             let yi = tensor(&be, &[1], &yv[i..i + 1]);
-            flatten(&be, &m.loss_pass(&be, &xi, &yi, LossKind::CrossEntropy, true).unwrap().grads).unwrap()
+            flatten(
+                &be,
+                &m.loss_pass(&be, &xi, &yi, LossKind::CrossEntropy, true)
+                    .unwrap()
+                    .grads,
+            )
+            .unwrap()
         })
         .collect()
 }
@@ -193,10 +292,17 @@ fn per_sample_norms_match_gradients_taken_one_example_at_a_time() {
         }
         let norms = per_sample_norms(&be, &m, &x, &y, LossKind::CrossEntropy).unwrap();
         let sq: Vec<f64> = want.iter().map(|g| g.iter().map(|v| v * v).sum()).collect();
-        assert!(max_rel_err(&norms.total, &sq) < 1e-10, "{name}: {:?} vs {sq:?}", norms.total);
+        assert!(
+            max_rel_err(&norms.total, &sq) < 1e-10,
+            "{name}: {:?} vs {sq:?}",
+            norms.total
+        );
         methods.extend(norms.methods);
     }
-    assert!(methods.contains(&Method::Ghost) && methods.contains(&Method::Materialized), "{methods:?}");
+    assert!(
+        methods.contains(&Method::Ghost) && methods.contains(&Method::Materialized),
+        "{methods:?}"
+    );
 }
 
 /// The NTK of `m` on `x` against Gram matrices of explicit Jacobian rows;
@@ -212,15 +318,30 @@ fn check_ntk(m: &Model<Cpu>, x: &Tensor<Cpu>, n: usize, name: &str) -> Vec<Metho
             .map(|j| {
                 let mut seed = vec![0.0; n * OUT];
                 seed[j * OUT + k] = 1.0;
-                let g = tape.backward(f.output, tensor(&be, &[1, n, OUT], &seed)).unwrap();
-                let ts: Vec<Tensor<Cpu>> = f.params.iter().map(|v| g.get(*v).unwrap().clone()).collect();
+                let g = tape
+                    .backward(f.output, tensor(&be, &[1, n, OUT], &seed))
+                    .unwrap();
+                let ts: Vec<Tensor<Cpu>> = f
+                    .params
+                    .iter()
+                    .map(|v| g.get(*v).unwrap().clone())
+                    .collect();
                 flatten(&be, &ts).unwrap()
             })
             .collect();
         let want: Vec<f64> = (0..n * n)
-            .map(|ij| rows[ij / n].iter().zip(&rows[ij % n]).map(|(a, b)| a * b).sum())
+            .map(|ij| {
+                rows[ij / n]
+                    .iter()
+                    .zip(&rows[ij % n])
+                    .map(|(a, b)| a * b)
+                    .sum()
+            })
             .collect();
-        assert!(max_rel_err(&ntk.per_output[k], &want) < 1e-10, "{name}: NTK output {k}");
+        assert!(
+            max_rel_err(&ntk.per_output[k], &want) < 1e-10,
+            "{name}: NTK output {k}"
+        );
     }
     ntk.methods
 }
@@ -237,14 +358,27 @@ fn ntk_matches_explicit_jacobians() {
     }
     // A wide 1x1 convolution on a 2x2 grid: the ghost form is cheaper.
     let wide = spec(
-        vec![conv(48, 1, 1, 0, Some("tanh")), LayerSpec::Flatten, LayerSpec::Dense { width: OUT, bias: true, activation: None }],
+        vec![
+            conv(48, 1, 1, 0, Some("tanh")),
+            LayerSpec::Flatten,
+            LayerSpec::Dense {
+                width: OUT,
+                bias: true,
+                activation: None,
+            },
+        ],
         Shape::Image { c: 40, h: 2, w: 2 },
         Parametrization::Ntk,
     );
     let m = Model::init(&be, wide.clone(), &[99]).unwrap();
     let (x, _) = batch(&wide, n, 98);
     methods.extend(check_ntk(&m, &x, n, "wide 1x1 conv"));
-    for want in [Method::Outer, Method::Ghost, Method::Materialized, Method::Direct] {
+    for want in [
+        Method::Outer,
+        Method::Ghost,
+        Method::Materialized,
+        Method::Direct,
+    ] {
         assert!(methods.contains(&want), "{want:?} not among {methods:?}");
     }
 }
@@ -258,8 +392,15 @@ fn checkpoints_round_trip_in_pytorch_layouts() {
         let (tensors, meta) = lmech::nn::checkpoint::checkpoint_contents(&be, &m, "").unwrap();
         let path = dir.join(format!("{name}.safetensors"));
         lmech::run::save_checkpoint(&path, &tensors, &meta).unwrap();
-        let first = tensors.iter().find(|t| t.name == "layers.0.weight").unwrap();
-        let want = if name == "conv1d" { vec![4, 2, 3] } else { vec![3, 2, 3, 3] };
+        let first = tensors
+            .iter()
+            .find(|t| t.name == "layers.0.weight")
+            .unwrap();
+        let want = if name == "conv1d" {
+            vec![4, 2, 3]
+        } else {
+            vec![3, 2, 3, 3]
+        };
         assert_eq!(first.shape, want, "{name}");
         let back = lmech::nn::checkpoint::load_model(&be, &path).unwrap();
         let (x, _) = batch(&s, 3, 9);
@@ -286,12 +427,18 @@ fn misfit_layers_are_config_errors_naming_the_layer_and_shapes() {
     let e = config_error(
         "[[model.layers]]\nkind = \"conv2d\"\nchannels = 4\nkernel = 3\n\n[[model.layers]]\nkind = \"dense\"\nwidth = 10\n",
     );
-    assert!(e.contains("model.layers[1]") && e.contains("4x6x6") && e.contains("flatten"), "{e}");
+    assert!(
+        e.contains("model.layers[1]") && e.contains("4x6x6") && e.contains("flatten"),
+        "{e}"
+    );
     let e = config_error("[[model.layers]]\nkind = \"conv3d\"\nchannels = 4\n");
     assert!(e.contains("model.layers[0]") && e.contains("conv3d"), "{e}");
-    let e = config_error("[[model.layers]]\nkind = \"flatten\"\n\n[[model.layers]]\nkind = \"dense\"\nwidth = 7\n");
+    let e = config_error(
+        "[[model.layers]]\nkind = \"flatten\"\n\n[[model.layers]]\nkind = \"dense\"\nwidth = 7\n",
+    );
     assert!(e.contains("7") && e.contains("10 outputs"), "{e}");
-    let e = config_error("[[model.layers]]\nkind = \"conv2d\"\nchannels = 4\nkernel = 3\nstrid = 2\n");
+    let e =
+        config_error("[[model.layers]]\nkind = \"conv2d\"\nchannels = 4\nkernel = 3\nstrid = 2\n");
     assert!(e.contains("model.layers[0]") && e.contains("strid"), "{e}");
     let e = config_error("[model]\narch = \"resnet\"\ndepth = 10\n");
     assert!(e.contains("model.depth") && e.contains("6n+2"), "{e}");
@@ -302,7 +449,12 @@ fn misfit_layers_are_config_errors_naming_the_layer_and_shapes() {
 #[test]
 fn presets_build_on_the_bundled_digits() {
     let be = Cpu::f32();
-    for (arch, depth, width) in [("cnn", 2, 8), ("vgg", 1, 4), ("resnet", 8, 4), ("mlp", 3, 16)] {
+    for (arch, depth, width) in [
+        ("cnn", 2, 8),
+        ("vgg", 1, 4),
+        ("resnet", 8, 4),
+        ("mlp", 3, 16),
+    ] {
         for norm in ["none", "layer", "rms", "batch"] {
             let text = format!(
                 "[model]\narch = \"{arch}\"\ndepth = {depth}\nwidth = {width}\nnorm = \"{norm}\"\nactivation = \"relu\"\n"
@@ -314,14 +466,23 @@ fn presets_build_on_the_bundled_digits() {
             let x = tensor_f32(&be, &[5, 64]);
             let out = m.predict(&be, &x).unwrap();
             assert_eq!(out.shape(), &[2, 5, 10], "{arch} {norm}");
-            assert!(values_f32(&be, &out).iter().all(|v| v.is_finite()), "{arch} {norm}");
+            assert!(
+                values_f32(&be, &out).iter().all(|v| v.is_finite()),
+                "{arch} {norm}"
+            );
         }
     }
 }
 
 fn tensor_f32(be: &Cpu, shape: &[usize]) -> Tensor<Cpu> {
     let n: usize = shape.iter().product();
-    be.from_f64(shape, &(0..n).map(|i| ((i * 7 % 17) as f64) / 16.0).collect::<Vec<_>>()).unwrap()
+    be.from_f64(
+        shape,
+        &(0..n)
+            .map(|i| ((i * 7 % 17) as f64) / 16.0)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap()
 }
 
 fn values_f32(be: &Cpu, t: &Tensor<Cpu>) -> Vec<f64> {

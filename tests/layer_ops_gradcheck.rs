@@ -10,7 +10,9 @@ mod common;
 use common::{fd_check, max_rel_err, randn, tensor, values};
 use lmech::backend::Window;
 use lmech::rng::Rng;
-use lmech::tape::{Add, Curvature, Im2col, Mul, NormRows, Op, Reshape, RowMax, RowMean, Tape, Transpose};
+use lmech::tape::{
+    Add, Curvature, Im2col, Mul, NormRows, Op, Reshape, RowMax, RowMean, Tape, Transpose,
+};
 use lmech::{Backend, Cpu};
 
 const TOL: f64 = 1e-7;
@@ -34,16 +36,28 @@ fn run(
     let vars: Vec<_> = shapes
         .iter()
         .zip(vals.iter().zip(dots))
-        .map(|(s, (v, d))| tape.leaf_with_tangent(tensor(&be, s, v), tensor(&be, s, d), true).unwrap())
+        .map(|(s, (v, d))| {
+            tape.leaf_with_tangent(tensor(&be, s, v), tensor(&be, s, d), true)
+                .unwrap()
+        })
         .collect();
     let out = tape.apply(make(), &vars).unwrap();
     let y = values(&be, tape.value(out));
-    let ydot = tape.tangent(out).map(|t| values(&be, t)).unwrap_or_else(|| vec![0.0; y.len()]);
+    let ydot = tape
+        .tangent(out)
+        .map(|t| values(&be, t))
+        .unwrap_or_else(|| vec![0.0; y.len()]);
     let (mut cots, mut cdots) = (Vec::new(), Vec::new());
     if let Some((c, cd)) = seed {
         let shape = tape.value(out).shape().to_vec();
         let (g, gd) = tape
-            .backward_with_tangents(out, tensor(&be, &shape, c), Some(tensor(&be, &shape, cd)), Curvature::Hessian, true)
+            .backward_with_tangents(
+                out,
+                tensor(&be, &shape, c),
+                Some(tensor(&be, &shape, cd)),
+                Curvature::Hessian,
+                true,
+            )
             .unwrap();
         for (v, s) in vars.iter().zip(shapes) {
             let n: usize = s.iter().product();
@@ -55,7 +69,10 @@ fn run(
 }
 
 fn shifted(vals: &[Vec<f64>], dots: &[Vec<f64>], h: f64) -> Vec<Vec<f64>> {
-    vals.iter().zip(dots).map(|(v, d)| v.iter().zip(d).map(|(a, b)| a + h * b).collect()).collect()
+    vals.iter()
+        .zip(dots)
+        .map(|(v, d)| v.iter().zip(d).map(|(a, b)| a + h * b).collect())
+        .collect()
 }
 
 /// The worst of the jvp and the vjp tangent errors against central
@@ -71,14 +88,34 @@ fn tangent_errors(make: &Make, inputs: &[(Vec<usize>, Vec<f64>)], seed: u64) -> 
     let cd = randn(&mut rng, y.len(), 1.0);
     let h = 1e-6;
     let c_at = |h: f64| shifted(&[c.clone()], &[cd.clone()], h).remove(0);
-    let (plus, _, cp, _) = run(make, &shapes, &shifted(&vals, &dots, h), &zero, Some((&c_at(h), &cd)));
-    let (minus, _, cm, _) = run(make, &shapes, &shifted(&vals, &dots, -h), &zero, Some((&c_at(-h), &cd)));
-    let fd: Vec<f64> = plus.iter().zip(&minus).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+    let (plus, _, cp, _) = run(
+        make,
+        &shapes,
+        &shifted(&vals, &dots, h),
+        &zero,
+        Some((&c_at(h), &cd)),
+    );
+    let (minus, _, cm, _) = run(
+        make,
+        &shapes,
+        &shifted(&vals, &dots, -h),
+        &zero,
+        Some((&c_at(-h), &cd)),
+    );
+    let fd: Vec<f64> = plus
+        .iter()
+        .zip(&minus)
+        .map(|(a, b)| (a - b) / (2.0 * h))
+        .collect();
     let jvp = max_rel_err(&ydot, &fd);
     let (_, _, _, cdots) = run(make, &shapes, &vals, &dots, Some((&c, &cd)));
     let mut worst: f64 = 0.0;
     for (i, want) in cdots.iter().enumerate() {
-        let fd: Vec<f64> = cp[i].iter().zip(&cm[i]).map(|(a, b)| (a - b) / (2.0 * h)).collect();
+        let fd: Vec<f64> = cp[i]
+            .iter()
+            .zip(&cm[i])
+            .map(|(a, b)| (a - b) / (2.0 * h))
+            .collect();
         worst = worst.max(max_rel_err(want, &fd));
     }
     (jvp, worst)
@@ -86,7 +123,10 @@ fn tangent_errors(make: &Make, inputs: &[(Vec<usize>, Vec<f64>)], seed: u64) -> 
 
 /// vjp, jvp and vjp tangent of one op, all against finite differences.
 fn check(what: &str, make: &Make, inputs: &[(Vec<usize>, Vec<f64>)], seed: u64) {
-    let fd_inputs: Vec<_> = inputs.iter().map(|(s, v)| (s.clone(), v.clone(), true)).collect();
+    let fd_inputs: Vec<_> = inputs
+        .iter()
+        .map(|(s, v)| (s.clone(), v.clone(), true))
+        .collect();
     let vjp = fd_check(&fd_inputs, |t, v| t.apply(make(), v), seed);
     let (jvp, tangent) = tangent_errors(make, inputs, seed + 1);
     assert!(vjp < TOL, "{what}: vjp error {vjp}");
@@ -95,7 +135,18 @@ fn check(what: &str, make: &Make, inputs: &[(Vec<usize>, Vec<f64>)], seed: u64) 
 }
 
 fn windows() -> Vec<Window> {
-    let w = |n, c, h, w, kh, kw, sh, sw, ph, pw| Window { n, c, h, w, kh, kw, sh, sw, ph, pw };
+    let w = |n, c, h, w, kh, kw, sh, sw, ph, pw| Window {
+        n,
+        c,
+        h,
+        w,
+        kh,
+        kw,
+        sh,
+        sw,
+        ph,
+        pw,
+    };
     vec![
         w(2, 3, 5, 4, 3, 3, 1, 1, 1, 1),
         w(1, 2, 6, 6, 2, 2, 2, 2, 0, 0),
@@ -111,7 +162,12 @@ fn im2col_derivatives_match_finite_differences() {
         // Two groups (ensemble members) of images.
         let x = randn(&mut rng, 2 * win.image_len(), 1.0);
         let shape = vec![2, win.n, win.h * win.w * win.c];
-        check(&format!("im2col {win:?}"), &move || Box::new(Im2col { window: win }), &[(shape, x)], 10 + i as u64);
+        check(
+            &format!("im2col {win:?}"),
+            &move || Box::new(Im2col { window: win }),
+            &[(shape, x)],
+            10 + i as u64,
+        );
     }
 }
 
@@ -123,8 +179,20 @@ fn im2col_then_gemm_is_the_convolution() {
         let co = 4;
         let x = randn(&mut rng, win.image_len(), 1.0);
         let w = randn(&mut rng, co * win.patch(), 1.0);
-        let cols = be.im2col(&tensor(&be, &[win.n, win.h * win.w * win.c], &x), &win).unwrap();
-        let got = values(&be, &be.matmul(&cols, false, &tensor(&be, &[co, win.patch()], &w), true, 1.0).unwrap());
+        let cols = be
+            .im2col(&tensor(&be, &[win.n, win.h * win.w * win.c], &x), &win)
+            .unwrap();
+        let got = values(
+            &be,
+            &be.matmul(
+                &cols,
+                false,
+                &tensor(&be, &[co, win.patch()], &w),
+                true,
+                1.0,
+            )
+            .unwrap(),
+        );
         let (oh, ow) = (win.out_h(), win.out_w());
         let mut want = Vec::new();
         for b in 0..win.n {
@@ -137,10 +205,16 @@ fn im2col_then_gemm_is_the_convolution() {
                                 for j in 0..win.kw {
                                     let iy = (oy * win.sh + i) as isize - win.ph as isize;
                                     let ix = (ox * win.sw + j) as isize - win.pw as isize;
-                                    if iy < 0 || ix < 0 || iy as usize >= win.h || ix as usize >= win.w {
+                                    if iy < 0
+                                        || ix < 0
+                                        || iy as usize >= win.h
+                                        || ix as usize >= win.w
+                                    {
                                         continue;
                                     }
-                                    let xv = x[((b * win.h + iy as usize) * win.w + ix as usize) * win.c + ci];
+                                    let xv = x[((b * win.h + iy as usize) * win.w + ix as usize)
+                                        * win.c
+                                        + ci];
                                     acc += xv * w[((o * win.c + ci) * win.kh + i) * win.kw + j];
                                 }
                             }
@@ -167,7 +241,12 @@ fn row_max_picks_the_first_maximum_and_its_derivatives_match() {
     let mut rng = Rng::new(3);
     // Distinct values, so the maximum does not move under a small step.
     let x = randn(&mut rng, 2 * 6 * 4, 1.0);
-    check("row_max", &|| Box::new(RowMax::new()), &[(vec![2, 6, 4], x.clone())], 30);
+    check(
+        "row_max",
+        &|| Box::new(RowMax::new()),
+        &[(vec![2, 6, 4], x.clone())],
+        30,
+    );
     check("row_mean", &|| Box::new(RowMean), &[(vec![2, 6, 4], x)], 31);
 }
 
@@ -175,15 +254,32 @@ fn row_max_picks_the_first_maximum_and_its_derivatives_match() {
 fn layout_ops_derivatives_match_finite_differences() {
     let mut rng = Rng::new(4);
     let x = randn(&mut rng, 2 * 3 * 4, 1.0);
-    check("reshape", &|| Box::new(Reshape { shape: vec![6, 4] }), &[(vec![2, 3, 4], x.clone())], 40);
+    check(
+        "reshape",
+        &|| Box::new(Reshape { shape: vec![6, 4] }),
+        &[(vec![2, 3, 4], x.clone())],
+        40,
+    );
     check(
         "transpose",
-        &|| Box::new(Transpose { n: 2, r: 3, c: 4, shape: vec![2, 12] }),
+        &|| {
+            Box::new(Transpose {
+                n: 2,
+                r: 3,
+                c: 4,
+                shape: vec![2, 12],
+            })
+        },
         &[(vec![2, 3, 4], x.clone())],
         41,
     );
     let y = randn(&mut rng, 2 * 3 * 4, 1.0);
-    check("add", &|| Box::new(Add), &[(vec![2, 3, 4], x), (vec![2, 3, 4], y)], 42);
+    check(
+        "add",
+        &|| Box::new(Add),
+        &[(vec![2, 3, 4], x), (vec![2, 3, 4], y)],
+        42,
+    );
 }
 
 #[test]
@@ -192,14 +288,20 @@ fn transpose_moves_values() {
     let x = tensor(&be, &[2, 2, 3], &(0..12).map(f64::from).collect::<Vec<_>>());
     let t = be.transpose(&x).unwrap();
     assert_eq!(t.shape(), &[2, 3, 2]);
-    assert_eq!(values(&be, &t), vec![0., 3., 1., 4., 2., 5., 6., 9., 7., 10., 8., 11.]);
+    assert_eq!(
+        values(&be, &t),
+        vec![0., 3., 1., 4., 2., 5., 6., 9., 7., 10., 8., 11.]
+    );
 }
 
 #[test]
 fn row_normalizations_derivatives_match_finite_differences() {
     let mut rng = Rng::new(5);
     for (center, eps) in [(true, 1e-5), (false, 1e-5), (true, 0.3), (false, 0.3)] {
-        let x: Vec<f64> = randn(&mut rng, 2 * 3 * 5, 1.0).iter().map(|v| v + 0.5).collect();
+        let x: Vec<f64> = randn(&mut rng, 2 * 3 * 5, 1.0)
+            .iter()
+            .map(|v| v + 0.5)
+            .collect();
         check(
             &format!("norm_rows center={center} eps={eps}"),
             &move || Box::new(NormRows::new(center, eps)),
@@ -214,11 +316,17 @@ fn row_normalizations_match_their_definitions() {
     let be = Cpu::f64();
     let x = [1.0, 2.0, 4.0, -1.0, 0.0, 1.0];
     let (y, s) = be.norm_rows(&tensor(&be, &[2, 3], &x), true, 0.0).unwrap();
-    let var0: f64 = [1.0f64, 2.0, 4.0].iter().map(|v| (v - 7.0 / 3.0).powi(2)).sum::<f64>() / 3.0;
+    let var0: f64 = [1.0f64, 2.0, 4.0]
+        .iter()
+        .map(|v| (v - 7.0 / 3.0).powi(2))
+        .sum::<f64>()
+        / 3.0;
     assert!((values(&be, &s)[0] - 1.0 / var0.sqrt()).abs() < 1e-12);
     let yv = values(&be, &y);
     assert!((yv[3] + (1.5f64).sqrt()).abs() < 1e-12 && yv[4].abs() < 1e-12);
-    let (y, _) = be.norm_rows(&tensor(&be, &[1, 2], &[3.0, 4.0]), false, 0.0).unwrap();
+    let (y, _) = be
+        .norm_rows(&tensor(&be, &[1, 2], &[3.0, 4.0]), false, 0.0)
+        .unwrap();
     let r = (12.5f64).sqrt();
     assert!(max_rel_err(&values(&be, &y), &[3.0 / r, 4.0 / r]) < 1e-12);
 }
@@ -228,14 +336,31 @@ fn gain_derivatives_match_finite_differences_shared_and_per_member() {
     let mut rng = Rng::new(6);
     let x = randn(&mut rng, 2 * 3 * 4, 1.0);
     let g = randn(&mut rng, 2 * 4, 1.0);
-    check("mul per member", &|| Box::new(Mul), &[(vec![2, 3, 4], x.clone()), (vec![2, 4], g)], 60);
+    check(
+        "mul per member",
+        &|| Box::new(Mul),
+        &[(vec![2, 3, 4], x.clone()), (vec![2, 4], g)],
+        60,
+    );
     let g1 = randn(&mut rng, 4, 1.0);
-    check("mul same shape", &|| Box::new(Mul), &[(vec![2, 3, 4], x.clone()), (vec![2, 3, 4], x.iter().map(|v| v * 0.3 + 1.0).collect())], 61);
+    check(
+        "mul same shape",
+        &|| Box::new(Mul),
+        &[
+            (vec![2, 3, 4], x.clone()),
+            (vec![2, 3, 4], x.iter().map(|v| v * 0.3 + 1.0).collect()),
+        ],
+        61,
+    );
     let be = Cpu::f64();
-    let y = be.mul(&tensor(&be, &[2, 3, 4], &x), &tensor(&be, &[1, 4], &g1)).unwrap();
+    let y = be
+        .mul(&tensor(&be, &[2, 3, 4], &x), &tensor(&be, &[1, 4], &g1))
+        .unwrap();
     let want: Vec<f64> = x.iter().enumerate().map(|(i, v)| v * g1[i % 4]).collect();
     assert!(max_rel_err(&values(&be, &y), &want) < 1e-15);
-    assert!(be.mul(&tensor(&be, &[2, 3, 4], &x), &tensor(&be, &[3], &[1.0; 3])).is_err());
+    assert!(be
+        .mul(&tensor(&be, &[2, 3, 4], &x), &tensor(&be, &[3], &[1.0; 3]))
+        .is_err());
 }
 
 #[test]
@@ -246,6 +371,11 @@ fn row_place_and_norm_rows_shapes_are_consistent() {
     let arg = tensor(&be, &[3], &[0.0, 2.0, 1.0]);
     let placed = be.row_place(&g, &arg, 4).unwrap();
     assert_eq!(placed.shape(), &[3, 4]);
-    assert_eq!(values(&be, &placed), vec![1., 0., 0., 0., 0., 0., 2., 0., 0., 3., 0., 0.]);
-    assert!(be.norm_rows(&tensor(&be, &[2, 0], &[]), true, 1e-5).is_err());
+    assert_eq!(
+        values(&be, &placed),
+        vec![1., 0., 0., 0., 0., 0., 2., 0., 0., 3., 0., 0.]
+    );
+    assert!(be
+        .norm_rows(&tensor(&be, &[2, 0], &[]), true, 1e-5)
+        .is_err());
 }

@@ -140,22 +140,41 @@ fn conv_and_norm_roles_follow_the_tables_with_fan_in_c_in_k_k() {
     let be = Cpu::f64();
     let (width, base) = (64, 16);
     let ratio = (width / base) as f64;
-    let conv = |c| LayerSpec::Conv2d { channels: c, kernel: 3, stride: 1, padding: 1, bias: true, activation: None };
+    let conv = |c| LayerSpec::Conv2d {
+        channels: c,
+        kernel: 3,
+        stride: 1,
+        padding: 1,
+        bias: true,
+        activation: None,
+    };
     let spec = ModelSpec {
         input: Shape::Image { c: 3, h: 6, w: 6 },
         layers: vec![
             conv(width),
-            LayerSpec::LayerNorm { gain: true, bias: true, eps: 1e-5 },
+            LayerSpec::LayerNorm {
+                gain: true,
+                bias: true,
+                eps: 1e-5,
+            },
             conv(width),
             LayerSpec::GlobalAvgPool,
-            LayerSpec::Dense { width: 10, bias: true, activation: None },
+            LayerSpec::Dense {
+                width: 10,
+                bias: true,
+                activation: None,
+            },
         ],
         parametrization: Parametrization::Mup,
         width,
         base_width: base,
     };
     let m = Model::init(&be, spec, &[5]).unwrap();
-    let vars: Vec<f64> = m.weights().iter().map(|w| moments(&values(&be, w)).1).collect();
+    let vars: Vec<f64> = m
+        .weights()
+        .iter()
+        .map(|w| moments(&values(&be, w)).1)
+        .collect();
     let want = [1.0 / 27.0, 1.0 / (64.0 * 9.0), 1.0 / (64.0 * ratio)];
     for (l, (v, w)) in vars.iter().zip(&want).enumerate() {
         assert!((v / w - 1.0).abs() < 0.1, "weight layer {l}: {v} vs {w}");
@@ -163,8 +182,14 @@ fn conv_and_norm_roles_follow_the_tables_with_fan_in_c_in_k_k() {
     // [conv W, conv b, gain, shift, conv W, conv b, dense W, dense b]
     let sgd = m.lr_scales(OptimFamily::Sgd);
     let adam = m.lr_scales(OptimFamily::Adam);
-    assert_eq!(sgd, vec![ratio, ratio, ratio, ratio, 1.0, ratio, 1.0 / ratio, ratio]);
-    assert_eq!(adam, vec![1.0, 1.0, 1.0, 1.0, 1.0 / ratio, 1.0, 1.0 / ratio, 1.0]);
+    assert_eq!(
+        sgd,
+        vec![ratio, ratio, ratio, ratio, 1.0, ratio, 1.0 / ratio, ratio]
+    );
+    assert_eq!(
+        adam,
+        vec![1.0, 1.0, 1.0, 1.0, 1.0 / ratio, 1.0, 1.0 / ratio, 1.0]
+    );
     let gain = values(&be, m.params()[2]);
     assert!(gain.iter().all(|&g| g == 1.0) && values(&be, m.params()[3]).iter().all(|&b| b == 0.0));
 }

@@ -221,7 +221,12 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
     /// `y = (x - mean) s`, `s = 1 / sqrt(var + eps)` (biased variance);
     /// without (RMSNorm) `y = x s`, `s = 1 / sqrt(mean(x^2) + eps)`.
     /// Returns `(y, s)` with `s` `[M, R]`.
-    fn norm_rows(&self, x: &Tensor<Self>, center: bool, eps: f64) -> Result<(Tensor<Self>, Tensor<Self>)>;
+    fn norm_rows(
+        &self,
+        x: &Tensor<Self>,
+        center: bool,
+        eps: f64,
+    ) -> Result<(Tensor<Self>, Tensor<Self>)>;
 
     /// The normalization's Jacobian at `(y, s)` (it is symmetric) applied to
     /// `t` row by row: `s (P t - y (y . t) / C)`, with P the centering

@@ -209,13 +209,20 @@ pub fn mul_operands(a: &[usize], b: &[usize]) -> Result<(bool, usize)> {
     if b.len() <= 2 && bc == c && (rows == m || rows == 1) {
         return Ok((true, rows));
     }
-    Err(Error::shape(format!("mul: operands of shapes {a:?} and {b:?}")))
+    Err(Error::shape(format!(
+        "mul: operands of shapes {a:?} and {b:?}"
+    )))
 }
 
 /// The operands of a row normalization's Jacobian products: each of
 /// `others` has `y`'s shape and `s` holds one scale per row. Returns the
 /// rows and the row length.
-pub fn norm_operands(op: &str, y: &[usize], s: &[usize], others: &[&[usize]]) -> Result<(usize, usize)> {
+pub fn norm_operands(
+    op: &str,
+    y: &[usize],
+    s: &[usize],
+    others: &[&[usize]],
+) -> Result<(usize, usize)> {
     let (m, r, c) = rows_of(op, y)?;
     for o in others {
         if *o != y {

@@ -25,7 +25,13 @@ pub struct Window {
 impl Window {
     /// A square window over `n` images `[h, w, c]` (`h = 1`, `k` along w
     /// only, for 1-D signals).
-    pub fn square(n: usize, (c, h, w): (usize, usize, usize), k: usize, stride: usize, pad: usize) -> Self {
+    pub fn square(
+        n: usize,
+        (c, h, w): (usize, usize, usize),
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Self {
         let one_d = h == 1;
         Window {
             n,
@@ -44,7 +50,9 @@ impl Window {
     /// Checks that the window fits: positive sizes and a kernel no larger
     /// than the padded image.
     pub fn check(&self) -> Result<()> {
-        let sizes = [self.n, self.c, self.h, self.w, self.kh, self.kw, self.sh, self.sw];
+        let sizes = [
+            self.n, self.c, self.h, self.w, self.kh, self.kw, self.sh, self.sw,
+        ];
         if sizes.contains(&0) {
             return Err(Error::shape(format!("window {self:?} has a zero size")));
         }
@@ -105,7 +113,14 @@ impl Window {
         let g = self.groups(x.iter().product(), self.image_len(), "im2col")?;
         self.one_group_unless_rank3("im2col", x, g)?;
         let rows = self.n * self.positions();
-        Ok((g, if x.len() >= 3 { vec![g, rows, self.patch()] } else { vec![rows, self.patch()] }))
+        Ok((
+            g,
+            if x.len() >= 3 {
+                vec![g, rows, self.patch()]
+            } else {
+                vec![rows, self.patch()]
+            },
+        ))
     }
 
     /// A rank-2 operand holds one group; several need the leading dimension.
@@ -123,6 +138,13 @@ impl Window {
         let g = self.groups(cols.iter().product(), self.cols_len(), "col2im")?;
         self.one_group_unless_rank3("col2im", cols, g)?;
         let per = self.h * self.w * self.c;
-        Ok((g, if cols.len() >= 3 { vec![g, self.n, per] } else { vec![self.n, per] }))
+        Ok((
+            g,
+            if cols.len() >= 3 {
+                vec![g, self.n, per]
+            } else {
+                vec![self.n, per]
+            },
+        ))
     }
 }

@@ -160,15 +160,23 @@ impl DataConfig {
         if let (Some(_), Some(_)) = (&known, &self.input_shape) {
             return Err(Error::config(
                 "data.input_shape",
-                format!("the {} source has a fixed input shape; leave data.input_shape unset", self.source),
+                format!(
+                    "the {} source has a fixed input shape; leave data.input_shape unset",
+                    self.source
+                ),
             ));
         }
-        let dims = known.or_else(|| self.input_shape.clone()).unwrap_or_else(|| vec![d]);
+        let dims = known
+            .or_else(|| self.input_shape.clone())
+            .unwrap_or_else(|| vec![d]);
         let shape = Shape::from_dims("data.input_shape", &dims)?;
         if shape.features() != d {
             return Err(Error::config(
                 "data.input_shape",
-                format!("{dims:?} holds {} values, but each example has {d} features", shape.features()),
+                format!(
+                    "{dims:?} holds {} values, but each example has {d} features",
+                    shape.features()
+                ),
             ));
         }
         Ok(shape)

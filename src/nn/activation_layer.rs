@@ -16,6 +16,7 @@ impl ActLayer {
         if self.activation == Activation::Identity {
             return Ok(x);
         }
-        rec.tape.apply(Box::new(BiasAct::new(self.activation, 1.0)), &[x])
+        rec.tape
+            .apply(Box::new(BiasAct::new(self.activation, 1.0)), &[x])
     }
 }

@@ -25,14 +25,30 @@ pub struct BatchNormLayer {
 }
 
 impl BatchNormLayer {
-    pub fn build(key: &str, gain: bool, bias: bool, eps: f64, momentum: f64, input: Shape) -> Result<(Self, Shape)> {
+    pub fn build(
+        key: &str,
+        gain: bool,
+        bias: bool,
+        eps: f64,
+        momentum: f64,
+        input: Shape,
+    ) -> Result<(Self, Shape)> {
         if !(eps > 0.0 && eps.is_finite()) {
             return Err(Error::config(key, format!("eps must be > 0, got {eps}")));
         }
         if !(0.0..=1.0).contains(&momentum) {
-            return Err(Error::config(key, format!("momentum must be in [0, 1], got {momentum}")));
+            return Err(Error::config(
+                key,
+                format!("momentum must be in [0, 1], got {momentum}"),
+            ));
         }
-        let layer = BatchNormLayer { channels: input.channels(), gain, bias, eps, momentum };
+        let layer = BatchNormLayer {
+            channels: input.channels(),
+            gain,
+            bias,
+            eps,
+            momentum,
+        };
         Ok((layer, input))
     }
 
@@ -49,7 +65,10 @@ impl BatchNormLayer {
 
     /// The running mean and variance, each `[channels]` per member.
     pub fn buffers(&self) -> Vec<(&'static str, usize, f64)> {
-        vec![("running_mean", self.channels, 0.0), ("running_var", self.channels, 1.0)]
+        vec![
+            ("running_mean", self.channels, 0.0),
+            ("running_var", self.channels, 1.0),
+        ]
     }
 
     pub fn record<B: Backend>(
@@ -73,12 +92,23 @@ impl BatchNormLayer {
         let mut next = first;
         if self.gain {
             h = rec.tape.apply(Box::new(Mul), &[y, p[0]])?;
-            rec.sites.push(Site::Gain { normalized: y, product: h, positions, param: next, group });
+            rec.sites.push(Site::Gain {
+                normalized: y,
+                product: h,
+                positions,
+                param: next,
+                group,
+            });
             next += 1;
         }
         if self.bias {
             h = bias_act(rec, h, Some(p[next - first]), Activation::Identity, 1.0)?;
-            rec.sites.push(Site::Shift { product: h, positions, param: next, group });
+            rec.sites.push(Site::Shift {
+                product: h,
+                positions,
+                param: next,
+                group,
+            });
         }
         per_example(rec, h, input)
     }
@@ -90,23 +120,54 @@ impl BatchNormLayer {
         let r = rec.tape.value(rows).numel() / c;
         let m = if shape.len() >= 3 { shape[0] } else { 1 };
         let r_per = r / m;
-        let t_shape = if shape.len() >= 3 { vec![m, c, r_per] } else { vec![c, r_per] };
-        let t = rec.tape.apply(Box::new(Transpose { n: m, r: r_per, c, shape: t_shape }), &[rows])?;
-        let n = rec.tape.apply(Box::new(NormRows::new(true, self.eps)), &[t])?;
-        rec.tape.apply(Box::new(Transpose { n: m, r: c, c: r_per, shape }), &[n])
+        let t_shape = if shape.len() >= 3 {
+            vec![m, c, r_per]
+        } else {
+            vec![c, r_per]
+        };
+        let t = rec.tape.apply(
+            Box::new(Transpose {
+                n: m,
+                r: r_per,
+                c,
+                shape: t_shape,
+            }),
+            &[rows],
+        )?;
+        let n = rec
+            .tape
+            .apply(Box::new(NormRows::new(true, self.eps)), &[t])?;
+        rec.tape.apply(
+            Box::new(Transpose {
+                n: m,
+                r: c,
+                c: r_per,
+                shape,
+            }),
+            &[n],
+        )
     }
 
     /// `(x - running_mean) / sqrt(running_var + eps)`, the statistics held
     /// constant.
-    fn running_normalized<B: Backend>(&self, rec: &mut Recorder<B>, rows: Var, first_buffer: usize) -> Result<Var> {
+    fn running_normalized<B: Backend>(
+        &self,
+        rec: &mut Recorder<B>,
+        rows: Var,
+        first_buffer: usize,
+    ) -> Result<Var> {
         let be = rec.tape.backend().clone();
         let mean = be.to_f64(&rec.buffers[first_buffer])?;
         let var = be.to_f64(&rec.buffers[first_buffer + 1])?;
         let scale: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let shift: Vec<f64> = mean.iter().zip(&scale).map(|(m, s)| -m * s).collect();
         let members = mean.len() / self.channels;
-        let s = rec.tape.leaf(be.from_f64(&[members, self.channels], &scale)?, false);
-        let b = rec.tape.leaf(be.from_f64(&[members, self.channels], &shift)?, false);
+        let s = rec
+            .tape
+            .leaf(be.from_f64(&[members, self.channels], &scale)?, false);
+        let b = rec
+            .tape
+            .leaf(be.from_f64(&[members, self.channels], &shift)?, false);
         let scaled = rec.tape.apply(Box::new(Mul), &[rows, s])?;
         bias_act(rec, scaled, Some(b), Activation::Identity, 1.0)
     }

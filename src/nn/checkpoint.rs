@@ -10,11 +10,11 @@
 
 use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
+use crate::nn::activation::Activation;
 use crate::nn::graph::ModelSpec;
 use crate::nn::layer_spec::LayerSpec;
 use crate::nn::mlp::MlpSpec;
 use crate::nn::model::Model;
-use crate::nn::activation::Activation;
 use crate::nn::parametrization::Parametrization;
 use crate::nn::shape::Shape;
 use crate::run::{load_checkpoint, NamedTensor, TensorData};
@@ -39,16 +39,28 @@ pub fn checkpoint_contents<B: Backend>(
             DType::F32 | DType::F16 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
             DType::F64 => TensorData::F64(values),
         };
-        tensors.push(NamedTensor { name: info.name.clone(), shape, data });
+        tensors.push(NamedTensor {
+            name: info.name.clone(),
+            shape,
+            data,
+        });
     }
     for (info, b) in model.graph.buffers.iter().zip(model.buffers()) {
-        let shape = if model.ensemble > 1 { vec![model.ensemble, info.len] } else { vec![info.len] };
+        let shape = if model.ensemble > 1 {
+            vec![model.ensemble, info.len]
+        } else {
+            vec![info.len]
+        };
         let values = be.to_f64(b)?;
         let data = match be.dtype() {
             DType::F32 | DType::F16 => TensorData::F32(values.iter().map(|&v| v as f32).collect()),
             DType::F64 => TensorData::F64(values),
         };
-        tensors.push(NamedTensor { name: info.name.clone(), shape, data });
+        tensors.push(NamedTensor {
+            name: info.name.clone(),
+            shape,
+            data,
+        });
     }
     let json = |v: Vec<f64>| serde_json::to_string(&v).unwrap_or_default();
     let scales = model.layer_scales();
@@ -59,7 +71,10 @@ pub fn checkpoint_contents<B: Backend>(
     match spec.as_mlp() {
         Some(mlp) => {
             meta.insert("architecture".into(), "mlp".into());
-            meta.insert("layer_sizes".into(), serde_json::to_string(&mlp.sizes).unwrap_or_default());
+            meta.insert(
+                "layer_sizes".into(),
+                serde_json::to_string(&mlp.sizes).unwrap_or_default(),
+            );
             meta.insert("activation".into(), mlp.activation.name().into());
             meta.insert("bias".into(), mlp.bias.to_string());
         }
@@ -67,13 +82,25 @@ pub fn checkpoint_contents<B: Backend>(
             meta.insert("architecture".into(), "graph".into());
         }
     }
-    meta.insert("input_shape".into(), serde_json::to_string(&spec.input.dims()).unwrap_or_default());
-    meta.insert("layers".into(), serde_json::to_string(&spec.layers).unwrap_or_default());
+    meta.insert(
+        "input_shape".into(),
+        serde_json::to_string(&spec.input.dims()).unwrap_or_default(),
+    );
+    meta.insert(
+        "layers".into(),
+        serde_json::to_string(&spec.layers).unwrap_or_default(),
+    );
     meta.insert("parametrization".into(), spec.parametrization.name().into());
     meta.insert("width".into(), spec.width.to_string());
     meta.insert("base_width".into(), spec.base_width.to_string());
-    meta.insert("multipliers".into(), json(scales.iter().map(|s| s.multiplier).collect()));
-    meta.insert("bias_multipliers".into(), json(scales.iter().map(|s| s.bias_multiplier).collect()));
+    meta.insert(
+        "multipliers".into(),
+        json(scales.iter().map(|s| s.multiplier).collect()),
+    );
+    meta.insert(
+        "bias_multipliers".into(),
+        json(scales.iter().map(|s| s.bias_multiplier).collect()),
+    );
     meta.insert("ensemble".into(), model.ensemble.to_string());
     meta.insert("config".into(), config_toml.into());
     Ok((tensors, meta))
@@ -88,9 +115,17 @@ fn field<'a>(path: &Path, meta: &'a BTreeMap<String, String>, key: &str) -> Resu
     })
 }
 
-fn json_value<T: serde::de::DeserializeOwned>(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> Result<T> {
-    serde_json::from_str(field(path, meta, key)?)
-        .map_err(|e| Error::data(path, format!("checkpoint metadata `{key}` is not valid: {e}")))
+fn json_value<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    meta: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<T> {
+    serde_json::from_str(field(path, meta, key)?).map_err(|e| {
+        Error::data(
+            path,
+            format!("checkpoint metadata `{key}` is not valid: {e}"),
+        )
+    })
 }
 
 fn number(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> Result<usize> {
@@ -102,8 +137,9 @@ fn number(path: &Path, meta: &BTreeMap<String, String>, key: &str) -> Result<usi
 /// The model spec a checkpoint's metadata describes (MLP checkpoints
 /// written before the layer graph have only the MLP keys).
 fn spec_of(path: &Path, meta: &BTreeMap<String, String>) -> Result<ModelSpec> {
-    let parametrization = Parametrization::parse("parametrization", field(path, meta, "parametrization")?)
-        .map_err(|e| Error::data(path, e.to_string()))?;
+    let parametrization =
+        Parametrization::parse("parametrization", field(path, meta, "parametrization")?)
+            .map_err(|e| Error::data(path, e.to_string()))?;
     if !meta.contains_key("layers") {
         if field(path, meta, "architecture")? != "mlp" {
             return Err(Error::data(path, "the checkpoint has no layer list"));
@@ -119,12 +155,20 @@ fn spec_of(path: &Path, meta: &BTreeMap<String, String>) -> Result<ModelSpec> {
             None => sizes.get(1).copied().unwrap_or(1),
         };
         let bias = field(path, meta, "bias")? == "true";
-        return Ok(MlpSpec { sizes, activation, bias, parametrization, base_width }.into());
+        return Ok(MlpSpec {
+            sizes,
+            activation,
+            bias,
+            parametrization,
+            base_width,
+        }
+        .into());
     }
     let dims: Vec<usize> = json_value(path, meta, "input_shape")?;
     let layers: Vec<LayerSpec> = json_value(path, meta, "layers")?;
     Ok(ModelSpec {
-        input: Shape::from_dims("input_shape", &dims).map_err(|e| Error::data(path, e.to_string()))?,
+        input: Shape::from_dims("input_shape", &dims)
+            .map_err(|e| Error::data(path, e.to_string()))?,
         layers,
         parametrization,
         width: number(path, meta, "width")?,
@@ -145,17 +189,36 @@ pub fn load_model<B: Backend>(be: &B, path: &Path) -> Result<Model<B>> {
     if multipliers.len() != scales.len() || bias_multipliers.len() != scales.len() {
         return Err(Error::data(path, "layers and multipliers disagree"));
     }
-    for (s, (m, mb)) in scales.iter_mut().zip(multipliers.iter().zip(&bias_multipliers)) {
+    for (s, (m, mb)) in scales
+        .iter_mut()
+        .zip(multipliers.iter().zip(&bias_multipliers))
+    {
         s.multiplier = *m;
         s.bias_multiplier = *mb;
     }
     let infos = model.param_info().to_vec();
     for (info, dst) in infos.iter().zip(model.params_mut()) {
-        *dst = read(be, path, &tensors, &info.name, &info.torch_shape, ensemble, dst.shape())?;
+        *dst = read(
+            be,
+            path,
+            &tensors,
+            &info.name,
+            &info.torch_shape,
+            ensemble,
+            dst.shape(),
+        )?;
     }
     let buffers = model.graph.buffers.clone();
     for (info, dst) in buffers.iter().zip(model.buffers_mut()) {
-        *dst = read(be, path, &tensors, &info.name, &[info.len], ensemble, dst.shape())?;
+        *dst = read(
+            be,
+            path,
+            &tensors,
+            &info.name,
+            &[info.len],
+            ensemble,
+            dst.shape(),
+        )?;
     }
     Ok(model)
 }
@@ -180,7 +243,10 @@ fn read<B: Backend>(
         want.insert(0, ensemble);
     }
     if t.shape != want {
-        return Err(Error::data(path, format!("`{name}` has shape {:?}, expected {want:?}", t.shape)));
+        return Err(Error::data(
+            path,
+            format!("`{name}` has shape {:?}, expected {want:?}", t.shape),
+        ));
     }
     let values: Vec<f64> = match &t.data {
         TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),

@@ -43,16 +43,30 @@ pub struct ConvSettings {
 
 impl ConvLayer {
     pub fn build(key: &str, s: ConvSettings, input: Shape) -> Result<(Self, Shape)> {
-        let fits = matches!((s.dims, input), (1, Shape::Signal { .. }) | (2, Shape::Image { .. }));
+        let fits = matches!(
+            (s.dims, input),
+            (1, Shape::Signal { .. }) | (2, Shape::Image { .. })
+        );
         if !fits {
-            let wants = if s.dims == 1 { "a [channels, length] signal" } else { "a [channels, height, width] image" };
+            let wants = if s.dims == 1 {
+                "a [channels, length] signal"
+            } else {
+                "a [channels, height, width] image"
+            };
             return Err(Error::config(
                 key,
-                format!("conv{}d takes {wants}, but its input has shape {}", s.dims, input.describe()),
+                format!(
+                    "conv{}d takes {wants}, but its input has shape {}",
+                    s.dims,
+                    input.describe()
+                ),
             ));
         }
         if s.channels == 0 || s.kernel == 0 || s.stride == 0 {
-            return Err(Error::config(key, "channels, kernel and stride must be at least 1"));
+            return Err(Error::config(
+                key,
+                "channels, kernel and stride must be at least 1",
+            ));
         }
         let (c, h, w) = input.grid().expect("checked above");
         let win = Window::square(1, (c, h, w), s.kernel, s.stride, s.padding);
@@ -61,7 +75,9 @@ impl ConvLayer {
                 key,
                 format!(
                     "a kernel of {} with padding {} does not fit the input of shape {}",
-                    s.kernel, s.padding, input.describe()
+                    s.kernel,
+                    s.padding,
+                    input.describe()
                 ),
             ));
         }
@@ -111,8 +127,19 @@ impl ConvLayer {
     ) -> Result<Var> {
         let win = self.window(rec.batch, input);
         let cols = rec.tape.apply(Box::new(Im2col { window: win }), &[x])?;
-        let z = rec.tape.apply(Box::new(Dense { multiplier: self.scale.multiplier }), &[cols, p[0]])?;
-        let post = bias_act(rec, z, p.get(1).copied(), self.activation, self.scale.bias_multiplier)?;
+        let z = rec.tape.apply(
+            Box::new(Dense {
+                multiplier: self.scale.multiplier,
+            }),
+            &[cols, p[0]],
+        )?;
+        let post = bias_act(
+            rec,
+            z,
+            p.get(1).copied(),
+            self.activation,
+            self.scale.bias_multiplier,
+        )?;
         rec.sites.push(Site::Linear {
             input: cols,
             product: z,

@@ -21,7 +21,13 @@ pub struct DenseLayer {
 }
 
 impl DenseLayer {
-    pub fn build(key: &str, width: usize, bias: bool, activation: Activation, input: Shape) -> Result<(Self, Shape)> {
+    pub fn build(
+        key: &str,
+        width: usize,
+        bias: bool,
+        activation: Activation,
+        input: Shape,
+    ) -> Result<(Self, Shape)> {
         let Shape::Flat(fan_in) = input else {
             return Err(Error::config(
                 key,
@@ -34,21 +40,48 @@ impl DenseLayer {
         if width == 0 {
             return Err(Error::config(key, "width must be at least 1"));
         }
-        let layer = DenseLayer { fan_in, width, bias, activation, scale: LayerScale::unit() };
+        let layer = DenseLayer {
+            fan_in,
+            width,
+            bias,
+            activation,
+            scale: LayerScale::unit(),
+        };
         Ok((layer, Shape::Flat(width)))
     }
 
     pub fn params(&self) -> Vec<ParamDecl> {
-        let mut out = vec![ParamDecl::new("weight", vec![self.width, self.fan_in], Role::Weight)];
+        let mut out = vec![ParamDecl::new(
+            "weight",
+            vec![self.width, self.fan_in],
+            Role::Weight,
+        )];
         if self.bias {
             out.push(ParamDecl::new("bias", vec![self.width], Role::Bias));
         }
         out
     }
 
-    pub fn record<B: Backend>(&self, rec: &mut Recorder<B>, x: Var, p: &[Var], (first, group): (usize, usize)) -> Result<Var> {
-        let z = rec.tape.apply(Box::new(Dense { multiplier: self.scale.multiplier }), &[x, p[0]])?;
-        let out = bias_act(rec, z, p.get(1).copied(), self.activation, self.scale.bias_multiplier)?;
+    pub fn record<B: Backend>(
+        &self,
+        rec: &mut Recorder<B>,
+        x: Var,
+        p: &[Var],
+        (first, group): (usize, usize),
+    ) -> Result<Var> {
+        let z = rec.tape.apply(
+            Box::new(Dense {
+                multiplier: self.scale.multiplier,
+            }),
+            &[x, p[0]],
+        )?;
+        let out = bias_act(
+            rec,
+            z,
+            p.get(1).copied(),
+            self.activation,
+            self.scale.bias_multiplier,
+        )?;
         rec.sites.push(Site::Linear {
             input: x,
             product: z,
@@ -65,7 +98,13 @@ impl DenseLayer {
 }
 
 /// `act(z + m_b b)` as one fused op, or `z` itself when there is neither.
-pub fn bias_act<B: Backend>(rec: &mut Recorder<B>, z: Var, b: Option<Var>, act: Activation, mb: f64) -> Result<Var> {
+pub fn bias_act<B: Backend>(
+    rec: &mut Recorder<B>,
+    z: Var,
+    b: Option<Var>,
+    act: Activation,
+    mb: f64,
+) -> Result<Var> {
     match (b, act) {
         (None, Activation::Identity) => Ok(z),
         (None, act) => rec.tape.apply(Box::new(BiasAct::new(act, 1.0)), &[z]),

@@ -30,7 +30,15 @@ pub fn to_channels_first<B: Backend>(rec: &mut Recorder<B>, x: Var, shape: Shape
     }
     let out_shape = rec.tape.value(x).shape().to_vec();
     let n = rec.tape.value(x).numel() / (p * c);
-    rec.tape.apply(Box::new(Transpose { n, r: p, c, shape: out_shape }), &[x])
+    rec.tape.apply(
+        Box::new(Transpose {
+            n,
+            r: p,
+            c,
+            shape: out_shape,
+        }),
+        &[x],
+    )
 }
 
 /// Channels-first data (`[B, c * positions]`, as loaded) to channels-last.
@@ -41,5 +49,13 @@ pub fn to_channels_last<B: Backend>(rec: &mut Recorder<B>, x: Var, shape: Shape)
     }
     let out_shape = rec.tape.value(x).shape().to_vec();
     let n = rec.tape.value(x).numel() / (p * c);
-    rec.tape.apply(Box::new(Transpose { n, r: c, c: p, shape: out_shape }), &[x])
+    rec.tape.apply(
+        Box::new(Transpose {
+            n,
+            r: c,
+            c: p,
+            shape: out_shape,
+        }),
+        &[x],
+    )
 }

@@ -36,11 +36,20 @@ impl ModelSpec {
     /// The MLP this spec is, if it is one: vector input, dense layers only,
     /// one activation on all but the last, the same bias setting on all.
     pub fn as_mlp(&self) -> Option<MlpSpec> {
-        let Shape::Flat(d) = self.input else { return None };
+        let Shape::Flat(d) = self.input else {
+            return None;
+        };
         let mut sizes = vec![d];
         let (mut act, mut bias) = (None, None);
         for (i, l) in self.layers.iter().enumerate() {
-            let LayerSpec::Dense { width, bias: b, activation } = l else { return None };
+            let LayerSpec::Dense {
+                width,
+                bias: b,
+                activation,
+            } = l
+            else {
+                return None;
+            };
             let last = i + 1 == self.layers.len();
             if last != activation.is_none() || *bias.get_or_insert(*b) != *b {
                 return None;
@@ -56,7 +65,13 @@ impl ModelSpec {
             Some(a) => Activation::parse("activation", &a).ok()?,
             None => Activation::Tanh,
         };
-        let mlp = MlpSpec { sizes, activation, bias: bias?, parametrization: self.parametrization, base_width: self.base_width };
+        let mlp = MlpSpec {
+            sizes,
+            activation,
+            bias: bias?,
+            parametrization: self.parametrization,
+            base_width: self.base_width,
+        };
         (ModelSpec::from(mlp.clone()) == *self).then_some(mlp)
     }
 }
@@ -96,17 +111,36 @@ pub struct Graph {
 impl Graph {
     pub fn build(spec: &ModelSpec) -> Result<Graph> {
         if spec.layers.is_empty() {
-            return Err(Error::config("model.layers", "a model needs at least one layer"));
+            return Err(Error::config(
+                "model.layers",
+                "a model needs at least one layer",
+            ));
         }
         if spec.base_width == 0 || spec.width == 0 {
-            return Err(Error::config("model.base_width", "width and base width must be at least 1"));
+            return Err(Error::config(
+                "model.base_width",
+                "width and base width must be at least 1",
+            ));
         }
         let (mut nodes, output) = build_nodes(&spec.layers, spec.input, "model.layers", "layers")?;
-        let mut g = Graph { nodes: Vec::new(), output, params: Vec::new(), buffers: Vec::new(), groups: Vec::new() };
+        let mut g = Graph {
+            nodes: Vec::new(),
+            output,
+            params: Vec::new(),
+            buffers: Vec::new(),
+            groups: Vec::new(),
+        };
         let weights = count_weight_layers(&nodes);
         let mut seen = 0;
         let m = spec.width as f64 / spec.base_width as f64;
-        assign(&mut nodes, &mut g, spec.parametrization, m, weights, &mut seen);
+        assign(
+            &mut nodes,
+            &mut g,
+            spec.parametrization,
+            m,
+            weights,
+            &mut seen,
+        );
         g.nodes = nodes;
         Ok(g)
     }
@@ -182,7 +216,12 @@ fn activation(key: &str, name: &Option<String>) -> Result<Activation> {
     }
 }
 
-fn build_nodes(specs: &[LayerSpec], input: Shape, key: &str, path: &str) -> Result<(Vec<Node>, Shape)> {
+fn build_nodes(
+    specs: &[LayerSpec],
+    input: Shape,
+    key: &str,
+    path: &str,
+) -> Result<(Vec<Node>, Shape)> {
     let mut nodes = Vec::with_capacity(specs.len());
     let mut shape = input;
     for (i, spec) in specs.iter().enumerate() {
@@ -194,18 +233,49 @@ fn build_nodes(specs: &[LayerSpec], input: Shape, key: &str, path: &str) -> Resu
 }
 
 fn node(layer: Layer, key: &str, path: &str, input: Shape, output: Shape) -> Node {
-    Node { layer, key: key.into(), path: path.into(), input, output, first_param: 0, group: 0, first_buffer: 0 }
+    Node {
+        layer,
+        key: key.into(),
+        path: path.into(),
+        input,
+        output,
+        first_param: 0,
+        group: 0,
+        first_buffer: 0,
+    }
 }
 
 fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<Node> {
     let (layer, output) = match spec {
-        LayerSpec::Dense { width, bias, activation: a } => {
+        LayerSpec::Dense {
+            width,
+            bias,
+            activation: a,
+        } => {
             let (l, out) = DenseLayer::build(key, *width, *bias, activation(key, a)?, input)?;
             (Layer::Dense(l), out)
         }
-        LayerSpec::Conv1d { channels, kernel, stride, padding, bias, activation: a }
-        | LayerSpec::Conv2d { channels, kernel, stride, padding, bias, activation: a } => {
-            let dims = if matches!(spec, LayerSpec::Conv1d { .. }) { 1 } else { 2 };
+        LayerSpec::Conv1d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            bias,
+            activation: a,
+        }
+        | LayerSpec::Conv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            bias,
+            activation: a,
+        } => {
+            let dims = if matches!(spec, LayerSpec::Conv1d { .. }) {
+                1
+            } else {
+                2
+            };
             let s = ConvSettings {
                 dims,
                 channels: *channels,
@@ -218,10 +288,14 @@ fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<N
             let (l, out) = ConvLayer::build(key, s, input)?;
             (Layer::Conv(l), out)
         }
-        LayerSpec::MaxPool { kernel, stride } => pool(key, PoolKind::Max, Some(*kernel), *stride, 0, input)?,
-        LayerSpec::AvgPool { kernel, stride, padding } => {
-            pool(key, PoolKind::Avg, Some(*kernel), *stride, *padding, input)?
+        LayerSpec::MaxPool { kernel, stride } => {
+            pool(key, PoolKind::Max, Some(*kernel), *stride, 0, input)?
         }
+        LayerSpec::AvgPool {
+            kernel,
+            stride,
+            padding,
+        } => pool(key, PoolKind::Avg, Some(*kernel), *stride, *padding, input)?,
         LayerSpec::GlobalAvgPool => pool(key, PoolKind::Avg, None, Some(1), 0, input)?,
         LayerSpec::Flatten => {
             let (l, out) = FlattenLayer::build(input);
@@ -231,26 +305,62 @@ fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<N
             let act = Activation::parse(&format!("{key}.activation"), a)?;
             (Layer::Act(ActLayer { activation: act }), input)
         }
-        LayerSpec::LayerNorm { gain, bias, eps } => norm(key, NormKind::Layer, *gain, *bias, *eps, input)?,
-        LayerSpec::RmsNorm { gain, bias, eps } => norm(key, NormKind::Rms, *gain, *bias, *eps, input)?,
-        LayerSpec::BatchNorm { gain, bias, eps, momentum } => {
+        LayerSpec::LayerNorm { gain, bias, eps } => {
+            norm(key, NormKind::Layer, *gain, *bias, *eps, input)?
+        }
+        LayerSpec::RmsNorm { gain, bias, eps } => {
+            norm(key, NormKind::Rms, *gain, *bias, *eps, input)?
+        }
+        LayerSpec::BatchNorm {
+            gain,
+            bias,
+            eps,
+            momentum,
+        } => {
             let (l, out) = BatchNormLayer::build(key, *gain, *bias, *eps, *momentum, input)?;
             (Layer::BatchNorm(l), out)
         }
-        LayerSpec::Residual { layers, projection, activation: a } => {
+        LayerSpec::Residual {
+            layers,
+            projection,
+            activation: a,
+        } => {
             return residual(key, path, layers, *projection, activation(key, a)?, input);
         }
     };
     Ok(node(layer, key, path, input, output))
 }
 
-fn pool(key: &str, kind: PoolKind, kernel: Option<usize>, stride: Option<usize>, padding: usize, input: Shape) -> Result<(Layer, Shape)> {
+fn pool(
+    key: &str,
+    kind: PoolKind,
+    kernel: Option<usize>,
+    stride: Option<usize>,
+    padding: usize,
+    input: Shape,
+) -> Result<(Layer, Shape)> {
     let stride = stride.or(kernel).unwrap_or(1);
-    let (l, out) = PoolLayer::build(key, PoolLayer { kind, kernel, stride, padding }, input)?;
+    let (l, out) = PoolLayer::build(
+        key,
+        PoolLayer {
+            kind,
+            kernel,
+            stride,
+            padding,
+        },
+        input,
+    )?;
     Ok((Layer::Pool(l), out))
 }
 
-fn norm(key: &str, kind: NormKind, gain: bool, bias: bool, eps: f64, input: Shape) -> Result<(Layer, Shape)> {
+fn norm(
+    key: &str,
+    kind: NormKind,
+    gain: bool,
+    bias: bool,
+    eps: f64,
+    input: Shape,
+) -> Result<(Layer, Shape)> {
     let (l, out) = NormLayer::build(key, kind, gain, bias, eps, input)?;
     Ok((Layer::Norm(l), out))
 }
@@ -264,15 +374,27 @@ fn residual(
     input: Shape,
 ) -> Result<Node> {
     if layers.is_empty() {
-        return Err(Error::config(key, "a residual block needs at least one layer"));
+        return Err(Error::config(
+            key,
+            "a residual block needs at least one layer",
+        ));
     }
-    let (body, out) = build_nodes(layers, input, &format!("{key}.layers"), &format!("{path}.body"))?;
+    let (body, out) = build_nodes(
+        layers,
+        input,
+        &format!("{key}.layers"),
+        &format!("{path}.body"),
+    )?;
     let projection = if projection || out != input {
         Some(Box::new(skip_projection(key, path, input, out)?))
     } else {
         None
     };
-    let layer = Layer::Residual(ResidualLayer { body, projection, activation: act });
+    let layer = Layer::Residual(ResidualLayer {
+        body,
+        projection,
+        activation: act,
+    });
     Ok(node(layer, key, path, input, out))
 }
 
@@ -284,16 +406,34 @@ fn skip_projection(key: &str, path: &str, input: Shape, out: Shape) -> Result<No
     let misfit = || {
         Error::config(
             &key,
-            format!("the skip path cannot be projected from {} to {}", input.describe(), out.describe()),
+            format!(
+                "the skip path cannot be projected from {} to {}",
+                input.describe(),
+                out.describe()
+            ),
         )
     };
     let layer = match (input.grid(), out.grid()) {
-        (None, None) => Layer::Dense(DenseLayer::build(&key, out.channels(), false, Activation::Identity, input)?.0),
+        (None, None) => Layer::Dense(
+            DenseLayer::build(&key, out.channels(), false, Activation::Identity, input)?.0,
+        ),
         (Some((_, h, w)), Some((c, oh, ow))) => {
             let fits = |s: usize| (h - 1) / s + 1 == oh && (w - 1) / s + 1 == ow;
             let stride = (1..=w).find(|&s| fits(s)).ok_or_else(misfit)?;
-            let dims = if matches!(input, Shape::Signal { .. }) { 1 } else { 2 };
-            let s = ConvSettings { dims, channels: c, kernel: 1, stride, padding: 0, bias: false, activation: Activation::Identity };
+            let dims = if matches!(input, Shape::Signal { .. }) {
+                1
+            } else {
+                2
+            };
+            let s = ConvSettings {
+                dims,
+                channels: c,
+                kernel: 1,
+                stride,
+                padding: 0,
+                bias: false,
+                activation: Activation::Identity,
+            };
             let (l, got) = ConvLayer::build(&key, s, input)?;
             if got != out {
                 return Err(misfit());
@@ -310,11 +450,20 @@ fn count_weight_layers(nodes: &[Node]) -> usize {
     for n in nodes {
         n.walk(&mut all);
     }
-    all.iter().filter(|n| matches!(n.layer, Layer::Dense(_) | Layer::Conv(_))).count()
+    all.iter()
+        .filter(|n| matches!(n.layer, Layer::Dense(_) | Layer::Conv(_)))
+        .count()
 }
 
 /// Give every node its parameters' place, group and scales, in walk order.
-fn assign(nodes: &mut [Node], g: &mut Graph, p: Parametrization, m: f64, weights: usize, seen: &mut usize) {
+fn assign(
+    nodes: &mut [Node],
+    g: &mut Graph,
+    p: Parametrization,
+    m: f64,
+    weights: usize,
+    seen: &mut usize,
+) {
     for n in nodes.iter_mut() {
         let decls = n.params();
         if !decls.is_empty() {
@@ -337,7 +486,11 @@ fn assign(nodes: &mut [Node], g: &mut Graph, p: Parametrization, m: f64, weights
         };
         n.first_buffer = g.buffers.len();
         for (suffix, len, init) in n.buffers() {
-            g.buffers.push(BufferInfo { name: format!("{}.{suffix}", n.path), len, init });
+            g.buffers.push(BufferInfo {
+                name: format!("{}.{suffix}", n.path),
+                len,
+                init,
+            });
         }
         let (vec_sgd, vec_adam) = p.vector_lr(m);
         for d in decls {

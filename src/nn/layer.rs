@@ -45,7 +45,12 @@ pub struct ParamDecl {
 
 impl ParamDecl {
     pub fn new(suffix: &'static str, shape: Vec<usize>, role: Role) -> Self {
-        ParamDecl { suffix, torch_shape: shape.clone(), shape, role }
+        ParamDecl {
+            suffix,
+            torch_shape: shape.clone(),
+            shape,
+            role,
+        }
     }
 }
 
@@ -160,7 +165,9 @@ impl Node {
             Layer::Flatten(l) => l.record(rec, x, self.input),
             Layer::Act(l) => l.record(rec, x),
             Layer::Norm(l) => l.record(rec, x, own, at, self.input),
-            Layer::BatchNorm(l) => l.record(rec, x, own, (at.0, at.1, self.first_buffer), self.input),
+            Layer::BatchNorm(l) => {
+                l.record(rec, x, own, (at.0, at.1, self.first_buffer), self.input)
+            }
             Layer::Residual(l) => l.record(rec, x, params),
         }
     }
@@ -213,5 +220,6 @@ pub fn reshape<B: Backend>(rec: &mut Recorder<B>, x: Var, dims: Vec<usize>) -> R
     if rec.tape.value(x).shape() == dims.as_slice() {
         return Ok(x);
     }
-    rec.tape.apply(Box::new(crate::tape::Reshape { shape: dims }), &[x])
+    rec.tape
+        .apply(Box::new(crate::tape::Reshape { shape: dims }), &[x])
 }

@@ -127,7 +127,8 @@ impl LayerSpec {
     /// Parse one `[[model.layers]]` table; `key` (`model.layers[3]`) names
     /// it in errors.
     pub fn parse(key: &str, v: &toml::Value) -> Result<LayerSpec> {
-        let text = toml::to_string(v).map_err(|e| Error::config(key, format!("not a table: {e}")))?;
+        let text =
+            toml::to_string(v).map_err(|e| Error::config(key, format!("not a table: {e}")))?;
         toml::from_str(&text).map_err(|e| Error::config(key, e.message().to_string()))
     }
 

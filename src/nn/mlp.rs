@@ -22,7 +22,13 @@ pub struct MlpSpec {
 
 impl MlpSpec {
     /// `depth` dense layers: input -> width -> ... -> width -> output.
-    pub fn new(input: usize, width: usize, depth: usize, output: usize, activation: Activation) -> Self {
+    pub fn new(
+        input: usize,
+        width: usize,
+        depth: usize,
+        output: usize,
+        activation: Activation,
+    ) -> Self {
         let mut sizes = vec![input];
         sizes.extend(std::iter::repeat_n(width, depth.saturating_sub(1)));
         sizes.push(output);
@@ -40,7 +46,8 @@ impl MlpSpec {
     }
 
     pub fn scales(&self) -> Vec<LayerScale> {
-        self.parametrization.layer_scales(&self.sizes, self.base_width)
+        self.parametrization
+            .layer_scales(&self.sizes, self.base_width)
     }
 
     /// Parameters of one ensemble member.
@@ -67,7 +74,11 @@ impl MlpSpec {
 impl From<MlpSpec> for ModelSpec {
     fn from(m: MlpSpec) -> ModelSpec {
         // A single layer has no width to scale with.
-        let width = if m.layers() > 1 { m.sizes[1] } else { m.base_width };
+        let width = if m.layers() > 1 {
+            m.sizes[1]
+        } else {
+            m.base_width
+        };
         ModelSpec {
             input: Shape::Flat(m.sizes[0]),
             layers: m.layer_specs(),

@@ -99,7 +99,13 @@ impl<B: Backend> Model<B> {
             .iter()
             .map(|b| be.from_f64(&[e, b.len], &vec![b.init; e * b.len]))
             .collect::<Result<_>>()?;
-        Ok(Model { spec, graph, ensemble: e, params, buffers })
+        Ok(Model {
+            spec,
+            graph,
+            ensemble: e,
+            params,
+            buffers,
+        })
     }
 
     /// Outputs per example.
@@ -109,7 +115,11 @@ impl<B: Backend> Model<B> {
 
     /// Parameters of one ensemble member.
     pub fn param_count(&self) -> usize {
-        self.graph.params.iter().map(|p| p.shape.iter().product::<usize>()).sum()
+        self.graph
+            .params
+            .iter()
+            .map(|p| p.shape.iter().product::<usize>())
+            .sum()
     }
 
     pub fn param_info(&self) -> &[ParamInfo] {
@@ -120,7 +130,11 @@ impl<B: Backend> Model<B> {
     /// `[E, B, in]`) on `tape`. Parameters become leaves that require
     /// gradients when `with_grad`.
     pub fn forward(&self, tape: &mut Tape<B>, x: Var, with_grad: bool) -> Result<Forward> {
-        let params: Vec<Var> = self.params.iter().map(|p| tape.leaf(p.clone(), with_grad)).collect();
+        let params: Vec<Var> = self
+            .params
+            .iter()
+            .map(|p| tape.leaf(p.clone(), with_grad))
+            .collect();
         self.forward_with(tape, x, &params)
     }
 
@@ -132,7 +146,13 @@ impl<B: Backend> Model<B> {
 
     /// The forward pass with BatchNorm using batch statistics (`Train`) or
     /// the running statistics (`Eval`).
-    pub fn forward_in(&self, tape: &mut Tape<B>, x: Var, params: &[Var], mode: Mode) -> Result<Forward> {
+    pub fn forward_in(
+        &self,
+        tape: &mut Tape<B>,
+        x: Var,
+        params: &[Var],
+        mode: Mode,
+    ) -> Result<Forward> {
         let shape = tape.value(x).shape().to_vec();
         let features = self.spec.input.features();
         if shape.last() != Some(&features) || shape.len() < 2 {
@@ -161,7 +181,12 @@ impl<B: Backend> Model<B> {
         for node in &self.graph.nodes {
             h = node.record(&mut rec, h, params)?;
         }
-        Ok(Forward { output: h, params: params.to_vec(), sites: rec.sites, batch_stats: rec.batch_stats })
+        Ok(Forward {
+            output: h,
+            params: params.to_vec(),
+            sites: rec.sites,
+            batch_stats: rec.batch_stats,
+        })
     }
 
     /// Data shared by the ensemble (`[B, in]`) as `[E, B, in]` when the
@@ -201,7 +226,10 @@ impl<B: Backend> Model<B> {
         let mut tape = Tape::new(be.clone());
         let xv = tape.leaf(x.clone(), false);
         let vars = self.forward(&mut tape, xv, with_grads)?;
-        let loss = tape.apply(Box::new(LossHead::new(kind, target.clone())), &[vars.output])?;
+        let loss = tape.apply(
+            Box::new(LossHead::new(kind, target.clone())),
+            &[vars.output],
+        )?;
         let mut grads = Vec::new();
         if with_grads {
             // Each member's loss gets cotangent 1: members train independently.
@@ -232,7 +260,11 @@ impl<B: Backend> Model<B> {
     pub fn predict(&self, be: &B, x: &Tensor<B>) -> Result<Tensor<B>> {
         let mut tape = Tape::new(be.clone());
         let xv = tape.leaf(x.clone(), false);
-        let params: Vec<Var> = self.params.iter().map(|p| tape.leaf(p.clone(), false)).collect();
+        let params: Vec<Var> = self
+            .params
+            .iter()
+            .map(|p| tape.leaf(p.clone(), false))
+            .collect();
         let vars = self.forward_in(&mut tape, xv, &params, Mode::Eval)?;
         Ok(tape.value(vars.output).clone())
     }
@@ -246,7 +278,11 @@ impl<B: Backend> Model<B> {
             for (i, batch) in [&s.mean, &s.var].into_iter().enumerate() {
                 let t = &mut self.buffers[s.first_buffer + i];
                 let old = be.to_f64(t)?;
-                let new: Vec<f64> = old.iter().zip(batch).map(|(o, b)| (1.0 - momentum) * o + momentum * b).collect();
+                let new: Vec<f64> = old
+                    .iter()
+                    .zip(batch)
+                    .map(|(o, b)| (1.0 - momentum) * o + momentum * b)
+                    .collect();
                 *t = be.from_f64(t.shape(), &new)?;
             }
         }
@@ -281,10 +317,20 @@ impl<B: Backend> Model<B> {
         };
         let buffers = self.buffers.iter().map(one).collect::<Result<_>>()?;
         let mut graph = Graph::build(&self.spec)?;
-        for (dst, src) in graph.weight_scales_mut().into_iter().zip(self.graph.weight_scales()) {
+        for (dst, src) in graph
+            .weight_scales_mut()
+            .into_iter()
+            .zip(self.graph.weight_scales())
+        {
             *dst = src.clone();
         }
-        Ok(Model { spec: self.spec.clone(), graph, ensemble: 1, params, buffers })
+        Ok(Model {
+            spec: self.spec.clone(),
+            graph,
+            ensemble: 1,
+            params,
+            buffers,
+        })
     }
 
     /// Parameters in checkpoint order.
@@ -335,15 +381,38 @@ impl<B: Backend> Model<B> {
 
 /// The per-channel mean and unbiased variance of a BatchNorm's input rows
 /// (`[M, R, C]`, M members or 1 for shared data), for each of `e` members.
-fn batch_stats<B: Backend>(be: &B, rows: &Tensor<B>, first_buffer: usize, e: usize) -> Result<BatchStats> {
+fn batch_stats<B: Backend>(
+    be: &B,
+    rows: &Tensor<B>,
+    first_buffer: usize,
+    e: usize,
+) -> Result<BatchStats> {
     let c = *rows.shape().last().unwrap_or(&1);
     let r = rows.numel() / c;
-    let members = if rows.shape().len() >= 3 { rows.shape()[0] } else { 1 };
+    let members = if rows.shape().len() >= 3 {
+        rows.shape()[0]
+    } else {
+        1
+    };
     let per = (r / members) as f64;
     let mean = be.to_f64(&be.sum_rows(rows, 1.0 / per)?)?;
     let sq = be.to_f64(&be.sum_rows(&be.mul(rows, rows)?, 1.0 / per)?)?;
     let unbias = if per > 1.0 { per / (per - 1.0) } else { 1.0 };
-    let var: Vec<f64> = sq.iter().zip(&mean).map(|(s, m)| (s - m * m).max(0.0) * unbias).collect();
-    let spread = |v: Vec<f64>| if members == 1 && e > 1 { v.repeat(e) } else { v };
-    Ok(BatchStats { first_buffer, mean: spread(mean), var: spread(var) })
+    let var: Vec<f64> = sq
+        .iter()
+        .zip(&mean)
+        .map(|(s, m)| (s - m * m).max(0.0) * unbias)
+        .collect();
+    let spread = |v: Vec<f64>| {
+        if members == 1 && e > 1 {
+            v.repeat(e)
+        } else {
+            v
+        }
+    };
+    Ok(BatchStats {
+        first_buffer,
+        mean: spread(mean),
+        var: spread(var),
+    })
 }

@@ -28,17 +28,33 @@ pub struct NormLayer {
 }
 
 impl NormLayer {
-    pub fn build(key: &str, kind: NormKind, gain: bool, bias: bool, eps: f64, input: Shape) -> Result<(Self, Shape)> {
+    pub fn build(
+        key: &str,
+        kind: NormKind,
+        gain: bool,
+        bias: bool,
+        eps: f64,
+        input: Shape,
+    ) -> Result<(Self, Shape)> {
         if !(eps >= 0.0 && eps.is_finite()) {
             return Err(Error::config(key, format!("eps must be >= 0, got {eps}")));
         }
         if kind == NormKind::Layer && input.channels() < 2 {
             return Err(Error::config(
                 key,
-                format!("layer_norm over {} channel normalizes every value to 0", input.channels()),
+                format!(
+                    "layer_norm over {} channel normalizes every value to 0",
+                    input.channels()
+                ),
             ));
         }
-        let layer = NormLayer { kind, channels: input.channels(), gain, bias, eps };
+        let layer = NormLayer {
+            kind,
+            channels: input.channels(),
+            gain,
+            bias,
+            eps,
+        };
         Ok((layer, input))
     }
 
@@ -64,17 +80,30 @@ impl NormLayer {
         let positions = input.positions();
         let rows = per_position(rec, x, input)?;
         let center = self.kind == NormKind::Layer;
-        let y = rec.tape.apply(Box::new(NormRows::new(center, self.eps)), &[rows])?;
+        let y = rec
+            .tape
+            .apply(Box::new(NormRows::new(center, self.eps)), &[rows])?;
         let mut h = y;
         let mut next = first;
         if self.gain {
             h = rec.tape.apply(Box::new(Mul), &[y, p[0]])?;
-            rec.sites.push(Site::Gain { normalized: y, product: h, positions, param: next, group });
+            rec.sites.push(Site::Gain {
+                normalized: y,
+                product: h,
+                positions,
+                param: next,
+                group,
+            });
             next += 1;
         }
         if self.bias {
             h = bias_act(rec, h, Some(p[next - first]), Activation::Identity, 1.0)?;
-            rec.sites.push(Site::Shift { product: h, positions, param: next, group });
+            rec.sites.push(Site::Shift {
+                product: h,
+                positions,
+                param: next,
+                group,
+            });
         }
         per_example(rec, h, input)
     }

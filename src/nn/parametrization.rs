@@ -39,11 +39,17 @@ pub enum Parametrization {
 
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub enum Init {
-    Uniform { bound: f64 },
-    Normal { std: f64 },
+    Uniform {
+        bound: f64,
+    },
+    Normal {
+        std: f64,
+    },
     Zeros,
     /// Every entry the same value (a normalization's gain starts at 1).
-    Constant { value: f64 },
+    Constant {
+        value: f64,
+    },
 }
 
 /// Where a weight layer sits, which is what the parametrizations' tables

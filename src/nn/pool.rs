@@ -29,7 +29,10 @@ impl PoolLayer {
         let Some((c, _, _)) = input.grid() else {
             return Err(Error::config(
                 key,
-                format!("pooling takes a signal or an image, but its input is a vector of {}", input.describe()),
+                format!(
+                    "pooling takes a signal or an image, but its input is a vector of {}",
+                    input.describe()
+                ),
             ));
         };
         if layer.kernel == Some(0) || layer.stride == 0 {
@@ -41,7 +44,9 @@ impl PoolLayer {
                 key,
                 format!(
                     "a pooling window of {} with padding {} does not fit the input of shape {}",
-                    layer.kernel.unwrap_or(0), layer.padding, input.describe()
+                    layer.kernel.unwrap_or(0),
+                    layer.padding,
+                    input.describe()
                 ),
             ));
         }
@@ -55,7 +60,18 @@ impl PoolLayer {
     fn window(&self, n: usize, input: Shape) -> Window {
         let (c, h, w) = input.grid().expect("a pooling input is a grid");
         match self.kernel {
-            None => Window { n, c, h, w, kh: h, kw: w, sh: 1, sw: 1, ph: 0, pw: 0 },
+            None => Window {
+                n,
+                c,
+                h,
+                w,
+                kh: h,
+                kw: w,
+                sh: 1,
+                sw: 1,
+                ph: 0,
+                pw: 0,
+            },
             Some(k) => Window::square(n, (c, h, w), k, self.stride, self.padding),
         }
     }

@@ -34,7 +34,10 @@ pub const ARCHS: [&str; 4] = ["mlp", "cnn", "vgg", "resnet"];
 
 pub fn layers(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
     if k.width == 0 || k.depth == 0 {
-        return Err(Error::config("model.depth", "width and depth must be at least 1"));
+        return Err(Error::config(
+            "model.depth",
+            "width and depth must be at least 1",
+        ));
     }
     match k.arch {
         "mlp" => Ok(mlp(k)),
@@ -43,7 +46,10 @@ pub fn layers(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
         "resnet" => resnet(k),
         a => Err(Error::config(
             "model.arch",
-            format!("unknown architecture {a:?}; expected one of {}", ARCHS.join(", ")),
+            format!(
+                "unknown architecture {a:?}; expected one of {}",
+                ARCHS.join(", ")
+            ),
         )),
     }
 }
@@ -54,19 +60,47 @@ fn act(k: &PresetKeys) -> Option<String> {
 
 fn mlp(k: &PresetKeys) -> Vec<LayerSpec> {
     let mut out: Vec<LayerSpec> = (1..k.depth)
-        .map(|_| LayerSpec::Dense { width: k.width, bias: k.bias, activation: act(k) })
+        .map(|_| LayerSpec::Dense {
+            width: k.width,
+            bias: k.bias,
+            activation: act(k),
+        })
         .collect();
-    out.push(LayerSpec::Dense { width: k.outputs, bias: k.bias, activation: None });
+    out.push(LayerSpec::Dense {
+        width: k.outputs,
+        bias: k.bias,
+        activation: None,
+    });
     out
 }
 
-fn conv(k: &PresetKeys, channels: usize, kernel: usize, stride: usize, activation: Option<String>) -> LayerSpec {
+fn conv(
+    k: &PresetKeys,
+    channels: usize,
+    kernel: usize,
+    stride: usize,
+    activation: Option<String>,
+) -> LayerSpec {
     // BatchNorm removes a per-channel constant: a bias before it is dead.
     let (padding, bias) = (kernel / 2, k.bias && k.norm != "batch");
     if k.one_d {
-        LayerSpec::Conv1d { channels, kernel, stride, padding, bias, activation }
+        LayerSpec::Conv1d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            bias,
+            activation,
+        }
     } else {
-        LayerSpec::Conv2d { channels, kernel, stride, padding, bias, activation }
+        LayerSpec::Conv2d {
+            channels,
+            kernel,
+            stride,
+            padding,
+            bias,
+            activation,
+        }
     }
 }
 
@@ -74,24 +108,46 @@ fn conv(k: &PresetKeys, channels: usize, kernel: usize, stride: usize, activatio
 fn norm(k: &PresetKeys) -> Result<Option<LayerSpec>> {
     match k.norm {
         "none" => Ok(None),
-        "layer" => Ok(Some(LayerSpec::LayerNorm { gain: true, bias: true, eps: 1e-5 })),
-        "rms" => Ok(Some(LayerSpec::RmsNorm { gain: true, bias: false, eps: 1e-5 })),
-        "batch" => Ok(Some(LayerSpec::BatchNorm { gain: true, bias: true, eps: 1e-5, momentum: 0.1 })),
+        "layer" => Ok(Some(LayerSpec::LayerNorm {
+            gain: true,
+            bias: true,
+            eps: 1e-5,
+        })),
+        "rms" => Ok(Some(LayerSpec::RmsNorm {
+            gain: true,
+            bias: false,
+            eps: 1e-5,
+        })),
+        "batch" => Ok(Some(LayerSpec::BatchNorm {
+            gain: true,
+            bias: true,
+            eps: 1e-5,
+            momentum: 0.1,
+        })),
         n => Err(Error::config(
             "model.norm",
-            format!("unknown normalization {n:?}; expected \"none\", \"batch\", \"layer\" or \"rms\""),
+            format!(
+                "unknown normalization {n:?}; expected \"none\", \"batch\", \"layer\" or \"rms\""
+            ),
         )),
     }
 }
 
 /// A convolution, its normalization and its activation (after the norm).
-fn conv_block(k: &PresetKeys, channels: usize, stride: usize, out: &mut Vec<LayerSpec>) -> Result<()> {
+fn conv_block(
+    k: &PresetKeys,
+    channels: usize,
+    stride: usize,
+    out: &mut Vec<LayerSpec>,
+) -> Result<()> {
     match norm(k)? {
         None => out.push(conv(k, channels, k.kernel, stride, act(k))),
         Some(n) => {
             out.push(conv(k, channels, k.kernel, stride, None));
             out.push(n);
-            out.push(LayerSpec::Activation { activation: k.activation.to_string() });
+            out.push(LayerSpec::Activation {
+                activation: k.activation.to_string(),
+            });
         }
     }
     Ok(())
@@ -99,10 +155,20 @@ fn conv_block(k: &PresetKeys, channels: usize, stride: usize, out: &mut Vec<Laye
 
 fn pool(k: &PresetKeys) -> Result<Option<LayerSpec>> {
     match k.pool {
-        "max" => Ok(Some(LayerSpec::MaxPool { kernel: 2, stride: None })),
-        "avg" => Ok(Some(LayerSpec::AvgPool { kernel: 2, stride: None, padding: 0 })),
+        "max" => Ok(Some(LayerSpec::MaxPool {
+            kernel: 2,
+            stride: None,
+        })),
+        "avg" => Ok(Some(LayerSpec::AvgPool {
+            kernel: 2,
+            stride: None,
+            padding: 0,
+        })),
         "none" => Ok(None),
-        p => Err(Error::config("model.pool", format!("expected \"max\", \"avg\" or \"none\", got {p:?}"))),
+        p => Err(Error::config(
+            "model.pool",
+            format!("expected \"max\", \"avg\" or \"none\", got {p:?}"),
+        )),
     }
 }
 
@@ -113,7 +179,11 @@ fn cnn(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
         out.extend(pool(k)?);
     }
     out.push(LayerSpec::Flatten);
-    out.push(LayerSpec::Dense { width: k.outputs, bias: k.bias, activation: None });
+    out.push(LayerSpec::Dense {
+        width: k.outputs,
+        bias: k.bias,
+        activation: None,
+    });
     Ok(out)
 }
 
@@ -129,7 +199,11 @@ fn vgg(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
         }
     }
     out.push(LayerSpec::GlobalAvgPool);
-    out.push(LayerSpec::Dense { width: k.outputs, bias: k.bias, activation: None });
+    out.push(LayerSpec::Dense {
+        width: k.outputs,
+        bias: k.bias,
+        activation: None,
+    });
     Ok(out)
 }
 
@@ -137,7 +211,10 @@ fn resnet(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
     if k.depth < 8 || (k.depth - 2) % 6 != 0 {
         return Err(Error::config(
             "model.depth",
-            format!("a CIFAR ResNet has depth 6n+2 (8, 14, 20, 32, ...), got {}", k.depth),
+            format!(
+                "a CIFAR ResNet has depth 6n+2 (8, 14, 20, 32, ...), got {}",
+                k.depth
+            ),
         ));
     }
     let blocks = (k.depth - 2) / 6;
@@ -156,10 +233,18 @@ fn resnet(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
                     body.push(n);
                 }
             }
-            out.push(LayerSpec::Residual { layers: body, projection: false, activation: act(k) });
+            out.push(LayerSpec::Residual {
+                layers: body,
+                projection: false,
+                activation: act(k),
+            });
         }
     }
     out.push(LayerSpec::GlobalAvgPool);
-    out.push(LayerSpec::Dense { width: k.outputs, bias: k.bias, activation: None });
+    out.push(LayerSpec::Dense {
+        width: k.outputs,
+        bias: k.bias,
+        activation: None,
+    });
     Ok(out)
 }

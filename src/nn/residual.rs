@@ -28,6 +28,9 @@ impl ResidualLayer {
             None => x,
         };
         let sum = rec.tape.apply(Box::new(Add), &[h, skip])?;
-        ActLayer { activation: self.activation }.record(rec, sum)
+        ActLayer {
+            activation: self.activation,
+        }
+        .record(rec, sum)
     }
 }

@@ -11,8 +11,8 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::model::Model;
 use crate::nn::layer::Site;
+use crate::nn::model::Model;
 use crate::observe::sites::{self, Method, View};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
@@ -88,16 +88,40 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
             seed[i * outputs + k] = 1.0;
         }
         let grads = tape.backward(vars.output, be.from_f64(&[1, n, outputs], &seed)?)?;
-        let view = View { tape: &tape, grads: &grads, batch: n };
+        let view = View {
+            tape: &tape,
+            grads: &grads,
+            batch: n,
+        };
         let mut theta = vec![0.0; n * n];
         for (site, gram) in vars.sites.iter().zip(&input_grams) {
             let part = match (site, gram) {
-                (Site::Linear { product, multiplier, bias_multiplier, bias, positions, .. }, Some(gram)) => {
-                    let d = grads.get(*product).ok_or_else(|| Error::msg("internal: no layer signal"))?;
+                (
+                    Site::Linear {
+                        product,
+                        multiplier,
+                        bias_multiplier,
+                        bias,
+                        positions,
+                        ..
+                    },
+                    Some(gram),
+                ) => {
+                    let d = grads
+                        .get(*product)
+                        .ok_or_else(|| Error::msg("internal: no layer signal"))?;
                     let dd = be.to_f64(&be.matmul(d, false, d, true, 1.0)?)?;
-                    let mb2 = if bias.is_some() { bias_multiplier.powi(2) } else { 0.0 };
+                    let mb2 = if bias.is_some() {
+                        bias_multiplier.powi(2)
+                    } else {
+                        0.0
+                    };
                     let m2 = multiplier.powi(2);
-                    let rows: Vec<f64> = dd.iter().zip(gram).map(|(dv, av)| dv * (m2 * av + mb2)).collect();
+                    let rows: Vec<f64> = dd
+                        .iter()
+                        .zip(gram)
+                        .map(|(dv, av)| dv * (m2 * av + mb2))
+                        .collect();
                     block_sums(&rows, n, *positions)
                 }
                 _ => materialized_gram(be, &view, site)?,
@@ -124,7 +148,13 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
 /// costing (nP)^2 (K + C) per output, or from materialized per-example
 /// gradients, costing n P K C + n^2 K C; whichever is cheaper.
 fn site_method<B: Backend>(tape: &Tape<B>, site: &Site, n: usize) -> Method {
-    let Site::Linear { input, product, positions, .. } = *site else {
+    let Site::Linear {
+        input,
+        product,
+        positions,
+        ..
+    } = *site
+    else {
         return Method::Direct;
     };
     if positions == 1 {

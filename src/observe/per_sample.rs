@@ -59,7 +59,11 @@ struct Signals<B: Backend> {
 
 impl<B: Backend> Signals<B> {
     fn view(&self) -> View<'_, B> {
-        View { tape: &self.tape, grads: &self.grads, batch: self.rows }
+        View {
+            tape: &self.tape,
+            grads: &self.grads,
+            batch: self.rows,
+        }
     }
 }
 
@@ -130,7 +134,10 @@ pub fn per_sample_norms<B: Backend>(
     }
     let mut mean_grad_sq = 0.0;
     for v in &s.vars.params {
-        let g = s.grads.get(*v).ok_or_else(|| Error::msg("internal: a parameter got no gradient"))?;
+        let g = s
+            .grads
+            .get(*v)
+            .ok_or_else(|| Error::msg("internal: a parameter got no gradient"))?;
         mean_grad_sq += be.sum_sq(g)?[0];
     }
     Ok(PerSampleNorms {
@@ -169,7 +176,8 @@ pub fn per_sample_gradients<B: Backend>(
     }
     let mut out = vec![Vec::with_capacity(p); s.rows];
     for block in blocks {
-        let block = block.ok_or_else(|| Error::msg("internal: a parameter has no per-example gradient"))?;
+        let block =
+            block.ok_or_else(|| Error::msg("internal: a parameter has no per-example gradient"))?;
         let n = block.len() / s.rows;
         for (i, g) in out.iter_mut().enumerate() {
             g.extend(block[i * n..(i + 1) * n].iter().map(|v| v * bsz));

@@ -392,7 +392,10 @@ pub fn check_examples_separate<B: Backend>(cfg: &ObserveConfig, model: &Model<B>
     let Some(layer) = model.graph.mixing_layer() else {
         return Ok(());
     };
-    for (key, on) in [("observe.per_sample", cfg.per_sample.is_some()), ("observe.ntk", cfg.ntk.is_some())] {
+    for (key, on) in [
+        ("observe.per_sample", cfg.per_sample.is_some()),
+        ("observe.ntk", cfg.ntk.is_some()),
+    ] {
         if on {
             return Err(Error::config(
                 key,

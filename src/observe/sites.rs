@@ -48,7 +48,9 @@ pub struct View<'a, B: Backend> {
 
 impl<B: Backend> View<'_, B> {
     fn cot(&self, v: Var) -> Result<&Tensor<B>> {
-        self.grads.get(v).ok_or_else(|| Error::msg("internal: a layer got no backprop signal"))
+        self.grads
+            .get(v)
+            .ok_or_else(|| Error::msg("internal: a layer got no backprop signal"))
     }
 
     /// `v`'s rows as `[batch, positions, cols]`.
@@ -69,13 +71,22 @@ impl<B: Backend> View<'_, B> {
 /// and bias together), of the batch-mean loss, and how they were computed.
 pub fn sq_norms<B: Backend>(be: &B, v: &View<B>, site: &Site) -> Result<(Vec<f64>, Method)> {
     match *site {
-        Site::Linear { input, product, positions, multiplier: m, bias_multiplier: mb, bias, .. } => {
+        Site::Linear {
+            input,
+            product,
+            positions,
+            multiplier: m,
+            bias_multiplier: mb,
+            bias,
+            ..
+        } => {
             let d = v.cot(product)?;
             let a = v.tape.value(input);
             let bias_sq = |d: &Tensor<B>| -> Result<Vec<f64>> {
                 match bias {
                     None => Ok(vec![0.0; v.batch]),
-                    Some(_) => Ok(be.to_f64(&be.row_sq_norms(&v.position_sums(be, d, positions)?)?)?
+                    Some(_) => Ok(be
+                        .to_f64(&be.row_sq_norms(&v.position_sums(be, d, positions)?)?)?
                         .into_iter()
                         .map(|x| mb * mb * x)
                         .collect()),
@@ -84,18 +95,34 @@ pub fn sq_norms<B: Backend>(be: &B, v: &View<B>, site: &Site) -> Result<(Vec<f64
             let (w, method) = if positions == 1 {
                 let dn = be.to_f64(&be.row_sq_norms(d)?)?;
                 let an = be.to_f64(&be.row_sq_norms(a)?)?;
-                (dn.iter().zip(&an).map(|(x, y)| x * y).collect::<Vec<f64>>(), Method::Outer)
+                (
+                    dn.iter().zip(&an).map(|(x, y)| x * y).collect::<Vec<f64>>(),
+                    Method::Outer,
+                )
             } else {
                 shared_weight_sq_norms(be, v, a, d, positions)?
             };
             let b = bias_sq(d)?;
-            Ok((w.iter().zip(&b).map(|(w, b)| m * m * w + b).collect(), method))
+            Ok((
+                w.iter().zip(&b).map(|(w, b)| m * m * w + b).collect(),
+                method,
+            ))
         }
-        Site::Gain { normalized, product, positions, .. } => {
+        Site::Gain {
+            normalized,
+            product,
+            positions,
+            ..
+        } => {
             let g = be.mul(v.cot(product)?, v.tape.value(normalized))?;
-            Ok((be.to_f64(&be.row_sq_norms(&v.position_sums(be, &g, positions)?)?)?, Method::Direct))
+            Ok((
+                be.to_f64(&be.row_sq_norms(&v.position_sums(be, &g, positions)?)?)?,
+                Method::Direct,
+            ))
         }
-        Site::Shift { product, positions, .. } => {
+        Site::Shift {
+            product, positions, ..
+        } => {
             let s = v.position_sums(be, v.cot(product)?, positions)?;
             Ok((be.to_f64(&be.row_sq_norms(&s)?)?, Method::Direct))
         }
@@ -111,7 +138,10 @@ fn shared_weight_sq_norms<B: Backend>(
     d: &Tensor<B>,
     positions: usize,
 ) -> Result<(Vec<f64>, Method)> {
-    let (k, c) = (*a.shape().last().unwrap_or(&1), *d.shape().last().unwrap_or(&1));
+    let (k, c) = (
+        *a.shape().last().unwrap_or(&1),
+        *d.shape().last().unwrap_or(&1),
+    );
     let a3 = v.per_example(a, positions)?;
     let d3 = v.per_example(d, positions)?;
     if positions * (k + c) < k * c {
@@ -137,7 +167,16 @@ pub fn gradients<B: Backend>(be: &B, v: &View<B>, site: &Site) -> Result<Vec<(us
         be.scale_members(&t, &one)
     };
     match *site {
-        Site::Linear { input, product, positions, multiplier: m, bias_multiplier: mb, weight, bias, .. } => {
+        Site::Linear {
+            input,
+            product,
+            positions,
+            multiplier: m,
+            bias_multiplier: mb,
+            weight,
+            bias,
+            ..
+        } => {
             let d = v.cot(product)?;
             let a3 = v.per_example(v.tape.value(input), positions)?;
             let d3 = v.per_example(d, positions)?;
@@ -148,13 +187,25 @@ pub fn gradients<B: Backend>(be: &B, v: &View<B>, site: &Site) -> Result<Vec<(us
             }
             Ok(out)
         }
-        Site::Gain { normalized, product, positions, param, .. } => {
+        Site::Gain {
+            normalized,
+            product,
+            positions,
+            param,
+            ..
+        } => {
             let g = be.mul(v.cot(product)?, v.tape.value(normalized))?;
             Ok(vec![(param, v.position_sums(be, &g, positions)?)])
         }
-        Site::Shift { product, positions, param, .. } => {
-            Ok(vec![(param, v.position_sums(be, v.cot(product)?, positions)?)])
-        }
+        Site::Shift {
+            product,
+            positions,
+            param,
+            ..
+        } => Ok(vec![(
+            param,
+            v.position_sums(be, v.cot(product)?, positions)?,
+        )]),
     }
 }
 

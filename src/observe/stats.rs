@@ -13,23 +13,40 @@ use crate::tensor::Tensor;
 
 /// Mean |pre-activation| and mean |post-activation| of every weight layer
 /// (dense or convolution; the last layer's are the outputs), for member 0.
-pub fn coordinate_l1<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Result<Vec<(f64, f64)>> {
+pub fn coordinate_l1<B: Backend>(
+    be: &B,
+    model: &Model<B>,
+    x: &Tensor<B>,
+) -> Result<Vec<(f64, f64)>> {
     let mut tape = Tape::new(be.clone());
     let xv = tape.leaf(x.clone(), false);
     let vars = model.forward(&mut tape, xv, false)?;
     let params = model.params();
     let mut out = Vec::new();
     for site in &vars.sites {
-        let Site::Linear { product, output, bias, bias_multiplier, .. } = *site else {
+        let Site::Linear {
+            product,
+            output,
+            bias,
+            bias_multiplier,
+            ..
+        } = *site
+        else {
             continue;
         };
         let z = tape.value(product);
         let pre = match bias {
-            Some(b) => be.bias_act(z, Some(params[b]), bias_multiplier, Activation::Identity)?.0,
+            Some(b) => {
+                be.bias_act(z, Some(params[b]), bias_multiplier, Activation::Identity)?
+                    .0
+            }
             None => z.clone(),
         };
         let per = (pre.numel() / model.ensemble).max(1) as f64;
-        out.push((be.sum_abs(&pre)?[0] / per, be.sum_abs(tape.value(output))?[0] / per));
+        out.push((
+            be.sum_abs(&pre)?[0] / per,
+            be.sum_abs(tape.value(output))?[0] / per,
+        ));
     }
     Ok(out)
 }

@@ -25,11 +25,24 @@ impl<B: Backend> Op<B> for Add {
         Ok(y)
     }
 
-    fn vjp(&self, _be: &B, _i: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
+    fn vjp(
+        &self,
+        _be: &B,
+        _i: &[&Tensor<B>],
+        _o: &Tensor<B>,
+        g: &Tensor<B>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<B>>>> {
         Ok(needs.iter().map(|&n| n.then(|| g.clone())).collect())
     }
 
-    fn jvp(&mut self, be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+    fn jvp(
+        &mut self,
+        be: &B,
+        _i: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        _o: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
         add_optional(be, tangents[0].cloned(), tangents[1].cloned())
     }
 

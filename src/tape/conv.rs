@@ -66,7 +66,10 @@ impl<B: Backend> Op<B> for Im2col {
         } else {
             None
         };
-        let dot = args.g_out_dot.map(|gd| self.adjoint(be, gd, x)).transpose()?;
+        let dot = args
+            .g_out_dot
+            .map(|gd| self.adjoint(be, gd, x))
+            .transpose()?;
         Ok(vec![(cot, dot)])
     }
 }

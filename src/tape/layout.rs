@@ -14,7 +14,10 @@ pub struct Reshape {
 }
 
 /// The same move on an optional value.
-fn each<B: Backend>(t: Option<&Tensor<B>>, f: impl Fn(&Tensor<B>) -> Result<Tensor<B>>) -> Result<Option<Tensor<B>>> {
+fn each<B: Backend>(
+    t: Option<&Tensor<B>>,
+    f: impl Fn(&Tensor<B>) -> Result<Tensor<B>>,
+) -> Result<Option<Tensor<B>>> {
     t.map(f).transpose()
 }
 
@@ -30,12 +33,25 @@ impl<B: Backend> Op<B> for Reshape {
         (*x).clone().reshape(&self.shape)
     }
 
-    fn vjp(&self, _be: &B, inputs: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
+    fn vjp(
+        &self,
+        _be: &B,
+        inputs: &[&Tensor<B>],
+        _o: &Tensor<B>,
+        g: &Tensor<B>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<B>>>> {
         let back = |t: &Tensor<B>| t.clone().reshape(inputs[0].shape());
         Ok(vec![if needs[0] { Some(back(g)?) } else { None }])
     }
 
-    fn jvp(&mut self, _be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+    fn jvp(
+        &mut self,
+        _be: &B,
+        _i: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        _o: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
         each(tangents[0], |t| t.clone().reshape(&self.shape))
     }
 
@@ -44,7 +60,11 @@ impl<B: Backend> Op<B> for Reshape {
             return Ok(vec![(None, None)]);
         }
         let back = |t: &Tensor<B>| t.clone().reshape(args.inputs[0].shape());
-        let cot = if args.cotangent_needed[0] { Some(back(args.g_out)?) } else { None };
+        let cot = if args.cotangent_needed[0] {
+            Some(back(args.g_out)?)
+        } else {
+            None
+        };
         Ok(vec![(cot, each(args.g_out_dot, back)?)])
     }
 }
@@ -82,11 +102,28 @@ impl<B: Backend> Op<B> for Transpose {
         self.forward_move(be, x)
     }
 
-    fn vjp(&self, be: &B, inputs: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
-        Ok(vec![if needs[0] { Some(self.back_move(be, g, inputs[0])?) } else { None }])
+    fn vjp(
+        &self,
+        be: &B,
+        inputs: &[&Tensor<B>],
+        _o: &Tensor<B>,
+        g: &Tensor<B>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<B>>>> {
+        Ok(vec![if needs[0] {
+            Some(self.back_move(be, g, inputs[0])?)
+        } else {
+            None
+        }])
     }
 
-    fn jvp(&mut self, be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+    fn jvp(
+        &mut self,
+        be: &B,
+        _i: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        _o: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
         each(tangents[0], |t| self.forward_move(be, t))
     }
 
@@ -95,7 +132,14 @@ impl<B: Backend> Op<B> for Transpose {
             return Ok(vec![(None, None)]);
         }
         let x = args.inputs[0];
-        let cot = if args.cotangent_needed[0] { Some(self.back_move(be, args.g_out, x)?) } else { None };
-        Ok(vec![(cot, each(args.g_out_dot, |t| self.back_move(be, t, x))?)])
+        let cot = if args.cotangent_needed[0] {
+            Some(self.back_move(be, args.g_out, x)?)
+        } else {
+            None
+        };
+        Ok(vec![(
+            cot,
+            each(args.g_out_dot, |t| self.back_move(be, t, x))?,
+        )])
     }
 }

@@ -30,8 +30,8 @@ pub use layout::{Reshape, Transpose};
 pub use loss_head::LossHead;
 pub use mul::Mul;
 pub use norm::NormRows;
-pub use pool::{RowMax, RowMean};
 pub use op::{CotangentPair, Curvature, Op, TangentArgs};
+pub use pool::{RowMax, RowMean};
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};

@@ -20,7 +20,12 @@ fn operands<'a, B: Backend>(inputs: &[&'a Tensor<B>]) -> Result<(&'a Tensor<B>, 
 
 /// The gain's cotangent for an output cotangent `g`: `g * x`, summed over
 /// the rows when the gain is broadcast over them.
-fn gain_grad<B: Backend>(be: &B, g: &Tensor<B>, x: &Tensor<B>, gamma: &Tensor<B>) -> Result<Tensor<B>> {
+fn gain_grad<B: Backend>(
+    be: &B,
+    g: &Tensor<B>,
+    x: &Tensor<B>,
+    gamma: &Tensor<B>,
+) -> Result<Tensor<B>> {
     let prod = be.mul(g, x)?;
     if gamma.shape() == x.shape() {
         return Ok(prod);
@@ -38,14 +43,35 @@ impl<B: Backend> Op<B> for Mul {
         be.mul(x, gamma)
     }
 
-    fn vjp(&self, be: &B, inputs: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
+    fn vjp(
+        &self,
+        be: &B,
+        inputs: &[&Tensor<B>],
+        _o: &Tensor<B>,
+        g: &Tensor<B>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<B>>>> {
         let (x, gamma) = operands(inputs)?;
-        let dx = if needs[0] { Some(be.mul(g, gamma)?) } else { None };
-        let dg = if needs[1] { Some(gain_grad(be, g, x, gamma)?) } else { None };
+        let dx = if needs[0] {
+            Some(be.mul(g, gamma)?)
+        } else {
+            None
+        };
+        let dg = if needs[1] {
+            Some(gain_grad(be, g, x, gamma)?)
+        } else {
+            None
+        };
         Ok(vec![dx, dg])
     }
 
-    fn jvp(&mut self, be: &B, inputs: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+    fn jvp(
+        &mut self,
+        be: &B,
+        inputs: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        _o: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
         let (x, gamma) = operands(inputs)?;
         let a = tangents[0].map(|xd| be.mul(xd, gamma)).transpose()?;
         let b = tangents[1].map(|gd| be.mul(x, gd)).transpose()?;
@@ -58,7 +84,11 @@ impl<B: Backend> Op<B> for Mul {
         let hessian = args.mode == Curvature::Hessian;
         let mut out = Vec::with_capacity(2);
         if args.needs[0] {
-            let dx = if args.cotangent_needed[0] { Some(be.mul(g, gamma)?) } else { None };
+            let dx = if args.cotangent_needed[0] {
+                Some(be.mul(g, gamma)?)
+            } else {
+                None
+            };
             let lin = gd.map(|gd| be.mul(gd, gamma)).transpose()?;
             let cross = match (hessian, args.tangents[1]) {
                 (true, Some(gam_dot)) => Some(be.mul(g, gam_dot)?),
@@ -69,7 +99,11 @@ impl<B: Backend> Op<B> for Mul {
             out.push((None, None));
         }
         if args.needs[1] {
-            let dg = if args.cotangent_needed[1] { Some(gain_grad(be, g, x, gamma)?) } else { None };
+            let dg = if args.cotangent_needed[1] {
+                Some(gain_grad(be, g, x, gamma)?)
+            } else {
+                None
+            };
             let lin = gd.map(|gd| gain_grad(be, gd, x, gamma)).transpose()?;
             let cross = match (hessian, args.tangents[0]) {
                 (true, Some(xd)) => Some(gain_grad(be, g, xd, gamma)?),

@@ -19,11 +19,17 @@ pub struct NormRows<B: Backend> {
 
 impl<B: Backend> NormRows<B> {
     pub fn new(center: bool, eps: f64) -> Self {
-        NormRows { center, eps, scale: None }
+        NormRows {
+            center,
+            eps,
+            scale: None,
+        }
     }
 
     fn scale(&self) -> Result<&Tensor<B>> {
-        self.scale.as_ref().ok_or_else(|| Error::msg("norm_rows: backward before forward"))
+        self.scale
+            .as_ref()
+            .ok_or_else(|| Error::msg("norm_rows: backward before forward"))
     }
 
     /// The per-row inverse scale `s` of the last forward pass.
@@ -46,7 +52,14 @@ impl<B: Backend> Op<B> for NormRows<B> {
         Ok(y)
     }
 
-    fn vjp(&self, be: &B, _i: &[&Tensor<B>], output: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
+    fn vjp(
+        &self,
+        be: &B,
+        _i: &[&Tensor<B>],
+        output: &Tensor<B>,
+        g: &Tensor<B>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<B>>>> {
         Ok(vec![if needs[0] {
             Some(be.norm_rows_j(output, self.scale()?, g, self.center)?)
         } else {
@@ -54,7 +67,13 @@ impl<B: Backend> Op<B> for NormRows<B> {
         }])
     }
 
-    fn jvp(&mut self, be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], output: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+    fn jvp(
+        &mut self,
+        be: &B,
+        _i: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        output: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
         tangents[0]
             .map(|t| be.norm_rows_j(output, self.scale()?, t, self.center))
             .transpose()
@@ -75,7 +94,9 @@ impl<B: Backend> Op<B> for NormRows<B> {
             .map(|gd| be.norm_rows_j(y, s, gd, self.center))
             .transpose()?;
         let second = match (args.mode, args.tangents[0]) {
-            (Curvature::Hessian, Some(xd)) => Some(be.norm_rows_second(y, s, g, xd, self.center)?),
+            (Curvature::Hessian, Some(xd)) => {
+                Some(be.norm_rows_second(y, s, g, xd, self.center)?)
+            }
             _ => None,
         };
         Ok(vec![(cot, add_optional(be, linear, second)?)])

@@ -33,7 +33,9 @@ impl<B: Backend> RowMax<B> {
     }
 
     fn arg(&self) -> Result<&Tensor<B>> {
-        self.arg.as_ref().ok_or_else(|| Error::msg("row_max: backward before forward"))
+        self.arg
+            .as_ref()
+            .ok_or_else(|| Error::msg("row_max: backward before forward"))
     }
 
     fn place(&self, be: &B, g: &Tensor<B>, like: &Tensor<B>) -> Result<Tensor<B>> {
@@ -54,11 +56,28 @@ impl<B: Backend> Op<B> for RowMax<B> {
         Ok(max)
     }
 
-    fn vjp(&self, be: &B, inputs: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
-        Ok(vec![if needs[0] { Some(self.place(be, g, inputs[0])?) } else { None }])
+    fn vjp(
+        &self,
+        be: &B,
+        inputs: &[&Tensor<B>],
+        _o: &Tensor<B>,
+        g: &Tensor<B>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<B>>>> {
+        Ok(vec![if needs[0] {
+            Some(self.place(be, g, inputs[0])?)
+        } else {
+            None
+        }])
     }
 
-    fn jvp(&mut self, be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+    fn jvp(
+        &mut self,
+        be: &B,
+        _i: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        _o: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
         tangents[0].map(|t| be.row_pick(t, self.arg()?)).transpose()
     }
 
@@ -67,7 +86,11 @@ impl<B: Backend> Op<B> for RowMax<B> {
             return Ok(vec![(None, None)]);
         }
         let x = args.inputs[0];
-        let cot = if args.cotangent_needed[0] { Some(self.place(be, args.g_out, x)?) } else { None };
+        let cot = if args.cotangent_needed[0] {
+            Some(self.place(be, args.g_out, x)?)
+        } else {
+            None
+        };
         let dot = args.g_out_dot.map(|gd| self.place(be, gd, x)).transpose()?;
         Ok(vec![(cot, dot)])
     }
@@ -89,7 +112,8 @@ impl RowMean {
         let ones = be.from_f64(&[1, k], &vec![1.0; k])?;
         let rows: usize = like.numel() / k.max(1);
         let g = g.clone().reshape(&[rows, 1])?;
-        be.matmul(&g, false, &ones, false, 1.0 / k as f64)?.reshape(like.shape())
+        be.matmul(&g, false, &ones, false, 1.0 / k as f64)?
+            .reshape(like.shape())
     }
 }
 
@@ -102,11 +126,28 @@ impl<B: Backend> Op<B> for RowMean {
         Self::mean(be, one_input("row_mean", inputs)?)
     }
 
-    fn vjp(&self, be: &B, inputs: &[&Tensor<B>], _o: &Tensor<B>, g: &Tensor<B>, needs: &[bool]) -> Result<Vec<Option<Tensor<B>>>> {
-        Ok(vec![if needs[0] { Some(Self::spread(be, g, inputs[0])?) } else { None }])
+    fn vjp(
+        &self,
+        be: &B,
+        inputs: &[&Tensor<B>],
+        _o: &Tensor<B>,
+        g: &Tensor<B>,
+        needs: &[bool],
+    ) -> Result<Vec<Option<Tensor<B>>>> {
+        Ok(vec![if needs[0] {
+            Some(Self::spread(be, g, inputs[0])?)
+        } else {
+            None
+        }])
     }
 
-    fn jvp(&mut self, be: &B, _i: &[&Tensor<B>], tangents: &[Option<&Tensor<B>>], _o: &Tensor<B>) -> Result<Option<Tensor<B>>> {
+    fn jvp(
+        &mut self,
+        be: &B,
+        _i: &[&Tensor<B>],
+        tangents: &[Option<&Tensor<B>>],
+        _o: &Tensor<B>,
+    ) -> Result<Option<Tensor<B>>> {
         tangents[0].map(|t| Self::mean(be, t)).transpose()
     }
 
@@ -115,8 +156,15 @@ impl<B: Backend> Op<B> for RowMean {
             return Ok(vec![(None, None)]);
         }
         let x = args.inputs[0];
-        let cot = if args.cotangent_needed[0] { Some(Self::spread(be, args.g_out, x)?) } else { None };
-        let dot = args.g_out_dot.map(|gd| Self::spread(be, gd, x)).transpose()?;
+        let cot = if args.cotangent_needed[0] {
+            Some(Self::spread(be, args.g_out, x)?)
+        } else {
+            None
+        };
+        let dot = args
+            .g_out_dot
+            .map(|gd| Self::spread(be, gd, x))
+            .transpose()?;
         Ok(vec![(cot, dot)])
     }
 }

@@ -25,32 +25,72 @@ use lmech::rng::Rng;
 use lmech::tape::Curvature;
 use lmech::{Backend, Cpu, Tensor};
 
-fn conv(channels: usize, kernel: usize, stride: usize, padding: usize, act: Option<&str>) -> LayerSpec {
-    LayerSpec::Conv2d { channels, kernel, stride, padding, bias: true, activation: act.map(String::from) }
+fn conv(
+    channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    act: Option<&str>,
+) -> LayerSpec {
+    LayerSpec::Conv2d {
+        channels,
+        kernel,
+        stride,
+        padding,
+        bias: true,
+        activation: act.map(String::from),
+    }
 }
 
 fn act(a: &str) -> LayerSpec {
-    LayerSpec::Activation { activation: a.into() }
+    LayerSpec::Activation {
+        activation: a.into(),
+    }
 }
 
 /// (name, spec, whether the model has BatchNorm).
 pub fn specs() -> Vec<(&'static str, ModelSpec, bool)> {
     let img = Shape::Image { c: 3, h: 8, w: 8 };
-    let spec = |input, layers| ModelSpec { input, layers, parametrization: Parametrization::Mup, width: 6, base_width: 3 };
+    let spec = |input, layers| ModelSpec {
+        input,
+        layers,
+        parametrization: Parametrization::Mup,
+        width: 6,
+        base_width: 3,
+    };
     let cnn = vec![
         conv(6, 3, 1, 1, Some("relu")),
-        LayerSpec::MaxPool { kernel: 2, stride: None },
+        LayerSpec::MaxPool {
+            kernel: 2,
+            stride: None,
+        },
         conv(8, 3, 1, 1, None),
-        LayerSpec::LayerNorm { gain: true, bias: true, eps: 1e-5 },
+        LayerSpec::LayerNorm {
+            gain: true,
+            bias: true,
+            eps: 1e-5,
+        },
         act("tanh"),
-        LayerSpec::AvgPool { kernel: 2, stride: None, padding: 0 },
+        LayerSpec::AvgPool {
+            kernel: 2,
+            stride: None,
+            padding: 0,
+        },
         LayerSpec::Flatten,
-        LayerSpec::Dense { width: 4, bias: true, activation: None },
+        LayerSpec::Dense {
+            width: 4,
+            bias: true,
+            activation: None,
+        },
     ];
     let block = |c: usize, stride: usize| LayerSpec::Residual {
         layers: vec![
             conv(c, 3, stride, 1, None),
-            LayerSpec::RmsNorm { gain: true, bias: false, eps: 1e-5 },
+            LayerSpec::RmsNorm {
+                gain: true,
+                bias: false,
+                eps: 1e-5,
+            },
             act("gelu"),
             conv(c, 3, 1, 1, None),
         ],
@@ -62,21 +102,55 @@ pub fn specs() -> Vec<(&'static str, ModelSpec, bool)> {
         block(4, 1),
         block(6, 2),
         LayerSpec::GlobalAvgPool,
-        LayerSpec::Dense { width: 4, bias: true, activation: None },
+        LayerSpec::Dense {
+            width: 4,
+            bias: true,
+            activation: None,
+        },
     ];
-    let bn = LayerSpec::BatchNorm { gain: true, bias: true, eps: 1e-5, momentum: 0.1 };
+    let bn = LayerSpec::BatchNorm {
+        gain: true,
+        bias: true,
+        eps: 1e-5,
+        momentum: 0.1,
+    };
     let bn_cnn = vec![
-        LayerSpec::Conv2d { channels: 6, kernel: 3, stride: 2, padding: 1, bias: false, activation: None },
+        LayerSpec::Conv2d {
+            channels: 6,
+            kernel: 3,
+            stride: 2,
+            padding: 1,
+            bias: false,
+            activation: None,
+        },
         bn,
         act("silu"),
         LayerSpec::Flatten,
-        LayerSpec::Dense { width: 4, bias: true, activation: None },
+        LayerSpec::Dense {
+            width: 4,
+            bias: true,
+            activation: None,
+        },
     ];
     let conv1d = vec![
-        LayerSpec::Conv1d { channels: 5, kernel: 3, stride: 1, padding: 1, bias: true, activation: Some("elu".into()) },
-        LayerSpec::MaxPool { kernel: 2, stride: None },
+        LayerSpec::Conv1d {
+            channels: 5,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+            activation: Some("elu".into()),
+        },
+        LayerSpec::MaxPool {
+            kernel: 2,
+            stride: None,
+        },
         LayerSpec::Flatten,
-        LayerSpec::Dense { width: 4, bias: true, activation: None },
+        LayerSpec::Dense {
+            width: 4,
+            bias: true,
+            activation: None,
+        },
     ];
     vec![
         ("cnn", spec(img, cnn), false),
@@ -113,20 +187,49 @@ pub fn models_track_cpu<B: Backend>(g: &B) {
         let mut mc = Model::init(&cpu, spec.clone(), &[3]).unwrap();
         let mut mg = Model::init(g, spec.clone(), &[3]).unwrap();
         let kind = LossKind::CrossEntropy;
-        let (pc, pg) = (mc.loss_pass(&cpu, &xc, &yc, kind, true).unwrap(), mg.loss_pass(g, &xg, &yg, kind, true).unwrap());
-        close(&format!("{name} loss"), &g.to_f64(&pg.loss).unwrap(), &cpu.to_f64(&pc.loss).unwrap(), 1e-5);
-        close(&format!("{name} gradient"), &flatten(g, &pg.grads).unwrap(), &flatten(&cpu, &pc.grads).unwrap(), 1e-4);
+        let (pc, pg) = (
+            mc.loss_pass(&cpu, &xc, &yc, kind, true).unwrap(),
+            mg.loss_pass(g, &xg, &yg, kind, true).unwrap(),
+        );
+        close(
+            &format!("{name} loss"),
+            &g.to_f64(&pg.loss).unwrap(),
+            &cpu.to_f64(&pc.loss).unwrap(),
+            1e-5,
+        );
+        close(
+            &format!("{name} gradient"),
+            &flatten(g, &pg.grads).unwrap(),
+            &flatten(&cpu, &pc.grads).unwrap(),
+            1e-4,
+        );
         train_five_steps(g, (&mut mc, &mut mg), (&xc, &xg), (&yc, &yg), name);
         let (ec, eg) = (mc.predict(&cpu, &xc).unwrap(), mg.predict(g, &xg).unwrap());
-        close(&format!("{name} evaluation"), &g.to_f64(&eg).unwrap(), &cpu.to_f64(&ec).unwrap(), 1e-4);
+        close(
+            &format!("{name} evaluation"),
+            &g.to_f64(&eg).unwrap(),
+            &cpu.to_f64(&ec).unwrap(),
+            1e-4,
+        );
         curvature_tracks_cpu(g, (&mc, &mg), (&xc, &xg), (&yc, &yg), name);
         if batch_norm {
             assert!(per_sample_norms(g, &mg, &xg, &yg, kind).is_err());
             continue;
         }
-        let (nc, ng) = (per_sample_norms(&cpu, &mc, &xc, &yc, kind).unwrap(), per_sample_norms(g, &mg, &xg, &yg, kind).unwrap());
-        close(&format!("{name} per-sample norms"), &ng.total, &nc.total, 1e-4);
-        let (kc, kg) = (empirical_ntk(&cpu, &mc, &xc).unwrap(), empirical_ntk(g, &mg, &xg).unwrap());
+        let (nc, ng) = (
+            per_sample_norms(&cpu, &mc, &xc, &yc, kind).unwrap(),
+            per_sample_norms(g, &mg, &xg, &yg, kind).unwrap(),
+        );
+        close(
+            &format!("{name} per-sample norms"),
+            &ng.total,
+            &nc.total,
+            1e-4,
+        );
+        let (kc, kg) = (
+            empirical_ntk(&cpu, &mc, &xc).unwrap(),
+            empirical_ntk(g, &mg, &xg).unwrap(),
+        );
         close(&format!("{name} NTK"), &kg.trace, &kc.trace, 1e-4);
     }
 }
@@ -141,19 +244,47 @@ fn train_five_steps<B: Backend>(
     let cpu = Cpu::f32();
     let hyper = OptimHyper::new(OptimizerKind::Gd);
     let scales = vec![1.0; mc.params().len()];
-    let mut oc = Optimizer::new(&cpu, hyper.clone(), Schedule::Constant, vec![0.1], &mc.params(), scales.clone()).unwrap();
-    let mut og = Optimizer::new(g, hyper, Schedule::Constant, vec![0.1], &mg.params(), scales).unwrap();
+    let mut oc = Optimizer::new(
+        &cpu,
+        hyper.clone(),
+        Schedule::Constant,
+        vec![0.1],
+        &mc.params(),
+        scales.clone(),
+    )
+    .unwrap();
+    let mut og = Optimizer::new(
+        g,
+        hyper,
+        Schedule::Constant,
+        vec![0.1],
+        &mg.params(),
+        scales,
+    )
+    .unwrap();
     let start = params(&cpu, mc);
     for _ in 0..5 {
-        let pc = mc.loss_pass(&cpu, xc, yc, LossKind::CrossEntropy, true).unwrap();
-        let pg = mg.loss_pass(g, xg, yg, LossKind::CrossEntropy, true).unwrap();
+        let pc = mc
+            .loss_pass(&cpu, xc, yc, LossKind::CrossEntropy, true)
+            .unwrap();
+        let pg = mg
+            .loss_pass(g, xg, yg, LossKind::CrossEntropy, true)
+            .unwrap();
         mc.track_batch_stats(&cpu, &pc.batch_stats).unwrap();
         mg.track_batch_stats(g, &pg.batch_stats).unwrap();
         oc.step(&cpu, mc.params_mut(), &pc.grads).unwrap();
         og.step(g, mg.params_mut(), &pg.grads).unwrap();
     }
-    close(&format!("{name} parameters after 5 steps"), &params(g, mg), &params(&cpu, mc), 1e-4);
-    assert!(max_rel_err(&params(&cpu, mc), &start) > 1e-4, "{name}: the model did not move");
+    close(
+        &format!("{name} parameters after 5 steps"),
+        &params(g, mg),
+        &params(&cpu, mc),
+        1e-4,
+    );
+    assert!(
+        max_rel_err(&params(&cpu, mc), &start) > 1e-4,
+        "{name}: the model did not move"
+    );
 }
 
 fn curvature_tracks_cpu<B: Backend>(
@@ -170,12 +301,28 @@ fn curvature_tracks_cpu<B: Backend>(
     let mut rng = Rng::new(11);
     let v = randn(&mut rng, lc.dim(), 1.0);
     for mode in [Curvature::Hessian, Curvature::GaussNewton] {
-        close(&format!("{name} {mode:?} product"), &lg.product(&v, mode).unwrap(), &lc.product(&v, mode).unwrap(), 1e-4);
+        close(
+            &format!("{name} {mode:?} product"),
+            &lg.product(&v, mode).unwrap(),
+            &lc.product(&v, mode).unwrap(),
+            1e-4,
+        );
     }
-    let opts = LanczosOptions { k: 2, max_iter: 80, tol: 1e-4, seed: 1, start: None };
+    let opts = LanczosOptions {
+        k: 2,
+        max_iter: 80,
+        tol: 1e-4,
+        seed: 1,
+        start: None,
+    };
     let mut op = |v: &[f64]| lc.product(v, Curvature::Hessian);
     let want = lanczos(lc.dim(), &mut op, &opts).unwrap();
     let mut op = |v: &[f64]| lg.product(v, Curvature::Hessian);
     let got = lanczos(lg.dim(), &mut op, &opts).unwrap();
-    close(&format!("{name} top Hessian eigenvalues"), &got.values, &want.values, 1e-3);
+    close(
+        &format!("{name} top Hessian eigenvalues"),
+        &got.values,
+        &want.values,
+        1e-3,
+    );
 }

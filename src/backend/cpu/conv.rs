@@ -25,7 +25,8 @@ pub fn im2col<T: Elem>(x: &Tensor<Cpu>, win: &Window) -> Result<Tensor<Cpu>> {
                 let iy = (oy * win.sh + i) as isize - win.ph as isize;
                 for j in 0..win.kw {
                     let ix = (ox * win.sw + j) as isize - win.pw as isize;
-                    let inside = iy >= 0 && (iy as usize) < win.h && ix >= 0 && (ix as usize) < win.w;
+                    let inside =
+                        iy >= 0 && (iy as usize) < win.h && ix >= 0 && (ix as usize) < win.w;
                     if inside {
                         let at = base + ((iy as usize) * win.w + ix as usize) * win.c + ci;
                         row[(ci * win.kh + i) * win.kw + j] = xv[at];
@@ -39,7 +40,13 @@ pub fn im2col<T: Elem>(x: &Tensor<Cpu>, win: &Window) -> Result<Tensor<Cpu>> {
 
 /// The window offsets `i` (along one axis) and output coordinates `o` with
 /// `o * stride + i - pad == at`, for pixel coordinate `at`.
-fn sources(at: usize, k: usize, stride: usize, pad: usize, out: usize) -> impl Iterator<Item = (usize, usize)> {
+fn sources(
+    at: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    out: usize,
+) -> impl Iterator<Item = (usize, usize)> {
     (0..k).filter_map(move |i| {
         let shifted = (at + pad) as isize - i as isize;
         if shifted < 0 || shifted as usize % stride != 0 {

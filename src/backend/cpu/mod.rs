@@ -248,7 +248,13 @@ impl Backend for Cpu {
         dispatch!(self, norm::norm_rows, x, center, eps)
     }
 
-    fn norm_rows_j(&self, y: &CpuTensor, s: &CpuTensor, t: &CpuTensor, center: bool) -> Result<CpuTensor> {
+    fn norm_rows_j(
+        &self,
+        y: &CpuTensor,
+        s: &CpuTensor,
+        t: &CpuTensor,
+        center: bool,
+    ) -> Result<CpuTensor> {
         dispatch!(self, norm::norm_rows_j, y, s, t, center)
     }
 

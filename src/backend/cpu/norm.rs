@@ -12,7 +12,11 @@ use crate::backend::shapes::{norm_input, norm_operands};
 use crate::error::Result;
 use crate::tensor::Tensor;
 
-pub fn norm_rows<T: Elem>(x: &Tensor<Cpu>, center: bool, eps: f64) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
+pub fn norm_rows<T: Elem>(
+    x: &Tensor<Cpu>,
+    center: bool,
+    eps: f64,
+) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
     let (m, r, c) = norm_input(x.shape())?;
     let xv = T::view(x.storage())?;
     let n = T::from_f64(c as f64);
@@ -20,14 +24,25 @@ pub fn norm_rows<T: Elem>(x: &Tensor<Cpu>, center: bool, eps: f64) -> Result<(Te
     let mut scale = vec![T::ZERO; m * r];
     for (i, s) in scale.iter_mut().enumerate() {
         let row = &xv[i * c..(i + 1) * c];
-        let mean = if center { row.iter().fold(T::ZERO, |a, &v| a + v) / n } else { T::ZERO };
-        let var = row.iter().fold(T::ZERO, |a, &v| a + (v - mean) * (v - mean)) / n;
+        let mean = if center {
+            row.iter().fold(T::ZERO, |a, &v| a + v) / n
+        } else {
+            T::ZERO
+        };
+        let var = row
+            .iter()
+            .fold(T::ZERO, |a, &v| a + (v - mean) * (v - mean))
+            / n;
         *s = T::ONE / (var + eps).sqrt();
     }
     let mut y = vec![T::ZERO; xv.len()];
     for_rows(&mut y, c, |i, row| {
         let src = &xv[i * c..(i + 1) * c];
-        let mean = if center { src.iter().fold(T::ZERO, |a, &v| a + v) / n } else { T::ZERO };
+        let mean = if center {
+            src.iter().fold(T::ZERO, |a, &v| a + v) / n
+        } else {
+            T::ZERO
+        };
         for (o, &v) in row.iter_mut().zip(src) {
             *o = (v - mean) * scale[i];
         }
@@ -63,9 +78,18 @@ fn j_row<T: Elem>(y: &[T], s: T, t: &[T], center: bool, out: &mut [T]) {
     }
 }
 
-pub fn norm_rows_j<T: Elem>(y: &Tensor<Cpu>, s: &Tensor<Cpu>, t: &Tensor<Cpu>, center: bool) -> Result<Tensor<Cpu>> {
+pub fn norm_rows_j<T: Elem>(
+    y: &Tensor<Cpu>,
+    s: &Tensor<Cpu>,
+    t: &Tensor<Cpu>,
+    center: bool,
+) -> Result<Tensor<Cpu>> {
     let (_, c) = norm_operands("norm_rows_j", y.shape(), s.shape(), &[t.shape()])?;
-    let (yv, sv, tv) = (T::view(y.storage())?, T::view(s.storage())?, T::view(t.storage())?);
+    let (yv, sv, tv) = (
+        T::view(y.storage())?,
+        T::view(s.storage())?,
+        T::view(t.storage())?,
+    );
     let mut out = vec![T::ZERO; yv.len()];
     for_rows(&mut out, c, |i, row| {
         let span = i * c..(i + 1) * c;
@@ -81,7 +105,12 @@ pub fn norm_rows_second<T: Elem>(
     x_dot: &Tensor<Cpu>,
     center: bool,
 ) -> Result<Tensor<Cpu>> {
-    let (_, c) = norm_operands("norm_rows_second", y.shape(), s.shape(), &[g.shape(), x_dot.shape()])?;
+    let (_, c) = norm_operands(
+        "norm_rows_second",
+        y.shape(),
+        s.shape(),
+        &[g.shape(), x_dot.shape()],
+    )?;
     let (yv, sv) = (T::view(y.storage())?, T::view(s.storage())?);
     let (gv, xv) = (T::view(g.storage())?, T::view(x_dot.storage())?);
     let n = T::from_f64(c as f64);

@@ -65,7 +65,10 @@ pub fn row_place<T: Elem>(g: &Tensor<Cpu>, arg: &Tensor<Cpu>, k: usize) -> Resul
         )));
     }
     let (gv, av) = (T::view(g.storage())?, T::view(arg.storage())?);
-    let cols = av.iter().map(|&a| column(a, k)).collect::<Result<Vec<_>>>()?;
+    let cols = av
+        .iter()
+        .map(|&a| column(a, k))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = vec![T::ZERO; gv.len() * k];
     for_rows(&mut out, k, |i, row| row[cols[i]] = gv[i]);
     Ok(Tensor::from_parts(place_shape(g.shape(), k), T::wrap(out)))
