@@ -1,6 +1,9 @@
 //! Numerical parity with PyTorch. Each `tests/fixtures/parity/NAME.json` was
 //! written by `bench/pytorch/parity.py` from the lmech checkpoint beside it
-//! (`NAME.safetensors`): the inputs it used (x, targets, a direction v,
+//! (`NAME.safetensors`; an MLP or a layer-graph model: a CNN with pooling and
+//! LayerNorm, a ResNet with identity and projected skips, a Conv1d net with
+//! RMSNorm, each rebuilt in PyTorch by `lmech_checkpoint.load_model`): the
+//! inputs it used (x, targets, a direction v,
 //! Rademacher probes) and PyTorch's float64 values of the loss, gradient,
 //! Hessian- and Gauss-Newton-vector products, top Hessian eigenvalues (dense
 //! `eigvalsh`), exact and Hutchinson traces, per-example gradient norms, the
@@ -390,26 +393,34 @@ fn lmech_matches_pytorch_on_every_fixture() {
     );
 }
 
-/// The comparison is sharp enough to see a small error: a 1e-7 relative
-/// change of one layer's multiplier, or of the learning rate, is caught.
+/// The comparison is sharp enough to see a small error on every fixture: a
+/// 1e-7 relative change of the first or the last weight layer's multiplier,
+/// or of the learning rate, is caught.
 #[test]
 fn parity_detects_small_perturbations() {
     let be = Cpu::f64();
-    let path = fixtures().into_iter().next().unwrap();
-    let fx = Fixture::load(&path);
-    let (mut model, x, t) = model_and_data(&be, &fx);
-    let mut scales = model.layer_scales_mut();
-    let last = scales.len() - 1;
-    scales[last].multiplier *= 1.0 + 1e-7;
-    let lod = LossOnData::new(&be, &model, fx.loss, vec![(x, t)]).unwrap();
-    let (_, g) = lod.gradient().unwrap();
-    let err = max_rel_err(&flatten(&be, &g).unwrap(), &fx.reference("gradient"));
-    assert!(err > 10.0 * F64.values, "gradient error {err:.1e}");
+    for path in fixtures() {
+        let fx = Fixture::load(&path);
+        for layer in ["first", "last"] {
+            let (mut model, x, t) = model_and_data(&be, &fx);
+            let mut scales = model.layer_scales_mut();
+            let at = if layer == "first" { 0 } else { scales.len() - 1 };
+            scales[at].multiplier *= 1.0 + 1e-7;
+            let lod = LossOnData::new(&be, &model, fx.loss, vec![(x, t)]).unwrap();
+            let (_, g) = lod.gradient().unwrap();
+            let err = max_rel_err(&flatten(&be, &g).unwrap(), &fx.reference("gradient"));
+            assert!(
+                err > 10.0 * F64.values,
+                "{}: {layer} multiplier: gradient error {err:.1e}",
+                fx.name
+            );
+        }
 
-    let mut lr_fx = Fixture::load(&path);
-    let lr = lr_fx.r["gd"]["lr"].as_f64().unwrap();
-    lr_fx.r["gd"]["lr"] = Value::from(lr * (1.0 + 1e-7));
-    let e = compare(&be, &lr_fx, &F64);
-    assert!(e.get("GD final params") > 10.0 * F64.gd, "GD error");
-    assert!(e.get("gradient") <= F64.values);
+        let mut lr_fx = Fixture::load(&path);
+        let lr = lr_fx.r["gd"]["lr"].as_f64().unwrap();
+        lr_fx.r["gd"]["lr"] = Value::from(lr * (1.0 + 1e-7));
+        let e = compare(&be, &lr_fx, &F64);
+        assert!(e.get("GD final params") > 10.0 * F64.gd, "{}: GD error", fx.name);
+        assert!(e.get("gradient") <= F64.values);
+    }
 }

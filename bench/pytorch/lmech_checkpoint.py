@@ -1,13 +1,25 @@
-"""Rebuild an lmech MLP in PyTorch from its `model.safetensors` alone.
+"""Rebuild an lmech model in PyTorch from its `model.safetensors` alone.
 
-lmech stores each dense layer as `layers.{i}.weight` ([out, in], as
-`nn.Linear`) and `layers.{i}.bias`, and in the file's metadata the layer
-sizes, activation and each layer's forward multipliers, so that layer i
-computes `z = multiplier[i] * h @ W.T + bias_multiplier[i] * b` with the
-activation between layers and none after the last.
+lmech stores every parameter under the name the equivalent PyTorch module
+gives it (`layers.3.weight`, `layers.5.body.0.weight`,
+`layers.5.projection.weight`) and in that module's layout (`[out, in]` for
+`nn.Linear`, `[out, in, kh, kw]` for `nn.Conv2d`, `[out, in, k]` for
+`nn.Conv1d`). The metadata holds the rest of the function: the input shape
+(channels first), the layer list (JSON, the `[[model.layers]]` tables with
+a "kind" tag) and each dense or convolution layer's forward multipliers, in
+walk order (a residual block's body, then its projection), so that such a
+layer computes `z = multiplier * (x W^T) + bias_multiplier * b` (the
+convolution in place of the product) and then its activation. MLP
+checkpoints also carry `layer_sizes`, `activation` and `bias`; older ones
+carry only those.
 
-    from lmech_checkpoint import load_mlp
-    model = load_mlp("runs/digits_gd/model.safetensors")   # a torch.nn.Module
+    from lmech_checkpoint import load_model
+    model = load_model("runs/cnn/model.safetensors")   # a torch.nn.Module
+    model.load_state_dict(safetensors.torch.load_file(path))  # strict: same names
+
+The module takes inputs as lmech's data gives them, `[N, prod(input_shape)]`
+in channels-first order, or already shaped `[N, *input_shape]`.
+`load_mlp(path)` is `load_model` for MLP checkpoints only.
 
 Run as a script to check a run directory: it recomputes the final training
 loss on the bundled digits (for configs whose data is digits) and prints it
@@ -18,6 +30,7 @@ import json
 import sys
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -27,51 +40,286 @@ ACTIVATIONS = {
     "tanh": torch.nn.Tanh,
     "gelu": torch.nn.GELU,  # exact erf form, as lmech
     "silu": torch.nn.SiLU,
-    "elu": torch.nn.ELU,
-    "softplus": torch.nn.Softplus,
+    "swish": torch.nn.SiLU,
+    "elu": torch.nn.ELU,  # alpha 1
+    "softplus": torch.nn.Softplus,  # beta 1
 }
 
 
+def activation(name):
+    """The activation module lmech names `name` (none: the identity)."""
+    return ACTIVATIONS[name or "identity"]()
+
+
+def _param(t):
+    return None if t is None else torch.nn.Parameter(t)
+
+
 class ScaledLinear(torch.nn.Module):
-    def __init__(self, weight, bias, multiplier, bias_multiplier):
+    """`act(multiplier * h W^T + bias_multiplier * b)`, lmech's dense layer."""
+
+    def __init__(self, weight, bias, multiplier, bias_multiplier, act=None):
         super().__init__()
         self.weight = torch.nn.Parameter(weight)
-        self.bias = None if bias is None else torch.nn.Parameter(bias)
+        self.bias = _param(bias)
         self.multiplier = multiplier
         self.bias_multiplier = bias_multiplier
+        self.act = act if act is not None else torch.nn.Identity()
 
     def forward(self, h):
         z = self.multiplier * (h @ self.weight.T)
         if self.bias is not None:
             z = z + self.bias_multiplier * self.bias
-        return z
+        return self.act(z)
 
 
-def load_mlp(path):
+class ScaledConv(torch.nn.Module):
+    """lmech's conv1d/conv2d layer: `nn.Conv1d/2d` (square kernel, zero
+    padding) with the forward multipliers, then the activation."""
+
+    def __init__(self, weight, bias, multiplier, bias_multiplier, stride=1, padding=0, act=None):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight)
+        self.bias = _param(bias)
+        self.multiplier = multiplier
+        self.bias_multiplier = bias_multiplier
+        self.stride = stride
+        self.padding = padding
+        self.act = act if act is not None else torch.nn.Identity()
+
+    def forward(self, x):
+        conv = F.conv1d if self.weight.dim() == 3 else F.conv2d
+        # Contiguous (NCHW) input: oneDNN's float32 weight gradient of a 1x1
+        # stride-2 convolution on channels-last input is wrong when the input
+        # has few channels (oneDNN issue #6035; torch 2.15 on x86 CPUs), and
+        # a norm's output (movedim) is channels-last.
+        x = x.contiguous()
+        z = self.multiplier * conv(x, self.weight, None, self.stride, self.padding)
+        if self.bias is not None:
+            shape = (-1,) + (1,) * (self.weight.dim() - 2)
+            z = z + self.bias_multiplier * self.bias.reshape(shape)
+        return self.act(z)
+
+
+class ChannelNorm(torch.nn.Module):
+    """LayerNorm (`center=True`) or RMSNorm over the channels at each
+    position (over the features of a vector), with an optional gain
+    (`weight`) and bias. RMSNorm is written out: `nn.RMSNorm` has no bias."""
+
+    def __init__(self, center, eps, weight=None, bias=None):
+        super().__init__()
+        self.center = center
+        self.eps = eps
+        self.weight = _param(weight)
+        self.bias = _param(bias)
+
+    def normalize(self, x):
+        if self.center:
+            return F.layer_norm(x, x.shape[-1:], None, None, self.eps)
+        return x * torch.rsqrt((x * x).mean(-1, keepdim=True) + self.eps)
+
+    def forward(self, x):
+        h = x.movedim(1, -1) if x.dim() > 2 else x  # channels last
+        y = self.normalize(h)
+        if self.weight is not None:
+            y = y * self.weight
+        if self.bias is not None:
+            y = y + self.bias
+        return y.movedim(-1, 1) if x.dim() > 2 else y
+
+
+class GlobalAvgPool(torch.nn.Module):
+    """The mean over all positions: `[N, c, ...]` -> `[N, c]`."""
+
+    def forward(self, x):
+        return x.flatten(2).mean(-1)
+
+
+class Residual(torch.nn.Module):
+    """`act(body(x) + skip(x))`; skip is the identity or `projection`."""
+
+    def __init__(self, body, projection, act):
+        super().__init__()
+        self.body = torch.nn.Sequential(*body)
+        self.projection = projection
+        self.act = act
+
+    def forward(self, x):
+        skip = x if self.projection is None else self.projection(x)
+        return self.act(self.body(x) + skip)
+
+
+class LmechModel(torch.nn.Module):
+    """The rebuilt model: `layers[i]` is lmech's layer i."""
+
+    def __init__(self, input_shape, layers):
+        super().__init__()
+        self.input_shape = tuple(input_shape)
+        self.layers = torch.nn.ModuleList(layers)
+
+    def forward(self, x):
+        if len(self.input_shape) > 1 and x.dim() == 2:
+            x = x.reshape(x.shape[0], *self.input_shape)
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+# --------------------------------------------------------------------------
+# building
+
+
+def read_metadata(path):
     with safe_open(path, framework="pt") as f:
-        meta = f.metadata()
-    if meta.get("architecture") != "mlp":
-        raise ValueError(f"{path}: not an lmech MLP checkpoint")
+        return f.metadata() or {}
+
+
+def mlp_layer_specs(meta):
+    """The layer list of an MLP checkpoint that predates `layers`."""
+    sizes = json.loads(meta["layer_sizes"])
+    bias = meta["bias"] == "true"
+    last = len(sizes) - 2
+    return [
+        {"kind": "dense", "width": w, "bias": bias, **({} if i == last else {"activation": meta["activation"]})}
+        for i, w in enumerate(sizes[1:])
+    ]
+
+
+class Builder:
+    """Turns layer specs into modules, taking tensors by name and the
+    multipliers in walk order."""
+
+    def __init__(self, tensors, multipliers, bias_multipliers):
+        self.tensors = tensors
+        self.scales = list(zip(multipliers, bias_multipliers))
+        self.used = 0
+
+    def take(self, name):
+        if name not in self.tensors:
+            raise ValueError(f"checkpoint has no tensor `{name}`")
+        return self.tensors[name]
+
+    def next_scale(self):
+        if self.used >= len(self.scales):
+            raise ValueError("more weight layers than multipliers")
+        self.used += 1
+        return self.scales[self.used - 1]
+
+    def weight_layer(self, spec, path, stride=1, padding=0):
+        """A dense or convolution layer; shape, input size and channels come
+        from the stored weight."""
+        m, mb = self.next_scale()
+        weight = self.take(f"{path}.weight")
+        bias = self.take(f"{path}.bias") if spec.get("bias", True) else None
+        act = activation(spec.get("activation"))
+        if spec["kind"] == "dense":
+            return ScaledLinear(weight, bias, m, mb, act)
+        return ScaledConv(weight, bias, m, mb, stride, padding, act)
+
+    def pool(self, spec, dims):
+        kernel, stride = spec["kernel"], spec.get("stride") or spec["kernel"]
+        if spec["kind"] == "max_pool":
+            return (torch.nn.MaxPool1d, torch.nn.MaxPool2d)[dims - 1](kernel, stride)
+        padding = spec.get("padding", 0)
+        return (torch.nn.AvgPool1d, torch.nn.AvgPool2d)[dims - 1](kernel, stride, padding, count_include_pad=True)
+
+    def norm(self, spec, path):
+        center = spec["kind"] == "layer_norm"
+        gain = self.take(f"{path}.weight") if spec.get("gain", True) else None
+        bias = self.take(f"{path}.bias") if spec.get("bias", center) else None
+        return ChannelNorm(center, spec.get("eps", 1e-5), gain, bias)
+
+    def layer(self, spec, path, shape):
+        """(module, output shape) of one layer on input `shape` (channels first)."""
+        kind, dims = spec["kind"], len(shape) - 1
+        if kind in ("dense", "conv1d", "conv2d"):
+            stride, padding = spec.get("stride", 1), spec.get("padding", 0)
+            module = self.weight_layer(spec, path, stride, padding)
+        elif kind in ("max_pool", "avg_pool"):
+            module = self.pool(spec, dims)
+        elif kind == "global_avg_pool":
+            module = GlobalAvgPool()
+        elif kind == "flatten":
+            module = torch.nn.Flatten()
+        elif kind == "activation":
+            module = activation(spec["activation"])
+        elif kind in ("layer_norm", "rms_norm"):
+            module = self.norm(spec, path)
+        elif kind == "residual":
+            module = self.residual(spec, path, shape)
+        else:
+            raise ValueError(f"unknown layer kind {kind!r}")
+        return module, output_shape(module, shape)
+
+    def sequence(self, specs, path, shape):
+        modules = []
+        for i, spec in enumerate(specs):
+            module, shape = self.layer(spec, f"{path}.{i}", shape)
+            modules.append(module)
+        return modules, shape
+
+    def residual(self, spec, path, shape):
+        body, out = self.sequence(spec["layers"], f"{path}.body", shape)
+        projection = None
+        if spec.get("projection", False) or out != shape:
+            projection = self.projection(f"{path}.projection", shape, out)
+        return Residual(body, projection, activation(spec.get("activation")))
+
+    def projection(self, path, shape, out):
+        """The skip path's bias-free projection: a dense layer for vectors, else
+        a 1x1 convolution with the smallest stride that gives `out`'s grid."""
+        if len(shape) == 1:
+            return self.weight_layer({"kind": "dense", "bias": False}, path)
+        stride = next(s for s in range(1, shape[-1] + 1) if all((n - 1) // s + 1 == o for n, o in zip(shape[1:], out[1:])))
+        return self.weight_layer({"kind": f"conv{len(shape) - 1}d", "bias": False}, path, stride)
+
+
+def output_shape(module, shape):
+    """The shape of one example's output of `module`, by a forward pass on zeros."""
+    dtype = next((p.dtype for p in module.parameters()), torch.get_default_dtype())
+    with torch.no_grad():
+        return tuple(module(torch.zeros((1, *shape), dtype=dtype)).shape[1:])
+
+
+def load_model(path):
+    """Any lmech checkpoint (MLP or layer graph) as an `LmechModel` whose
+    state_dict has the checkpoint's tensor names."""
+    meta = read_metadata(path)
+    if "parametrization" not in meta or "multipliers" not in meta:
+        raise ValueError(f"{path}: not an lmech checkpoint")
     if meta.get("ensemble", "1") != "1":
         raise ValueError(f"{path}: ensemble checkpoints carry a leading E dimension; index one member first")
     tensors = load_file(path)
-    sizes = json.loads(meta["layer_sizes"])
-    mults = json.loads(meta["multipliers"])
-    bias_mults = json.loads(meta["bias_multipliers"])
-    act = ACTIVATIONS[meta["activation"]]
-    layers = []
-    for i in range(len(sizes) - 1):
-        layers.append(ScaledLinear(tensors[f"layers.{i}.weight"], tensors.get(f"layers.{i}.bias"), mults[i], bias_mults[i]))
-        if i + 1 < len(sizes) - 1:
-            layers.append(act())
-    return torch.nn.Sequential(*layers)
+    dtype = next(iter(tensors.values())).dtype
+    if "layers" in meta:
+        specs, input_shape = json.loads(meta["layers"]), json.loads(meta["input_shape"])
+    else:
+        specs, input_shape = mlp_layer_specs(meta), json.loads(meta["layer_sizes"])[:1]
+    b = Builder(tensors, json.loads(meta["multipliers"]), json.loads(meta["bias_multipliers"]))
+    layers, _ = b.sequence(specs, "layers", tuple(input_shape))
+    if b.used != len(b.scales):
+        raise ValueError(f"{path}: {len(b.scales)} multipliers for {b.used} weight layers")
+    model = LmechModel(input_shape, layers).to(dtype)
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def load_mlp(path):
+    """`load_model` for MLP checkpoints (refuses any other)."""
+    if read_metadata(path).get("architecture") != "mlp":
+        raise ValueError(f"{path}: not an lmech MLP checkpoint")
+    return load_model(path)
+
+
+# --------------------------------------------------------------------------
+# the script
 
 
 def main(run_dir):
     import numpy as np
     import tomllib
 
-    model = load_mlp(f"{run_dir}/model.safetensors")
+    model = load_model(f"{run_dir}/model.safetensors")
     cfg = tomllib.load(open(f"{run_dir}/config.toml", "rb"))
     summary = json.load(open(f"{run_dir}/summary.json"))
     data = cfg.get("data", {})
@@ -82,7 +330,7 @@ def main(run_dir):
     x = np.load(f"{here}/data/digits/x.npy").astype(np.float64)
     y = np.load(f"{here}/data/digits/y.npy").astype(np.int64)
     n = data.get("n_train") or len(x)
-    x, y = x[:n] * data.get("scale", 1.0), y[:n]
+    x, y = x[:n].reshape(n, -1) * data.get("scale", 1.0), y[:n]
     dtype = torch.float64 if cfg.get("dtype") == "f64" else torch.float32
     model = model.to(dtype)
     with torch.no_grad():

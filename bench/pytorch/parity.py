@@ -1,12 +1,14 @@
 """Reference values for lmech's numerical-parity tests, computed in PyTorch.
 
 Given an lmech run directory (or a `model.safetensors` checkpoint), this
-rebuilds the model with `lmech_checkpoint.load_mlp`, picks a small batch of
-data, and computes in float64:
+rebuilds the model (an MLP or any layer graph: convolutions, pooling,
+normalization, residual blocks) with `lmech_checkpoint.load_model`, picks a
+small batch of data, and computes in float64:
 
 - the training loss on the batch and its gradient, flattened in lmech's
-  parameter order (`layers.0.weight` row-major `[out, in]`, `layers.0.bias`,
-  `layers.1.weight`, ...);
+  parameter order (the checkpoint's: `layers.0.weight` row-major in PyTorch's
+  layout, `[out, in]` or `[out, in, kh, kw]`, `layers.0.bias`, ..., a
+  residual block's body parameters, then its projection's);
 - the Hessian-vector product along a fixed direction v, both by forward-over-
   reverse (`torch.func.jvp` of `torch.func.grad`) and by double backward (the
   two must agree to 1e-12), and the Gauss-Newton-vector product
@@ -69,7 +71,7 @@ import torch
 from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmech_checkpoint import load_mlp  # noqa: E402
+from lmech_checkpoint import ChannelNorm, ScaledConv, ScaledLinear, load_model  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIGITS_DIR = os.path.join(HERE, "..", "..", "data", "digits")
@@ -117,36 +119,70 @@ def resolve(path):
     return ckpt, cfg, meta
 
 
-def sgd_lr_scales(meta, sizes):
-    """Per-parameter SGD learning-rate scales in lmech's parameter order
-    (README, Parametrizations), recomputed independently of lmech."""
-    param = meta["parametrization"]
-    bias = meta["bias"] == "true"
+def width_ratio(meta):
+    """m = width / base_width; an MLP's width is its first hidden size (a
+    linear model's is the base width), as older MLP checkpoints say."""
+    if "width" in meta:
+        return int(meta["width"]) / int(meta["base_width"])
+    sizes = json.loads(meta["layer_sizes"])
     base = int(meta.get("base_width", sizes[1] if len(sizes) > 2 else sizes[-1]))
-    layers = len(sizes) - 1
-    width = sizes[1] if layers > 1 else base
-    m = width / base
-    out = []
-    for l in range(layers):
-        first, last = l == 0, l == layers - 1
-        if param in ("sp", "ntk"):
-            w, b = 1.0, 1.0
-        elif param == "mup":
-            if first and not last:
-                w = m
-            elif last and not first:
-                w = 1.0 / m
-            else:
-                w = 1.0
-            b = m
-        elif param == "mf":
-            w, b = m, m
-        else:
-            fail(f"unknown parametrization {param!r}")
-        out.append(w)
-        if bias:
-            out.append(b)
-    return out
+    width = sizes[1] if len(sizes) > 2 else base
+    return width / base
+
+
+def param_roles(model):
+    """(role, weight-layer index) of each parameter in the module's order:
+    dense and convolution weights and biases, norm gains and shifts. Weight
+    layers count in walk order, a residual's body before its projection."""
+    roles, layer = [], 0
+    for mod in model.modules():
+        if isinstance(mod, (ScaledLinear, ScaledConv)):
+            roles.append(("weight", layer))
+            if mod.bias is not None:
+                roles.append(("bias", layer))
+            layer += 1
+        elif isinstance(mod, ChannelNorm):
+            roles += [(r, None) for r, p in (("gain", mod.weight), ("shift", mod.bias)) if p is not None]
+    return roles, layer
+
+
+def weight_lr_scale(param, first, last, m):
+    if param in ("sp", "ntk"):
+        return 1.0
+    if param == "mup":
+        return m if first and not last else 1.0 / m if last and not first else 1.0
+    return m  # mf
+
+
+def sgd_lr_scales(meta, model):
+    """Per-parameter SGD learning-rate scales in lmech's parameter order
+    (README, Parametrizations and "Parametrizations by role"), recomputed
+    independently of lmech: weights by position, biases, gains and shifts
+    the vector-like scale (1 for sp and ntk, m for mup and mf)."""
+    param = meta["parametrization"]
+    if param not in ("sp", "ntk", "mup", "mf"):
+        fail(f"unknown parametrization {param!r}")
+    m = width_ratio(meta)
+    roles, layers = param_roles(model)
+    vector = 1.0 if param in ("sp", "ntk") else m
+    return [
+        weight_lr_scale(param, at == 0, at == layers - 1, m) if role == "weight" else vector
+        for role, at in roles
+    ]
+
+
+def describe_model(meta):
+    """The fixture's description of the model: the MLP keys for an MLP, the
+    input shape and layer list for any other model."""
+    if meta.get("architecture") == "mlp":
+        return {"layer_sizes": json.loads(meta["layer_sizes"]), "activation": meta["activation"]}
+    return {"architecture": meta["architecture"], "input_shape": json.loads(meta["input_shape"]), "layers": json.loads(meta["layers"])}
+
+
+def model_bias(meta, model):
+    if "bias" in meta:
+        return meta["bias"] == "true"
+    return any(role == "bias" for role, _ in param_roles(model)[0])
 
 
 # --------------------------------------------------------------------------
@@ -238,9 +274,10 @@ def main():
     ckpt, cfg, meta = resolve(args.run)
     if meta.get("ensemble", "1") != "1":
         fail("ensemble checkpoints are not supported (one model at a time)")
-    model = load_mlp(ckpt).to(DTYPE)
-    sizes = json.loads(meta["layer_sizes"])
-    d_in, outputs = sizes[0], sizes[-1]
+    model = load_model(ckpt).to(DTYPE)
+    d_in = math.prod(model.input_shape)
+    with torch.no_grad():
+        outputs = model(torch.zeros(1, d_in)).shape[1]
     loss_kind = cfg.get("train", {}).get("loss", "xent")
     loss_fn = make_loss(loss_kind)
     gen = torch.Generator().manual_seed(args.seed)
@@ -332,9 +369,9 @@ def main():
 
     # full-batch GD with torch.optim.SGD from the checkpoint's weights
     lr = args.gd_lr if args.gd_lr is not None else float(cfg.get("optim", {}).get("lr", 0.1))
-    scales = sgd_lr_scales(meta, sizes)
+    scales = sgd_lr_scales(meta, model)
     assert len(scales) == len(names)
-    gd_model = load_mlp(ckpt).to(DTYPE)
+    gd_model = load_model(ckpt).to(DTYPE)
     groups = [{"params": [p], "lr": lr * s} for p, s in zip(gd_model.parameters(), scales)]
     opt = torch.optim.SGD(groups, lr=lr, momentum=0.0)
     gd_losses = []
@@ -360,10 +397,9 @@ def main():
         "torch_version": torch.__version__,
         "scipy_version": scipy.__version__,
         "checkpoint": os.path.relpath(os.path.abspath(ckpt), out_dir),
-        "layer_sizes": sizes,
-        "activation": meta["activation"],
+        **describe_model(meta),
         "parametrization": meta["parametrization"],
-        "bias": meta["bias"] == "true",
+        "bias": model_bias(meta, model),
         "loss": loss_kind,
         "params": P,
         "seed": args.seed,
