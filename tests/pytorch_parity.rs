@@ -404,7 +404,11 @@ fn parity_detects_small_perturbations() {
         for layer in ["first", "last"] {
             let (mut model, x, t) = model_and_data(&be, &fx);
             let mut scales = model.layer_scales_mut();
-            let at = if layer == "first" { 0 } else { scales.len() - 1 };
+            let at = if layer == "first" {
+                0
+            } else {
+                scales.len() - 1
+            };
             scales[at].multiplier *= 1.0 + 1e-7;
             let lod = LossOnData::new(&be, &model, fx.loss, vec![(x, t)]).unwrap();
             let (_, g) = lod.gradient().unwrap();
@@ -420,7 +424,11 @@ fn parity_detects_small_perturbations() {
         let lr = lr_fx.r["gd"]["lr"].as_f64().unwrap();
         lr_fx.r["gd"]["lr"] = Value::from(lr * (1.0 + 1e-7));
         let e = compare(&be, &lr_fx, &F64);
-        assert!(e.get("GD final params") > 10.0 * F64.gd, "{}: GD error", fx.name);
+        assert!(
+            e.get("GD final params") > 10.0 * F64.gd,
+            "{}: GD error",
+            fx.name
+        );
         assert!(e.get("gradient") <= F64.values);
     }
 }

@@ -72,6 +72,10 @@ class ScaledLinear(torch.nn.Module):
             z = z + self.bias_multiplier * self.bias
         return self.act(z)
 
+    def extra_repr(self):
+        out, inp = self.weight.shape
+        return f"{inp} -> {out}, bias={self.bias is not None}, multiplier={self.multiplier:.6g}, bias_multiplier={self.bias_multiplier:.6g}"
+
 
 class ScaledConv(torch.nn.Module):
     """lmech's conv1d/conv2d layer: `nn.Conv1d/2d` (square kernel, zero
@@ -100,6 +104,13 @@ class ScaledConv(torch.nn.Module):
             z = z + self.bias_multiplier * self.bias.reshape(shape)
         return self.act(z)
 
+    def extra_repr(self):
+        out, inp, *k = self.weight.shape
+        return (
+            f"{inp} -> {out}, kernel={k[0]}, stride={self.stride}, padding={self.padding}, "
+            f"bias={self.bias is not None}, multiplier={self.multiplier:.6g}, bias_multiplier={self.bias_multiplier:.6g}"
+        )
+
 
 class ChannelNorm(torch.nn.Module):
     """LayerNorm (`center=True`) or RMSNorm over the channels at each
@@ -126,6 +137,10 @@ class ChannelNorm(torch.nn.Module):
         if self.bias is not None:
             y = y + self.bias
         return y.movedim(-1, 1) if x.dim() > 2 else y
+
+    def extra_repr(self):
+        kind = "layer_norm" if self.center else "rms_norm"
+        return f"{kind}, eps={self.eps:g}, gain={self.weight is not None}, bias={self.bias is not None}"
 
 
 class GlobalAvgPool(torch.nn.Module):

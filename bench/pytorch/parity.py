@@ -43,7 +43,8 @@ Data (`--data`):
   trained on. Preprocessing this script does not replicate (`shuffle`,
   `standardize`, `test_fraction`) and other sources are refused.
 - `random` (the default for every other source): x ~ N(0, 1) with the
-  checkpoint's input dimension, and targets consistent with the loss (labels
+  checkpoint's input dimension (the product of its `input_shape`, read
+  channels first), and targets consistent with the loss (labels
   uniform over the outputs for `xent`, N(0, 1) values otherwise), drawn from
   `--seed`. Parity is a property of the function, not of the data.
 
