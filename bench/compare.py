@@ -35,7 +35,14 @@ from workloads import WORKLOADS  # noqa: E402  (its top level imports no torch)
 SLOW = {"sharpness_power", "sharpness_lanczos", "hutchinson", "gd_run"}
 CLASSES = 10
 
-# Sizes: (width, depth, batch, input); depth counts dense layers.
+# Sizes: (width, depth, batch, input); depth counts dense layers. A fifth
+# field names a convolutional model, "ARCH" or "ARCH/NORM" (lmech-bench's
+# and workloads.py's --arch cnn|resnet, --norm none|batch|layer|rms) on
+# 3 x s x s images, input 3*s*s; depth then counts a CNN's convolutions or
+# is a ResNet's 6n+2. A grid row is (workload, size) or (workload, size,
+# opts), opts a dict of per-row settings: "hvp_method" / "psn_method" (the
+# PyTorch method of that row), "warmup" / "reps" (unless given on the
+# command line).
 TINY = (64, 2, 100, 40)        # teacher-student scale: overhead-bound
 DIGITS = (64, 3, 1000, 64)     # `lmech eos`: 8x8 digits, width 64
 MNIST_S = (256, 4, 1000, 784)  # MNIST-sized inputs, medium width
@@ -43,6 +50,31 @@ REF = (1024, 3, 1000, 784)     # the BENCHMARKS.md reference model
 WIDE = (4096, 2, 500, 3072)    # very wide, CIFAR-sized inputs
 DEEP = (256, 8, 5000, 784)     # deep, large batch
 CIFAR = (512, 8, 5000, 3072)   # deep, large batch, CIFAR-sized inputs
+
+# Cohen et al.'s CNN (32 channels, 2 convolutions) and ResNet-20 (16
+# channels, no norm and BatchNorm) on CIFAR-sized 3x32x32 inputs.
+CNN = (32, 2, 1000, 3072, "cnn")
+RESNET = (16, 20, 100, 3072, "resnet")
+RESNET_BN = (16, 20, 100, 3072, "resnet/batch")
+ONE_CALL = {"warmup": 0, "reps": 1}  # sharpness: one cold run per side and round
+FEW = {"warmup": 1, "reps": 3}  # calls of 0.5-6 s
+
+
+def conv_rows(size, sharp_batch):
+    """The conv grid's rows for one model: a training step, the cold HVP
+    against both PyTorch methods, per-sample norms against vmap(grad) and
+    Opacus-style hooks (not with BatchNorm: undefined), sharpness by power
+    iteration and Lanczos at batch `sharp_batch` (one run is tens of HVPs)."""
+    sharp = size[:2] + (sharp_batch,) + size[3:]
+    rows = [("train_step", size, FEW),
+            ("hvp", size, dict(FEW, hvp_method="double_backward")),
+            ("hvp", size, dict(FEW, hvp_method="fwd_over_rev"))]
+    if not size[4].endswith("/batch"):
+        rows += [("per_sample_norms", size, dict(FEW, psn_method="vmap")),
+                 ("per_sample_norms", size, dict(FEW, psn_method="hooks"))]
+    rows += [("sharpness_power", sharp, ONE_CALL), ("sharpness_lanczos", sharp, ONE_CALL)]
+    return rows
+
 
 GRIDS = {
     # ~2 minutes on 2 cores: a smoke test of every workload.
@@ -106,6 +138,11 @@ GRIDS = {
         ("gd_run", DIGITS),
         ("gd_run", (256, 3, 1000, 784)),
     ],
+    # ~20 minutes on 2 cores with --rounds 2: the convolutional presets.
+    # ResNet-20 at batch 100 (lmech's HVP at batch 1000 needs more than
+    # 24 GiB, its training step ~55 s); sharpness at batch 100 (CNN) and
+    # 32 (ResNet): a run is 15-50 HVPs.
+    "conv": conv_rows(CNN, 100) + conv_rows(RESNET, 32) + conv_rows(RESNET_BN, 32),
 }
 # --full: every workload on the whole grid below (108 sizes): hours to days
 # on a small CPU; meant for big machines and GPUs, or to be cut down with
@@ -118,9 +155,52 @@ FULL_AXES = {
 }
 
 
-def param_count(width, depth, inp, classes=CLASSES):
-    sizes = [inp] + [width] * (depth - 1) + [classes]
-    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+def split_size(size):
+    """(width, depth, batch, input, arch, norm) of a grid size."""
+    width, depth, batch, inp = size[:4]
+    model = size[4] if len(size) > 4 else "mlp"
+    arch, _, norm = model.partition("/")
+    return width, depth, batch, inp, arch, norm or "none"
+
+
+def model_name(size):
+    _, _, _, _, arch, norm = split_size(size)
+    return arch if norm == "none" else f"{arch}/{norm}"
+
+
+def param_count(width, depth, inp, classes=CLASSES, arch="mlp", norm="none"):
+    if arch == "mlp":
+        sizes = [inp] + [width] * (depth - 1) + [classes]
+        return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+    # src/nn/presets.rs: 3x3 convolutions, no bias before BatchNorm; norm
+    # parameters per channel (gain and shift; RMSNorm: gain only).
+    side = round((inp / 3) ** 0.5)
+    per_norm = {"none": 0, "batch": 2, "layer": 2, "rms": 1}[norm]
+
+    def conv(cin, cout, k=3, bias=True):
+        return cout * cin * k * k + (cout if bias and norm != "batch" else 0)
+
+    if arch == "cnn":
+        n, c = 0, 3
+        for _ in range(depth):
+            n += conv(c, width) + per_norm * width
+            c, side = width, side // 2
+        return n + c * side * side * classes + classes
+    blocks = (depth - 2) // 6
+    n, c = conv(3, width) + per_norm * width, width
+    for stage in range(3):
+        for b in range(blocks):
+            out = width << stage
+            n += conv(c, out) + conv(out, out) + 2 * per_norm * out
+            if out != c or (stage > 0 and b == 0):
+                n += conv(c, out, 1, bias=False)
+            c = out
+    return n + c * classes + classes
+
+
+def size_params(size):
+    width, depth, _, inp, arch, norm = split_size(size)
+    return param_count(width, depth, inp, arch=arch, norm=norm)
 
 
 def full_grid(axes, workloads):
@@ -142,8 +222,8 @@ def mem_available_bytes():
 def torch_memory_estimate(workload, size):
     """Bytes PyTorch's side is sure to need beyond its baseline, for the
     workloads that materialize per-example objects (None: not estimated)."""
-    width, depth, batch, inp = size
-    p = param_count(width, depth, inp)
+    batch = size[2]
+    p = size_params(size)
     if workload == "per_sample_norms":
         return 4 * batch * p * 2  # vmap(grad): batch x params, and its square
     if workload == "ntk":
@@ -234,9 +314,10 @@ class Runner:
         return None
 
     def common(self, workload, size, warmup, reps):
-        width, depth, batch, inp = size
+        width, depth, batch, inp, arch, norm = split_size(size)
         a = self.args
         return ["--workload", workload, "--width", str(width), "--depth", str(depth),
+                "--arch", arch, "--norm", norm,
                 "--batch", str(batch), "--input", str(inp), "--classes", str(CLASSES),
                 "--threads", str(a.threads), "--reps", str(reps), "--warmup", str(warmup),
                 "--device", a.device, "--seed", str(a.seed), "--tol", str(a.tol),
@@ -244,14 +325,16 @@ class Runner:
                 "--steps", str(a.steps), "--lr", str(a.lr),
                 "--time-budget", str(a.time_budget), "--gemm", a.gemm]
 
-    def run_side(self, side, workload, size, warmup, reps):
+    def run_side(self, side, workload, size, warmup, reps, opts):
         if side == "lmech":
             cmd = [self.args.lmech_bin] + self.common(workload, size, warmup, reps)
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--torch-child"]
             cmd += self.common(workload, size, warmup, reps)
-            cmd += ["--hvp-method", self.args.hvp_method]
+            cmd += ["--hvp-method", opts.get("hvp_method", self.args.hvp_method[0]),
+                    "--psn-method", opts.get("psn_method", self.args.psn_method[0])]
         started = time.time()
+        load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, env=self.env,
                                cwd=ROOT, timeout=self.args.row_timeout,
@@ -285,10 +368,13 @@ class Runner:
             return {"status": "error", "reason": f"{why}: {tail}"[:1000], "wall_s": wall}
         line["status"] = "ok"
         line["wall_s"] = wall
+        line["load_average_1min"] = load
         return line
 
     def skip_reason(self, side, workload, size):
         a = self.args
+        if workload in ("per_sample_norms", "ntk") and split_size(size)[5] == "batch":
+            return "undefined with BatchNorm (it mixes the examples; lmech refuses it)"
         if side == "torch" and workload == "sharpness_lanczos" and not a.have_scipy:
             return "scipy not installed (PyTorch has no Lanczos; the twin uses scipy eigsh)"
         if side == "torch" and not a.device.startswith("cuda") and a.mem_limit_bytes:
@@ -322,6 +408,11 @@ def row_notes(row):
     w = row["workload"]
     lm, pt = row["lmech"], row["torch"]
     notes = []
+    if row.get("hvp_method") and (row["hvp_method"] != "double_backward"
+                                  or row.get("show_method")):
+        notes.append(f"PyTorch {row['hvp_method']}")
+    if row.get("psn_method") and (row["psn_method"] != "vmap" or row.get("show_method")):
+        notes.append(f"PyTorch {row['psn_method']}")
     for name, side in (("lmech", lm), ("PyTorch", pt)):
         # "unavailable" (a missing device) is said once, under the table.
         if side.get("status") not in ("ok", "unavailable", None):
@@ -364,14 +455,15 @@ def markdown(results):
     ]
     for r in results["rows"]:
         lm, pt = r["lmech"], r["torch"]
-        width, depth, batch, inp = r["size"]
+        width, depth, batch, inp, arch, _ = split_size(r["size"])
+        shape = f"{width} x {depth}" if arch == "mlp" else f"{model_name(r['size'])} {width} x {depth}"
         lms = fmt_ms(lm.get("median_ms")) if lm.get("status") == "ok" else lm.get("status", "—")
         pts = fmt_ms(pt.get("median_ms")) if pt.get("status") == "ok" else pt.get("status", "—")
         ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "—"
         lmm = fmt_mib(lm) if lm.get("status") == "ok" else "—"
         ptm = fmt_mib(pt) if pt.get("status") == "ok" else "—"
         lines.append(
-            f"| {r['workload']} | {width} x {depth} | {batch} | {inp} | {r['params']:,} "
+            f"| {r['workload']} | {shape} | {batch} | {inp} | {r['params']:,} "
             f"| {lms} | {pts} | {ratio} | {lmm} | {ptm} | {row_notes(r)} |")
     unavailable = {}
     for r in results["rows"]:
@@ -425,6 +517,8 @@ def parse_args(argv):
     g.add_argument("--quick", action="store_true", help="smoke-test grid (~2 min on 2 cores)")
     g.add_argument("--full", action="store_true",
                    help="every workload on the whole grid (hours on a small CPU)")
+    g.add_argument("--conv", action="store_true",
+                   help="CNN and ResNet-20 grid (~20 min on 2 cores with --rounds 2)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="threads of both sides (default: the CPUs this process may use)")
@@ -437,8 +531,13 @@ def parse_args(argv):
     ap.add_argument("--workloads", default=None, help="comma-separated subset of: "
                     + ",".join(WORKLOADS))
     ap.add_argument("--sizes", default=None,
-                    help="explicit sizes WxDxBxI[,...] (width x depth x batch x input) "
+                    help="explicit sizes [MODEL:]WxDxBxI[,...] (width x depth x batch x "
+                    "input; MODEL e.g. cnn, resnet/batch, default --arch/--norm) "
                     "instead of the grid's, for every selected workload")
+    ap.add_argument("--arch", default="mlp", choices=["mlp", "cnn", "resnet"],
+                    help="model of the --sizes without a MODEL: prefix (default mlp)")
+    ap.add_argument("--norm", default="none", choices=["none", "batch", "layer", "rms"],
+                    help="normalization of the --sizes without a MODEL: prefix (none)")
     for axis, vals in FULL_AXES.items():
         ap.add_argument(f"--{axis}", default=None,
                         help=f"with --full: this axis's values (default "
@@ -459,8 +558,12 @@ def parse_args(argv):
     ap.add_argument("--lr", type=float, default=0.05, help="learning rate of gd_run (0.05)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hvp-method", default="double_backward",
-                    choices=["double_backward", "fwd_over_rev", "rev_over_rev"],
-                    help="PyTorch's cold HVP (default double_backward)")
+                    help="PyTorch's cold HVP: double_backward (default), fwd_over_rev, "
+                    "rev_over_rev, or several, comma-separated: one hvp row each "
+                    "(rows whose grid names a method keep it)")
+    ap.add_argument("--psn-method", default="vmap",
+                    help="PyTorch's per-sample norms: vmap (default), hooks (Opacus-style), "
+                    "or both, comma-separated: one row each")
     ap.add_argument("--gemm", default="simt", choices=["simt", "tc-tf32", "tc-bf16", "cublas"],
                     help="GEMM kind of the gemm workload (lmech's CUDA kernel; PyTorch: "
                     "torch.mm in fp32, TF32 or BF16)")
@@ -472,7 +575,27 @@ def parse_args(argv):
     return ap.parse_args(argv)
 
 
+def expand_rows(rows, args):
+    """(workload, size, opts) rows: every hvp / per_sample_norms row without
+    a method in its opts, once per method of --hvp-method / --psn-method."""
+    out = []
+    for row in rows:
+        w, size, opts = row[0], tuple(row[1]), dict(row[2]) if len(row) > 2 else {}
+        if w == "hvp" and "hvp_method" not in opts:
+            out += [(w, size, dict(opts, hvp_method=m)) for m in args.hvp_method]
+        elif w == "per_sample_norms" and "psn_method" not in opts:
+            out += [(w, size, dict(opts, psn_method=m)) for m in args.psn_method]
+        else:
+            out.append((w, size, opts))
+    return out
+
+
 def build_grid(args):
+    name, rows = build_rows(args)
+    return name, expand_rows(rows, args)
+
+
+def build_rows(args):
     workloads = WORKLOADS
     if args.workloads:
         workloads = [w.strip() for w in args.workloads.split(",") if w.strip()]
@@ -481,19 +604,28 @@ def build_grid(args):
             sys.exit(f"unknown workload(s) {bad}; choose from {WORKLOADS}")
     if args.sizes:
         sizes = []
+        default_model = args.arch if args.norm == "none" else f"{args.arch}/{args.norm}"
         for s in args.sizes.split(","):
+            model, _, dims = s.strip().lower().rpartition(":")
+            model = model or default_model
+            arch, _, norm = model.partition("/")
             try:
-                w, d, b, i = (int(x) for x in s.lower().split("x"))
+                w, d, b, i = (int(x) for x in dims.split("x"))
             except ValueError:
-                sys.exit(f"size {s!r}: expected WIDTHxDEPTHxBATCHxINPUT, e.g. 1024x3x1000x784")
-            sizes.append((w, d, b, i))
+                sys.exit(f"size {s!r}: expected [MODEL:]WIDTHxDEPTHxBATCHxINPUT, "
+                         "e.g. 1024x3x1000x784 or resnet/batch:16x20x100x3072")
+            if arch not in ("mlp", "cnn", "resnet") or (norm or "none") not in (
+                    "none", "batch", "layer", "rms"):
+                sys.exit(f"size {s!r}: MODEL is ARCH[/NORM], ARCH mlp, cnn or resnet, "
+                         "NORM none, batch, layer or rms")
+            sizes.append((w, d, b, i) if model == "mlp" else (w, d, b, i, model))
         return "custom", [(w, s) for w in workloads for s in sizes]
     if args.full:
         axes = {k: ([int(x) for x in getattr(args, k).split(",")] if getattr(args, k)
                     else v) for k, v in FULL_AXES.items()}
         return "full", full_grid(axes, workloads)
-    name = "quick" if args.quick else "default"
-    return name, [(w, s) for (w, s) in GRIDS[name] if w in workloads]
+    name = "quick" if args.quick else "conv" if args.conv else "default"
+    return name, [row for row in GRIDS[name] if row[0] in workloads]
 
 
 def main(argv):
@@ -502,11 +634,21 @@ def main(argv):
         import workloads
         return workloads.main(argv[1:])
     args = parse_args(argv)
+    methods = {"hvp_method": ["double_backward", "fwd_over_rev", "rev_over_rev"],
+               "psn_method": ["vmap", "hooks"]}
+    for key, allowed in methods.items():
+        chosen = [m.strip() for m in getattr(args, key).split(",") if m.strip()]
+        bad = [m for m in chosen if m not in allowed]
+        if bad or not chosen:
+            sys.exit(f"--{key.replace('_', '-')}: {bad or 'none given'}; choose from {allowed}")
+        setattr(args, key, chosen)
     grid_name, grid = build_grid(args)
     if args.list:
-        for w, (width, depth, batch, inp) in grid:
-            print(f"{w:18s} width {width:5d} depth {depth} batch {batch:5d} input {inp:5d} "
-                  f"params {param_count(width, depth, inp):,}")
+        for w, size, opts in grid:
+            width, depth, batch, inp, _, _ = split_size(size)
+            method = opts.get("hvp_method") or opts.get("psn_method") or ""
+            print(f"{w:18s} {model_name(size):12s} width {width:5d} depth {depth:2d} "
+                  f"batch {batch:5d} input {inp:5d} params {size_params(size):,} {method}")
         print(f"{len(grid)} rows", file=sys.stderr)
         return 0
     if not os.path.exists(args.lmech_bin):
@@ -544,7 +686,8 @@ def main(argv):
             "lmech_commit": git_describe(),
             "torch": None,
             "scipy": args.have_scipy,
-            "hvp_method": args.hvp_method,
+            "hvp_method": ",".join(args.hvp_method),
+            "psn_method": ",".join(args.psn_method),
             "tol": args.tol,
             "max_iter": args.max_iter,
             "probes": args.probes,
@@ -559,10 +702,10 @@ def main(argv):
     started = time.time()
     print(f"{len(grid)} rows, grid {grid_name}, device {args.device}, {args.threads} threads; "
           f"results -> {show_path(out)}", file=sys.stderr, flush=True)
-    for n, (workload, size) in enumerate(grid, 1):
+    for n, (workload, size, opts) in enumerate(grid, 1):
         slow = workload in SLOW
-        warmup = args.warmup if args.warmup is not None else (1 if slow else 2)
-        reps = args.reps if args.reps is not None else (3 if slow else 5)
+        warmup = args.warmup if args.warmup is not None else opts.get("warmup", 1 if slow else 2)
+        reps = args.reps if args.reps is not None else opts.get("reps", 3 if slow else 5)
         if args.quick and args.reps is None:
             reps = min(reps, 3)
         if args.quick and args.warmup is None:
@@ -575,7 +718,8 @@ def main(argv):
                 if why:
                     rounds[side].append({"status": "skipped", "reason": why})
                 else:
-                    rounds[side].append(runner.run_side(side, workload, size, warmup, reps))
+                    rounds[side].append(runner.run_side(side, workload, size, warmup, reps,
+                                                        opts))
         lm, pt = merge_rounds(rounds["lmech"]), merge_rounds(rounds["torch"])
         ratio = None
         if lm.get("status") == "ok" and pt.get("status") == "ok" and lm["median_ms"] > 0:
@@ -584,13 +728,14 @@ def main(argv):
             results["meta"]["torch"] = pt["torch"]
         if pt.get("device_name") and not results["meta"].get("torch_device_name"):
             results["meta"]["torch_device_name"] = pt["device_name"]
-        width, depth, batch, inp = size
+        width, depth, batch, inp, arch, norm = split_size(size)
         row = {
             "workload": workload,
             "size": list(size),
             "width": width, "depth": depth, "batch": batch, "input": inp,
+            "arch": arch, "norm": norm,
             "classes": CLASSES,
-            "params": param_count(width, depth, inp),
+            "params": size_params(size),
             "warmup_asked": warmup,
             "reps_asked": reps,
             "lmech": lm,
@@ -599,12 +744,22 @@ def main(argv):
         }
         if workload == "gemm":
             row["gemm"] = args.gemm
+        if workload == "hvp":
+            row["hvp_method"] = opts["hvp_method"]
+        if workload == "per_sample_norms":
+            row["psn_method"] = opts["psn_method"]
+        # Say the method in the notes when this run compares more than one.
+        row["show_method"] = len(args.hvp_method) > 1 or len(args.psn_method) > 1 or any(
+            o.get("hvp_method", "double_backward") != "double_backward"
+            or o.get("psn_method", "vmap") != "vmap" for _, _, o in grid)
         results["rows"].append(row)
         results["meta"]["elapsed_s"] = time.time() - started
         write_json(out, results)
         show = lambda s: fmt_ms(s["median_ms"]) + " ms" if s.get("status") == "ok" \
             else s.get("status", "?")  # noqa: E731
-        print(f"[{n}/{len(grid)}] {workload} {width}x{depth} b{batch} in{inp}: "
+        print(f"[{n}/{len(grid)}] {workload} "
+              + ("" if arch == "mlp" else model_name(size) + " ")
+              + f"{width}x{depth} b{batch} in{inp}: "
               f"lmech {show(lm)}, PyTorch {show(pt)}"
               + (f", ratio {ratio:.2f}" if ratio is not None else "")
               + (f"  ({row_notes(row)})" if row_notes(row) else "")

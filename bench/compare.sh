@@ -19,6 +19,12 @@
 #                                    # widths 64,256,1024,4096 x depths 2,4,8 x
 #                                    # batches 100,1000,5000 x inputs 40,784,3072
 #                                    # (hours to days on a small CPU)
+#   bench/compare.sh --conv --rounds 2   # Cohen et al.'s CNN and ResNet-20
+#                                    # (no norm, BatchNorm) on 3x32x32 inputs,
+#                                    # ~20 min on 2 cores
+#   bench/compare.sh --sizes cnn:32x2x1000x3072,resnet/batch:16x20x100x3072 \
+#       --workloads hvp --hvp-method double_backward,fwd_over_rev
+#                                    # any model, against both PyTorch HVPs
 #   bench/compare.sh --device cuda   # both sides on CUDA (lmech's CUDA backend;
 #                                    # without a driver or GPU a side is
 #                                    # recorded as "unavailable")
@@ -26,7 +32,9 @@
 #                                    # lmech's GEMM kernel vs torch.mm
 #
 # Options (all passed to bench/compare.py; `bench/compare.sh --help` lists them):
-#   --quick | --full          grid (default: the ~10-minute one)
+#   --quick | --full | --conv grid (default: the ~10-minute one; --conv:
+#                             the CNN / ResNet-20 grid, bench/compare.py's
+#                             conv_rows, with its own warm-up and repetitions)
 #   --device cpu|cuda|cuda:N  device of both sides (default cpu)
 #   --threads N               threads of both sides (default: CPUs available)
 #   --reps R --warmup K       timed and untimed calls per side and row
@@ -39,19 +47,29 @@
 #                             (gemm: width x width x width; the other size
 #                             fields only size an unused model)
 #   --gemm simt|tc-tf32|tc-bf16|cublas   GEMM kind of the gemm workload
-#   --sizes WxDxBxI,...       explicit sizes (width x depth x batch x input)
+#   --sizes [MODEL:]WxDxBxI,...  explicit sizes (width x depth x batch x
+#                             input); MODEL is ARCH[/NORM], ARCH mlp, cnn or
+#                             resnet, NORM none, batch, layer or rms (passed
+#                             as --arch/--norm to both sides; a conv model
+#                             takes --input 3*s*s), e.g. resnet/batch:16x20x100x3072
+#   --arch A --norm N         MODEL of the --sizes without a prefix
 #   --widths/--depths/--batches/--inputs v,...   with --full: cut the grid
 #   --time-budget S           timed seconds per side and row before repetitions
 #                             are cut (default 60)
 #   --row-timeout S           kill a side after S seconds (default 900)
 #   --mem-limit-gib G         address-space cap per child on CPU (default 80%
 #                             of available memory)
-#   --tol, --max-iter, --probes, --steps, --lr, --seed, --hvp-method
-#                             workload settings (1e-3, 200, 10, 100, 0.05, 0,
-#                             double_backward)
+#   --tol, --max-iter, --probes, --steps, --lr, --seed
+#                             workload settings (1e-3, 200, 10, 100, 0.05, 0)
+#   --hvp-method M[,M...]     PyTorch's cold HVP: double_backward (default),
+#                             fwd_over_rev (torch.func jvp(grad)), rev_over_rev;
+#                             several: one hvp row each
+#   --psn-method M[,M...]     PyTorch's per-sample norms: vmap (default;
+#                             vmap(grad)) or hooks (Opacus-style); several: one
+#                             row each. BatchNorm models: skipped (undefined)
 #   --out PATH                JSON path;  --list  print the grid and exit
 #
-# Environment: PYTHON (default python3) with torch (bench/pytorch/
+# Environment: PYTHON (default python3; it also runs the PyTorch side) with torch (bench/pytorch/
 # requirements.txt); scipy optional (PyTorch's Lanczos row is skipped without).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

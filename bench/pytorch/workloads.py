@@ -1,7 +1,10 @@
 """PyTorch twins of `lmech-bench`'s workloads (src/bin/lmech-bench.rs) at any
 size: a tanh MLP input -> width x (depth - 1) -> classes with biases and
 nn.Linear's default init (lmech's standard parametrization draws the same
-distribution), f32, softmax cross-entropy, random Gaussian inputs and
+distribution), or with --arch cnn|resnet lmech's convolutional presets
+(src/nn/presets.rs; see `build_model`) on 3 x s x s images (--input 3*s*s),
+ReLU, --norm none|batch|layer|rms after each convolution, PyTorch's default
+init; f32, softmax cross-entropy, random Gaussian inputs and
 uniform random labels from a fixed seed. The model, the data and the HVP
 code are those of bench/pytorch/curvature.py (its `Setup`, generalized to
 any size and device); `bench/compare.py --torch-child` runs one workload at
@@ -25,7 +28,14 @@ Workloads (each timed call includes what a user's call would do):
                      HVPs through host float64 vectors; needs scipy
   hutchinson         PyHessian's Hutchinson trace, --probes Rademacher probes
   per_sample_norms   |g_i| of each example's own loss by vmap(grad) over the
-                     whole batch (materializes batch x params gradients)
+                     whole batch (materializes batch x params gradients);
+                     --psn-method hooks: Opacus-style instead (forward hooks
+                     keep each Linear/Conv2d input, tensor hooks its output
+                     gradient of the summed loss, an einsum per layer (after
+                     unfold for a convolution) gives the per-example weight
+                     gradients, as Opacus's GradSampleModule does; models
+                     with only Linear and Conv2d layers). Refused with
+                     BatchNorm, as lmech refuses: it mixes the examples.
   ntk                the empirical NTK per output and its trace, by
                      vmap(jacrev) Jacobians (batch x classes x params) and
                      their contraction (the torch.func NTK tutorial's
@@ -35,6 +45,24 @@ Workloads (each timed call includes what a user's call would do):
                      simt or cublas: fp32 with TF32 off; tc-tf32: fp32
                      inputs with TF32 tensor cores allowed; tc-bf16: bf16
                      inputs (converted once, untimed), fp32 accumulate
+
+Convolutional models (--arch, as lmech-bench's `model_spec`):
+  cnn     Cohen et al.'s CNN: --depth x [Conv2d(3x3, --width channels,
+          padding 1, bias unless norm=batch), norm, ReLU, MaxPool2d(2)],
+          Flatten, Linear(-> --classes)
+  resnet  CIFAR ResNet-(6n+2), --depth 6n+2: Conv2d 3x3 stem of --width
+          channels, norm, ReLU; three stages of n basic blocks (width,
+          2 width, 4 width channels, stride 2 into stages 2 and 3): conv3x3
+          (stride), norm, ReLU, conv3x3, norm, + skip (a bias-free strided
+          1x1 Conv2d when the shape changes), ReLU; AdaptiveAvgPool2d(1),
+          Flatten, Linear
+  norms   batch: nn.BatchNorm2d (train mode: batch statistics; running
+          statistics updated by train_step only: the curvature and
+          per-example workloads use a copy made by torch.func's
+          replace_all_batch_norm_modules_, batch statistics and no buffer
+          writes, the function lmech's HVPs differentiate); layer:
+          nn.LayerNorm(C) channels-last (permute), over the channels at each
+          position, as lmech's; rms: nn.RMSNorm(C) the same way, no bias
 
 Usage (the same options as lmech-bench):
   python bench/pytorch/workloads.py --workload hvp --width 1024 --depth 3 \
@@ -70,6 +98,97 @@ WORKLOADS = [
     "gemm",
 ]
 GEMMS = ["simt", "tc-tf32", "tc-bf16", "cublas"]
+ARCHS = ["mlp", "cnn", "resnet"]
+NORMS = ["none", "batch", "layer", "rms"]
+PSN_METHODS = ["vmap", "hooks"]
+
+
+def image_side(inp):
+    """s of a 3 x s x s input of --input 3*s*s (lmech-bench's rule)."""
+    side = round((inp / 3) ** 0.5) if inp >= 3 else 0
+    if 3 * side * side != inp:
+        raise ValueError(f"a convolutional --arch needs --input 3*s*s "
+                         f"(3-channel square images), got {inp}")
+    return side
+
+
+def build_model(a):
+    """The benchmarked model as torch.nn modules, the same layers as
+    lmech-bench's `model_spec` (src/nn/presets.rs)."""
+    import torch
+    from torch import nn
+
+    if a.arch == "mlp":
+        sizes = [a.input] + [a.width] * (a.depth - 1) + [a.classes]
+        layers = []
+        for i in range(len(sizes) - 1):
+            layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+            if i < len(sizes) - 2:
+                layers.append(nn.Tanh())
+        return nn.Sequential(*layers)
+
+    class ChannelsLast(nn.Module):
+        """LayerNorm(C) / RMSNorm(C) over the channels at each position."""
+
+        def __init__(self, norm):
+            super().__init__()
+            self.norm = norm
+
+        def forward(self, x):
+            return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    class Block(nn.Module):
+        """relu(body(x) + skip(x)), skip a bias-free 1x1 projection with the
+        body's stride when the shape changes."""
+
+        def __init__(self, body, proj):
+            super().__init__()
+            self.body = body
+            self.proj = proj
+
+        def forward(self, x):
+            skip = x if self.proj is None else self.proj(x)
+            return torch.relu(self.body(x) + skip)
+
+    def norm(c):
+        if a.norm == "none":
+            return []
+        if a.norm == "batch":
+            return [nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)]
+        if a.norm == "layer":
+            return [ChannelsLast(nn.LayerNorm(c, eps=1e-5))]
+        return [ChannelsLast(nn.RMSNorm(c, eps=1e-5))]
+
+    def conv(cin, cout, stride=1):
+        # BatchNorm removes a per-channel constant: no bias before it.
+        return nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=a.norm != "batch")
+
+    side = image_side(a.input)
+    if a.arch == "cnn":
+        layers, c, s = [], 3, side
+        for _ in range(a.depth):
+            layers += [conv(c, a.width)] + norm(a.width) + [nn.ReLU(), nn.MaxPool2d(2)]
+            c, s = a.width, s // 2
+        layers += [nn.Flatten(), nn.Linear(c * s * s, a.classes)]
+        return nn.Sequential(*layers)
+    if a.depth < 8 or (a.depth - 2) % 6:
+        raise ValueError(f"a CIFAR ResNet has depth 6n+2 (8, 14, 20, ...), got {a.depth}")
+    n = (a.depth - 2) // 6
+    layers = [conv(3, a.width)] + norm(a.width) + [nn.ReLU()]
+    c = a.width
+    for stage in range(3):
+        for b in range(n):
+            stride = 2 if stage > 0 and b == 0 else 1
+            out = a.width << stage
+            body = nn.Sequential(conv(c, out, stride), *norm(out), nn.ReLU(),
+                                 conv(out, out), *norm(out))
+            proj = None
+            if stride != 1 or out != c:
+                proj = nn.Conv2d(c, out, 1, stride=stride, bias=False)
+            layers.append(Block(body, proj))
+            c = out
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, a.classes)]
+    return nn.Sequential(*layers)
 
 
 def proc_status_mib(field):
@@ -84,6 +203,8 @@ def parser():
     ap.add_argument("--workload", required=True, choices=WORKLOADS)
     ap.add_argument("--width", type=int, required=True)
     ap.add_argument("--depth", type=int, required=True)
+    ap.add_argument("--arch", default="mlp", choices=ARCHS)
+    ap.add_argument("--norm", default="none", choices=NORMS)
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--input", type=int, required=True)
     ap.add_argument("--classes", type=int, default=10)
@@ -101,6 +222,8 @@ def parser():
     ap.add_argument("--hvp-method", default="double_backward",
                     choices=["double_backward", "fwd_over_rev", "rev_over_rev"])
     ap.add_argument("--gemm", default="simt", choices=GEMMS)
+    ap.add_argument("--psn-method", default="vmap", choices=PSN_METHODS,
+                    help="per_sample_norms: torch.func vmap(grad) or Opacus-style hooks")
     return ap
 
 
@@ -120,14 +243,23 @@ def make_bench(args):
             torch.manual_seed(a.seed)
             self.a = a
             self.device = device
-            sizes = [a.input] + [a.width] * (a.depth - 1) + [a.classes]
-            layers = []
-            for i in range(len(sizes) - 1):
-                layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
-                if i < len(sizes) - 2:
-                    layers.append(torch.nn.Tanh())
-            self.model = torch.nn.Sequential(*layers).to(device)
+            self.model = build_model(a).to(device)
+            self.batch_norm = a.norm == "batch" and a.arch != "mlp"
+            if self.batch_norm and a.workload not in ("train_step", "gd_run",
+                                                      "forward_backward"):
+                # Curvature: the loss with batch statistics as a function of
+                # the weights, no running-statistics writes (lmech's rule;
+                # torch.func cannot write buffers inside its transforms).
+                from torch.func import replace_all_batch_norm_modules_
+                replace_all_batch_norm_modules_(self.model)
+            if self.batch_norm and a.workload in ("per_sample_norms", "ntk"):
+                raise ValueError(f"{a.workload} is not defined with BatchNorm (it mixes the "
+                                 "examples of a batch); lmech refuses it too")
+            self.model.train()
             self.x = torch.randn(a.batch, a.input).to(device)
+            if a.arch != "mlp":
+                side = image_side(a.input)
+                self.x = self.x.view(a.batch, 3, side, side)
             self.y = torch.randint(0, a.classes, (a.batch,)).to(device)
             # per_sample_norms_b256 of curvature.Setup reads xs, ys: here the
             # whole batch.
@@ -254,7 +386,55 @@ def make_bench(args):
 
         # -- per-example ----------------------------------------------------
         def per_sample_norms(self):
-            self.last = self.per_sample_norms_b256()
+            if self.a.psn_method == "hooks":
+                self.last = self.per_sample_norms_hooks()
+            else:
+                self.last = self.per_sample_norms_b256()
+
+        def per_sample_norms_hooks(self):
+            """Opacus's GradSampleModule, reduced to what the norms need:
+            each Linear/Conv2d layer's per-example weight gradient
+            materialized from its input and its output's gradient of the
+            summed loss (= each example's own loss's), then squared and
+            summed."""
+            mods = [m for m in self.model.modules() if len(list(m.children())) == 0
+                    and any(True for _ in m.parameters(recurse=False))]
+            bad = [type(m).__name__ for m in mods
+                   if not isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+            if bad:
+                raise ValueError(f"--psn-method hooks: only Linear and Conv2d layers, not {bad}")
+            acts, sq = {}, []
+
+            def backprop_hook(m):
+                def hook(gout):
+                    x = acts.pop(m)
+                    n = x.shape[0]
+                    if isinstance(m, torch.nn.Conv2d):
+                        cols = F.unfold(x, m.kernel_size, dilation=m.dilation,
+                                        padding=m.padding, stride=m.stride)
+                        b = gout.reshape(n, gout.shape[1], -1)
+                        gw = torch.einsum("noq,npq->nop", b, cols)
+                        gb = b.sum(2) if m.bias is not None else None
+                    else:
+                        gw = torch.einsum("no,np->nop", gout, x)
+                        gb = gout if m.bias is not None else None
+                    sq.append(gw.flatten(1).pow(2).sum(1))
+                    if gb is not None:
+                        sq.append(gb.pow(2).sum(1))
+                return hook
+
+            def forward_hook(m, inputs, output):
+                acts[m] = inputs[0].detach()
+                output.register_hook(backprop_hook(m))
+
+            handles = [m.register_forward_hook(forward_hook) for m in mods]
+            try:
+                loss = F.cross_entropy(self.model(self.x), self.y, reduction="sum")
+                torch.autograd.grad(loss, self.plist)
+            finally:
+                for h in handles:
+                    h.remove()
+            return sum(sq)
 
         def ntk(self):
             def f_one(params, xi):
@@ -351,8 +531,11 @@ def run(args):
     if device.type == "cuda":
         out["peak_device_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         out["device_name"] = torch.cuda.get_device_name(device)
+    out["arch"], out["norm"] = args.arch, args.norm
     if args.workload == "hvp":
         out["hvp_method"] = args.hvp_method
+    if args.workload == "per_sample_norms":
+        out["psn_method"] = args.psn_method
     if args.workload == "gemm":
         out["gemm"] = args.gemm
         out["tflops"] = 2.0 * args.width ** 3 / (out["median_ms"] * 1e-3) / 1e12
