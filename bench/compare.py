@@ -423,7 +423,8 @@ def row_notes(row):
             if side.get("status") == "ok" and side.get("hvps"):
                 per = side["median_ms"] / side["hvps"]
                 notes.append(f"{name} {side['hvps']} HVPs ({fmt_ms(per)} ms each), "
-                             f"value {fmt_value(side.get('value'))}")
+                             f"value {fmt_value(side.get('value'))}"
+                             + (" (not converged)" if side.get("converged") is False else ""))
     elif w == "gemm":
         for name, side in (("lmech", lm), ("PyTorch", pt)):
             if side.get("status") == "ok" and side.get("tflops") is not None:

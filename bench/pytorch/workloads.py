@@ -57,10 +57,11 @@ Convolutional models (--arch, as lmech-bench's `model_spec`):
           1x1 Conv2d when the shape changes), ReLU; AdaptiveAvgPool2d(1),
           Flatten, Linear
   norms   batch: nn.BatchNorm2d (train mode: batch statistics; running
-          statistics updated by train_step only: the curvature and
-          per-example workloads use a copy made by torch.func's
-          replace_all_batch_norm_modules_, batch statistics and no buffer
-          writes, the function lmech's HVPs differentiate); layer:
+          statistics updated by the training workloads only: for the
+          curvature and per-example workloads the model goes through
+          torch.func's replace_all_batch_norm_modules_, batch statistics
+          and no buffer writes, the function lmech's HVPs differentiate);
+          layer:
           nn.LayerNorm(C) channels-last (permute), over the channels at each
           position, as lmech's; rms: nn.RMSNorm(C) the same way, no bias
 
