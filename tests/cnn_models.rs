@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::model_parity::conv;
 use common::{fd_check, max_rel_err, randn, tensor, values};
 use lmech::config::Config;
 use lmech::curvature::{flatten, LossOnData};
@@ -24,23 +25,6 @@ use lmech::tape::{Curvature, LossHead, Tape};
 use lmech::{Backend, Cpu, Tensor};
 
 const OUT: usize = 3;
-
-fn conv(
-    channels: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-    act: Option<&str>,
-) -> LayerSpec {
-    LayerSpec::Conv2d {
-        channels,
-        kernel,
-        stride,
-        padding,
-        bias: true,
-        activation: act.map(String::from),
-    }
-}
 
 /// A CNN on 2x6x6 images with every layer kind but residuals: conv, max
 /// pool, conv + LayerNorm, average pool, flatten, dense.

@@ -189,8 +189,8 @@ const F32: Tol = Tol {
 };
 
 fn model_and_data(be: &Cpu, fx: &Fixture) -> (Model<Cpu>, Tensor<Cpu>, Tensor<Cpu>) {
-    let model =
-        load_model(be, &fx.checkpoint).unwrap_or_else(|e| panic!("{}: {e}", fx.checkpoint.display()));
+    let model = load_model(be, &fx.checkpoint)
+        .unwrap_or_else(|e| panic!("{}: {e}", fx.checkpoint.display()));
     let x = be.from_f64(&fx.x_shape, &fx.x).unwrap();
     let t = be.from_f64(&fx.target_shape, &fx.target).unwrap();
     (model, x, t)

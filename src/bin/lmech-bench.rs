@@ -64,12 +64,12 @@ use lmech::curvature::{unflatten, LossOnData};
 use lmech::linalg::{hutchinson_trace, lanczos, power_iteration, LanczosOptions, PowerOptions};
 use lmech::nn::activation::Activation;
 use lmech::nn::graph::ModelSpec;
-use lmech::nn::parametrization::Parametrization;
-use lmech::nn::presets::{self, PresetKeys};
-use lmech::nn::shape::Shape;
 use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::MlpSpec;
 use lmech::nn::model::Model;
+use lmech::nn::parametrization::Parametrization;
+use lmech::nn::presets::{self, PresetKeys};
+use lmech::nn::shape::Shape;
 use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::per_sample_norms;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
@@ -212,7 +212,10 @@ fn model_spec(a: &Args) -> lmech::Result<ModelSpec> {
     }
     let side = ((a.input / 3) as f64).sqrt().round() as usize;
     if 3 * side * side != a.input {
-        return Err(lmech::Error::msg(format!("--arch {} needs --input 3*s*s (3-channel square images), got {}", a.arch, a.input)));
+        return Err(lmech::Error::msg(format!(
+            "--arch {} needs --input 3*s*s (3-channel square images), got {}",
+            a.arch, a.input
+        )));
     }
     let keys = PresetKeys {
         arch: &a.arch,
@@ -227,7 +230,11 @@ fn model_spec(a: &Args) -> lmech::Result<ModelSpec> {
         one_d: false,
     };
     Ok(ModelSpec {
-        input: Shape::Image { c: 3, h: side, w: side },
+        input: Shape::Image {
+            c: 3,
+            h: side,
+            w: side,
+        },
         layers: presets::layers(&keys)?,
         parametrization: Parametrization::Standard,
         width: a.width,

@@ -12,7 +12,8 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::dense::bias_act;
-use crate::nn::layer::{per_example, per_position, Mode, ParamDecl, Recorder, Role, Site};
+use crate::nn::layer::{per_example, per_position, Mode, ParamDecl, Recorder};
+use crate::nn::norm::{affine_params, gain_and_shift};
 use crate::nn::shape::Shape;
 use crate::tape::{Mul, NormRows, Transpose, Var};
 
@@ -53,14 +54,7 @@ impl BatchNormLayer {
     }
 
     pub fn params(&self) -> Vec<ParamDecl> {
-        let mut out = Vec::new();
-        if self.gain {
-            out.push(ParamDecl::new("weight", vec![self.channels], Role::Gain));
-        }
-        if self.bias {
-            out.push(ParamDecl::new("bias", vec![self.channels], Role::Shift));
-        }
-        out
+        affine_params(self.channels, self.gain, self.bias)
     }
 
     /// The running mean and variance, each `[channels]` per member.
@@ -88,28 +82,7 @@ impl BatchNormLayer {
             }
             Mode::Eval => self.running_normalized(rec, rows, first_buffer)?,
         };
-        let mut h = y;
-        let mut next = first;
-        if self.gain {
-            h = rec.tape.apply(Box::new(Mul), &[y, p[0]])?;
-            rec.sites.push(Site::Gain {
-                normalized: y,
-                product: h,
-                positions,
-                param: next,
-                group,
-            });
-            next += 1;
-        }
-        if self.bias {
-            h = bias_act(rec, h, Some(p[next - first]), Activation::Identity, 1.0)?;
-            rec.sites.push(Site::Shift {
-                product: h,
-                positions,
-                param: next,
-                group,
-            });
-        }
+        let h = gain_and_shift(rec, y, p, (first, group), positions, (self.gain, self.bias))?;
         per_example(rec, h, input)
     }
 

@@ -10,11 +10,11 @@
 use crate::backend::{Backend, Window};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
-use crate::nn::dense::bias_act;
-use crate::nn::layer::{per_example, ParamDecl, Recorder, Role, Site};
+use crate::nn::dense::linear;
+use crate::nn::layer::{per_example, ParamDecl, Recorder, Role};
 use crate::nn::parametrization::LayerScale;
 use crate::nn::shape::Shape;
-use crate::tape::{Dense, Im2col, Var};
+use crate::tape::{Im2col, Var};
 
 pub struct ConvLayer {
     /// 1 (`Conv1d`) or 2 (`Conv2d`).
@@ -127,30 +127,8 @@ impl ConvLayer {
     ) -> Result<Var> {
         let win = self.window(rec.batch, input);
         let cols = rec.tape.apply(Box::new(Im2col { window: win }), &[x])?;
-        let z = rec.tape.apply(
-            Box::new(Dense {
-                multiplier: self.scale.multiplier,
-            }),
-            &[cols, p[0]],
-        )?;
-        let post = bias_act(
-            rec,
-            z,
-            p.get(1).copied(),
-            self.activation,
-            self.scale.bias_multiplier,
-        )?;
-        rec.sites.push(Site::Linear {
-            input: cols,
-            product: z,
-            output: post,
-            positions: win.positions(),
-            multiplier: self.scale.multiplier,
-            bias_multiplier: self.scale.bias_multiplier,
-            weight: first,
-            bias: self.bias.then_some(first + 1),
-            group,
-        });
+        let at = (first, group, win.positions());
+        let post = linear(rec, cols, p, &self.scale, self.activation, at)?;
         let out = input.with_grid(self.channels, win.out_h(), win.out_w());
         per_example(rec, post, out)
     }

@@ -69,32 +69,43 @@ impl DenseLayer {
         p: &[Var],
         (first, group): (usize, usize),
     ) -> Result<Var> {
-        let z = rec.tape.apply(
-            Box::new(Dense {
-                multiplier: self.scale.multiplier,
-            }),
-            &[x, p[0]],
-        )?;
-        let out = bias_act(
-            rec,
-            z,
-            p.get(1).copied(),
-            self.activation,
-            self.scale.bias_multiplier,
-        )?;
-        rec.sites.push(Site::Linear {
-            input: x,
-            product: z,
-            output: out,
-            positions: 1,
-            multiplier: self.scale.multiplier,
-            bias_multiplier: self.scale.bias_multiplier,
-            weight: first,
-            bias: self.bias.then_some(first + 1),
-            group,
-        });
-        Ok(out)
+        let at = (first, group, 1);
+        linear(rec, x, p, &self.scale, self.activation, at)
     }
+}
+
+/// `act(m a W^T + m_b b)` on rows `a` (`positions` rows per example; `p` is
+/// the weight and, if any, the bias, the first at model parameter
+/// `first`), recorded with the site per-sample observers read. Dense and
+/// convolution layers (on im2col's patches) share it.
+pub fn linear<B: Backend>(
+    rec: &mut Recorder<B>,
+    a: Var,
+    p: &[Var],
+    scale: &LayerScale,
+    act: Activation,
+    (first, group, positions): (usize, usize, usize),
+) -> Result<Var> {
+    let z = rec.tape.apply(
+        Box::new(Dense {
+            multiplier: scale.multiplier,
+        }),
+        &[a, p[0]],
+    )?;
+    let bias = p.get(1).copied();
+    let output = bias_act(rec, z, bias, act, scale.bias_multiplier)?;
+    rec.sites.push(Site::Linear {
+        input: a,
+        product: z,
+        output,
+        positions,
+        multiplier: scale.multiplier,
+        bias_multiplier: scale.bias_multiplier,
+        weight: first,
+        bias: bias.map(|_| first + 1),
+        group,
+    });
+    Ok(output)
 }
 
 /// `act(z + m_b b)` as one fused op, or `z` itself when there is neither.

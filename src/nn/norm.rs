@@ -59,14 +59,7 @@ impl NormLayer {
     }
 
     pub fn params(&self) -> Vec<ParamDecl> {
-        let mut out = Vec::new();
-        if self.gain {
-            out.push(ParamDecl::new("weight", vec![self.channels], Role::Gain));
-        }
-        if self.bias {
-            out.push(ParamDecl::new("bias", vec![self.channels], Role::Shift));
-        }
-        out
+        affine_params(self.channels, self.gain, self.bias)
     }
 
     pub fn record<B: Backend>(
@@ -83,28 +76,56 @@ impl NormLayer {
         let y = rec
             .tape
             .apply(Box::new(NormRows::new(center, self.eps)), &[rows])?;
-        let mut h = y;
-        let mut next = first;
-        if self.gain {
-            h = rec.tape.apply(Box::new(Mul), &[y, p[0]])?;
-            rec.sites.push(Site::Gain {
-                normalized: y,
-                product: h,
-                positions,
-                param: next,
-                group,
-            });
-            next += 1;
-        }
-        if self.bias {
-            h = bias_act(rec, h, Some(p[next - first]), Activation::Identity, 1.0)?;
-            rec.sites.push(Site::Shift {
-                product: h,
-                positions,
-                param: next,
-                group,
-            });
-        }
+        let h = gain_and_shift(rec, y, p, (first, group), positions, (self.gain, self.bias))?;
         per_example(rec, h, input)
     }
+}
+
+/// A normalization's gain (role: gain, `weight`) and bias (role: shift,
+/// `bias`), `[channels]` each, as the ones present.
+pub fn affine_params(channels: usize, gain: bool, bias: bool) -> Vec<ParamDecl> {
+    let mut out = Vec::new();
+    if gain {
+        out.push(ParamDecl::new("weight", vec![channels], Role::Gain));
+    }
+    if bias {
+        out.push(ParamDecl::new("bias", vec![channels], Role::Shift));
+    }
+    out
+}
+
+/// `y * gamma + beta` on normalized rows `y` (each part only if present,
+/// `p` the layer's parameters in `affine_params` order, starting at model
+/// parameter `first`), with the sites per-sample observers read.
+pub fn gain_and_shift<B: Backend>(
+    rec: &mut Recorder<B>,
+    y: Var,
+    p: &[Var],
+    (first, group): (usize, usize),
+    positions: usize,
+    (gain, bias): (bool, bool),
+) -> Result<Var> {
+    let mut h = y;
+    let mut param = first;
+    if gain {
+        h = rec.tape.apply(Box::new(Mul), &[y, p[0]])?;
+        rec.sites.push(Site::Gain {
+            normalized: y,
+            product: h,
+            positions,
+            param,
+            group,
+        });
+        param += 1;
+    }
+    if bias {
+        h = bias_act(rec, h, Some(p[param - first]), Activation::Identity, 1.0)?;
+        rec.sites.push(Site::Shift {
+            product: h,
+            positions,
+            param,
+            group,
+        });
+    }
+    Ok(h)
 }

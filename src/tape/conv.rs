@@ -3,7 +3,7 @@
 //! vjp is col2im of the cotangent's tangent; a convolution is this op
 //! followed by `Dense` with the `[c_out, c_in * kh * kw]` weight.
 
-use super::op::{CotangentPair, TangentArgs};
+use super::op::{linear_vjp_tangent, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::{Backend, Window};
 use crate::error::{Error, Result};
@@ -57,19 +57,7 @@ impl<B: Backend> Op<B> for Im2col {
     }
 
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
-        if !args.needs[0] {
-            return Ok(vec![(None, None)]);
-        }
         let x = args.inputs[0];
-        let cot = if args.cotangent_needed[0] {
-            Some(self.adjoint(be, args.g_out, x)?)
-        } else {
-            None
-        };
-        let dot = args
-            .g_out_dot
-            .map(|gd| self.adjoint(be, gd, x))
-            .transpose()?;
-        Ok(vec![(cot, dot)])
+        linear_vjp_tangent(args, |g| self.adjoint(be, g, x))
     }
 }

@@ -2,7 +2,7 @@
 //! `Transpose` of each matrix in a batch. Both are linear and orthogonal, so
 //! their vjp is the inverse move and every tangent moves the same way.
 
-use super::op::{CotangentPair, TangentArgs};
+use super::op::{linear_vjp_tangent, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -56,16 +56,7 @@ impl<B: Backend> Op<B> for Reshape {
     }
 
     fn vjp_tangent(&self, _be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
-        if !args.needs[0] {
-            return Ok(vec![(None, None)]);
-        }
-        let back = |t: &Tensor<B>| t.clone().reshape(args.inputs[0].shape());
-        let cot = if args.cotangent_needed[0] {
-            Some(back(args.g_out)?)
-        } else {
-            None
-        };
-        Ok(vec![(cot, each(args.g_out_dot, back)?)])
+        linear_vjp_tangent(args, |t| t.clone().reshape(args.inputs[0].shape()))
     }
 }
 
@@ -128,18 +119,7 @@ impl<B: Backend> Op<B> for Transpose {
     }
 
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
-        if !args.needs[0] {
-            return Ok(vec![(None, None)]);
-        }
         let x = args.inputs[0];
-        let cot = if args.cotangent_needed[0] {
-            Some(self.back_move(be, args.g_out, x)?)
-        } else {
-            None
-        };
-        Ok(vec![(
-            cot,
-            each(args.g_out_dot, |t| self.back_move(be, t, x))?,
-        )])
+        linear_vjp_tangent(args, |t| self.back_move(be, t, x))
     }
 }

@@ -30,7 +30,7 @@ pub use layout::{Reshape, Transpose};
 pub use loss_head::LossHead;
 pub use mul::Mul;
 pub use norm::NormRows;
-pub use op::{CotangentPair, Curvature, Op, TangentArgs};
+pub use op::{linear_vjp_tangent, CotangentPair, Curvature, Op, TangentArgs};
 pub use pool::{RowMax, RowMean};
 
 use crate::backend::Backend;

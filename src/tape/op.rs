@@ -71,3 +71,22 @@ pub trait Op<B: Backend>: Send {
     /// cotangent and the tangent of that cotangent.
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>>;
 }
+
+/// The reverse pass and its tangent for a one-input op whose vjp is a fixed
+/// linear map `back` of the output cotangent (a linear op, or a piecewise
+/// linear one on its recorded piece): no second-order term, so the
+/// cotangent and its tangent both go through `back`.
+pub fn linear_vjp_tangent<B: Backend>(
+    args: &TangentArgs<B>,
+    back: impl Fn(&Tensor<B>) -> Result<Tensor<B>>,
+) -> Result<Vec<CotangentPair<B>>> {
+    if !args.needs[0] {
+        return Ok(vec![(None, None)]);
+    }
+    let cot = if args.cotangent_needed[0] {
+        Some(back(args.g_out)?)
+    } else {
+        None
+    };
+    Ok(vec![(cot, args.g_out_dot.map(back).transpose()?)])
+}

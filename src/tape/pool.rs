@@ -5,7 +5,7 @@
 //! tangent at the maximum and its vjp places the cotangent there, with no
 //! second-order term; the mean is linear.
 
-use super::op::{CotangentPair, TangentArgs};
+use super::op::{linear_vjp_tangent, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -82,17 +82,8 @@ impl<B: Backend> Op<B> for RowMax<B> {
     }
 
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
-        if !args.needs[0] {
-            return Ok(vec![(None, None)]);
-        }
         let x = args.inputs[0];
-        let cot = if args.cotangent_needed[0] {
-            Some(self.place(be, args.g_out, x)?)
-        } else {
-            None
-        };
-        let dot = args.g_out_dot.map(|gd| self.place(be, gd, x)).transpose()?;
-        Ok(vec![(cot, dot)])
+        linear_vjp_tangent(args, |g| self.place(be, g, x))
     }
 }
 
@@ -152,19 +143,7 @@ impl<B: Backend> Op<B> for RowMean {
     }
 
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
-        if !args.needs[0] {
-            return Ok(vec![(None, None)]);
-        }
         let x = args.inputs[0];
-        let cot = if args.cotangent_needed[0] {
-            Some(Self::spread(be, args.g_out, x)?)
-        } else {
-            None
-        };
-        let dot = args
-            .g_out_dot
-            .map(|gd| Self::spread(be, gd, x))
-            .transpose()?;
-        Ok(vec![(cot, dot)])
+        linear_vjp_tangent(args, |g| Self::spread(be, g, x))
     }
 }

@@ -25,7 +25,8 @@ use lmech::rng::Rng;
 use lmech::tape::Curvature;
 use lmech::{Backend, Cpu, Tensor};
 
-fn conv(
+/// A biased square 2-D convolution layer spec.
+pub fn conv(
     channels: usize,
     kernel: usize,
     stride: usize,
