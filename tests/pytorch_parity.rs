@@ -1,13 +1,17 @@
 //! Numerical parity with PyTorch. Each `tests/fixtures/parity/NAME.json` was
 //! written by `bench/pytorch/parity.py` from the lmech checkpoint beside it
 //! (`NAME.safetensors`; an MLP or a layer-graph model: a CNN with pooling and
-//! LayerNorm, a ResNet with identity and projected skips, a Conv1d net with
-//! RMSNorm, each rebuilt in PyTorch by `lmech_checkpoint.load_model`): the
+//! LayerNorm, a ResNet with identity and projected skips, the same with
+//! BatchNorm, a Conv1d net with RMSNorm, each rebuilt in PyTorch by
+//! `lmech_checkpoint.load_model`): the
 //! inputs it used (x, targets, a direction v,
 //! Rademacher probes) and PyTorch's float64 values of the loss, gradient,
 //! Hessian- and Gauss-Newton-vector products, top Hessian eigenvalues (dense
 //! `eigvalsh`), exact and Hutchinson traces, per-example gradient norms, the
 //! empirical NTK, and a short full-batch GD run with `torch.optim.SGD`.
+//! A model with BatchNorm (`"mixes_examples": true`) is checked with batch
+//! statistics, has no per-example references (lmech must refuse them) and
+//! adds its eval-mode outputs and the running statistics after the GD run.
 //! Regenerate them with `bash bench/pytorch/make_parity_fixtures.sh`; this
 //! test needs no PyTorch.
 //!
@@ -49,6 +53,8 @@ struct Fixture {
     target: Vec<f64>,
     v: Vec<f64>,
     probes: Vec<Vec<f64>>,
+    /// A BatchNorm model: per-example quantities are not defined.
+    mixes_examples: bool,
     r: Value,
 }
 
@@ -100,6 +106,7 @@ impl Fixture {
             target: floats(&inputs["target"]),
             v: floats(&inputs["v"]),
             probes,
+            mixes_examples: j["mixes_examples"].as_bool().unwrap_or(false),
             r: j["reference"].clone(),
         }
     }
@@ -211,8 +218,28 @@ fn split_rows(be: &Cpu, shape: &[usize], data: &[f64], rows: usize) -> [Tensor<C
 fn compare(be: &Cpu, fx: &Fixture, tol: &Tol) -> Errors {
     let mut e = Errors { rows: Vec::new() };
     let (model, x, t) = model_and_data(be, fx);
+    curvature_rows(&mut e, be, fx, tol, &model, &x, &t);
+    if fx.mixes_examples {
+        refusal_and_eval_rows(&mut e, be, fx, tol, &model, &x, &t);
+    } else {
+        per_example_rows(&mut e, be, fx, tol, &model, &x, &t);
+    }
+    gd_rows(&mut e, be, fx, tol, model, &x, &t);
+    e
+}
+
+/// Loss, gradient, HVP, GNVP, top eigenvalues and traces.
+fn curvature_rows(
+    e: &mut Errors,
+    be: &Cpu,
+    fx: &Fixture,
+    tol: &Tol,
+    model: &Model<Cpu>,
+    x: &Tensor<Cpu>,
+    t: &Tensor<Cpu>,
+) {
     let kind = fx.loss;
-    let lod = LossOnData::new(be, &model, kind, vec![(x.clone(), t.clone())]).unwrap();
+    let lod = LossOnData::new(be, model, kind, vec![(x.clone(), t.clone())]).unwrap();
     assert_eq!(lod.dim(), fx.params, "{}: parameter count", fx.name);
 
     let (loss, grads) = lod.gradient().unwrap();
@@ -228,16 +255,19 @@ fn compare(be: &Cpu, fx: &Fixture, tol: &Tol) -> Errors {
     let gv = lod.product(&fx.v, Curvature::GaussNewton).unwrap();
     e.add("GNVP", max_rel_err(&gv, &fx.reference("gnvp")), tol.values);
 
-    // The same over two chunks (the uncached, accumulating path).
-    let n = fx.x_shape[0];
-    let [x0, x1] = split_rows(be, &fx.x_shape, &fx.x, n / 3);
-    let [t0, t1] = split_rows(be, &fx.target_shape, &fx.target, n / 3);
-    let chunked = LossOnData::new(be, &model, kind, vec![(x0, t0), (x1, t1)]).unwrap();
-    let (_, g2) = chunked.gradient().unwrap();
-    let hv2 = chunked.product(&fx.v, Curvature::Hessian).unwrap();
-    let chunk_err = max_rel_err(&flatten(be, &g2).unwrap(), &fx.reference("gradient"))
-        .max(max_rel_err(&hv2, &fx.reference("hvp")));
-    e.add("grad+HVP, 2 chunks", chunk_err, tol.values);
+    // The same over two chunks (the uncached, accumulating path). With
+    // BatchNorm each chunk has its own batch statistics, another function.
+    if !fx.mixes_examples {
+        let n = fx.x_shape[0];
+        let [x0, x1] = split_rows(be, &fx.x_shape, &fx.x, n / 3);
+        let [t0, t1] = split_rows(be, &fx.target_shape, &fx.target, n / 3);
+        let chunked = LossOnData::new(be, model, kind, vec![(x0, t0), (x1, t1)]).unwrap();
+        let (_, g2) = chunked.gradient().unwrap();
+        let hv2 = chunked.product(&fx.v, Curvature::Hessian).unwrap();
+        let chunk_err = max_rel_err(&flatten(be, &g2).unwrap(), &fx.reference("gradient"))
+            .max(max_rel_err(&hv2, &fx.reference("hvp")));
+        e.add("grad+HVP, 2 chunks", chunk_err, tol.values);
+    }
 
     // Top eigenvalues: lmech's Lanczos against the dense eigvalsh.
     let want = fx.reference("top_eigenvalues");
@@ -283,15 +313,26 @@ fn compare(be: &Cpu, fx: &Fixture, tol: &Tol) -> Errors {
             tol.values,
         );
     }
+}
 
-    let ps = per_sample_norms(be, &model, &x, &t, kind).unwrap();
+/// Per-example gradient norms and the empirical NTK.
+fn per_example_rows(
+    e: &mut Errors,
+    be: &Cpu,
+    fx: &Fixture,
+    tol: &Tol,
+    model: &Model<Cpu>,
+    x: &Tensor<Cpu>,
+    t: &Tensor<Cpu>,
+) {
+    let ps = per_sample_norms(be, model, x, t, fx.loss).unwrap();
     e.add(
         "per-sample |g_i|^2",
         max_rel_err(&ps.total, &fx.reference("per_sample_sq_norms")),
         tol.values,
     );
 
-    let ntk = empirical_ntk(be, &model, &x).unwrap();
+    let ntk = empirical_ntk(be, model, x).unwrap();
     let per_output = fx.r["ntk_per_output"].as_array().unwrap();
     assert_eq!(ntk.per_output.len(), per_output.len());
     let worst = ntk
@@ -306,11 +347,50 @@ fn compare(be: &Cpu, fx: &Fixture, tol: &Tol) -> Errors {
         max_rel_err(&ntk.trace, &fx.reference("ntk_trace")),
         tol.values,
     );
-    drop(chunked);
-    drop(lod);
+}
 
-    // Full-batch GD with the parametrization's learning-rate scales.
-    let mut model = model;
+/// A BatchNorm model: per-example norms and the NTK are refused, naming the
+/// layer; eval-mode outputs use the checkpoint's running statistics.
+fn refusal_and_eval_rows(
+    e: &mut Errors,
+    be: &Cpu,
+    fx: &Fixture,
+    tol: &Tol,
+    model: &Model<Cpu>,
+    x: &Tensor<Cpu>,
+    t: &Tensor<Cpu>,
+) {
+    let refusals = [
+        per_sample_norms(be, model, x, t, fx.loss).err(),
+        empirical_ntk(be, model, x).err(),
+    ];
+    for err in refusals {
+        let msg = err.map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            msg.contains("model.layers[") && msg.contains("BatchNorm"),
+            "{}: per-example quantities not refused: {msg:?}",
+            fx.name
+        );
+    }
+    let out = be.to_f64(&model.predict(be, x).unwrap()).unwrap();
+    e.add(
+        "eval-mode outputs",
+        max_rel_err(&out, &fx.reference("eval_outputs")),
+        tol.values,
+    );
+}
+
+/// Full-batch GD with the parametrization's learning-rate scales (and
+/// BatchNorm's running statistics moved by each step).
+fn gd_rows(
+    e: &mut Errors,
+    be: &Cpu,
+    fx: &Fixture,
+    tol: &Tol,
+    mut model: Model<Cpu>,
+    x: &Tensor<Cpu>,
+    t: &Tensor<Cpu>,
+) {
     let scales = model.lr_scales(OptimFamily::Sgd);
     e.add(
         "SGD lr scales",
@@ -330,10 +410,11 @@ fn compare(be: &Cpu, fx: &Fixture, tol: &Tol) -> Errors {
     .unwrap();
     let mut losses = Vec::new();
     for step in 0..=steps {
-        let pass = model.loss_pass(be, &x, &t, kind, step < steps).unwrap();
+        let pass = model.loss_pass(be, x, t, fx.loss, step < steps).unwrap();
         losses.push(be.to_f64(&pass.loss).unwrap()[0]);
         if step < steps {
             opt.step(be, model.params_mut(), &pass.grads).unwrap();
+            model.track_batch_stats(be, &pass.batch_stats).unwrap();
         }
     }
     e.add(
@@ -348,7 +429,18 @@ fn compare(be: &Cpu, fx: &Fixture, tol: &Tol) -> Errors {
         max_rel_err(&final_params, &floats(fx.gd("final_params"))),
         tol.gd,
     );
-    e
+    if fx.mixes_examples {
+        let buffers = flatten(
+            be,
+            &model.buffers().into_iter().cloned().collect::<Vec<_>>(),
+        )
+        .unwrap();
+        e.add(
+            "GD running stats",
+            max_rel_err(&buffers, &floats(fx.gd("final_buffers"))),
+            tol.gd,
+        );
+    }
 }
 
 #[test]
@@ -395,13 +487,20 @@ fn lmech_matches_pytorch_on_every_fixture() {
 
 /// The comparison is sharp enough to see a small error on every fixture: a
 /// 1e-7 relative change of the first or the last weight layer's multiplier,
-/// or of the learning rate, is caught.
+/// or of the learning rate, is caught; with BatchNorm, of a running
+/// variance. (A BatchNorm model's first multiplier feeds a BatchNorm, which
+/// undoes any scale of its input but for eps: nothing to see there.)
 #[test]
 fn parity_detects_small_perturbations() {
     let be = Cpu::f64();
     for path in fixtures() {
         let fx = Fixture::load(&path);
-        for layer in ["first", "last"] {
+        let layers: &[&str] = if fx.mixes_examples {
+            &["last"]
+        } else {
+            &["first", "last"]
+        };
+        for &layer in layers {
             let (mut model, x, t) = model_and_data(&be, &fx);
             let mut scales = model.layer_scales_mut();
             let at = if layer == "first" {
@@ -416,6 +515,21 @@ fn parity_detects_small_perturbations() {
             assert!(
                 err > 10.0 * F64.values,
                 "{}: {layer} multiplier: gradient error {err:.1e}",
+                fx.name
+            );
+        }
+
+        if fx.mixes_examples {
+            let (mut model, x, _) = model_and_data(&be, &fx);
+            let var = model.buffers_mut().into_iter().nth(1).unwrap();
+            let mut values = be.to_f64(var).unwrap();
+            values[0] *= 1.0 + 1e-7;
+            *var = be.from_f64(var.shape(), &values).unwrap();
+            let out = be.to_f64(&model.predict(&be, &x).unwrap()).unwrap();
+            let err = max_rel_err(&out, &fx.reference("eval_outputs"));
+            assert!(
+                err > 10.0 * F64.values,
+                "{}: running variance: eval-mode error {err:.1e}",
                 fx.name
             );
         }

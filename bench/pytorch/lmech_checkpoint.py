@@ -11,7 +11,8 @@ walk order (a residual block's body, then its projection), so that such a
 layer computes `z = multiplier * (x W^T) + bias_multiplier * b` (the
 convolution in place of the product) and then its activation. MLP
 checkpoints also carry `layer_sizes`, `activation` and `bias`; older ones
-carry only those.
+carry only those. BatchNorm layers are PyTorch's own `nn.BatchNorm1d/2d`
+with the stored running statistics (`running_mean`, `running_var`).
 
     from lmech_checkpoint import load_model
     model = load_model("runs/cnn/model.safetensors")   # a torch.nn.Module
@@ -143,6 +144,30 @@ class ChannelNorm(torch.nn.Module):
         return f"{kind}, eps={self.eps:g}, gain={self.weight is not None}, bias={self.bias is not None}"
 
 
+def batch_norm(dims, channels, eps, momentum, weight, bias, running_mean, running_var):
+    """lmech's `batch_norm` layer as PyTorch's own `nn.BatchNorm1d` (vectors,
+    1-D signals) or `nn.BatchNorm2d` (images), with the checkpoint's running
+    statistics. lmech may drop the gain or the bias alone; the missing one is
+    then a constant (ones or zeros), a non-persistent buffer rather than a
+    parameter: not `None`, whose double backward PyTorch cannot take.
+    lmech does not count batches: `num_batches_tracked` starts at 0 (it only
+    matters with `momentum=None`, which lmech does not have)."""
+    module = (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)[max(dims, 1) - 1](
+        channels, eps=eps, momentum=momentum, dtype=running_mean.dtype
+    )
+    with torch.no_grad():
+        for name, t, fill in (("weight", weight, 1.0), ("bias", bias, 0.0)):
+            if t is None:
+                constant = torch.full((channels,), fill, dtype=running_mean.dtype)
+                del module._parameters[name]
+                module.register_buffer(name, constant, persistent=False)
+            else:
+                getattr(module, name).copy_(t)
+        module.running_mean.copy_(running_mean)
+        module.running_var.copy_(running_var)
+    return module
+
+
 class GlobalAvgPool(torch.nn.Module):
     """The mean over all positions: `[N, c, ...]` -> `[N, c]`."""
 
@@ -244,6 +269,13 @@ class Builder:
         bias = self.take(f"{path}.bias") if spec.get("bias", center) else None
         return ChannelNorm(center, spec.get("eps", 1e-5), gain, bias)
 
+    def batch_norm(self, spec, path, shape):
+        gain = self.take(f"{path}.weight") if spec.get("gain", True) else None
+        bias = self.take(f"{path}.bias") if spec.get("bias", True) else None
+        mean, var = self.take(f"{path}.running_mean"), self.take(f"{path}.running_var")
+        eps, momentum = spec.get("eps", 1e-5), spec.get("momentum", 0.1)
+        return batch_norm(len(shape) - 1, shape[0], eps, momentum, gain, bias, mean, var)
+
     def layer(self, spec, path, shape):
         """(module, output shape) of one layer on input `shape` (channels first)."""
         kind, dims = spec["kind"], len(shape) - 1
@@ -260,6 +292,8 @@ class Builder:
             module = activation(spec["activation"])
         elif kind in ("layer_norm", "rms_norm"):
             module = self.norm(spec, path)
+        elif kind == "batch_norm":
+            module = self.batch_norm(spec, path, shape)
         elif kind == "residual":
             module = self.residual(spec, path, shape)
         else:
@@ -292,8 +326,14 @@ class Builder:
 def output_shape(module, shape):
     """The shape of one example's output of `module`, by a forward pass on zeros."""
     dtype = next((p.dtype for p in module.parameters()), torch.get_default_dtype())
+    # In eval mode: BatchNorm in training mode refuses one example and would
+    # move its running statistics.
+    training = module.training
+    module.eval()
     with torch.no_grad():
-        return tuple(module(torch.zeros((1, *shape), dtype=dtype)).shape[1:])
+        out = tuple(module(torch.zeros((1, *shape), dtype=dtype)).shape[1:])
+    module.train(training)
+    return out
 
 
 def load_model(path):
@@ -315,6 +355,9 @@ def load_model(path):
     if b.used != len(b.scales):
         raise ValueError(f"{path}: {len(b.scales)} multipliers for {b.used} weight layers")
     model = LmechModel(input_shape, layers).to(dtype)
+    # strict: every tensor of the file has its place and every parameter and
+    # buffer is in the file (BatchNorm's num_batches_tracked excepted:
+    # PyTorch fills it in when a state dict lacks it).
     model.load_state_dict(tensors, strict=True)
     return model
 

@@ -12,9 +12,9 @@
 # PYTHON=path/to/python picks the interpreter).
 # The models are small (a few hundred to ~1100 parameters, 16 examples) so
 # that dense Hessians are cheap and the fixtures stay small: four MLPs and
-# three layer-graph models (a CNN with pooling and LayerNorm, a ResNet with an
-# identity and a projected skip, a Conv1d net with RMSNorm and a residual
-# block on vectors). Regenerating a fixture changes its last digits with the
+# four layer-graph models (a CNN with pooling and LayerNorm, a ResNet with an
+# identity and a projected skip, the same with BatchNorm, a Conv1d net with
+# RMSNorm and a residual block on vectors). Regenerating a fixture changes its last digits with the
 # BLAS and thread count, so regenerate only the ones you mean to change.
 set -euo pipefail
 
@@ -371,6 +371,98 @@ input_shape = [2, 16]
 [optim]
 name = "gd"
 lr = 0.5
+[train]
+steps = 20
+loss = "mse"
+EOF
+
+# ResNet with BatchNorm on Gaussian 3x8x8 images, NTK parametrization,
+# 0.5 ||f - y||^2 on Gaussian targets: a bias-free convolution stem,
+# BatchNorm, relu; a basic block with an identity skip (bias-free conv,
+# BatchNorm, relu, bias-free conv, BatchNorm without gain and momentum 0.3,
+# then relu of the sum); a block with stride 2 into 6 channels (BatchNorm
+# eps 1e-3) and a projected skip; global average pooling; dense readout.
+# Curvature is of the training-mode function (batch statistics); the
+# per-example norms and the NTK are not defined (lmech refuses them); the
+# checkpoint's running statistics, moved by its 20 training steps, give the
+# eval-mode outputs; the reference GD run also checks the running statistics
+# after its 10 steps.
+fixture resnet_bn_ntk_mse --n 16 --seed 9 --gd-lr 0.1 <<'EOF'
+name = "parity-resnet-bn-ntk-mse"
+seed = 8
+dtype = "f64"
+[model]
+parametrization = "ntk"
+width = 4
+[[model.layers]]
+kind = "conv2d"
+channels = 4
+kernel = 3
+padding = 1
+bias = false
+[[model.layers]]
+kind = "batch_norm"
+[[model.layers]]
+kind = "activation"
+activation = "relu"
+[[model.layers]]
+kind = "residual"
+activation = "relu"
+[[model.layers.layers]]
+kind = "conv2d"
+channels = 4
+kernel = 3
+padding = 1
+bias = false
+[[model.layers.layers]]
+kind = "batch_norm"
+[[model.layers.layers]]
+kind = "activation"
+activation = "relu"
+[[model.layers.layers]]
+kind = "conv2d"
+channels = 4
+kernel = 3
+padding = 1
+bias = false
+[[model.layers.layers]]
+kind = "batch_norm"
+gain = false
+momentum = 0.3
+[[model.layers]]
+kind = "residual"
+activation = "relu"
+[[model.layers.layers]]
+kind = "conv2d"
+channels = 6
+kernel = 3
+stride = 2
+padding = 1
+bias = false
+[[model.layers.layers]]
+kind = "batch_norm"
+eps = 1e-3
+[[model.layers.layers]]
+kind = "activation"
+activation = "relu"
+[[model.layers.layers]]
+kind = "conv2d"
+channels = 6
+kernel = 3
+padding = 1
+[[model.layers]]
+kind = "global_avg_pool"
+[[model.layers]]
+kind = "dense"
+width = 4
+[data]
+source = "npy"
+x_path = "@WORK@/images_x.npy"
+y_path = "@WORK@/images_y.npy"
+input_shape = [3, 8, 8]
+[optim]
+name = "gd"
+lr = 0.2
 [train]
 steps = 20
 loss = "mse"

@@ -25,11 +25,18 @@ small batch of data, and computes in float64:
   not the batch mean);
 - the empirical NTK Gram matrices per output and their trace over outputs
   (`jacrev`);
+- for a model with BatchNorm: every quantity above with the batch's
+  statistics (the training-mode function, running statistics untouched),
+  except the per-example norms and the NTK, which are not defined for it
+  (the fixture says `"mixes_examples": true` and lmech must refuse them);
+  and the outputs in eval mode with the checkpoint's running statistics;
 - a short full-batch gradient-descent run from the checkpoint's weights with
   `torch.optim.SGD` (no momentum), each parameter's learning rate being the
   base lr times the parametrization's SGD learning-rate scale (recomputed
   here from lmech's table): the loss before every update and after the last
-  one, and the final flat parameters.
+  one, and the final flat parameters (with BatchNorm also its running
+  statistics after the updates, `running_mean` then `running_var` per
+  layer in walk order).
 
 It writes one JSON fixture holding the inputs it used (x, targets, v, the
 probes) and every reference value, for `tests/pytorch_parity.rs`.
@@ -77,6 +84,7 @@ from lmech_checkpoint import ChannelNorm, ScaledConv, ScaledLinear, load_model  
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIGITS_DIR = os.path.join(HERE, "..", "..", "data", "digits")
 DTYPE = torch.float64
+BatchNorm = torch.nn.modules.batchnorm._BatchNorm
 # torch.func's forward-mode decompositions still go through torch.jit.script
 # internally in torch 2.15 and warn about it on first use; nothing to act on.
 warnings.filterwarnings("ignore", message=r"`torch.jit.script` is deprecated")
@@ -142,8 +150,9 @@ def param_roles(model):
             if mod.bias is not None:
                 roles.append(("bias", layer))
             layer += 1
-        elif isinstance(mod, ChannelNorm):
-            roles += [(r, None) for r, p in (("gain", mod.weight), ("shift", mod.bias)) if p is not None]
+        elif isinstance(mod, (ChannelNorm, BatchNorm)):
+            # (a BatchNorm without gain or bias holds a constant buffer there)
+            roles += [(r, None) for r, p in (("gain", mod.weight), ("shift", mod.bias)) if isinstance(p, torch.nn.Parameter)]
     return roles, layer
 
 
@@ -276,9 +285,17 @@ def main():
     if meta.get("ensemble", "1") != "1":
         fail("ensemble checkpoints are not supported (one model at a time)")
     model = load_model(ckpt).to(DTYPE)
+    batch_norms = [m for m in model.modules() if isinstance(m, BatchNorm)]
+    mixes = bool(batch_norms)
+    for bn in batch_norms:
+        # Batch statistics, running statistics neither used nor updated: the
+        # function every curvature quantity is of (and torch.func refuses
+        # in-place buffer updates under its transforms).
+        bn.track_running_stats = False
     d_in = math.prod(model.input_shape)
     with torch.no_grad():
-        outputs = model(torch.zeros(1, d_in)).shape[1]
+        outputs = model.eval()(torch.zeros(1, d_in)).shape[1]
+    model.train()
     loss_kind = cfg.get("train", {}).get("loss", "xent")
     loss_fn = make_loss(loss_kind)
     gen = torch.Generator().manual_seed(args.seed)
@@ -356,17 +373,29 @@ def main():
     eigsh_agree = rel(ev_arpack, top.numpy())
     assert eigsh_agree < 1e-8, f"eigsh and the dense eigenvalues differ by {eigsh_agree:.3g}"
 
+    def flat(t):
+        vals = [float(a) for a in torch.as_tensor(t).reshape(-1)]
+        assert all(math.isfinite(a) for a in vals), "a non-finite reference value"
+        return vals
+
     # per-example gradient norms (each example's own loss)
     def example_loss(th, xi, ti):
         return loss_fn(f(th, xi[None]), ti[None])
 
-    per_ex = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0))(theta0, x, target)
-    per_sample_sq = (per_ex**2).sum(1)
+    per_example = {}
+    if not mixes:
+        per_ex = torch.func.vmap(torch.func.grad(example_loss), in_dims=(None, 0, 0))(theta0, x, target)
+        per_example["per_sample_sq_norms"] = flat((per_ex**2).sum(1))
 
-    # empirical NTK
-    J = torch.func.jacrev(lambda th: f(th, x))(theta0)  # [n, outputs, P]
-    ntk_per_output = [J[:, k, :] @ J[:, k, :].T for k in range(outputs)]
-    ntk_trace = sum(ntk_per_output)
+        # empirical NTK
+        J = torch.func.jacrev(lambda th: f(th, x))(theta0)  # [n, outputs, P]
+        ntk_per_output = [J[:, k, :] @ J[:, k, :].T for k in range(outputs)]
+        per_example["ntk_per_output"] = [flat(k) for k in ntk_per_output]
+        per_example["ntk_trace"] = flat(sum(ntk_per_output))
+    else:
+        # Evaluation mode: the checkpoint's running statistics.
+        with torch.no_grad():
+            per_example["eval_outputs"] = flat(load_model(ckpt).to(DTYPE).eval()(x))
 
     # full-batch GD with torch.optim.SGD from the checkpoint's weights
     lr = args.gd_lr if args.gd_lr is not None else float(cfg.get("optim", {}).get("lr", 0.1))
@@ -382,14 +411,14 @@ def main():
         gd_losses.append(l.item())
         l.backward()
         opt.step()
+    # Before the last forward pass, which in training mode moves them again.
+    gd_buffers = {}
+    if mixes:
+        stats = [t for m in gd_model.modules() if isinstance(m, BatchNorm) for t in (m.running_mean, m.running_var)]
+        gd_buffers["final_buffers"] = flat(torch.cat([t.reshape(-1) for t in stats]))
     with torch.no_grad():
         gd_losses.append(float(loss_fn(gd_model(x), target)))
     gd_final = torch.cat([p.detach().reshape(-1) for p in gd_model.parameters()])
-
-    def flat(t):
-        vals = [float(a) for a in torch.as_tensor(t).reshape(-1)]
-        assert all(math.isfinite(a) for a in vals), "a non-finite reference value"
-        return vals
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     fixture = {
@@ -401,6 +430,7 @@ def main():
         **describe_model(meta),
         "parametrization": meta["parametrization"],
         "bias": model_bias(meta, model),
+        "mixes_examples": mixes,
         "loss": loss_kind,
         "params": P,
         "seed": args.seed,
@@ -424,9 +454,7 @@ def main():
             "bottom_eigenvalue": float(evals[0]),
             "trace_exact": trace_exact,
             "trace_hutchinson": trace_hutch,
-            "per_sample_sq_norms": flat(per_sample_sq),
-            "ntk_per_output": [flat(k) for k in ntk_per_output],
-            "ntk_trace": flat(ntk_trace),
+            **per_example,
             "gd": {
                 "optimizer": "torch.optim.SGD, momentum 0, full batch",
                 "lr": lr,
@@ -434,6 +462,7 @@ def main():
                 "lr_scales": scales,
                 "losses": gd_losses,
                 "final_params": flat(gd_final),
+                **gd_buffers,
             },
         },
         "pytorch_self_checks": {
