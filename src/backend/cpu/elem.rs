@@ -1,15 +1,16 @@
 //! CPU storage (a reference-counted vector of f32 or f64, so cloning a
-//! tensor onto the tape is free) and the `Elem` trait that lets each kernel be
-//! written once over both element types.
+//! tensor onto the tape is free, recycled when the last clone drops) and the
+//! `Elem` trait that lets each kernel be written once over both element types.
 
+use super::recycle::{Cache, Recycled};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub enum CpuStorage {
-    F32(Arc<Vec<f32>>),
-    F64(Arc<Vec<f64>>),
+    F32(Arc<Recycled<f32>>),
+    F64(Arc<Recycled<f64>>),
 }
 
 impl CpuStorage {
@@ -23,6 +24,8 @@ pub trait Elem: Scalar {
     fn view(s: &CpuStorage) -> Result<&[Self]>;
     /// Mutable access; copies the data first if a tape still shares it.
     fn view_mut(s: &mut CpuStorage) -> Result<&mut Vec<Self>>;
+    /// Where this type's unused buffers wait to be reused.
+    fn cache() -> &'static Cache<Self>;
 }
 
 fn mismatch() -> Error {
@@ -31,7 +34,7 @@ fn mismatch() -> Error {
 
 impl Elem for f32 {
     fn wrap(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F32(Arc::new(v))
+        CpuStorage::F32(Arc::new(Recycled::new(v)))
     }
     fn view(s: &CpuStorage) -> Result<&[Self]> {
         match s {
@@ -41,15 +44,19 @@ impl Elem for f32 {
     }
     fn view_mut(s: &mut CpuStorage) -> Result<&mut Vec<Self>> {
         match s {
-            CpuStorage::F32(v) => Ok(Arc::make_mut(v)),
+            CpuStorage::F32(v) => Ok(&mut *Arc::make_mut(v)),
             _ => Err(mismatch()),
         }
+    }
+    fn cache() -> &'static Cache<Self> {
+        static CACHE: Cache<f32> = Cache::new();
+        &CACHE
     }
 }
 
 impl Elem for f64 {
     fn wrap(v: Vec<Self>) -> CpuStorage {
-        CpuStorage::F64(Arc::new(v))
+        CpuStorage::F64(Arc::new(Recycled::new(v)))
     }
     fn view(s: &CpuStorage) -> Result<&[Self]> {
         match s {
@@ -59,8 +66,12 @@ impl Elem for f64 {
     }
     fn view_mut(s: &mut CpuStorage) -> Result<&mut Vec<Self>> {
         match s {
-            CpuStorage::F64(v) => Ok(Arc::make_mut(v)),
+            CpuStorage::F64(v) => Ok(&mut *Arc::make_mut(v)),
             _ => Err(mismatch()),
         }
+    }
+    fn cache() -> &'static Cache<Self> {
+        static CACHE: Cache<f64> = Cache::new();
+        &CACHE
     }
 }

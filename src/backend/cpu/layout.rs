@@ -4,6 +4,7 @@
 //! normalization is a row normalization of the transpose).
 
 use super::pointwise::for_rows;
+use super::recycle::scratch;
 use super::{Cpu, Elem};
 use crate::backend::shapes::rows_of;
 use crate::error::Result;
@@ -12,7 +13,7 @@ use crate::tensor::Tensor;
 pub fn transpose<T: Elem>(x: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
     let (n, r, c) = rows_of("transpose", x.shape())?;
     let xv = T::view(x.storage())?;
-    let mut out = vec![T::ZERO; xv.len()];
+    let mut out = scratch(xv.len());
     // Output row (b, j) is column j of matrix b.
     for_rows(&mut out, r, |row_index, row| {
         let (b, j) = (row_index / c, row_index % c);

@@ -3,6 +3,7 @@
 //! threads by output tiles and keeps the same reduction order over k whatever
 //! the thread count, which keeps results independent of the thread count.
 
+use super::recycle::{scratch, zeroed};
 use super::{Cpu, Elem};
 use crate::backend::shapes::matmul_dims;
 use crate::error::Result;
@@ -28,7 +29,12 @@ pub fn matmul<T: Elem>(
     let k = ka;
     let av = T::view(a.storage())?;
     let bv = T::view(b.storage())?;
-    let mut out = vec![T::ZERO; e * m * n];
+    // gemm overwrites every output element (beta 0) unless k is 0.
+    let mut out = if k == 0 {
+        zeroed(e * m * n)
+    } else {
+        scratch(e * m * n)
+    };
     // Row/column strides of op(a) and op(b) inside one matrix.
     let (a_rs, a_cs) = if ta {
         (1, ac as isize)

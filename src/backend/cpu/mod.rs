@@ -14,9 +14,11 @@ mod norm;
 mod optim;
 mod pointwise;
 mod pool;
+mod recycle;
 mod reduce;
 
 pub use elem::{CpuStorage, Elem};
+pub use recycle::{cached_bytes, release_cached};
 
 use crate::backend::{AdamHyper, Backend, DType, SgdHyper, Window};
 use crate::error::{Error, Result};
@@ -106,8 +108,8 @@ impl Backend for Cpu {
     fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
         let n = shape.iter().product();
         let storage = match self.dtype {
-            DType::F32 => CpuStorage::from_vec(vec![0f32; n]),
-            DType::F64 => CpuStorage::from_vec(vec![0f64; n]),
+            DType::F32 => CpuStorage::from_vec(recycle::zeroed::<f32>(n)),
+            DType::F64 => CpuStorage::from_vec(recycle::zeroed::<f64>(n)),
             DType::F16 => return Err(f16_refused()),
         };
         Ok(Tensor::from_parts(shape.to_vec(), storage))

@@ -7,6 +7,7 @@
 //! input tangent, the curvature term of the vjp's tangent.
 
 use super::pointwise::for_rows;
+use super::recycle::scratch;
 use super::{Cpu, Elem};
 use crate::backend::shapes::{norm_input, norm_operands};
 use crate::error::Result;
@@ -21,7 +22,7 @@ pub fn norm_rows<T: Elem>(
     let xv = T::view(x.storage())?;
     let n = T::from_f64(c as f64);
     let eps = T::from_f64(eps);
-    let mut scale = vec![T::ZERO; m * r];
+    let mut scale = scratch(m * r);
     for (i, s) in scale.iter_mut().enumerate() {
         let row = &xv[i * c..(i + 1) * c];
         let mean = if center {
@@ -35,7 +36,7 @@ pub fn norm_rows<T: Elem>(
             / n;
         *s = T::ONE / (var + eps).sqrt();
     }
-    let mut y = vec![T::ZERO; xv.len()];
+    let mut y = scratch(xv.len());
     for_rows(&mut y, c, |i, row| {
         let src = &xv[i * c..(i + 1) * c];
         let mean = if center {
@@ -90,7 +91,7 @@ pub fn norm_rows_j<T: Elem>(
         T::view(s.storage())?,
         T::view(t.storage())?,
     );
-    let mut out = vec![T::ZERO; yv.len()];
+    let mut out = scratch(yv.len());
     for_rows(&mut out, c, |i, row| {
         let span = i * c..(i + 1) * c;
         j_row(&yv[span.clone()], sv[i], &tv[span], center, row);
@@ -114,7 +115,7 @@ pub fn norm_rows_second<T: Elem>(
     let (yv, sv) = (T::view(y.storage())?, T::view(s.storage())?);
     let (gv, xv) = (T::view(g.storage())?, T::view(x_dot.storage())?);
     let n = T::from_f64(c as f64);
-    let mut out = vec![T::ZERO; yv.len()];
+    let mut out = scratch(yv.len());
     for_rows(&mut out, c, |i, row| {
         let span = i * c..(i + 1) * c;
         let (y, g, xd) = (&yv[span.clone()], &gv[span.clone()], &xv[span]);

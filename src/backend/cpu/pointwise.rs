@@ -1,6 +1,7 @@
 //! Pointwise kernels: fused bias + activation, the activation's backward
 //! product, per-member scaling and axpy.
 
+use super::recycle::scratch;
 use super::{rows_per_task, Cpu, Elem, PAR_MIN_ELEMS};
 use crate::backend::shapes::same_shapes;
 use crate::error::{Error, Result};
@@ -86,7 +87,7 @@ pub fn bias_act<T: Elem>(
             let bv = T::view(b.storage())?;
             let zv = T::view(z.storage())?;
             let scale = T::from_f64(bias_scale);
-            let mut pre = vec![T::ZERO; zv.len()];
+            let mut pre = scratch(zv.len());
             for_rows(&mut pre, n, |r, row| {
                 let member = if members == 1 { 0 } else { r / rows };
                 let b = &bv[member * n..(member + 1) * n];
@@ -102,7 +103,7 @@ pub fn bias_act<T: Elem>(
         return Ok((pre.clone(), pre));
     }
     let pv = T::view(pre.storage())?;
-    let mut post = vec![T::ZERO; pv.len()];
+    let mut post = scratch(pv.len());
     for_rows(&mut post, n, |r, row| {
         apply_row(act, &pv[r * n..(r + 1) * n], row)
     });
@@ -132,7 +133,7 @@ pub fn act_backward<T: Elem>(
     let yv = T::view(post.storage())?;
     let gv = T::view(g_post.storage())?;
     let n = *pre.shape().last().unwrap_or(&1);
-    let mut out = vec![T::ZERO; gv.len()];
+    let mut out = scratch(gv.len());
     specialize!(act, A => for_rows(&mut out, n, |r, row| {
         let span = r * n..(r + 1) * n;
         for ((d, &g), (&x, &y)) in row
@@ -172,7 +173,7 @@ pub fn act_backward_tangent<T: Elem>(
         T::view(pre_dot.storage())?,
     );
     let n = *shape.last().unwrap_or(&1);
-    let mut out = vec![T::ZERO; xv.len()];
+    let mut out = scratch(xv.len());
     specialize!(act, A => for_rows(&mut out, n, |r, row| {
         let span = r * n..(r + 1) * n;
         let (x, y, g) = (&xv[span.clone()], &yv[span.clone()], &gv[span.clone()]);
@@ -196,7 +197,8 @@ pub fn scale_members<T: Elem>(x: &Tensor<Cpu>, s: &Tensor<Cpu>) -> Result<Tensor
     }
     let sv = T::view(s.storage())?;
     let per = total / e;
-    let mut out = T::view(x.storage())?.to_vec();
+    let mut out = scratch(total);
+    out.copy_from_slice(T::view(x.storage())?);
     for (chunk, &f) in out.chunks_mut(per.max(1)).zip(sv) {
         for v in chunk.iter_mut() {
             *v = *v * f;
@@ -228,7 +230,7 @@ pub fn mul<T: Elem>(a: &Tensor<Cpu>, b: &Tensor<Cpu>) -> Result<Tensor<Cpu>> {
     let (broadcast, b_rows) = crate::backend::shapes::mul_operands(a.shape(), b.shape())?;
     let (av, bv) = (T::view(a.storage())?, T::view(b.storage())?);
     let (_, rows, c) = a.as_batched()?;
-    let mut out = vec![T::ZERO; av.len()];
+    let mut out = scratch(av.len());
     for_rows(&mut out, c, |r, row| {
         let x = &av[r * c..(r + 1) * c];
         let y = if broadcast {

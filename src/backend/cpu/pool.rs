@@ -4,10 +4,12 @@
 //! reference for `kernels/pool.cu` and `shaders/pool.wgsl`.
 
 use super::pointwise::for_rows;
-use super::{Cpu, Elem};
+use super::recycle::{scratch, zeroed};
+use super::{rows_per_task, Cpu, Elem, PAR_MIN_ELEMS};
 use crate::backend::shapes::{place_shape, row_index, rows_of, with_last};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use rayon::prelude::*;
 
 pub fn row_max<T: Elem>(x: &Tensor<Cpu>) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
     let (m, r, k) = rows_of("row_max", x.shape())?;
@@ -15,9 +17,9 @@ pub fn row_max<T: Elem>(x: &Tensor<Cpu>) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
         return Err(Error::shape("row_max of empty rows"));
     }
     let xv = T::view(x.storage())?;
-    let mut best = vec![T::ZERO; m * r];
-    let mut arg = vec![T::ZERO; m * r];
-    for (i, (b, a)) in best.iter_mut().zip(arg.iter_mut()).enumerate() {
+    let mut best = scratch(m * r);
+    let mut arg = scratch(m * r);
+    let pick = |i: usize, b: &mut T, a: &mut T| {
         let row = &xv[i * k..(i + 1) * k];
         let mut at = 0;
         for (j, &v) in row.iter().enumerate().skip(1) {
@@ -28,7 +30,21 @@ pub fn row_max<T: Elem>(x: &Tensor<Cpu>) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
         }
         *b = row[at];
         *a = T::from_f64(at as f64);
-    }
+    };
+    let per_task = rows_per_task(k);
+    best.par_chunks_mut(per_task)
+        .zip(arg.par_chunks_mut(per_task))
+        .enumerate()
+        .with_min_len(if xv.len() < PAR_MIN_ELEMS {
+            usize::MAX
+        } else {
+            1
+        })
+        .for_each(|(t, (bs, args))| {
+            for (o, (b, a)) in bs.iter_mut().zip(args.iter_mut()).enumerate() {
+                pick(t * per_task + o, b, a);
+            }
+        });
     let shape = with_last(x.shape(), 1);
     Ok((
         Tensor::from_parts(shape.clone(), T::wrap(best)),
@@ -69,7 +85,7 @@ pub fn row_place<T: Elem>(g: &Tensor<Cpu>, arg: &Tensor<Cpu>, k: usize) -> Resul
         .iter()
         .map(|&a| column(a, k))
         .collect::<Result<Vec<_>>>()?;
-    let mut out = vec![T::ZERO; gv.len() * k];
+    let mut out = zeroed(gv.len() * k);
     for_rows(&mut out, k, |i, row| row[cols[i]] = gv[i]);
     Ok(Tensor::from_parts(place_shape(g.shape(), k), T::wrap(out)))
 }

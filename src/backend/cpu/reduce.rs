@@ -2,6 +2,7 @@
 //! norms, and argmax accuracy counts. Each output is accumulated by one
 //! thread in a fixed order, so sums do not depend on the thread count.
 
+use super::recycle::zeroed;
 use super::{Cpu, Elem};
 use crate::backend::shapes::{one_label_per_row, same_shapes};
 use crate::error::Result;
@@ -12,7 +13,7 @@ pub fn sum_rows<T: Elem>(x: &Tensor<Cpu>, alpha: f64) -> Result<Tensor<Cpu>> {
     let (e, rows, n) = x.as_batched()?;
     let xv = T::view(x.storage())?;
     let a = T::from_f64(alpha);
-    let mut out = vec![T::ZERO; e * n];
+    let mut out = zeroed(e * n);
     let member = |m: usize, dst: &mut [T]| {
         let base = &xv[m * rows * n..(m + 1) * rows * n];
         for row in base.chunks(n) {
