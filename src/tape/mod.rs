@@ -21,6 +21,7 @@ mod mul;
 mod norm;
 mod op;
 mod pool;
+mod softmax;
 
 pub use add::Add;
 pub use bias_act::BiasAct;
@@ -32,6 +33,7 @@ pub use mul::Mul;
 pub use norm::NormRows;
 pub use op::{linear_vjp_tangent, CotangentPair, Curvature, Op, TangentArgs};
 pub use pool::{RowMax, RowMean};
+pub use softmax::Softmax;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};

@@ -21,6 +21,7 @@ mod optim;
 mod pointwise;
 mod pool;
 mod reduce;
+mod softmax;
 mod storage;
 
 pub use context::{
@@ -557,6 +558,23 @@ impl Backend for Cuda {
         center: bool,
     ) -> Result<CudaTensor> {
         norm::norm_rows_second(self, y, s, g, x_dot, center)
+    }
+
+    fn softmax_rows(&self, x: &CudaTensor, causal: bool) -> Result<CudaTensor> {
+        softmax::softmax_rows(self, x, causal)
+    }
+
+    fn softmax_rows_j(&self, y: &CudaTensor, t: &CudaTensor) -> Result<CudaTensor> {
+        softmax::softmax_rows_j(self, y, t)
+    }
+
+    fn softmax_rows_second(
+        &self,
+        y: &CudaTensor,
+        g: &CudaTensor,
+        x_dot: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        softmax::softmax_rows_second(self, y, g, x_dot)
     }
 
     fn sgd_update(
