@@ -31,7 +31,7 @@ pub use layout::{Reshape, Transpose};
 pub use loss_head::LossHead;
 pub use mul::Mul;
 pub use norm::NormRows;
-pub use op::{linear_vjp_tangent, CotangentPair, Curvature, Op, TangentArgs};
+pub use op::{curved_vjp_tangent, linear_vjp_tangent, CotangentPair, Curvature, Op, TangentArgs};
 pub use pool::{RowMax, RowMean};
 pub use softmax::Softmax;
 

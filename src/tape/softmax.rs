@@ -3,8 +3,8 @@
 //! symmetric, so the vjp and the jvp are the same product; the vjp's tangent
 //! adds the curvature term `softmax_rows_second` for the Hessian.
 
-use super::op::{CotangentPair, Curvature, TangentArgs};
-use super::{add_optional, Op};
+use super::op::{curved_vjp_tangent, CotangentPair, TangentArgs};
+use super::Op;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -53,23 +53,12 @@ impl<B: Backend> Op<B> for Softmax {
     }
 
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
-        if !args.needs[0] {
-            return Ok(vec![(None, None)]);
-        }
-        let (y, g) = (args.output, args.g_out);
-        let cot = if args.cotangent_needed[0] {
-            Some(be.softmax_rows_j(y, g)?)
-        } else {
-            None
-        };
-        let linear = args
-            .g_out_dot
-            .map(|gd| be.softmax_rows_j(y, gd))
-            .transpose()?;
-        let second = match (args.mode, args.tangents[0]) {
-            (Curvature::Hessian, Some(xd)) => Some(be.softmax_rows_second(y, g, xd)?),
-            _ => None,
-        };
-        Ok(vec![(cot, add_optional(be, linear, second)?)])
+        let y = args.output;
+        curved_vjp_tangent(
+            be,
+            args,
+            |g| be.softmax_rows_j(y, g),
+            |g, xd| be.softmax_rows_second(y, g, xd),
+        )
     }
 }
