@@ -375,6 +375,12 @@ fn softmax_matches_its_definition_and_masks_later_keys() {
         1.0 / 3.0,
     ];
     assert!(max_rel_err(&y, &want) < 1e-14, "{y:?}");
+    // A causal softmax needs whole C x C matrices.
+    let e = be
+        .softmax_rows(&tensor(&be, &[4, 3], &[0.0; 12]), true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("whole 3 x 3") && e.contains("4 rows"), "{e}");
     // Large scores do not overflow.
     let y = values(
         &be,

@@ -10,8 +10,8 @@
 use super::pointwise::for_rows;
 use super::recycle::scratch;
 use super::{Cpu, Elem};
-use crate::backend::shapes::{rows_of, same_shapes};
-use crate::error::{Error, Result};
+use crate::backend::shapes::{rows_of, same_shapes, softmax_input};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// Columns row `r` of rows of `c` keeps.
@@ -24,13 +24,7 @@ fn kept(r: usize, c: usize, causal: bool) -> usize {
 }
 
 pub fn softmax_rows<T: Elem>(x: &Tensor<Cpu>, causal: bool) -> Result<Tensor<Cpu>> {
-    let (_, _, c) = rows_of("softmax_rows", x.shape())?;
-    if c == 0 {
-        return Err(Error::shape(format!(
-            "softmax_rows: rows of {:?} are empty",
-            x.shape()
-        )));
-    }
+    let (_, _, c) = softmax_input(x.shape(), causal)?;
     let xv = T::view(x.storage())?;
     let mut out = scratch(xv.len());
     for_rows(&mut out, c, |r, row| {

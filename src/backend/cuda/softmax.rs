@@ -5,19 +5,11 @@
 //! (`row_groups`): a warp per short row, a block per long one.
 
 use super::{launch, row_groups, to_i32, Cuda, CudaTensor};
-use crate::backend::shapes::{rows_of, same_shapes};
-use crate::error::{Error, Result};
+use crate::backend::shapes::{rows_of, same_shapes, softmax_input};
+use crate::error::Result;
 
 pub(super) fn softmax_rows(be: &Cuda, x: &CudaTensor, causal: bool) -> Result<CudaTensor> {
-    let (m, r, c) = rows_of("softmax_rows", x.shape())?;
-    // The CPU's refusal, word for word: a softmax over no entries is
-    // undefined (its sum is 0).
-    if c == 0 {
-        return Err(Error::shape(format!(
-            "softmax_rows: rows of {:?} are empty",
-            x.shape()
-        )));
-    }
+    let (m, r, c) = softmax_input(x.shape(), causal)?;
     let nrows = m * r;
     let mut y = be.alloc(x.numel())?;
     if nrows > 0 {

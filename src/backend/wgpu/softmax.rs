@@ -4,8 +4,8 @@
 
 use super::context::workgroups;
 use super::{Wgpu, WgpuTensor};
-use crate::backend::shapes::{rows_of, same_shapes};
-use crate::error::{Error, Result};
+use crate::backend::shapes::{rows_of, same_shapes, softmax_input};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// The shader's `Params`: rows, c, causal.
@@ -45,13 +45,7 @@ fn launch_rows(
 }
 
 pub fn softmax_rows(be: &Wgpu, x: &WgpuTensor, causal: bool) -> Result<WgpuTensor> {
-    let (m, r, c) = rows_of("softmax_rows", x.shape())?;
-    if c == 0 {
-        return Err(Error::shape(format!(
-            "softmax_rows: rows of {:?} are empty",
-            x.shape()
-        )));
-    }
+    let (m, r, c) = softmax_input(x.shape(), causal)?;
     launch_rows(be, "softmax_rows", &[x], m * r, c, causal)
 }
 
