@@ -148,3 +148,58 @@ __device__ __forceinline__ double block_sum_d(double v, double* scratch) {
     t = warp_sum_d(t);
     return t;
 }
+
+// Row kernels (norm.cu, softmax.cu) give each row one group of threads: a
+// warp (eight rows per block of 256) for rows up to WARP_ROW_MAX, a whole
+// block of ROW_THREADS for longer ones (row_groups in
+// src/backend/cuda/mod.rs picks the launch and the `warp_rows` flag).
+#define ROW_THREADS 256
+
+// The threads sharing a row: `size` of them, this one being `lane`.
+struct RowGroup {
+    long long row;
+    int lane;
+    int size;
+};
+
+__device__ __forceinline__ RowGroup row_group(int warp_rows) {
+    if (warp_rows) {
+        return {blockIdx.x * (long long)(blockDim.x / 32) + threadIdx.x / 32, (int)(threadIdx.x % 32),
+                32};
+    }
+    return {(long long)blockIdx.x, (int)threadIdx.x, (int)blockDim.x};
+}
+
+// Sum over the row's group; every thread of the group gets the total.
+// `scratch` (32 floats of shared memory) is only used by block rows, whose
+// early exits are block-uniform, so every thread reaches the barriers.
+__device__ __forceinline__ float group_sum(float v, int warp_rows, float* scratch) {
+    v = warp_sum(v);
+    if (warp_rows) {
+        return v;
+    }
+    int lane = threadIdx.x & 31;
+    // The previous sum's threads have all read scratch.
+    __syncthreads();
+    if (lane == 0) {
+        scratch[threadIdx.x >> 5] = v;
+    }
+    __syncthreads();
+    return warp_sum(lane < (int)(blockDim.x >> 5) ? scratch[lane] : 0.0f);
+}
+
+// Maximum over the row's group (NaN ignored, as fmaxf and the CPU's max
+// do), with group_sum's use of `scratch`.
+__device__ __forceinline__ float group_max(float v, int warp_rows, float* scratch) {
+    v = warp_max(v);
+    if (warp_rows) {
+        return v;
+    }
+    int lane = threadIdx.x & 31;
+    __syncthreads();
+    if (lane == 0) {
+        scratch[threadIdx.x >> 5] = v;
+    }
+    __syncthreads();
+    return warp_max(lane < (int)(blockDim.x >> 5) ? scratch[lane] : NEG_INF_F);
+}

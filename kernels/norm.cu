@@ -4,53 +4,19 @@
 // identity), symmetric, so one product serves the jvp and the vjp;
 // norm_rows_second is the derivative of J g along an input tangent. A row
 // belongs to one group of threads: a warp (eight rows per block) for rows
-// up to WARP_ROW_MAX (src/backend/cuda/norm.rs) long, the whole block for
-// longer ones (batch normalization's per-channel rows). Row statistics are
+// up to WARP_ROW_MAX (src/backend/cuda/mod.rs) long, the whole block for
+// longer ones (batch normalization's per-channel rows); the row groups and
+// their sums are common.cuh's, shared with softmax.cu. Row statistics are
 // group sums in f32 (warp shuffles, then shared memory across the block's
 // warps) in a fixed order, so results do not depend on timing. Twin of
 // src/backend/cpu/norm.rs.
 
 #include "common.cuh"
 
-#define NORM_THREADS 256
-
-// The threads sharing a row: `size` of them, this one being `lane`.
-struct RowGroup {
-    long long row;
-    int lane;
-    int size;
-};
-
-__device__ __forceinline__ RowGroup row_group(int warp_rows) {
-    if (warp_rows) {
-        return {blockIdx.x * (long long)(blockDim.x / 32) + threadIdx.x / 32, (int)(threadIdx.x % 32),
-                32};
-    }
-    return {(long long)blockIdx.x, (int)threadIdx.x, (int)blockDim.x};
-}
-
-// Sum over the row's group; every thread of the group gets the total.
-// `scratch` (32 floats of shared memory) is only used by block rows, whose
-// early exits are block-uniform, so every thread reaches the barriers.
-__device__ __forceinline__ float group_sum(float v, int warp_rows, float* scratch) {
-    v = warp_sum(v);
-    if (warp_rows) {
-        return v;
-    }
-    int lane = threadIdx.x & 31;
-    // The previous sum's threads have all read scratch.
-    __syncthreads();
-    if (lane == 0) {
-        scratch[threadIdx.x >> 5] = v;
-    }
-    __syncthreads();
-    return warp_sum(lane < (int)(blockDim.x >> 5) ? scratch[lane] : 0.0f);
-}
-
 // y = (x - mean) s and s = 1 / sqrt(var + eps) (biased variance) per row of
 // x [nrows, c] with `center`; without, y = x s and s = 1 / sqrt(mean(x^2) +
 // eps). Two passes (mean, then centered squares), as on the CPU.
-extern "C" __global__ void __launch_bounds__(NORM_THREADS)
+extern "C" __global__ void __launch_bounds__(ROW_THREADS)
 norm_rows(const float* __restrict__ x, float* __restrict__ y, float* __restrict__ s, long long nrows,
           int c, int center, float eps, int warp_rows) {
     __shared__ float scratch[32];
@@ -89,7 +55,7 @@ __device__ __forceinline__ float j_entry(float sc, float vk, float mv, float yk,
 }
 
 // out = J t row by row, for y, t [nrows, c] and s [nrows].
-extern "C" __global__ void __launch_bounds__(NORM_THREADS)
+extern "C" __global__ void __launch_bounds__(ROW_THREADS)
 norm_rows_j(const float* __restrict__ y, const float* __restrict__ s, const float* __restrict__ t,
             float* __restrict__ out, long long nrows, int c, int center, int warp_rows) {
     __shared__ float scratch[32];
@@ -115,7 +81,7 @@ norm_rows_j(const float* __restrict__ y, const float* __restrict__ s, const floa
 // out = -(s / C) [(y . x_dot) J g + (y . g) J x_dot + (J x_dot . g) y] row
 // by row: the derivative of J g along x_dot with g fixed. J x_dot . g is
 // summed from J x_dot's entries, as the CPU does, not expanded.
-extern "C" __global__ void __launch_bounds__(NORM_THREADS)
+extern "C" __global__ void __launch_bounds__(ROW_THREADS)
 norm_rows_second(const float* __restrict__ y, const float* __restrict__ s,
                  const float* __restrict__ g, const float* __restrict__ x_dot,
                  float* __restrict__ out, long long nrows, int c, int center, int warp_rows) {

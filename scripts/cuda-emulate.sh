@@ -10,8 +10,9 @@
 # transposes, ensemble broadcast, ragged sizes), the column sums, row norms,
 # per-member sums, argmax, the cross-entropy kernels, bias + activation, the
 # optimizer updates, im2col / col2im, row max / pick / place, the tiled
-# transpose, the elementwise product and the row normalization kernels
-# against double precision references. About a minute on 2 cores.
+# transpose, the elementwise product, the row normalization kernels and the
+# row softmax kernels (causal or not) against double precision references.
+# About two minutes on 2 cores.
 #
 # What it cannot catch: anything specific to real hardware (the layouts
 # themselves are the emulator's assumption, checked against the PTX ISA
@@ -22,9 +23,13 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 - "$root/kernels" "$work" <<'PY'
-import re, sys
+import glob, os, re, sys
 kernels, work = sys.argv[1], sys.argv[2]
-for fam in ["matmul", "reduce", "loss", "pointwise", "optim", "conv", "pool", "layout", "norm"]:
+families = ["matmul", "reduce", "loss", "pointwise", "optim", "conv", "pool", "layout", "norm", "softmax"]
+# A new kernels/*.cu must be emulated too (and checked in main.cpp).
+present = sorted(os.path.basename(p)[:-3] for p in glob.glob(f"{kernels}/*.cu"))
+assert present == sorted(families), f"kernels/*.cu {present} vs emulated {families}"
+for fam in families:
     src = open(f"{kernels}/{fam}.cu").read().replace('#include "common.cuh"', "")
     if fam == "matmul":
         emulated = {

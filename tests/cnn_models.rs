@@ -1,5 +1,5 @@
-//! Convolutional networks and ResNets built from the layer graph, on the
-//! CPU in f64: whole-model gradients under every parametrization and HVPs
+//! Convolutional networks, ResNets and sequence models with self-attention
+//! built from the layer graph, on the CPU in f64: whole-model gradients under every parametrization and HVPs
 //! against finite differences, per-sample gradient norms (ghost and
 //! materialized) and the NTK against per-example gradients taken one
 //! example at a time, checkpoints that round-trip, and the config errors a
@@ -115,6 +115,77 @@ fn conv1d_layers() -> Vec<LayerSpec> {
     ]
 }
 
+fn attention(heads: usize, head_dim: Option<usize>, causal: bool, bias: bool) -> LayerSpec {
+    LayerSpec::Attention {
+        heads,
+        head_dim,
+        causal,
+        bias,
+    }
+}
+
+fn layer_norm() -> LayerSpec {
+    LayerSpec::LayerNorm {
+        gain: true,
+        bias: true,
+        eps: 1e-5,
+    }
+}
+
+/// A pre-norm transformer block on 2x9 signals (9 positions): a conv1d
+/// embedding into 4 channels, a residual causal 2-head attention, a
+/// residual MLP of 1x1 convolutions, mean over positions, readout.
+fn transformer_layers() -> Vec<LayerSpec> {
+    let c1 = |c: usize, act: Option<&str>| LayerSpec::Conv1d {
+        channels: c,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        bias: true,
+        activation: act.map(String::from),
+    };
+    vec![
+        LayerSpec::Conv1d {
+            channels: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+            activation: Some("tanh".into()),
+        },
+        LayerSpec::Residual {
+            layers: vec![layer_norm(), attention(2, None, true, false)],
+            projection: false,
+            activation: None,
+        },
+        LayerSpec::Residual {
+            layers: vec![layer_norm(), c1(6, Some("gelu")), c1(4, None)],
+            projection: false,
+            activation: None,
+        },
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Dense {
+            width: OUT,
+            bias: true,
+            activation: None,
+        },
+    ]
+}
+
+/// Attention as the first layer, on the data itself: one non-causal head
+/// of dimension 3 (wider than the 2 channels), with biases.
+fn attention_first_layers() -> Vec<LayerSpec> {
+    vec![
+        attention(1, Some(3), false, true),
+        LayerSpec::Flatten,
+        LayerSpec::Dense {
+            width: OUT,
+            bias: true,
+            activation: None,
+        },
+    ]
+}
+
 fn spec(layers: Vec<LayerSpec>, input: Shape, p: Parametrization) -> ModelSpec {
     ModelSpec {
         input,
@@ -138,6 +209,8 @@ fn models() -> Vec<(&'static str, ModelSpec)> {
         out.push(("cnn", spec(cnn_layers(), img, p)));
         out.push(("resnet", spec(resnet_layers(), img, p)));
         out.push(("conv1d", spec(conv1d_layers(), sig, p)));
+        out.push(("transformer", spec(transformer_layers(), sig, p)));
+        out.push(("attention first", spec(attention_first_layers(), sig, p)));
     }
     out
 }
@@ -158,8 +231,27 @@ fn gradients_match_finite_differences_for_every_model_and_parametrization() {
         let m = Model::init(&be, s.clone(), &[i as u64]).unwrap();
         let (x, y) = batch(&s, 4, 100 + i as u64);
         let mut inputs = vec![(x.shape().to_vec(), values(&be, &x), false)];
-        for p in m.params() {
-            inputs.push((p.shape().to_vec(), values(&be, p), true));
+        // A key bias adds a constant to each query's scores, which the
+        // softmax removes: its gradient is exactly zero, so a relative
+        // comparison with finite differences compares rounding noise. It is
+        // checked to be zero below instead.
+        let key_bias = |i: usize| m.param_info()[i].name.ends_with(".k.bias");
+        for (j, p) in m.params().into_iter().enumerate() {
+            inputs.push((p.shape().to_vec(), values(&be, p), !key_bias(j)));
+        }
+        let pass = m
+            .loss_pass(&be, &x, &y, LossKind::CrossEntropy, true)
+            .unwrap();
+        let largest = flatten(&be, &pass.grads)
+            .unwrap()
+            .iter()
+            .fold(0.0f64, |a, g| a.max(g.abs()));
+        for (j, g) in pass.grads.iter().enumerate().filter(|(j, _)| key_bias(*j)) {
+            let worst = values(&be, g).iter().fold(0.0f64, |a, v| a.max(v.abs()));
+            assert!(
+                worst <= 1e-12 * largest,
+                "{name}: key bias {j} gradient {worst}"
+            );
         }
         let err = fd_check(
             &inputs,
@@ -201,7 +293,7 @@ fn hessian_vector_products_match_finite_differences_of_gradients() {
     for (i, (name, s)) in models()
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| i % 4 == 0 || *i == 5)
+        .filter(|(i, _)| i % 4 == 0 || *i == 5 || *i == 3)
     {
         let m = Model::init(&be, s.clone(), &[40 + i as u64]).unwrap();
         let (x, y) = batch(&s, 5, 50 + i as u64);
@@ -266,7 +358,7 @@ fn per_sample_norms_match_gradients_taken_one_example_at_a_time() {
     let be = Cpu::f64();
     let n = 6;
     let mut methods = Vec::new();
-    for (i, (name, s)) in models().into_iter().enumerate().take(3) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(5) {
         let m = Model::init(&be, s.clone(), &[70 + i as u64]).unwrap();
         let (x, y) = batch(&s, n, 80 + i as u64);
         let want = one_at_a_time(&m, &x, &y, n);
@@ -335,7 +427,7 @@ fn ntk_matches_explicit_jacobians() {
     let be = Cpu::f64();
     let n = 4;
     let mut methods = Vec::new();
-    for (i, (name, s)) in models().into_iter().enumerate().take(3) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(5) {
         let m = Model::init(&be, s.clone(), &[90 + i as u64]).unwrap();
         let (x, _) = batch(&s, n, 95 + i as u64);
         methods.extend(check_ntk(&m, &x, n, name));
@@ -371,21 +463,21 @@ fn ntk_matches_explicit_jacobians() {
 fn checkpoints_round_trip_in_pytorch_layouts() {
     let be = Cpu::f64();
     let dir = common::temp_dir("cnn_checkpoint");
-    for (i, (name, s)) in models().into_iter().enumerate().take(3) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(5) {
         let m = Model::init(&be, s.clone(), &[3 + i as u64]).unwrap();
         let (tensors, meta) = lmech::nn::checkpoint::checkpoint_contents(&be, &m, "").unwrap();
         let path = dir.join(format!("{name}.safetensors"));
         lmech::run::save_checkpoint(&path, &tensors, &meta).unwrap();
-        let first = tensors
-            .iter()
-            .find(|t| t.name == "layers.0.weight")
-            .unwrap();
-        let want = if name == "conv1d" {
-            vec![4, 2, 3]
-        } else {
-            vec![3, 2, 3, 3]
+        let shape_of = |n: &str| tensors.iter().find(|t| t.name == n).unwrap().shape.clone();
+        let (first, want) = match name {
+            "conv1d" | "transformer" => ("layers.0.weight", vec![4, 2, 3]),
+            "attention first" => ("layers.0.q.weight", vec![3, 2]),
+            _ => ("layers.0.weight", vec![3, 2, 3, 3]),
         };
-        assert_eq!(first.shape, want, "{name}");
+        assert_eq!(shape_of(first), want, "{name}");
+        if name == "transformer" {
+            assert_eq!(shape_of("layers.1.body.1.o.weight"), vec![4, 4]);
+        }
         let back = lmech::nn::checkpoint::load_model(&be, &path).unwrap();
         let (x, _) = batch(&s, 3, 9);
         let a = values(&be, &m.predict(&be, &x).unwrap());
@@ -428,6 +520,53 @@ fn misfit_layers_are_config_errors_naming_the_layer_and_shapes() {
     assert!(e.contains("model.depth") && e.contains("6n+2"), "{e}");
     let e = config_error("[model]\narch = \"cnn\"\nnorm = \"group\"\n");
     assert!(e.contains("model.norm") && e.contains("group"), "{e}");
+    // Attention wants a sequence; its heads must split the channels.
+    let e = config_error("[[model.layers]]\nkind = \"attention\"\nheads = 2\n");
+    assert!(
+        e.contains("model.layers[0]") && e.contains("sequence") && e.contains("1x8x8"),
+        "{e}"
+    );
+    let e = config_error(
+        "[[model.layers]]\nkind = \"conv2d\"\nchannels = 3\nkernel = 8\n\n[[model.layers]]\nkind = \"flatten\"\n\n[[model.layers]]\nkind = \"attention\"\nheads = 2\n",
+    );
+    assert!(
+        e.contains("model.layers[2]") && e.contains("sequence"),
+        "{e}"
+    );
+}
+
+/// muP's attention (Tensor Programs V): zero-initialized queries and
+/// scores scaled by 1/head_dim; SP's 1/sqrt(head_dim) and random queries.
+#[test]
+fn attention_follows_the_parametrization() {
+    let be = Cpu::f64();
+    let sig = Shape::Signal { c: 2, l: 9 };
+    for p in [Parametrization::Standard, Parametrization::Mup] {
+        let m = Model::init(&be, spec(transformer_layers(), sig, p), &[4]).unwrap();
+        let at = |n: &str| {
+            let i = m.param_info().iter().position(|q| q.name == n).unwrap();
+            values(&be, m.params()[i])
+        };
+        let q_zero = at("layers.1.body.1.q.weight").iter().all(|&v| v == 0.0);
+        let k_zero = at("layers.1.body.1.k.weight").iter().all(|&v| v == 0.0);
+        assert_eq!(q_zero, p == Parametrization::Mup, "{p:?}: queries");
+        assert!(!k_zero, "{p:?}: keys");
+        let scale = m
+            .graph
+            .all_nodes()
+            .into_iter()
+            .find_map(|n| match &n.layer {
+                lmech::nn::layer::Layer::Attention(a) => Some(a.score_scale),
+                _ => None,
+            })
+            .unwrap();
+        let want = if p == Parametrization::Mup {
+            0.5
+        } else {
+            0.5f64.sqrt()
+        };
+        assert!((scale - want).abs() < 1e-15, "{p:?}: score scale {scale}");
+    }
 }
 
 #[test]

@@ -14,6 +14,9 @@
 //!   row max / pick / place, transpose, mul): exact;
 //! - row normalization and its Jacobian products: 1e-5 (2e-5 for rows of
 //!   20000, where the CPU's sequential f32 sums are off by up to 4e-6);
+//! - row softmax (causal or not) and its two Jacobian products: 1e-5
+//!   against both the CPU's f32 and its f64 (on the same f32 inputs; the
+//!   emulator measures under 1e-6 against double); masked entries exactly 0;
 //! - whole passes (training steps, HVPs, per-sample norms, NTK): 1e-4;
 //! - the top Hessian eigenvalue by Lanczos: 1e-3 relative.
 
@@ -739,6 +742,161 @@ fn row_normalization_and_its_derivatives_match_the_cpu() {
         "norm_rows rank 4",
         g.norm_rows(&four, true, 1e-5),
         cpu().norm_rows(&four_c, true, 1e-5),
+    );
+}
+
+/// The CUDA result `got` against the CPU's in f32 (`want32`, the same
+/// inputs) and in f64 (`want64`, on the same f32 values), each within `tol`.
+fn same_f32_f64(
+    what: &str,
+    g: &Cuda,
+    got: &Tensor<Cuda>,
+    want32: &Tensor<Cpu>,
+    want64: &Tensor<Cpu>,
+    tol: f64,
+) {
+    same(&format!("{what} vs cpu f32"), g, got, want32, tol);
+    assert_eq!(got.shape(), want64.shape(), "{what}: shapes");
+    check(
+        &format!("{what} vs cpu f64"),
+        &g.to_f64(got).unwrap(),
+        &Cpu::f64().to_f64(want64).unwrap(),
+        tol,
+    );
+}
+
+/// softmax_rows and its two Jacobian products (on the CPU's y) for rows of
+/// `shape`, against the CPU in f32 and f64. Scores have scale 3 and every
+/// third row is shifted by 100, past where exp without the row maximum
+/// subtracted overflows f32. Causal masked entries must be exactly 0 in y
+/// and in both products (y = 0 there).
+fn softmax_parity(g: &Cuda, rng: &mut Rng, shape: &[usize], causal: bool, tol: f64) {
+    let c = *shape.last().unwrap();
+    let n: usize = shape.iter().product();
+    let mut v = randn(rng, n, 3.0);
+    for row in v.chunks_mut(c).step_by(3) {
+        row.iter_mut().for_each(|x| *x += 100.0);
+    }
+    // f32 values, so the f64 CPU sees exactly what the GPU holds.
+    let f32s = |v: Vec<f64>| -> Vec<f64> { v.into_iter().map(|x| x as f32 as f64).collect() };
+    let v = f32s(v);
+    let c64 = Cpu::f64();
+    let x = pair(g, shape, &v);
+    let x64 = c64.from_f64(shape, &v).unwrap();
+    let what = format!("{shape:?} causal {causal}");
+    let gy = g.softmax_rows(&x.g, causal).unwrap();
+    let cy = cpu().softmax_rows(&x.c, causal).unwrap();
+    let cy64 = c64.softmax_rows(&x64, causal).unwrap();
+    same_f32_f64(&format!("softmax_rows {what}"), g, &gy, &cy, &cy64, tol);
+    let yv = cpu().to_f64(&cy).unwrap();
+    let y = pair(g, shape, &yv);
+    let t = f32s(randn(rng, n, 1.0));
+    let gr = f32s(randn(rng, n, 1.0));
+    let (tp, gp) = (pair(g, shape, &t), pair(g, shape, &gr));
+    let (y64, t64, g64) = (
+        c64.from_f64(shape, &yv).unwrap(),
+        c64.from_f64(shape, &t).unwrap(),
+        c64.from_f64(shape, &gr).unwrap(),
+    );
+    let gj = g.softmax_rows_j(&y.g, &tp.g).unwrap();
+    same_f32_f64(
+        &format!("softmax_rows_j {what}"),
+        g,
+        &gj,
+        &cpu().softmax_rows_j(&y.c, &tp.c).unwrap(),
+        &c64.softmax_rows_j(&y64, &t64).unwrap(),
+        tol,
+    );
+    let gs = g.softmax_rows_second(&y.g, &gp.g, &tp.g).unwrap();
+    same_f32_f64(
+        &format!("softmax_rows_second {what}"),
+        g,
+        &gs,
+        &cpu().softmax_rows_second(&y.c, &gp.c, &tp.c).unwrap(),
+        &c64.softmax_rows_second(&y64, &g64, &t64).unwrap(),
+        tol,
+    );
+    if causal {
+        let (gy, gj, gs) = (
+            g.to_f64(&gy).unwrap(),
+            g.to_f64(&gj).unwrap(),
+            g.to_f64(&gs).unwrap(),
+        );
+        for r in 0..n / c {
+            for k in r % c + 1..c {
+                let at = r * c + k;
+                assert!(
+                    gy[at] == 0.0 && gj[at] == 0.0 && gs[at] == 0.0,
+                    "{what}: masked row {r} column {k}: {} {} {}",
+                    gy[at],
+                    gj[at],
+                    gs[at]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn row_softmax_and_its_derivatives_match_the_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut rng = Rng::new(26);
+    // Rows shorter and longer than a warp, up to the longest a warp takes
+    // (1024) and past it, where a block takes each row. Causal: whole c x c
+    // matrices per member, and several matrices on a rank-2 tensor.
+    for c in [1, 7, 32, 45, 300, 1024, 1025, 3000] {
+        for shape in [vec![3, 9, c], vec![5, c], vec![c]] {
+            softmax_parity(&g, &mut rng, &shape, false, 1e-5);
+        }
+        if c <= 300 {
+            softmax_parity(&g, &mut rng, &[2, c, c], true, 1e-5);
+        }
+        if c <= 45 {
+            softmax_parity(&g, &mut rng, &[3 * c, c], true, 1e-5);
+        }
+        // Rows that are not whole matrices are refused, as on the CPU.
+        let part = pair(&g, &[c + 5, c], &vec![0.0; (c + 5) * c]);
+        let (ge, ce) = (
+            g.softmax_rows(&part.g, true).unwrap_err().to_string(),
+            cpu().softmax_rows(&part.c, true).unwrap_err().to_string(),
+        );
+        assert_eq!(ge, ce);
+    }
+    // Equal large scores: exactly one half each, no overflow.
+    let big = pair(&g, &[1, 2], &[1000.0, 1000.0]);
+    let y = g.softmax_rows(&big.g, false).unwrap();
+    assert_eq!(g.to_f64(&y).unwrap(), vec![0.5, 0.5]);
+    // The CPU's refusals, message for message.
+    let x = rand_pair(&g, &mut rng, &[3, 4, 5], 1.0);
+    let t = rand_pair(&g, &mut rng, &[3, 4, 6], 1.0);
+    both_refuse(
+        "softmax_rows_j tangent",
+        g.softmax_rows_j(&x.g, &t.g),
+        cpu().softmax_rows_j(&x.c, &t.c),
+    );
+    both_refuse(
+        "softmax_rows_second tangent",
+        g.softmax_rows_second(&x.g, &x.g, &t.g),
+        cpu().softmax_rows_second(&x.c, &x.c, &t.c),
+    );
+    let empty = pair(&g, &[3, 0], &[]);
+    both_refuse(
+        "softmax_rows of empty rows",
+        g.softmax_rows(&empty.g, true),
+        cpu().softmax_rows(&empty.c, true),
+    );
+    // Empty rows are fine for the products (nothing to write), as on the CPU.
+    let (gj, cj) = (
+        g.softmax_rows_j(&empty.g, &empty.g).unwrap(),
+        cpu().softmax_rows_j(&empty.c, &empty.c).unwrap(),
+    );
+    assert_eq!(gj.shape(), cj.shape());
+    let four = g.zeros(&[1, 2, 3, 4]).unwrap();
+    let four_c = cpu().zeros(&[1, 2, 3, 4]).unwrap();
+    both_refuse(
+        "softmax_rows rank 4",
+        g.softmax_rows(&four, false),
+        cpu().softmax_rows(&four_c, false),
     );
 }
 

@@ -11,7 +11,7 @@ use common::{fd_check, max_rel_err, randn, tensor, values};
 use lmech::backend::Window;
 use lmech::rng::Rng;
 use lmech::tape::{
-    Add, Curvature, Im2col, Mul, NormRows, Op, Reshape, RowMax, RowMean, Tape, Transpose,
+    Add, Curvature, Im2col, Mul, NormRows, Op, Reshape, RowMax, RowMean, Softmax, Tape, Transpose,
 };
 use lmech::{Backend, Cpu};
 
@@ -329,6 +329,65 @@ fn row_normalizations_match_their_definitions() {
         .unwrap();
     let r = (12.5f64).sqrt();
     assert!(max_rel_err(&values(&be, &y), &[3.0 / r, 4.0 / r]) < 1e-12);
+}
+
+#[test]
+fn softmax_derivatives_match_finite_differences_with_and_without_mask() {
+    let mut rng = Rng::new(8);
+    for causal in [false, true] {
+        // Two members of two stacked 4 x 4 score matrices.
+        let x = randn(&mut rng, 2 * 8 * 4, 1.5);
+        check(
+            &format!("softmax_rows causal={causal}"),
+            &move || Box::new(Softmax { causal }),
+            &[(vec![2, 8, 4], x)],
+            51,
+        );
+    }
+}
+
+#[test]
+fn softmax_matches_its_definition_and_masks_later_keys() {
+    let be = Cpu::f64();
+    let x = [1.0, 2.0, 3.0, 0.5, -1.0, 0.0];
+    let y = values(
+        &be,
+        &be.softmax_rows(&tensor(&be, &[2, 3], &x), false).unwrap(),
+    );
+    let z: f64 = [1.0f64, 2.0, 3.0].iter().map(|v| v.exp()).sum();
+    assert!(max_rel_err(&y[..3], &[1f64.exp() / z, 2f64.exp() / z, 3f64.exp() / z]) < 1e-14);
+    // Causal over 3 x 3 blocks: row r keeps columns 0..=r mod 3.
+    let x = [5.0, 9.0, 9.0, 1.0, 3.0, 9.0, 0.0, 0.0, 0.0];
+    let y = values(
+        &be,
+        &be.softmax_rows(&tensor(&be, &[3, 3], &x), true).unwrap(),
+    );
+    let e2 = 2f64.exp();
+    let want = [
+        1.0,
+        0.0,
+        0.0,
+        1.0 / (1.0 + e2),
+        e2 / (1.0 + e2),
+        0.0,
+        1.0 / 3.0,
+        1.0 / 3.0,
+        1.0 / 3.0,
+    ];
+    assert!(max_rel_err(&y, &want) < 1e-14, "{y:?}");
+    // A causal softmax needs whole C x C matrices.
+    let e = be
+        .softmax_rows(&tensor(&be, &[4, 3], &[0.0; 12]), true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("whole 3 x 3") && e.contains("4 rows"), "{e}");
+    // Large scores do not overflow.
+    let y = values(
+        &be,
+        &be.softmax_rows(&tensor(&be, &[1, 2], &[1000.0, 1000.0]), false)
+            .unwrap(),
+    );
+    assert_eq!(y, vec![0.5, 0.5]);
 }
 
 #[test]

@@ -1,4 +1,4 @@
-//! Whole CNNs, ResNets and a BatchNorm CNN on wgpu (Mesa lavapipe in CI)
+//! Whole CNNs, ResNets, a BatchNorm CNN and a transformer block on wgpu (Mesa lavapipe in CI)
 //! against the CPU: training steps, evaluation, HVP and Gauss-Newton
 //! products, Lanczos, per-sample norms and the NTK (`common::model_parity`).
 

@@ -1,6 +1,6 @@
 //! The layer ops of the wgpu backend (im2col / col2im, row max / pick /
-//! place, transpose, mul, row normalization and its two Jacobian products)
-//! against the CPU f32 reference, in f32 and in f16 storage, including
+//! place, transpose, mul, row normalization and row softmax, plain and
+//! causal, with their two Jacobian products each) against the CPU f32 reference, in f32 and in f16 storage, including
 //! launches past 65535 workgroups and the refusal of bad shapes (the same
 //! shapes, with the same messages, as the CPU).
 //!
@@ -15,11 +15,20 @@
 //! - row normalization and its products over rows of C: 4 (1e-6 sqrt(C) +
 //!   1e-6) (a tree sum, against the CPU's sequential one, then a square
 //!   root and products of those sums);
+//! - softmax and its products over rows of C: the same 4 (1e-6 sqrt(C) +
+//!   1e-6) (exp, whose WGSL accuracy is a few ulp, and tree sums); softmax
+//!   against each row's largest probability (`close_rows`), the products
+//!   against the whole tensor's largest entry like every other op (their
+//!   rows can cancel to nearly 0); a causal softmax's masked entries must
+//!   be exactly 0;
 //! - in f16 storage: 1e-3 for everything not exact (one rounding of an f32
 //!   result is at most 4.9e-4).
 //!
 //! Seen on lavapipe: col2im and mul 0 in f32 (same order, same roundings),
-//! row normalization at most 1.6e-6; in f16 at most 4.7e-4.
+//! row normalization at most 1.6e-6, softmax at most 2.1e-6 (rows of 1000,
+//! tolerance 1.3e-4) and its products at most 2.3e-6 (rows of 300,
+//! tolerance 7.3e-5); in f16 at most 4.7e-4, softmax and its products
+//! 4.8e-4.
 
 mod common;
 
@@ -60,7 +69,8 @@ const F16: Prec = Prec {
     tol: |_| 1e-3,
 };
 
-/// Row normalization's tolerance over rows of `c`: a few f32 sums' worth.
+/// Row normalization's and softmax's tolerance over rows of `c`: a few f32
+/// sums' worth.
 fn norm_tol(p: Prec, c: usize) -> f64 {
     (p.tol)(c).max(4.0 * sum_tol(c))
 }
@@ -296,6 +306,84 @@ fn norm_cases(g: &Wgpu, p: Prec) {
     }
 }
 
+/// `close` row by row (rows of `c`), each row against its own largest
+/// magnitude: a long row's probabilities (about 1 / C) are not judged
+/// against another row's 1 (a causal block's first row). Every entry must
+/// be finite: `max_rel_err` skips NaN, and an overflowed exp gives NaN.
+fn close_rows(what: &str, g: &Wgpu, got: &Tensor<Wgpu>, want: &Tensor<Cpu>, c: usize, tol: f64) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shapes");
+    let (got, want) = (down(g, got), down(&Cpu::f32(), want));
+    for (r, (a, b)) in got.chunks(c).zip(want.chunks(c)).enumerate() {
+        assert!(
+            a.iter().all(|v| v.is_finite()),
+            "{what}: row {r} is not finite: {a:?}"
+        );
+        close_vec(&format!("{what} row {r}"), a, b, tol);
+    }
+}
+
+/// A causal softmax's masked entries (columns past r mod C in row r) are
+/// exactly 0, not merely small.
+fn masked_are_zero(what: &str, g: &Wgpu, got: &Tensor<Wgpu>, c: usize) {
+    for (r, row) in down(g, got).chunks(c).enumerate() {
+        assert!(
+            row[r % c + 1..].iter().all(|&v| v == 0.0),
+            "{what}: row {r} has a masked entry that is not 0: {row:?}"
+        );
+    }
+}
+
+/// softmax_rows, plain and causal, and its two products at its outputs
+/// (rows summing to 1, masked entries 0) on random tangents, in ranks 1 to
+/// 3 and rows shorter and longer than a workgroup. Every other shape adds
+/// 100 to the scores, where exp overflows f32 unless the row max is
+/// subtracted first.
+fn softmax_cases(g: &Wgpu, p: Prec) {
+    let cpu = Cpu::f32();
+    let mut rng = Rng::new(17);
+    let shapes = [
+        vec![7],
+        vec![40, 7],
+        vec![3, 16, 16],
+        vec![2, 300, 300],
+        vec![1000, 1000],
+        vec![4, 3, 1],
+    ];
+    for (i, shape) in shapes.into_iter().enumerate() {
+        let len: usize = shape.iter().product();
+        let c = *shape.last().unwrap();
+        let tol = norm_tol(p, c);
+        let offset = if i % 2 == 1 { 100.0 } else { 0.0 };
+        let scores: Vec<f64> = randn(&mut rng, len, 3.0)
+            .iter()
+            .map(|v| v + offset)
+            .collect();
+        let x = pair_rounded(g, &shape, &scores, p.round);
+        let t = pair_rounded(g, &shape, &randn(&mut rng, len, 1.0), p.round);
+        let xd = pair_rounded(g, &shape, &randn(&mut rng, len, 1.0), p.round);
+        // A causal softmax takes whole C x C matrices ([7] and [40, 7] are
+        // refused, below).
+        let whole = (len / c) % c == 0 && shape.len() > 1;
+        for causal in [false, true].into_iter().filter(|&k| !k || whole) {
+            let what = format!("{shape:?} causal {causal}");
+            let want = cpu.softmax_rows(&x.cpu, causal).unwrap();
+            let got = g.softmax_rows(&x.gpu, causal).unwrap();
+            close_rows(&format!("softmax_rows {what}"), g, &got, &want, c, tol);
+            if causal {
+                masked_are_zero(&format!("softmax_rows {what}"), g, &got, c);
+            }
+            // The products at the CPU's probabilities, stored in the dtype.
+            let y = pair_rounded(g, &shape, &down(&cpu, &want), p.round);
+            let want = cpu.softmax_rows_j(&y.cpu, &t.cpu).unwrap();
+            let got = g.softmax_rows_j(&y.gpu, &t.gpu).unwrap();
+            close(&format!("softmax_rows_j {what}"), g, &got, &want, tol);
+            let want = cpu.softmax_rows_second(&y.cpu, &t.cpu, &xd.cpu).unwrap();
+            let got = g.softmax_rows_second(&y.gpu, &t.gpu, &xd.gpu).unwrap();
+            close(&format!("softmax_rows_second {what}"), g, &got, &want, tol);
+        }
+    }
+}
+
 #[test]
 fn im2col_and_col2im_match_cpu() {
     conv_cases(&gpu_or_skip!(DType::F32), F32);
@@ -322,6 +410,11 @@ fn norm_rows_and_jacobian_products_match_cpu() {
 }
 
 #[test]
+fn softmax_rows_and_jacobian_products_match_cpu() {
+    softmax_cases(&gpu_or_skip!(DType::F32), F32);
+}
+
+#[test]
 fn layer_ops_match_cpu_in_f16() {
     let g = gpu_or_skip!(DType::F16);
     conv_cases(&g, F16);
@@ -329,6 +422,7 @@ fn layer_ops_match_cpu_in_f16() {
     transpose_cases(&g, F16);
     mul_cases(&g, F16);
     norm_cases(&g, F16);
+    softmax_cases(&g, F16);
 }
 
 /// 2^24 + 6 outputs need more than 65535 workgroups of 256 threads (the
@@ -399,6 +493,44 @@ fn launches_past_65535_workgroups_match_cpu() {
     let want = cpu.norm_rows_j(&cy, &cs, &t.cpu, true).unwrap();
     let got = g.norm_rows_j(&gy, &gs, &t.gpu, true).unwrap();
     close("norm_rows_j", &g, &got, &want, norm_tol(F32, c));
+    // 70000 rows of 8 are 8750 causal 8 x 8 blocks; 65535 is not a multiple
+    // of 8, so a row number unfolded wrongly from the 2-D grid shifts the
+    // mask.
+    for causal in [false, true] {
+        let what = format!("causal {causal}");
+        let want = cpu.softmax_rows(&r.cpu, causal).unwrap();
+        let got = g.softmax_rows(&r.gpu, causal).unwrap();
+        close_rows(
+            &format!("softmax_rows {what}"),
+            &g,
+            &got,
+            &want,
+            c,
+            norm_tol(F32, c),
+        );
+        if causal {
+            masked_are_zero(&format!("softmax_rows {what}"), &g, &got, c);
+        }
+        let y = pair_rounded(&g, &[rows, c], &down(&cpu, &want), <[f64]>::to_vec);
+        let want_j = cpu.softmax_rows_j(&y.cpu, &t.cpu).unwrap();
+        let got_j = g.softmax_rows_j(&y.gpu, &t.gpu).unwrap();
+        close(
+            &format!("softmax_rows_j {what}"),
+            &g,
+            &got_j,
+            &want_j,
+            norm_tol(F32, c),
+        );
+        let want_s = cpu.softmax_rows_second(&y.cpu, &t.cpu, &r.cpu).unwrap();
+        let got_s = g.softmax_rows_second(&y.gpu, &t.gpu, &r.gpu).unwrap();
+        close(
+            &format!("softmax_rows_second {what}"),
+            &g,
+            &got_s,
+            &want_s,
+            norm_tol(F32, c),
+        );
+    }
 }
 
 fn on_cpu(p: &Pair) -> &Tensor<Cpu> {
@@ -498,6 +630,32 @@ fn bad_shapes_are_refused_like_the_cpu() {
     refused!("norm_rows_second with a wrong tangent", |b, v| {
         b.norm_rows_second(v(&x2), v(&t(&[3])), v(&x2), v(&idx5), true)
     });
+    refused!("softmax_rows of rank 4", |b, v| b
+        .softmax_rows(v(&x4), false));
+    refused!("softmax_rows of empty rows", |b, v| b
+        .softmax_rows(v(&empty), true));
+    refused!("a causal softmax_rows of partial matrices", |b, v| b
+        .softmax_rows(v(&s5), true));
+    refused!("softmax_rows_j with a wrong tangent", |b, v| b
+        .softmax_rows_j(v(&x2), v(&x3)));
+    refused!("softmax_rows_j of rank 4", |b, v| b
+        .softmax_rows_j(v(&x4), v(&x4)));
+    refused!("softmax_rows_second with a wrong g", |b, v| b
+        .softmax_rows_second(v(&x2), v(&idx5), v(&x2)));
+    refused!("softmax_rows_second with a wrong tangent", |b, v| b
+        .softmax_rows_second(v(&x3), v(&x3), v(&x2)));
+    // The products accept empty rows, as the CPU does, and give empty rows.
+    let on_cpu = cpu.softmax_rows_j(&empty.cpu, &empty.cpu).unwrap();
+    let on_gpu = g.softmax_rows_j(&empty.gpu, &empty.gpu).unwrap();
+    assert_eq!(
+        on_gpu.shape(),
+        on_cpu.shape(),
+        "softmax_rows_j of empty rows"
+    );
+    let on_gpu = g
+        .softmax_rows_second(&empty.gpu, &empty.gpu, &empty.gpu)
+        .unwrap();
+    assert_eq!(on_gpu.shape(), &[3, 0], "softmax_rows_second of empty rows");
     // No column to pick in empty rows: refused on both, by value on the CPU.
     assert!(cpu.row_pick(&empty.cpu, &t(&[3, 1]).cpu).is_err());
     assert!(g.row_pick(&empty.gpu, &t(&[3, 1]).gpu).is_err());

@@ -12,7 +12,9 @@ layer computes `z = multiplier * (x W^T) + bias_multiplier * b` (the
 convolution in place of the product) and then its activation. MLP
 checkpoints also carry `layer_sizes`, `activation` and `bias`; older ones
 carry only those. BatchNorm layers are PyTorch's own `nn.BatchNorm1d/2d`
-with the stored running statistics (`running_mean`, `running_var`).
+with the stored running statistics (`running_mean`, `running_var`);
+`attention` layers are `Attention` modules with `q`, `k`, `v`, `o`
+projections (their multipliers in that order).
 
     from lmech_checkpoint import load_model
     model = load_model("runs/cnn/model.safetensors")   # a torch.nn.Module
@@ -168,6 +170,38 @@ def batch_norm(dims, channels, eps, momentum, weight, bias, running_mean, runnin
     return module
 
 
+class Attention(torch.nn.Module):
+    """lmech's `attention` layer on `[N, d, T]` sequences (channels first):
+    multi-head self-attention over the T positions with the scaled
+    projections `q`, `k`, `v` (d -> heads * head_dim) and `o` (back to d),
+    scores `score_scale * q k^T` per head (1/sqrt(head_dim), or 1/head_dim
+    under muP and mean field), an optional causal mask."""
+
+    def __init__(self, q, k, v, o, heads, head_dim, causal, score_scale):
+        super().__init__()
+        self.q, self.k, self.v, self.o = q, k, v, o
+        self.heads, self.head_dim = heads, head_dim
+        self.causal, self.score_scale = causal, score_scale
+
+    def forward(self, x):
+        h = x.movedim(1, -1)  # [N, T, d]
+        n, t, _ = h.shape
+
+        def split(z):  # [N, T, H * dh] -> [N, H, T, dh]
+            return z.reshape(n, t, self.heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = split(self.q(h)), split(self.k(h)), split(self.v(h))
+        scores = self.score_scale * (q @ k.transpose(-1, -2))
+        if self.causal:
+            later = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+            scores = scores.masked_fill(later, float("-inf"))
+        ctx = (scores.softmax(-1) @ v).transpose(1, 2).reshape(n, t, self.heads * self.head_dim)
+        return self.o(ctx).movedim(-1, 1)
+
+    def extra_repr(self):
+        return f"heads={self.heads}, head_dim={self.head_dim}, causal={self.causal}, score_scale={self.score_scale:.6g}"
+
+
 class GlobalAvgPool(torch.nn.Module):
     """The mean over all positions: `[N, c, ...]` -> `[N, c]`."""
 
@@ -229,8 +263,9 @@ class Builder:
     """Turns layer specs into modules, taking tensors by name and the
     multipliers in walk order."""
 
-    def __init__(self, tensors, multipliers, bias_multipliers):
+    def __init__(self, tensors, multipliers, bias_multipliers, parametrization="sp"):
         self.tensors = tensors
+        self.parametrization = parametrization
         self.scales = list(zip(multipliers, bias_multipliers))
         self.used = 0
 
@@ -276,6 +311,15 @@ class Builder:
         eps, momentum = spec.get("eps", 1e-5), spec.get("momentum", 0.1)
         return batch_norm(len(shape) - 1, shape[0], eps, momentum, gain, bias, mean, var)
 
+    def attention(self, spec, path, shape):
+        heads = spec["heads"]
+        head_dim = spec.get("head_dim") or shape[0] // heads
+        bias = spec.get("bias", False)
+        proj = [self.weight_layer({"kind": "dense", "bias": bias}, f"{path}.{p}") for p in "qkvo"]
+        mu = self.parametrization in ("mup", "mf")
+        scale = 1.0 / head_dim if mu else head_dim**-0.5
+        return Attention(*proj, heads, head_dim, spec.get("causal", True), scale)
+
     def layer(self, spec, path, shape):
         """(module, output shape) of one layer on input `shape` (channels first)."""
         kind, dims = spec["kind"], len(shape) - 1
@@ -292,6 +336,8 @@ class Builder:
             module = activation(spec["activation"])
         elif kind in ("layer_norm", "rms_norm"):
             module = self.norm(spec, path)
+        elif kind == "attention":
+            module = self.attention(spec, path, shape)
         elif kind == "batch_norm":
             module = self.batch_norm(spec, path, shape)
         elif kind == "residual":
@@ -350,7 +396,7 @@ def load_model(path):
         specs, input_shape = json.loads(meta["layers"]), json.loads(meta["input_shape"])
     else:
         specs, input_shape = mlp_layer_specs(meta), json.loads(meta["layer_sizes"])[:1]
-    b = Builder(tensors, json.loads(meta["multipliers"]), json.loads(meta["bias_multipliers"]))
+    b = Builder(tensors, json.loads(meta["multipliers"]), json.loads(meta["bias_multipliers"]), meta["parametrization"])
     layers, _ = b.sequence(specs, "layers", tuple(input_shape))
     if b.used != len(b.scales):
         raise ValueError(f"{path}: {len(b.scales)} multipliers for {b.used} weight layers")

@@ -12,9 +12,10 @@
 # PYTHON=path/to/python picks the interpreter).
 # The models are small (a few hundred to ~1100 parameters, 16 examples) so
 # that dense Hessians are cheap and the fixtures stay small: four MLPs and
-# four layer-graph models (a CNN with pooling and LayerNorm, a ResNet with an
+# five layer-graph models (a CNN with pooling and LayerNorm, a ResNet with an
 # identity and a projected skip, the same with BatchNorm, a Conv1d net with
-# RMSNorm and a residual block on vectors). Regenerating a fixture changes its last digits with the
+# RMSNorm and a residual block on vectors, a transformer block with causal
+# and non-causal attention). Regenerating a fixture changes its last digits with the
 # BLAS and thread count, so regenerate only the ones you mean to change.
 set -euo pipefail
 
@@ -463,6 +464,70 @@ input_shape = [3, 8, 8]
 [optim]
 name = "gd"
 lr = 0.2
+[train]
+steps = 20
+loss = "mse"
+EOF
+
+# A pre-norm transformer block on Gaussian 2-channel signals of length 16
+# (16 positions), muP at width 8 over base width 4 (zero-initialized
+# queries, 1/head_dim scores), 0.5 ||f - y||^2: a conv1d embedding into 8
+# channels + tanh; a residual causal 2-head attention after LayerNorm; a
+# residual MLP of 1x1 convolutions after LayerNorm; a non-causal biased
+# 4-head attention with head_dim 3; global average pooling; dense readout.
+fixture transformer_mup_mse --n 16 --seed 10 --gd-lr 0.05 <<'EOF'
+name = "parity-transformer-mup-mse"
+seed = 9
+dtype = "f64"
+[model]
+parametrization = "mup"
+width = 8
+base_width = 4
+[[model.layers]]
+kind = "conv1d"
+channels = 8
+kernel = 3
+padding = 1
+activation = "tanh"
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "attention"
+heads = 2
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 16
+kernel = 1
+activation = "gelu"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 8
+kernel = 1
+[[model.layers]]
+kind = "attention"
+heads = 4
+head_dim = 3
+causal = false
+bias = true
+[[model.layers]]
+kind = "global_avg_pool"
+[[model.layers]]
+kind = "dense"
+width = 3
+[data]
+source = "npy"
+x_path = "@WORK@/signals_x.npy"
+y_path = "@WORK@/signals_y.npy"
+input_shape = [2, 16]
+[optim]
+name = "gd"
+lr = 0.05
 [train]
 steps = 20
 loss = "mse"

@@ -74,12 +74,17 @@ inline void emu_mma(float* d, const unsigned* a, const unsigned* b, bool bf16) {
         d[q] += s;
     }
 }
-template <class F> void launch(dim3 grid, dim3 block, F f) {
+// Runs every block of the grid, or with `only_x` just the blocks of those x
+// indices (the others are skipped, as if their threads exited at once: for
+// kernels whose blocks are independent, to check a few blocks of a grid too
+// large to emulate whole).
+template <class F> void launch(dim3 grid, dim3 block, F f, const std::vector<unsigned>* only_x = nullptr) {
     gridDim = grid; blockDim = block;
     int nt = block.x * block.y * block.z;
     for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
     for (unsigned bx = 0; bx < grid.x; ++bx) {
+        if (only_x && std::find(only_x->begin(), only_x->end(), bx) == only_x->end()) continue;
         std::barrier<> bar(nt); g_bar = &bar;
         std::vector<Warp> warps((nt + 31) / 32);
         for (size_t w = 0; w < warps.size(); ++w)

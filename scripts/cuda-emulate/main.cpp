@@ -12,6 +12,7 @@
 #include "pool_emu.h"
 #include "layout_emu.h"
 #include "norm_emu.h"
+#include "softmax_emu.h"
 #include <cstdio>
 #include <random>
 #include <string>
@@ -19,11 +20,14 @@
 static std::mt19937 rng(1);
 std::vector<float> randn(size_t n) { std::normal_distribution<float> d; std::vector<float> v(n); for (auto& x : v) x = d(rng); return v; }
 int failures = 0;
-void check(const char* what, const std::vector<float>& got, const std::vector<double>& want, double tol) {
+// max |got - want| / max |want| (NaN counts as infinite), returned so that
+// callers can report it.
+double check(const char* what, const std::vector<float>& got, const std::vector<double>& want, double tol) {
     double mx = 1e-30, err = 0;
     for (size_t i = 0; i < want.size(); ++i) { mx = std::max(mx, std::fabs(want[i])); double e = std::fabs(got[i] - want[i]); if (!(e <= err)) err = std::isnan(e) ? INFINITY : std::max(err, e); }
     double rel = err / mx;
     if (!(rel <= tol)) { printf("FAIL %s: rel %g > %g\n", what, rel, tol); ++failures; }
+    return rel;
 }
 
 using Kern = void (*)(const float*, const float*, float*, int, int, int, long long, long long, long long, long long, long long, long long, float);
@@ -226,6 +230,77 @@ void norm_checks() {
     printf("norm done, %d failures\n", failures);
 }
 
+// The largest errors the softmax checks measured, per kernel.
+double softmax_err[3];
+
+// softmax_rows against its definition in double; the two products against
+// the trait's formulas evaluated in double on the kernel's own (float) y.
+// Every third row is shifted by 100, where exp without the maximum
+// subtracted overflows f32. Causal rows r keep columns 0..=(r mod c), so
+// nrows past c checks the wrap into the next score matrix; the masked
+// entries of y and of both products (y = 0 there) must be exactly 0. With
+// `only` just the blocks holding those rows run and are checked (blocks own
+// whole rows and are independent), for grids too large to emulate whole.
+void softmax_case(long long nrows, int c, int causal, int warp_rows, std::vector<long long> only = {}) {
+    auto x = randn(nrows * c); for (auto& v : x) v *= 3;
+    for (long long r = 0; r < nrows; r += 3) for (int k = 0; k < c; ++k) x[r * c + k] += 100;
+    auto t = randn(nrows * c), g = randn(nrows * c);
+    std::vector<float> y(nrows * c, NAN), jt(nrows * c, NAN), sec(nrows * c, NAN);
+    std::vector<unsigned> blocks;
+    for (long long r : only) blocks.push_back((unsigned)(warp_rows ? r / 8 : r));
+    std::vector<long long> rows;
+    for (long long r = 0; r < nrows; ++r) {
+        bool ran = only.empty() || std::count(blocks.begin(), blocks.end(), (unsigned)(warp_rows ? r / 8 : r));
+        if (ran) rows.push_back(r);
+    }
+    const std::vector<unsigned>* sel = only.empty() ? nullptr : &blocks;
+    dim3 grid{(unsigned)(warp_rows ? (nrows + 7) / 8 : nrows)}, block{256};
+    launch(grid, block, [&] { softmax_rows(x.data(), y.data(), nrows, c, causal, warp_rows); }, sel);
+    launch(grid, block, [&] { softmax_rows_j(y.data(), t.data(), jt.data(), nrows, c, warp_rows); }, sel);
+    launch(grid, block, [&] { softmax_rows_second(y.data(), g.data(), t.data(), sec.data(), nrows, c, warp_rows); }, sel);
+    std::vector<float> gy, gj, gs;
+    std::vector<double> wy, wj, wsec;
+    long long masked_nonzero = 0;
+    for (long long r : rows) {
+        int keep = causal ? (int)(r % c) + 1 : c;
+        auto xr = row(x, r, c); double mx = xr[0], sum = 0;
+        for (int k = 0; k < keep; ++k) mx = std::max(mx, xr[k]);
+        for (int k = 0; k < keep; ++k) sum += std::exp(xr[k] - mx);
+        for (int k = 0; k < c; ++k) wy.push_back(k < keep ? std::exp(xr[k] - mx) / sum : 0.0);
+        auto yr = row(y, r, c), tr = row(t, r, c), gr = row(g, r, c);
+        double yt = dot(yr, tr), yg = dot(yr, gr);
+        std::vector<double> yd(c);
+        for (int k = 0; k < c; ++k) { yd[k] = yr[k] * (tr[k] - yt); wj.push_back(yd[k]); }
+        double ydg = dot(yd, gr);
+        for (int k = 0; k < c; ++k) wsec.push_back(yd[k] * (gr[k] - yg) - yr[k] * ydg);
+        for (int k = 0; k < c; ++k) { gy.push_back(y[r * c + k]); gj.push_back(jt[r * c + k]); gs.push_back(sec[r * c + k]); }
+        for (int k = keep; k < c; ++k) masked_nonzero += y[r * c + k] != 0 || jt[r * c + k] != 0 || sec[r * c + k] != 0;
+    }
+    char w[96]; snprintf(w, 96, "softmax rows%lld (%zu run) c%d causal%d warp%d", nrows, rows.size(), c, causal, warp_rows);
+    if (masked_nonzero) { printf("FAIL %s: %lld masked entries not 0\n", w, masked_nonzero); ++failures; }
+    double e[3] = {check((std::string(w) + " y").c_str(), gy, wy, 1e-5), check((std::string(w) + " j").c_str(), gj, wj, 1e-5),
+                   check((std::string(w) + " second").c_str(), gs, wsec, 1e-5)};
+    for (int i = 0; i < 3; ++i) softmax_err[i] = std::max(softmax_err[i], e[i]);
+}
+
+void softmax_checks() {
+    // Rows shorter and longer than a warp and than a block, up to the
+    // longest a warp takes (1024) and past it, in both launch modes.
+    for (int c : {1, 7, 32, 45, 300, 1024, 1025, 3000}) for (int warp_rows = 0; warp_rows < 2; ++warp_rows) {
+        softmax_case(c > 1000 ? 3 : 9, c, 0, warp_rows);
+        // Causal over two c x c matrices and a bit: every kept length 1..c
+        // and the wrap into the next matrix, all rows for warps up to c =
+        // 45; otherwise (each block an emulated row costs 256 threads) only
+        // the rows of the first and last few kept lengths and of the wrap.
+        long long nrows = 2LL * c + 3;
+        std::vector<long long> only;
+        if (c > 45 || (!warp_rows && c > 7))
+            for (long long r : {0LL, 1LL, 2LL, 8LL, c - 2LL, c - 1LL, (long long)c, c + 1LL, 2LL * c + 2}) only.push_back(r);
+        softmax_case(nrows, c, 1, warp_rows, only);
+    }
+    printf("softmax done, %d failures; max rel err y %.3g, j %.3g, second %.3g\n", failures, softmax_err[0], softmax_err[1], softmax_err[2]);
+}
+
 int main() {
     struct { const char* name; Kern k; int tile, threads; double tol; } kinds[] = {
         {"simt", gemm_simt, 128, 256, 1e-5}, {"simt64", gemm_simt_64, 64, 256, 1e-5},
@@ -352,6 +427,7 @@ int main() {
     layout_checks();
     mul_checks();
     norm_checks();
+    softmax_checks();
     printf("%d failures\n", failures);
     return failures != 0;
 }

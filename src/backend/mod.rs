@@ -251,6 +251,25 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
         center: bool,
     ) -> Result<Tensor<Self>>;
 
+    /// The softmax of each row of `x` (`[M, R, C]`). With `causal` the rows
+    /// are stacked C x C score matrices and row r keeps columns
+    /// 0..=(r mod C); the others are 0.
+    fn softmax_rows(&self, x: &Tensor<Self>, causal: bool) -> Result<Tensor<Self>>;
+
+    /// The softmax's Jacobian at `y` (symmetric) applied to `t` row by row:
+    /// `y * (t - y . t)`.
+    fn softmax_rows_j(&self, y: &Tensor<Self>, t: &Tensor<Self>) -> Result<Tensor<Self>>;
+
+    /// The derivative of `J g` along an input tangent `x_dot` with `g`
+    /// fixed, the softmax's curvature term: with `y_dot = J x_dot`,
+    /// `y_dot * (g - y . g) - y (y_dot . g)`.
+    fn softmax_rows_second(
+        &self,
+        y: &Tensor<Self>,
+        g: &Tensor<Self>,
+        x_dot: &Tensor<Self>,
+    ) -> Result<Tensor<Self>>;
+
     /// In-place SGD update of `param` (`[E, ...]`) with momentum buffer `buf`
     /// (ignored when momentum is 0).
     fn sgd_update(

@@ -178,6 +178,24 @@ pub fn rows_of(op: &str, x: &[usize]) -> Result<(usize, usize, usize)> {
     batched(x).map_err(|_| Error::shape(format!("{op}: expected rank 1 to 3, got {x:?}")))
 }
 
+/// A softmax's rows `(batch, rows, cols)`: rows of at least one entry and,
+/// with `causal`, whole C x C score matrices per member (the mask keeps
+/// columns 0..=(r mod C) of row r, which is the query's position only then).
+pub fn softmax_input(x: &[usize], causal: bool) -> Result<(usize, usize, usize)> {
+    let (m, r, c) = rows_of("softmax_rows", x)?;
+    if c == 0 {
+        return Err(Error::shape(format!(
+            "softmax_rows: rows of {x:?} are empty"
+        )));
+    }
+    if causal && r % c != 0 {
+        return Err(Error::shape(format!(
+            "softmax_rows: a causal softmax takes whole {c} x {c} score matrices, but {x:?} has {r} rows per member"
+        )));
+    }
+    Ok((m, r, c))
+}
+
 /// `x` with its last dimension replaced by `k` (rank kept, at least 2).
 pub fn with_last(x: &[usize], k: usize) -> Vec<usize> {
     let mut s = if x.len() < 2 { vec![1, k] } else { x.to_vec() };

@@ -7,6 +7,7 @@
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::activation_layer::ActLayer;
+use crate::nn::attention::{AttentionLayer, AttentionSettings};
 use crate::nn::batch_norm::BatchNormLayer;
 use crate::nn::conv::{ConvLayer, ConvSettings};
 use crate::nn::dense::DenseLayer;
@@ -169,11 +170,7 @@ impl Graph {
     pub fn weight_scales(&self) -> Vec<&LayerScale> {
         self.all_nodes()
             .into_iter()
-            .filter_map(|n| match &n.layer {
-                Layer::Dense(l) => Some(&l.scale),
-                Layer::Conv(l) => Some(&l.scale),
-                _ => None,
-            })
+            .flat_map(|n| n.layer.weight_parts())
             .collect()
     }
 
@@ -182,15 +179,13 @@ impl Graph {
         fn collect<'a>(nodes: &'a mut [Node], out: &mut Vec<&'a mut LayerScale>) {
             for n in nodes {
                 match &mut n.layer {
-                    Layer::Dense(l) => out.push(&mut l.scale),
-                    Layer::Conv(l) => out.push(&mut l.scale),
                     Layer::Residual(r) => {
                         collect(&mut r.body, out);
                         if let Some(p) = r.projection.as_deref_mut() {
                             collect(std::slice::from_mut(p), out);
                         }
                     }
-                    _ => {}
+                    other => out.extend(other.weight_parts_mut().into_iter().map(|(_, s)| s)),
                 }
             }
         }
@@ -319,6 +314,21 @@ fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<N
         } => {
             let (l, out) = BatchNormLayer::build(key, *gain, *bias, *eps, *momentum, input)?;
             (Layer::BatchNorm(l), out)
+        }
+        LayerSpec::Attention {
+            heads,
+            head_dim,
+            causal,
+            bias,
+        } => {
+            let s = AttentionSettings {
+                heads: *heads,
+                head_dim: *head_dim,
+                causal: *causal,
+                bias: *bias,
+            };
+            let (l, out) = AttentionLayer::build(key, s, input)?;
+            (Layer::Attention(l), out)
         }
         LayerSpec::Residual {
             layers,
@@ -450,9 +460,7 @@ fn count_weight_layers(nodes: &[Node]) -> usize {
     for n in nodes {
         n.walk(&mut all);
     }
-    all.iter()
-        .filter(|n| matches!(n.layer, Layer::Dense(_) | Layer::Conv(_)))
-        .count()
+    all.iter().map(|n| n.layer.weight_parts().len()).sum()
 }
 
 /// Give every node its parameters' place, group and scales, in walk order.
@@ -471,19 +479,14 @@ fn assign(
             n.group = g.groups.len();
             g.groups.push(n.path.clone());
         }
-        let scale = match &mut n.layer {
-            Layer::Dense(l) => {
-                l.scale = p.scale(Position::of(*seen, weights), l.fan_in, m);
-                *seen += 1;
-                Some(l.scale.clone())
-            }
-            Layer::Conv(l) => {
-                l.scale = p.scale(Position::of(*seen, weights), l.fan_in, m);
-                *seen += 1;
-                Some(l.scale.clone())
-            }
-            _ => None,
-        };
+        for (fan_in, s) in n.layer.weight_parts_mut() {
+            *s = p.scale(Position::of(*seen, weights), fan_in, m);
+            *seen += 1;
+        }
+        if let Layer::Attention(l) = &mut n.layer {
+            l.parametrize(p);
+        }
+        let scales: Vec<LayerScale> = n.layer.weight_parts().into_iter().cloned().collect();
         n.first_buffer = g.buffers.len();
         for (suffix, len, init) in n.buffers() {
             g.buffers.push(BufferInfo {
@@ -493,8 +496,14 @@ fn assign(
             });
         }
         let (vec_sgd, vec_adam) = p.vector_lr(m);
+        // A weight takes the next part's scale; its bias follows it.
+        let mut part: Option<usize> = None;
         for d in decls {
-            let (init, lr_sgd, lr_adam) = match (d.role, &scale) {
+            if d.role == Role::Weight {
+                part = Some(part.map_or(0, |i| i + 1));
+            }
+            let scale = part.and_then(|i| scales.get(i));
+            let (init, lr_sgd, lr_adam) = match (d.role, scale) {
                 (Role::Weight, Some(s)) => (s.weight_init, s.weight_lr_sgd, s.weight_lr_adam),
                 (Role::Bias, Some(s)) => (s.bias_init, s.bias_lr_sgd, s.bias_lr_adam),
                 (Role::Gain, _) => (Init::Constant { value: 1.0 }, vec_sgd, vec_adam),

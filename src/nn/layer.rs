@@ -6,11 +6,13 @@
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::nn::activation_layer::ActLayer;
+use crate::nn::attention::AttentionLayer;
 use crate::nn::batch_norm::BatchNormLayer;
 use crate::nn::conv::ConvLayer;
 use crate::nn::dense::DenseLayer;
 use crate::nn::flatten::FlattenLayer;
 use crate::nn::norm::NormLayer;
+use crate::nn::parametrization::LayerScale;
 use crate::nn::pool::PoolLayer;
 use crate::nn::residual::ResidualLayer;
 use crate::nn::shape::Shape;
@@ -123,7 +125,36 @@ pub enum Layer {
     Act(ActLayer),
     Norm(NormLayer),
     BatchNorm(BatchNormLayer),
+    Attention(AttentionLayer),
     Residual(ResidualLayer),
+}
+
+impl Layer {
+    /// The weight products this layer holds (a dense or convolution layer
+    /// one, attention its four projections), as (fan-in, scale) in
+    /// parameter order: each takes a place in the parametrization's walk.
+    pub fn weight_parts_mut(&mut self) -> Vec<(usize, &mut LayerScale)> {
+        match self {
+            Layer::Dense(l) => vec![(l.fan_in, &mut l.scale)],
+            Layer::Conv(l) => vec![(l.fan_in, &mut l.scale)],
+            Layer::Attention(l) => l
+                .proj
+                .iter_mut()
+                .map(|p| (p.fan_in, &mut p.scale))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Their scales.
+    pub fn weight_parts(&self) -> Vec<&LayerScale> {
+        match self {
+            Layer::Dense(l) => vec![&l.scale],
+            Layer::Conv(l) => vec![&l.scale],
+            Layer::Attention(l) => l.proj.iter().map(|p| &p.scale).collect(),
+            _ => Vec::new(),
+        }
+    }
 }
 
 /// A layer in place: its config key (`model.layers[3]`), its PyTorch module
@@ -149,6 +180,7 @@ impl Node {
             Layer::Conv(l) => l.params(),
             Layer::Norm(l) => l.params(),
             Layer::BatchNorm(l) => l.params(),
+            Layer::Attention(l) => l.params(),
             Layer::Pool(_) | Layer::Flatten(_) | Layer::Act(_) | Layer::Residual(_) => Vec::new(),
         }
     }
@@ -168,6 +200,7 @@ impl Node {
             Layer::BatchNorm(l) => {
                 l.record(rec, x, own, (at.0, at.1, self.first_buffer), self.input)
             }
+            Layer::Attention(l) => l.record(rec, x, own, at, self.input),
             Layer::Residual(l) => l.record(rec, x, params),
         }
     }

@@ -110,6 +110,18 @@ pub enum LayerSpec {
         #[serde(default = "momentum")]
         momentum: f64,
     },
+    /// Multi-head self-attention over the positions of a `[channels,
+    /// length]` sequence: `heads`, `head_dim` (default channels / heads),
+    /// `causal` (default true), `bias` on the projections (default false).
+    Attention {
+        heads: usize,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        head_dim: Option<usize>,
+        #[serde(default = "yes")]
+        causal: bool,
+        #[serde(default)]
+        bias: bool,
+    },
     /// `x + f(x)` with `f` the `layers`; when `f` changes the shape the skip
     /// path is projected (a 1x1 convolution with `f`'s stride, or a dense
     /// layer), and `projection = true` asks for it always. An activation,
@@ -145,6 +157,7 @@ impl LayerSpec {
             LayerSpec::LayerNorm { .. } => "layer_norm",
             LayerSpec::RmsNorm { .. } => "rms_norm",
             LayerSpec::BatchNorm { .. } => "batch_norm",
+            LayerSpec::Attention { .. } => "attention",
             LayerSpec::Residual { .. } => "residual",
         }
     }

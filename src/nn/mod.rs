@@ -1,10 +1,11 @@
 //! Models and what defines them: a model is a graph of layers (`graph`,
 //! `model`), one layer kind per file (`dense`, `conv`, `pool`, `flatten`,
-//! `norm`, `residual`, `activation_layer`), with activations, losses,
+//! `norm`, `residual`, `activation_layer`, `attention`), with activations, losses,
 //! parametrizations, the MLP and the presets as configurations of it.
 
 pub mod activation;
 pub mod activation_layer;
+pub mod attention;
 pub mod batch_norm;
 pub mod checkpoint;
 pub mod conv;

@@ -21,6 +21,7 @@ mod mul;
 mod norm;
 mod op;
 mod pool;
+mod softmax;
 
 pub use add::Add;
 pub use bias_act::BiasAct;
@@ -30,8 +31,9 @@ pub use layout::{Reshape, Transpose};
 pub use loss_head::LossHead;
 pub use mul::Mul;
 pub use norm::NormRows;
-pub use op::{linear_vjp_tangent, CotangentPair, Curvature, Op, TangentArgs};
+pub use op::{curved_vjp_tangent, linear_vjp_tangent, CotangentPair, Curvature, Op, TangentArgs};
 pub use pool::{RowMax, RowMean};
+pub use softmax::Softmax;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};

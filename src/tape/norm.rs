@@ -5,8 +5,8 @@
 //! symmetric, so the vjp and the jvp are the same product; the vjp's
 //! tangent adds the curvature term `norm_rows_second` for the Hessian.
 
-use super::op::{CotangentPair, Curvature, TangentArgs};
-use super::{add_optional, Op};
+use super::op::{curved_vjp_tangent, CotangentPair, TangentArgs};
+use super::Op;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -80,25 +80,12 @@ impl<B: Backend> Op<B> for NormRows<B> {
     }
 
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
-        if !args.needs[0] {
-            return Ok(vec![(None, None)]);
-        }
-        let (y, s, g) = (args.output, self.scale()?, args.g_out);
-        let cot = if args.cotangent_needed[0] {
-            Some(be.norm_rows_j(y, s, g, self.center)?)
-        } else {
-            None
-        };
-        let linear = args
-            .g_out_dot
-            .map(|gd| be.norm_rows_j(y, s, gd, self.center))
-            .transpose()?;
-        let second = match (args.mode, args.tangents[0]) {
-            (Curvature::Hessian, Some(xd)) => {
-                Some(be.norm_rows_second(y, s, g, xd, self.center)?)
-            }
-            _ => None,
-        };
-        Ok(vec![(cot, add_optional(be, linear, second)?)])
+        let (y, s) = (args.output, self.scale()?);
+        curved_vjp_tangent(
+            be,
+            args,
+            |g| be.norm_rows_j(y, s, g, self.center),
+            |g, xd| be.norm_rows_second(y, s, g, xd, self.center),
+        )
     }
 }

@@ -90,3 +90,23 @@ pub fn linear_vjp_tangent<B: Backend>(
     };
     Ok(vec![(cot, args.g_out_dot.map(back).transpose()?)])
 }
+
+/// The same for a one-input op whose vjp at its recorded point is a
+/// linear map `back` of the cotangent that also depends on the input (a
+/// row normalization, a softmax): the cotangent's tangent adds, for the
+/// Hessian, `second(g, x_dot)`, the change of `back(g)` along the input
+/// tangent with `g` fixed.
+pub fn curved_vjp_tangent<B: Backend>(
+    be: &B,
+    args: &TangentArgs<B>,
+    back: impl Fn(&Tensor<B>) -> Result<Tensor<B>>,
+    second: impl Fn(&Tensor<B>, &Tensor<B>) -> Result<Tensor<B>>,
+) -> Result<Vec<CotangentPair<B>>> {
+    let mut out = linear_vjp_tangent(args, &back)?;
+    if let (Curvature::Hessian, Some(xd), true) = (args.mode, args.tangents[0], args.needs[0]) {
+        let extra = second(args.g_out, xd)?;
+        let (_, dot) = &mut out[0];
+        *dot = super::add_optional(be, dot.take(), Some(extra))?;
+    }
+    Ok(out)
+}

@@ -24,8 +24,13 @@ pub fn values(be: &Cpu, t: &Tensor<Cpu>) -> Vec<f64> {
     be.to_f64(t).unwrap()
 }
 
+/// max |a - b| / max(|a|, |b|); infinite when either side has a NaN or an
+/// infinity (`f64::max` would skip a NaN and let it pass any tolerance).
 pub fn max_rel_err(a: &[f64], b: &[f64]) -> f64 {
     assert_eq!(a.len(), b.len());
+    if a.iter().chain(b).any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
     let scale = a
         .iter()
         .chain(b)

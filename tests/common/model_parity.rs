@@ -1,6 +1,7 @@
 //! Whole layer-graph models on a GPU backend against the CPU f32 reference:
 //! a CNN with pooling and LayerNorm, a ResNet with RMSNorm and a projected
-//! skip, a BatchNorm CNN and a 1-D CNN, each with the same weights on both.
+//! skip, a BatchNorm CNN, a 1-D CNN and a pre-norm transformer block with
+//! causal attention, each with the same weights on both.
 //! Compared: a training step's loss and gradients, five GD steps (running
 //! statistics included), evaluation, a Hessian-vector product, the top
 //! Hessian eigenvalues by Lanczos, per-sample gradient norms and the NTK
@@ -153,11 +154,49 @@ pub fn specs() -> Vec<(&'static str, ModelSpec, bool)> {
             activation: None,
         },
     ];
+    let transformer = vec![
+        LayerSpec::Conv1d {
+            channels: 4,
+            kernel: 3,
+            stride: 1,
+            padding: 1,
+            bias: true,
+            activation: Some("tanh".into()),
+        },
+        LayerSpec::Residual {
+            layers: vec![
+                LayerSpec::LayerNorm {
+                    gain: true,
+                    bias: true,
+                    eps: 1e-5,
+                },
+                LayerSpec::Attention {
+                    heads: 2,
+                    head_dim: None,
+                    causal: true,
+                    bias: true,
+                },
+            ],
+            projection: false,
+            activation: None,
+        },
+        LayerSpec::GlobalAvgPool,
+        LayerSpec::Dense {
+            width: 4,
+            bias: true,
+            activation: None,
+        },
+    ];
     vec![
         ("cnn", spec(img, cnn), false),
         ("resnet", spec(img, resnet), false),
         ("batchnorm cnn", spec(img, bn_cnn), true),
         ("conv1d", spec(Shape::Signal { c: 3, l: 12 }, conv1d), false),
+        (
+            "transformer",
+            spec(Shape::Signal { c: 3, l: 12 }, transformer),
+            false,
+        ),
     ]
 }
 

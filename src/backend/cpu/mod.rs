@@ -16,6 +16,7 @@ mod pointwise;
 mod pool;
 mod recycle;
 mod reduce;
+mod softmax;
 
 pub use elem::{CpuStorage, Elem};
 pub use recycle::{cached_bytes, release_cached};
@@ -248,6 +249,23 @@ impl Backend for Cpu {
 
     fn norm_rows(&self, x: &CpuTensor, center: bool, eps: f64) -> Result<(CpuTensor, CpuTensor)> {
         dispatch!(self, norm::norm_rows, x, center, eps)
+    }
+
+    fn softmax_rows(&self, x: &CpuTensor, causal: bool) -> Result<CpuTensor> {
+        dispatch!(self, softmax::softmax_rows, x, causal)
+    }
+
+    fn softmax_rows_j(&self, y: &CpuTensor, t: &CpuTensor) -> Result<CpuTensor> {
+        dispatch!(self, softmax::softmax_rows_j, y, t)
+    }
+
+    fn softmax_rows_second(
+        &self,
+        y: &CpuTensor,
+        g: &CpuTensor,
+        x_dot: &CpuTensor,
+    ) -> Result<CpuTensor> {
+        dispatch!(self, softmax::softmax_rows_second, y, g, x_dot)
     }
 
     fn norm_rows_j(

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The kernel families, one `kernels/NAME.cu` each.
-pub const FAMILIES: [&str; 9] = [
+pub const FAMILIES: [&str; 10] = [
     "matmul",
     "pointwise",
     "reduce",
@@ -24,6 +24,7 @@ pub const FAMILIES: [&str; 9] = [
     "pool",
     "layout",
     "norm",
+    "softmax",
 ];
 
 pub fn driver_present() -> bool {

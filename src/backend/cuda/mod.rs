@@ -21,6 +21,7 @@ mod optim;
 mod pointwise;
 mod pool;
 mod reduce;
+mod softmax;
 mod storage;
 
 pub use context::{
@@ -312,6 +313,28 @@ fn grid_rows(nrows: usize) -> Result<LaunchConfig> {
     })
 }
 
+/// Rows up to this long are summed by one warp (at most 32 entries a lane)
+/// in the row kernels (`norm.cu`, `softmax.cu`); longer ones by a whole
+/// block.
+const WARP_ROW_MAX: usize = 1024;
+/// Threads of a block of the row kernels (ROW_THREADS in common.cuh).
+const ROW_THREADS: u32 = 256;
+
+/// The launch of a row kernel for `nrows` rows of `c`, and the kernels'
+/// `warp_rows` flag: a warp per row (`grid_rows`) up to `WARP_ROW_MAX`, a
+/// block per row beyond.
+fn row_groups(nrows: usize, c: usize) -> Result<(LaunchConfig, i32)> {
+    if c <= WARP_ROW_MAX {
+        return Ok((grid_rows(nrows)?, 1));
+    }
+    let cfg = LaunchConfig {
+        grid_dim: (to_u32(nrows, "row blocks")?, 1, 1),
+        block_dim: (ROW_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    };
+    Ok((cfg, 0))
+}
+
 fn to_i32(x: usize, what: &str) -> Result<i32> {
     i32::try_from(x)
         .map_err(|_| Error::shape(format!("{what} = {x} exceeds the CUDA kernels' i32 range")))
@@ -557,6 +580,23 @@ impl Backend for Cuda {
         center: bool,
     ) -> Result<CudaTensor> {
         norm::norm_rows_second(self, y, s, g, x_dot, center)
+    }
+
+    fn softmax_rows(&self, x: &CudaTensor, causal: bool) -> Result<CudaTensor> {
+        softmax::softmax_rows(self, x, causal)
+    }
+
+    fn softmax_rows_j(&self, y: &CudaTensor, t: &CudaTensor) -> Result<CudaTensor> {
+        softmax::softmax_rows_j(self, y, t)
+    }
+
+    fn softmax_rows_second(
+        &self,
+        y: &CudaTensor,
+        g: &CudaTensor,
+        x_dot: &CudaTensor,
+    ) -> Result<CudaTensor> {
+        softmax::softmax_rows_second(self, y, g, x_dot)
     }
 
     fn sgd_update(

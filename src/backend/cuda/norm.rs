@@ -1,32 +1,12 @@
 //! Launches the row normalization and its two derivative products
 //! (`kernels/norm.cu`), with the shape checks of `src/backend/cpu/norm.rs`
 //! (`rows_of`, `norm_operands`). Short rows get a warp each and long ones a
-//! block each, so neither many short rows nor a few long ones leave most
-//! threads idle.
+//! block each (`row_groups`), so neither many short rows nor a few long
+//! ones leave most threads idle.
 
-use super::{grid_rows, launch, to_i32, to_u32, Cuda, CudaTensor};
+use super::{launch, row_groups, to_i32, Cuda, CudaTensor};
 use crate::backend::shapes::{norm_input, norm_operands};
 use crate::error::Result;
-use cudarc::driver::LaunchConfig;
-
-/// Rows up to this long are summed by one warp (at most 32 entries a lane);
-/// longer ones by a whole block.
-const WARP_ROW_MAX: usize = 1024;
-/// Threads of a block (NORM_THREADS in norm.cu).
-const NORM_THREADS: u32 = 256;
-
-/// The launch for `nrows` rows of `c`, and the kernels' `warp_rows` flag.
-fn row_groups(nrows: usize, c: usize) -> Result<(LaunchConfig, i32)> {
-    if c <= WARP_ROW_MAX {
-        return Ok((grid_rows(nrows)?, 1));
-    }
-    let cfg = LaunchConfig {
-        grid_dim: (to_u32(nrows, "row blocks")?, 1, 1),
-        block_dim: (NORM_THREADS, 1, 1),
-        shared_mem_bytes: 0,
-    };
-    Ok((cfg, 0))
-}
 
 pub(super) fn norm_rows(
     be: &Cuda,

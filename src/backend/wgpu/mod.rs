@@ -20,6 +20,7 @@ mod pointwise;
 mod pool;
 mod reduce;
 mod runtime_dir;
+mod softmax;
 mod storage;
 mod variant;
 
@@ -386,6 +387,23 @@ impl Backend for Wgpu {
         center: bool,
     ) -> Result<WgpuTensor> {
         norm::norm_rows_second(self, y, s, g, x_dot, center)
+    }
+
+    fn softmax_rows(&self, x: &WgpuTensor, causal: bool) -> Result<WgpuTensor> {
+        softmax::softmax_rows(self, x, causal)
+    }
+
+    fn softmax_rows_j(&self, y: &WgpuTensor, t: &WgpuTensor) -> Result<WgpuTensor> {
+        softmax::softmax_rows_j(self, y, t)
+    }
+
+    fn softmax_rows_second(
+        &self,
+        y: &WgpuTensor,
+        g: &WgpuTensor,
+        x_dot: &WgpuTensor,
+    ) -> Result<WgpuTensor> {
+        softmax::softmax_rows_second(self, y, g, x_dot)
     }
 
     fn sgd_update(
