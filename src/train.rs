@@ -467,7 +467,7 @@ fn train_members_on<B: Backend>(
         ));
     }
     cfg.observe.validate(model.param_count(), train_ds.n)?;
-    crate::observe::check_examples_separate(&cfg.observe, &model)?;
+    crate::observe::check_examples_separate(&cfg.observe, &model, train_ds.n)?;
     let mut dirs = Vec::with_capacity(ensemble);
     for m in members {
         let dir = run::prepare_run_dir(&m.out)?;

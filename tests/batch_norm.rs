@@ -260,11 +260,45 @@ fn per_example_observers_refuse_batch_norm() {
     let err = empirical_ntk(&be, &m, &x).err().unwrap().to_string();
     assert!(err.contains("BatchNorm"), "{err}");
     let cfg: lmech::config::Config = toml::from_str("[observe.per_sample]\nevery = 1\n").unwrap();
-    let err = lmech::observe::check_examples_separate(&cfg.observe, &m)
+    let err = lmech::observe::check_examples_separate(&cfg.observe, &m, 32)
         .unwrap_err()
         .to_string();
     assert!(
         err.contains("observe.per_sample") && err.contains("model.layers[1]"),
         "{err}"
     );
+}
+
+/// Curvature over chunks would measure each chunk with its own batch
+/// statistics: refused unless one chunk holds the examples measured.
+#[test]
+fn curvature_observers_on_batch_norm_measure_one_chunk() {
+    let be = Cpu::f64();
+    let m = Model::init(&be, cnn(), &[9]).unwrap();
+    let check = |observe: &str, train_n: usize| {
+        let cfg: lmech::config::Config = toml::from_str(observe).unwrap();
+        lmech::observe::check_examples_separate(&cfg.observe, &m, train_n)
+    };
+    let err = check("[observe.sharpness]\nevery = 1\nchunk = 16\n", 32)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("observe.sharpness.chunk")
+            && err.contains("all 32")
+            && err.contains("model.layers[1]"),
+        "{err}"
+    );
+    let err = check(
+        "[observe.hessian_trace]\nevery = 1\nchunk = 16\nn = 20\n",
+        32,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("observe.hessian_trace.chunk") && err.contains("all 20"),
+        "{err}"
+    );
+    check("[observe.sharpness]\nevery = 1\nchunk = 16\nn = 16\n", 32).unwrap();
+    check("[observe.spectrum]\nevery = 1\nchunk = 64\n", 32).unwrap();
+    check("[observe.spectrum]\nevery = 1\n", 2048).unwrap();
 }

@@ -69,7 +69,7 @@ impl<B: Backend> Observers<B> {
         dir: PathBuf,
     ) -> Result<Self> {
         cfg.validate(model.param_count(), train.n)?;
-        check_examples_separate(&cfg, model)?;
+        check_examples_separate(&cfg, model, train.n)?;
         Ok(Observers {
             cfg,
             seed,
@@ -386,12 +386,49 @@ fn top_of_dense(a: &[f64], n: usize, k: usize, seed: u64) -> Result<Vec<f64>> {
     Ok(linalg::lanczos(n, &mut op, &opts)?.values)
 }
 
-/// Per-sample norms and the NTK are refused, naming the observer and the
-/// layer, for a model with BatchNorm (it mixes the examples of a batch).
-pub fn check_examples_separate<B: Backend>(cfg: &ObserveConfig, model: &Model<B>) -> Result<()> {
+/// For a model with BatchNorm (it mixes the examples of a batch): per-sample
+/// norms and the NTK are refused, naming the observer and the layer, and so
+/// is a curvature observer whose `chunk` would split its examples (of the
+/// `train_n` training examples): each chunk would be measured with its own
+/// batch statistics, a different function from the loss over all of them.
+pub fn check_examples_separate<B: Backend>(
+    cfg: &ObserveConfig,
+    model: &Model<B>,
+    train_n: usize,
+) -> Result<()> {
     let Some(layer) = model.graph.mixing_layer() else {
         return Ok(());
     };
+    let curvature = [
+        (
+            "observe.sharpness",
+            cfg.sharpness.as_ref().map(|s| (s.n, s.chunk)),
+        ),
+        (
+            "observe.gn_sharpness",
+            cfg.gn_sharpness.as_ref().map(|s| (s.n, s.chunk)),
+        ),
+        (
+            "observe.hessian_trace",
+            cfg.hessian_trace.as_ref().map(|t| (t.n, t.chunk)),
+        ),
+        (
+            "observe.spectrum",
+            cfg.spectrum.as_ref().map(|d| (d.n, d.chunk)),
+        ),
+    ];
+    for (key, on) in curvature {
+        let Some((n, chunk)) = on else { continue };
+        let n = n.unwrap_or(train_n).min(train_n);
+        if chunk < n {
+            return Err(Error::config(
+                &format!("{key}.chunk"),
+                format!(
+                    "{layer} is BatchNorm: chunks of {chunk} examples would each be measured with                      their own batch statistics, not the loss over all {n}; set chunk to at least {n}                      (or n to at most {chunk})"
+                ),
+            ));
+        }
+    }
     for (key, on) in [
         ("observe.per_sample", cfg.per_sample.is_some()),
         ("observe.ntk", cfg.ntk.is_some()),
