@@ -3,10 +3,10 @@
 //! vjp is col2im of the cotangent's tangent; a convolution is this op
 //! followed by `Dense` with the `[c_out, c_in * kh * kw]` weight.
 
-use super::op::{linear_vjp_tangent, CotangentPair, TangentArgs};
+use super::op::{linear_vjp_tangent, one_input, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::{Backend, Window};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 pub struct Im2col {
@@ -25,9 +25,7 @@ impl<B: Backend> Op<B> for Im2col {
     }
 
     fn forward(&mut self, be: &B, inputs: &[&Tensor<B>]) -> Result<Tensor<B>> {
-        let [x] = inputs else {
-            return Err(Error::msg("im2col takes (x)"));
-        };
+        let x = one_input("im2col", inputs)?;
         be.im2col(x, &self.window)
     }
 

@@ -2,23 +2,15 @@
 //! `Transpose` of each matrix in a batch. Both are linear and orthogonal, so
 //! their vjp is the inverse move and every tangent moves the same way.
 
-use super::op::{linear_vjp_tangent, CotangentPair, TangentArgs};
+use super::op::{linear_vjp_tangent, one_input, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 /// A new shape for the same values.
 pub struct Reshape {
     pub shape: Vec<usize>,
-}
-
-/// The same move on an optional value.
-fn each<B: Backend>(
-    t: Option<&Tensor<B>>,
-    f: impl Fn(&Tensor<B>) -> Result<Tensor<B>>,
-) -> Result<Option<Tensor<B>>> {
-    t.map(f).transpose()
 }
 
 impl<B: Backend> Op<B> for Reshape {
@@ -27,9 +19,7 @@ impl<B: Backend> Op<B> for Reshape {
     }
 
     fn forward(&mut self, _be: &B, inputs: &[&Tensor<B>]) -> Result<Tensor<B>> {
-        let [x] = inputs else {
-            return Err(Error::msg("reshape takes (x)"));
-        };
+        let x = one_input("reshape", inputs)?;
         (*x).clone().reshape(&self.shape)
     }
 
@@ -52,7 +42,9 @@ impl<B: Backend> Op<B> for Reshape {
         tangents: &[Option<&Tensor<B>>],
         _o: &Tensor<B>,
     ) -> Result<Option<Tensor<B>>> {
-        each(tangents[0], |t| t.clone().reshape(&self.shape))
+        tangents[0]
+            .map(|t| t.clone().reshape(&self.shape))
+            .transpose()
     }
 
     fn vjp_tangent(&self, _be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {
@@ -87,9 +79,7 @@ impl<B: Backend> Op<B> for Transpose {
     }
 
     fn forward(&mut self, be: &B, inputs: &[&Tensor<B>]) -> Result<Tensor<B>> {
-        let [x] = inputs else {
-            return Err(Error::msg("transpose takes (x)"));
-        };
+        let x = one_input("transpose", inputs)?;
         self.forward_move(be, x)
     }
 
@@ -115,7 +105,7 @@ impl<B: Backend> Op<B> for Transpose {
         tangents: &[Option<&Tensor<B>>],
         _o: &Tensor<B>,
     ) -> Result<Option<Tensor<B>>> {
-        each(tangents[0], |t| self.forward_move(be, t))
+        tangents[0].map(|t| self.forward_move(be, t)).transpose()
     }
 
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>> {

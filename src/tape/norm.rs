@@ -5,7 +5,7 @@
 //! symmetric, so the vjp and the jvp are the same product; the vjp's
 //! tangent adds the curvature term `norm_rows_second` for the Hessian.
 
-use super::op::{curved_vjp_tangent, CotangentPair, TangentArgs};
+use super::op::{curved_vjp_tangent, one_input, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -44,9 +44,7 @@ impl<B: Backend> Op<B> for NormRows<B> {
     }
 
     fn forward(&mut self, be: &B, inputs: &[&Tensor<B>]) -> Result<Tensor<B>> {
-        let [x] = inputs else {
-            return Err(Error::msg("norm_rows takes (x)"));
-        };
+        let x = one_input("norm_rows", inputs)?;
         let (y, s) = be.norm_rows(x, self.center, self.eps)?;
         self.scale = Some(s);
         Ok(y)

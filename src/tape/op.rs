@@ -5,7 +5,7 @@
 //! second-order graph (DESIGN.md, 4).
 
 use crate::backend::Backend;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Which curvature the backward-with-tangent pass computes.
@@ -70,6 +70,15 @@ pub trait Op<B: Backend>: Send {
     /// The reverse pass and its tangent together: for each input, its
     /// cotangent and the tangent of that cotangent.
     fn vjp_tangent(&self, be: &B, args: &TangentArgs<B>) -> Result<Vec<CotangentPair<B>>>;
+}
+
+/// The single input of a one-input op's forward pass (`name takes (x)`
+/// otherwise).
+pub fn one_input<'a, B: Backend>(name: &str, inputs: &[&'a Tensor<B>]) -> Result<&'a Tensor<B>> {
+    match inputs {
+        [x] => Ok(x),
+        _ => Err(Error::msg(format!("{name} takes (x)"))),
+    }
 }
 
 /// The reverse pass and its tangent for a one-input op whose vjp is a fixed

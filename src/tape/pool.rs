@@ -5,18 +5,11 @@
 //! tangent at the maximum and its vjp places the cotangent there, with no
 //! second-order term; the mean is linear.
 
-use super::op::{linear_vjp_tangent, CotangentPair, TangentArgs};
+use super::op::{linear_vjp_tangent, one_input, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-
-fn one_input<'a, B: Backend>(name: &str, inputs: &[&'a Tensor<B>]) -> Result<&'a Tensor<B>> {
-    match inputs {
-        [x] => Ok(x),
-        _ => Err(Error::msg(format!("{name} takes (x)"))),
-    }
-}
 
 fn row_len<B: Backend>(x: &Tensor<B>) -> usize {
     *x.shape().last().unwrap_or(&1)

@@ -3,10 +3,10 @@
 //! symmetric, so the vjp and the jvp are the same product; the vjp's tangent
 //! adds the curvature term `softmax_rows_second` for the Hessian.
 
-use super::op::{curved_vjp_tangent, CotangentPair, TangentArgs};
+use super::op::{curved_vjp_tangent, one_input, CotangentPair, TangentArgs};
 use super::Op;
 use crate::backend::Backend;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 pub struct Softmax {
@@ -19,9 +19,7 @@ impl<B: Backend> Op<B> for Softmax {
     }
 
     fn forward(&mut self, be: &B, inputs: &[&Tensor<B>]) -> Result<Tensor<B>> {
-        let [x] = inputs else {
-            return Err(Error::msg("softmax_rows takes (x)"));
-        };
+        let x = one_input("softmax_rows", inputs)?;
         be.softmax_rows(x, self.causal)
     }
 
