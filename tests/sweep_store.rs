@@ -2,7 +2,8 @@
 //! barrier, leases that expire or are renewed, workers killed at random
 //! and restarted until the grid is done, a worker stalled past its lease,
 //! committed runs that went bad (named by `check` and `report`, trained
-//! again by `--resume`), a disk that fills up, and `sweep status`.
+//! again by `--resume`), a disk that fills up, what a killed commit or
+//! claim leaves behind, and `sweep status`.
 
 mod common;
 
@@ -11,6 +12,7 @@ use lmech::backend::device::Device;
 use lmech::config::Config;
 use lmech::run::Record;
 use lmech::sweep::claim::{now_unix, ClaimRecord, Claims, Worker};
+use lmech::sweep::heartbeat::Heartbeat;
 use lmech::sweep::SweepSpec;
 use lmech::train::{train, RunOptions};
 use std::collections::{BTreeMap, BTreeSet};
@@ -61,6 +63,23 @@ fn names(dir: &Path) -> BTreeSet<String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Every path under `dir`, relative to it (empty when `dir` is absent).
+fn tree(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            found.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if p.is_dir() {
+                todo.push(p);
+            }
+        }
+    }
+    found.sort();
+    found
 }
 
 fn grid_ids(spec_path: &Path) -> BTreeSet<String> {
@@ -131,6 +150,47 @@ fn two_workers_racing_for_one_claim_exactly_one_wins() {
             "round {round}: {won:?}"
         );
     }
+}
+
+/// A worker killed while claiming leaves at most its draft, which holds
+/// nothing: the run is free at once, and the claim that takes it is the
+/// first, written whole, with no draft of its own left behind.
+#[test]
+fn a_worker_killed_while_claiming_holds_nothing() {
+    let dir = temp_dir("claim-draft");
+    let claims_dir = dir.join("claims").join("r");
+    std::fs::create_dir_all(&claims_dir).unwrap();
+    std::fs::write(claims_dir.join(".1.gone-1-0.draft"), "{\"worker\":").unwrap();
+    let c = claims_of(&dir, 60_000);
+    let claim = c.try_claim("r").unwrap().expect("a draft held the run");
+    assert!(c.holds(&claim).unwrap());
+    let expected = [".1.gone-1-0.draft", "1.claim"].map(String::from);
+    assert_eq!(names(&claims_dir), BTreeSet::from(expected));
+    let rec: ClaimRecord =
+        serde_json::from_slice(&std::fs::read(claims_dir.join("1.claim")).unwrap()).unwrap();
+    assert_eq!(rec.worker, c.worker().token);
+}
+
+/// A heartbeat told to stop before its thread first waits (a worker that
+/// found nothing to do) stops at once, not a beat later: with an hour's
+/// lease, a missed stop would keep it 15 minutes.
+#[test]
+fn a_heartbeat_stopped_before_it_starts_stops() {
+    let dir = temp_dir("heartbeat-stop");
+    let claims = Claims::new(&dir, Worker::here(Duration::from_secs(3600)));
+    let heartbeat = Heartbeat::new(&claims);
+    heartbeat.stop();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            heartbeat.run();
+            tx.send(()).unwrap();
+        });
+        let stopped = rx.recv_timeout(Duration::from_secs(120));
+        // Lets the thread out either way, so a failure does not hang.
+        heartbeat.stop();
+        assert!(stopped.is_ok(), "the heartbeat missed a stop");
+    });
 }
 
 /// A claim file as another worker would have written it.
@@ -314,7 +374,8 @@ fn run_killed_workers(spec: &Path, out: &Path, logs: &Path, total: usize) -> (Ve
 
 /// 4 workers share one store of 24 runs, each killed with SIGKILL at
 /// random moments and started again until the grid is done: every run is
-/// committed once and passes `sweep check`, no run was trained to
+/// committed once and passes `sweep check`, a worker started on the done
+/// grid leaves nothing in `work/` or `claims/`, no run was trained to
 /// completion twice (by the workers' logs), and every run's metrics equal
 /// those of the same run trained alone, to the bit (f64).
 #[test]
@@ -330,7 +391,18 @@ fn workers_killed_at_random_finish_the_grid_with_every_run_once() {
     assert!(kills >= 4, "only {kills} kills: the grid was done before");
     assert_eq!(names(&out.join("runs")), all);
     assert!(!out.join("bad").exists());
-    assert!(names(&out.join("work")).is_empty());
+    // A kill between a commit's rename and its clearing of `work/<id>/`
+    // leaves that behind for the next worker to tidy: here, one started on
+    // the done grid.
+    let last = sweep_ok(&spec, &out, &[]);
+    assert!(
+        last.contains("0 finished, 0 diverged, 24 done before"),
+        "{last}"
+    );
+    for sub in ["work", "claims"] {
+        let left = tree(&out.join(sub));
+        assert!(left.is_empty(), "left in {sub}/: {left:?}");
+    }
     let check = lmech(&["sweep", "check", out.to_str().unwrap()]);
     assert!(check.status.success(), "{}", text(&check));
     assert!(text(&check).contains("24 of 24 committed runs verified"));
@@ -390,6 +462,31 @@ fn workers_killed_at_random_finish_the_grid_with_every_run_once() {
     let st: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
     assert_eq!(st["finished"], 24, "{st}");
     assert_eq!(st["claimed"].as_array().map(Vec::len), Some(0), "{st}");
+}
+
+/// What a worker killed between a commit's rename and its clearing leaves
+/// (`work/<id>/` and a dead process's claim beside a committed run) is
+/// removed by the next worker; a committed run a live worker holds (under
+/// `--resume` it may be about to train it again) is left alone.
+#[test]
+fn a_commit_killed_halfway_is_tidied_by_the_next_worker() {
+    let dir = temp_dir("sweep-tidy");
+    let spec = write(&dir, "s.toml", SMALL_SWEEP);
+    let out = dir.join("out");
+    sweep_ok(&spec, &out, &[]);
+    let ids: Vec<String> = grid_ids(&spec).into_iter().collect();
+    let here = Worker::here(Duration::from_secs(1)).host;
+    let (dead, live) = (&ids[0], &ids[1]);
+    for (id, pid) in [(dead, dead_pid()), (live, std::process::id())] {
+        foreign_claim(&out, id, &here, pid, 600.0);
+        let scratch = out.join("work").join(id).join("someone");
+        std::fs::create_dir_all(&scratch).unwrap();
+        std::fs::write(scratch.join("metrics.jsonl"), "{}\n").unwrap();
+    }
+    sweep_ok(&spec, &out, &[]);
+    assert_eq!(names(&out.join("work")), BTreeSet::from([live.clone()]));
+    assert_eq!(names(&out.join("claims")), BTreeSet::from([live.clone()]));
+    assert_eq!(names(&out.join("runs")).len(), ids.len());
 }
 
 /// A worker stopped (SIGSTOP) past its lease loses its run to another

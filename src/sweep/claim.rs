@@ -4,10 +4,11 @@
 //!
 //! The claims of run `<id>` are numbered files `claims/<id>/<n>.claim`
 //! (JSON: worker, host, pid, start, last renewal, lease expiry); the highest
-//! number is the current claim. A worker claims a free run by creating the
-//! next number with an exclusive create (`O_CREAT|O_EXCL`, atomic on local
-//! file systems, NFSv3 and later, and Lustre), so of any workers racing for
-//! it exactly one succeeds. The current claim is free when it was released,
+//! number is the current claim. A worker claims a free run by writing its
+//! record to a draft file of its own and hard-linking that to the next
+//! number: `link` fails when the name exists (atomic on local file systems,
+//! NFSv3 and later, and Lustre), so of any workers racing for it exactly
+//! one succeeds, and a claim file is never seen half written. The current claim is free when it was released,
 //! when its lease expired, or when its worker ran on this host (in this pid
 //! namespace) and that process is gone. No worker ever writes another's
 //! file: renewing rewrites one's own (a temporary file renamed over it),
@@ -108,6 +109,19 @@ pub struct ClaimRecord {
     pub failure: Option<String>,
 }
 
+/// Creates `path` with `bytes`, on disk before this returns.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| Error::io(path, e))
+}
+
 /// Where a run's current claim stands, as seen by one worker.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ClaimState {
@@ -115,7 +129,9 @@ pub enum ClaimState {
     Unclaimed,
     /// Held by a live worker.
     Held(ClaimRecord),
-    /// A claim file still being written by the worker that created it.
+    /// A claim file that does not parse, younger than a lease: being
+    /// written (by an lmech before claims were linked whole) or torn by a
+    /// crash of its host. Free once older than a lease.
     Creating,
     /// Free to take over: the record (if readable) and why.
     Stale(Option<ClaimRecord>, String),
@@ -221,8 +237,8 @@ impl Claims {
         }
     }
 
-    /// A claim file that does not parse is being written, unless it is
-    /// older than a lease: then its worker died between create and write.
+    /// A claim file that does not parse is `Creating` until it is older
+    /// than a lease; then nothing will ever complete it.
     fn judge_unreadable(&self, path: &Path) -> ClaimState {
         let age = fs::metadata(path)
             .and_then(|m| m.modified())
@@ -261,11 +277,25 @@ impl Claims {
         let dir = self.dir.join(id);
         fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let number = number.map_or(1, |n| n + 1);
-        let path = self.file(id, number);
-        let mut file = match OpenOptions::new().write(true).create_new(true).open(&path) {
-            Ok(f) => f,
-            // Another worker created this number first, or a commit
-            // cleared the directory: either way the run is not ours.
+        let claim = Claim {
+            id: id.to_string(),
+            number,
+            started_unix: now_unix(),
+        };
+        // Written whole under a name of this worker's own, then linked to
+        // the claim's name: `link` is the exclusive create (atomic on local
+        // file systems, NFS and Lustre) and the file it makes is never
+        // empty, so a worker killed here never holds a run for a lease.
+        let draft = dir.join(format!(".{number}.{}.draft", self.worker.token));
+        let json = serde_json::to_vec(&self.record(claim.started_unix, None))
+            .map_err(|e| Error::msg(format!("{}: {e}", draft.display())))?;
+        write_synced(&draft, &json)?;
+        let linked = fs::hard_link(&draft, self.file(id, number));
+        let _ = fs::remove_file(&draft);
+        match linked {
+            Ok(()) => {}
+            // Another worker linked this number first, or a commit cleared
+            // the directory: either way the run is not ours.
             Err(e)
                 if matches!(
                     e.kind(),
@@ -274,24 +304,7 @@ impl Claims {
             {
                 return Ok(None)
             }
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let claim = Claim {
-            id: id.to_string(),
-            number,
-            started_unix: now_unix(),
-        };
-        let written = serde_json::to_vec(&self.record(claim.started_unix, None))
-            .map_err(|e| Error::msg(format!("{}: {e}", path.display())))
-            .and_then(|json| {
-                file.write_all(&json)
-                    .and_then(|()| file.sync_all())
-                    .map_err(|e| Error::io(&path, e))
-            });
-        if let Err(e) = written {
-            // An empty claim would hold the run for a whole lease.
-            let _ = fs::remove_file(&path);
-            return Err(e);
+            Err(e) => return Err(Error::io(self.file(id, number), e)),
         }
         Ok(Some(claim))
     }

@@ -92,9 +92,13 @@ impl<'a> Heartbeat<'a> {
         let period = (self.claims.worker().lease / 4).max(Duration::from_millis(50));
         let mut stopped = self.stopped.lock().unwrap_or_else(|e| e.into_inner());
         loop {
+            // `_while` looks before it waits: a `stop` that came before this
+            // thread first took the lock (a worker that found nothing to do)
+            // would otherwise be missed, and the process kept a whole
+            // period (a quarter lease, 75 s by default) from exiting.
             stopped = self
                 .wake
-                .wait_timeout(stopped, period)
+                .wait_timeout_while(stopped, period, |stopped| !*stopped)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
             if *stopped {

@@ -15,6 +15,7 @@ pub mod shard;
 pub mod spec;
 pub mod status;
 pub mod store;
+pub mod tidy;
 pub mod verify;
 
 pub use report::{write_report, ReportOutcome};

@@ -18,6 +18,7 @@ use crate::sweep::progress::SweepProgress;
 use crate::sweep::shard::Shard;
 use crate::sweep::spec::{RunSpec, SweepSpec};
 use crate::sweep::store::{Begin, Manifest, Store};
+use crate::sweep::tidy::tidy_committed;
 use crate::train::{train_ensemble_guarded, Member};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -75,6 +76,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
     let packs = pack(&runs, &todo, opts.max_ensemble.unwrap_or(spec.max_ensemble))?;
     let worker = Worker::here(opts.lease);
     let claims = Claims::new(store.root(), worker.clone());
+    tidy_committed(&store, &claims);
     let shared = Shared {
         runs: &runs,
         sweep: &spec.name,
@@ -102,6 +104,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
         .unwrap_or_else(|e| e.into_inner());
     outcome.elsewhere = shared.picker.left();
     outcome.grid_done = runs.iter().all(|r| store.is_committed(&r.id));
+    tidy_committed(&store, &claims);
     Ok(outcome)
 }
 

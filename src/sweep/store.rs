@@ -173,11 +173,13 @@ impl Store {
             )));
         }
         fs::rename(dir, &to).map_err(|e| Error::io(&to, e))?;
+        // First, so that a kill in the (slow) sync below leaves nothing
+        // behind; a kill before this line is for `tidy` to clear.
+        let _ = fs::remove_dir_all(self.root.join("work").join(id));
         if let Ok(d) = fs::File::open(self.root.join("runs")) {
             // Makes the rename durable; the data itself is already synced.
             let _ = d.sync_all();
         }
-        let _ = fs::remove_dir_all(self.root.join("work").join(id));
         Ok(())
     }
 
