@@ -1,5 +1,6 @@
 //! Convolutional networks, ResNets and sequence models with self-attention
-//! built from the layer graph, on the CPU in f64: whole-model gradients under every parametrization and HVPs
+//! (on signals, and on token ids through an embedding, learned positions
+//! and the last position) built from the layer graph, on the CPU in f64: whole-model gradients under every parametrization and HVPs
 //! against finite differences, per-sample gradient norms (ghost and
 //! materialized) and the NTK against per-example gradients taken one
 //! example at a time, checkpoints that round-trip, and the config errors a
@@ -186,6 +187,30 @@ fn attention_first_layers() -> Vec<LayerSpec> {
     ]
 }
 
+const VOCAB: usize = 7;
+
+/// A token transformer on 5 ids from a vocabulary of 7: embedding into 4
+/// channels, learned positions, a residual causal 2-head attention, a
+/// residual MLP of 1x1 convolutions, the last position, readout.
+fn token_transformer_layers() -> Vec<LayerSpec> {
+    let mut layers = vec![
+        LayerSpec::Embedding {
+            vocab: VOCAB,
+            width: 4,
+        },
+        LayerSpec::PositionEmbedding,
+    ];
+    let blocks = &transformer_layers()[1..3];
+    layers.extend(blocks.iter().cloned());
+    layers.push(LayerSpec::PickPosition { index: -1 });
+    layers.push(LayerSpec::Dense {
+        width: OUT,
+        bias: true,
+        activation: None,
+    });
+    layers
+}
+
 fn spec(layers: Vec<LayerSpec>, input: Shape, p: Parametrization) -> ModelSpec {
     ModelSpec {
         input,
@@ -211,6 +236,11 @@ fn models() -> Vec<(&'static str, ModelSpec)> {
         out.push(("conv1d", spec(conv1d_layers(), sig, p)));
         out.push(("transformer", spec(transformer_layers(), sig, p)));
         out.push(("attention first", spec(attention_first_layers(), sig, p)));
+        let tokens = Shape::Flat(5);
+        out.push((
+            "token transformer",
+            spec(token_transformer_layers(), tokens, p),
+        ));
     }
     out
 }
@@ -219,7 +249,15 @@ fn batch(s: &ModelSpec, n: usize, seed: u64) -> (Tensor<Cpu>, Tensor<Cpu>) {
     let be = Cpu::f64();
     let mut rng = Rng::new(seed);
     let d = s.input.features();
-    let x = tensor(&be, &[n, d], &randn(&mut rng, n * d, 1.0));
+    let x = match s.layers[0] {
+        // Token ids, with repeats within an example (equal tokens share
+        // their embedding row: the input Gram's off-diagonal ones).
+        LayerSpec::Embedding { vocab, .. } => {
+            let ids: Vec<f64> = (0..n * d).map(|_| rng.below(vocab) as f64).collect();
+            tensor(&be, &[n, d], &ids)
+        }
+        _ => tensor(&be, &[n, d], &randn(&mut rng, n * d, 1.0)),
+    };
     let labels: Vec<f64> = (0..n).map(|i| (i % OUT) as f64).collect();
     (x, tensor(&be, &[n], &labels))
 }
@@ -293,7 +331,7 @@ fn hessian_vector_products_match_finite_differences_of_gradients() {
     for (i, (name, s)) in models()
         .into_iter()
         .enumerate()
-        .filter(|(i, _)| i % 4 == 0 || *i == 5 || *i == 3)
+        .filter(|(i, (name, _))| i % 4 == 0 || *i == 3 || *name == "token transformer")
     {
         let m = Model::init(&be, s.clone(), &[40 + i as u64]).unwrap();
         let (x, y) = batch(&s, 5, 50 + i as u64);
@@ -358,7 +396,7 @@ fn per_sample_norms_match_gradients_taken_one_example_at_a_time() {
     let be = Cpu::f64();
     let n = 6;
     let mut methods = Vec::new();
-    for (i, (name, s)) in models().into_iter().enumerate().take(5) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(6) {
         let m = Model::init(&be, s.clone(), &[70 + i as u64]).unwrap();
         let (x, y) = batch(&s, n, 80 + i as u64);
         let want = one_at_a_time(&m, &x, &y, n);
@@ -427,7 +465,7 @@ fn ntk_matches_explicit_jacobians() {
     let be = Cpu::f64();
     let n = 4;
     let mut methods = Vec::new();
-    for (i, (name, s)) in models().into_iter().enumerate().take(5) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(6) {
         let m = Model::init(&be, s.clone(), &[90 + i as u64]).unwrap();
         let (x, _) = batch(&s, n, 95 + i as u64);
         methods.extend(check_ntk(&m, &x, n, name));
@@ -472,11 +510,16 @@ fn checkpoints_round_trip_in_pytorch_layouts() {
         let (first, want) = match name {
             "conv1d" | "transformer" => ("layers.0.weight", vec![4, 2, 3]),
             "attention first" => ("layers.0.q.weight", vec![3, 2]),
+            // nn.Embedding's [vocab, width]; positions [T, width].
+            "token transformer" => ("layers.0.weight", vec![VOCAB, 4]),
             _ => ("layers.0.weight", vec![3, 2, 3, 3]),
         };
         assert_eq!(shape_of(first), want, "{name}");
         if name == "transformer" {
             assert_eq!(shape_of("layers.1.body.1.o.weight"), vec![4, 4]);
+        }
+        if name == "token transformer" {
+            assert_eq!(shape_of("layers.1.weight"), vec![5, 4]);
         }
         let back = lmech::nn::checkpoint::load_model(&be, &path).unwrap();
         let (x, _) = batch(&s, 3, 9);
@@ -531,6 +574,66 @@ fn misfit_layers_are_config_errors_naming_the_layer_and_shapes() {
     );
     assert!(
         e.contains("model.layers[2]") && e.contains("sequence"),
+        "{e}"
+    );
+}
+
+/// Token layers name themselves and what they wanted: an embedding only
+/// first and only on ids, a position the sequence has, a sequence for the
+/// position embedding.
+#[test]
+fn token_layers_refuse_misfits() {
+    let build = |input: Shape, layers: Vec<LayerSpec>| {
+        let s = spec(layers, input, Parametrization::Standard);
+        match lmech::nn::graph::Graph::build(&s) {
+            Ok(_) => panic!("accepted: {:?}", s.layers),
+            Err(e) => e.to_string(),
+        }
+    };
+    let emb = LayerSpec::Embedding { vocab: 7, width: 4 };
+    let img = Shape::Image { c: 1, h: 8, w: 8 };
+    let e = build(img, vec![emb.clone()]);
+    assert!(
+        e.contains("model.layers[0]") && e.contains("token ids") && e.contains("1x8x8"),
+        "{e}"
+    );
+    let e = build(Shape::Flat(5), vec![LayerSpec::PositionEmbedding]);
+    assert!(
+        e.contains("model.layers[0]") && e.contains("sequence"),
+        "{e}"
+    );
+    let e = build(
+        Shape::Flat(5),
+        vec![emb.clone(), LayerSpec::Flatten, emb.clone()],
+    );
+    assert!(
+        e.contains("model.layers[2]") && e.contains("first layer"),
+        "{e}"
+    );
+    let residual = LayerSpec::Residual {
+        layers: vec![emb.clone()],
+        projection: false,
+        activation: None,
+    };
+    let e = build(Shape::Flat(5), vec![residual]);
+    assert!(
+        e.contains("model.layers[0].layers[0]") && e.contains("first layer"),
+        "{e}"
+    );
+    let e = build(
+        Shape::Flat(5),
+        vec![emb.clone(), LayerSpec::PickPosition { index: 5 }],
+    );
+    assert!(
+        e.contains("model.layers[1].index") && e.contains("5 positions"),
+        "{e}"
+    );
+    let e = build(
+        Shape::Flat(5),
+        vec![emb, LayerSpec::PickPosition { index: -6 }],
+    );
+    assert!(
+        e.contains("model.layers[1].index") && e.contains("-6"),
         "{e}"
     );
 }

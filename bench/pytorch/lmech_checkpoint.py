@@ -14,7 +14,9 @@ checkpoints also carry `layer_sizes`, `activation` and `bias`; older ones
 carry only those. BatchNorm layers are PyTorch's own `nn.BatchNorm1d/2d`
 with the stored running statistics (`running_mean`, `running_var`);
 `attention` layers are `Attention` modules with `q`, `k`, `v`, `o`
-projections (their multipliers in that order).
+projections (their multipliers in that order); `embedding` layers are
+`nn.Embedding` (`[vocab, width]`) on the ids, `position_embedding` a
+`[T, width]` table, `pick_position` an index into the positions.
 
     from lmech_checkpoint import load_model
     model = load_model("runs/cnn/model.safetensors")   # a torch.nn.Module
@@ -202,6 +204,45 @@ class Attention(torch.nn.Module):
         return f"heads={self.heads}, head_dim={self.head_dim}, causal={self.causal}, score_scale={self.score_scale:.6g}"
 
 
+class TokenEmbedding(torch.nn.Embedding):
+    """lmech's `embedding`: PyTorch's `nn.Embedding(vocab, width)` on token
+    ids given as numbers (`[N, T]`, as lmech's data holds them), times the
+    layer's multiplier, out as a `[N, width, T]` sequence (channels first)."""
+
+    def __init__(self, weight, multiplier):
+        super().__init__(*weight.shape, _weight=weight)
+        self.multiplier = multiplier
+
+    def forward(self, ids):
+        return (self.multiplier * super().forward(ids.round().long())).movedim(-1, 1)
+
+
+class PositionEmbedding(torch.nn.Module):
+    """lmech's `position_embedding`: a learned `[T, width]` table added to a
+    `[N, width, T]` sequence."""
+
+    def __init__(self, weight):
+        super().__init__()
+        self.weight = torch.nn.Parameter(weight)
+
+    def forward(self, x):
+        return x + self.weight.T
+
+
+class PickPosition(torch.nn.Module):
+    """lmech's `pick_position`: `x[:, :, index]` of a `[N, c, T]` sequence."""
+
+    def __init__(self, index):
+        super().__init__()
+        self.index = index
+
+    def forward(self, x):
+        return x[:, :, self.index]
+
+    def extra_repr(self):
+        return f"index={self.index}"
+
+
 class GlobalAvgPool(torch.nn.Module):
     """The mean over all positions: `[N, c, ...]` -> `[N, c]`."""
 
@@ -338,6 +379,12 @@ class Builder:
             module = self.norm(spec, path)
         elif kind == "attention":
             module = self.attention(spec, path, shape)
+        elif kind == "embedding":
+            module = TokenEmbedding(self.take(f"{path}.weight"), self.next_scale()[0])
+        elif kind == "position_embedding":
+            module = PositionEmbedding(self.take(f"{path}.weight"))
+        elif kind == "pick_position":
+            module = PickPosition(spec.get("index", -1))
         elif kind == "batch_norm":
             module = self.batch_norm(spec, path, shape)
         elif kind == "residual":

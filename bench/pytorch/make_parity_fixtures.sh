@@ -12,10 +12,10 @@
 # PYTHON=path/to/python picks the interpreter).
 # The models are small (a few hundred to ~1100 parameters, 16 examples) so
 # that dense Hessians are cheap and the fixtures stay small: four MLPs and
-# five layer-graph models (a CNN with pooling and LayerNorm, a ResNet with an
+# six layer-graph models (a CNN with pooling and LayerNorm, a ResNet with an
 # identity and a projected skip, the same with BatchNorm, a Conv1d net with
 # RMSNorm and a residual block on vectors, a transformer block with causal
-# and non-causal attention). Regenerating a fixture changes its last digits with the
+# and non-causal attention, a 2-layer transformer on token ids). Regenerating a fixture changes its last digits with the
 # BLAS and thread count, so regenerate only the ones you mean to change.
 set -euo pipefail
 
@@ -161,6 +161,11 @@ np.save(f"{sys.argv[1]}/images_x.npy", rng.standard_normal((64, 3, 8, 8)))
 np.save(f"{sys.argv[1]}/images_y.npy", rng.standard_normal((64, 4)))
 np.save(f"{sys.argv[1]}/signals_x.npy", rng.standard_normal((64, 2, 16)))
 np.save(f"{sys.argv[1]}/signals_y.npy", rng.standard_normal((64, 3)))
+# Token ids (6 per example from a vocabulary of 10) and class labels, from
+# a generator of their own so the arrays above stay as they were.
+tok = np.random.default_rng(8)
+np.save(f"{sys.argv[1]}/tokens_x.npy", tok.integers(0, 10, size=(64, 6)))
+np.save(f"{sys.argv[1]}/tokens_y.npy", tok.integers(0, 3, size=64))
 EOF
 
 # CNN on the digits (1x8x8), standard parametrization, cross-entropy: conv
@@ -531,6 +536,82 @@ lr = 0.05
 [train]
 steps = 20
 loss = "mse"
+EOF
+
+# A 2-layer pre-norm transformer on token ids, standard parametrization,
+# cross-entropy on the last position: embedding (vocab 10, width 8),
+# learned positions, two blocks of [LayerNorm, causal 2-head attention] and
+# [LayerNorm, 1x1 conv 16 + gelu, 1x1 conv 8], a final LayerNorm, the last
+# position, dense readout.
+fixture tokens_transformer_sp_xent --n 16 --seed 12 --gd-lr 0.1 <<'EOF'
+name = "parity-tokens-transformer-sp-xent"
+seed = 11
+dtype = "f64"
+[model]
+parametrization = "sp"
+[[model.layers]]
+kind = "embedding"
+vocab = 10
+width = 8
+[[model.layers]]
+kind = "position_embedding"
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "attention"
+heads = 2
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 16
+kernel = 1
+activation = "gelu"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 8
+kernel = 1
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "attention"
+heads = 2
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 16
+kernel = 1
+activation = "gelu"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 8
+kernel = 1
+[[model.layers]]
+kind = "layer_norm"
+[[model.layers]]
+kind = "pick_position"
+[[model.layers]]
+kind = "dense"
+width = 3
+[data]
+source = "npy"
+x_path = "@WORK@/tokens_x.npy"
+y_path = "@WORK@/tokens_y.npy"
+[optim]
+name = "gd"
+lr = 0.1
+[train]
+steps = 20
+loss = "xent"
 EOF
 
 ls -l "$OUT"

@@ -79,7 +79,14 @@ import torch
 from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from lmech_checkpoint import ChannelNorm, ScaledConv, ScaledLinear, load_model  # noqa: E402
+from lmech_checkpoint import (  # noqa: E402
+    ChannelNorm,
+    PositionEmbedding,
+    ScaledConv,
+    ScaledLinear,
+    TokenEmbedding,
+    load_model,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DIGITS_DIR = os.path.join(HERE, "..", "..", "data", "digits")
@@ -141,11 +148,17 @@ def width_ratio(meta):
 
 def param_roles(model):
     """(role, weight-layer index) of each parameter in the module's order:
-    dense and convolution weights and biases, norm gains and shifts. Weight
-    layers count in walk order, a residual's body before its projection."""
+    dense, convolution and embedding weights and biases, norm gains and
+    shifts, positional tables (shifts). Weight layers count in walk order, a
+    residual's body before its projection."""
     roles, layer = [], 0
     for mod in model.modules():
-        if isinstance(mod, (ScaledLinear, ScaledConv)):
+        if isinstance(mod, TokenEmbedding):
+            roles.append(("weight", layer))
+            layer += 1
+        elif isinstance(mod, PositionEmbedding):
+            roles.append(("shift", None))
+        elif isinstance(mod, (ScaledLinear, ScaledConv)):
             roles.append(("weight", layer))
             if mod.bias is not None:
                 roles.append(("bias", layer))
@@ -239,13 +252,19 @@ def digits_data(cfg, n, loss, outputs, digits_dir):
     return torch.tensor(x, dtype=DTYPE), target, desc
 
 
-def random_data(n, d_in, outputs, loss, gen):
-    x = round6(torch.randn(n, d_in, generator=gen, dtype=DTYPE))
+def random_data(n, d_in, outputs, loss, gen, vocab=None):
+    """N(0, 1) inputs, or uniform token ids below `vocab` for a model that
+    starts with an embedding."""
+    if vocab is None:
+        x = round6(torch.randn(n, d_in, generator=gen, dtype=DTYPE))
+    else:
+        x = torch.randint(0, vocab, (n, d_in), generator=gen).to(DTYPE)
     if loss == "xent":
         target = torch.randint(0, outputs, (n,), generator=gen)
     else:
         target = round6(torch.randn(n, outputs, generator=gen, dtype=DTYPE))
-    return x, target, {"source": "random", "x": "N(0, 1) rounded to 1e-6", "targets": "labels" if loss == "xent" else "N(0, 1) rounded to 1e-6"}
+    desc_x = "N(0, 1) rounded to 1e-6" if vocab is None else f"token ids uniform in 0..{vocab}"
+    return x, target, {"source": "random", "x": desc_x, "targets": "labels" if loss == "xent" else "N(0, 1) rounded to 1e-6"}
 
 
 # --------------------------------------------------------------------------
@@ -307,7 +326,9 @@ def main():
             fail(f"data.source = {source!r} is not replicated here; use --data random")
         x, target, data_desc = digits_data(cfg, args.n, loss_kind, outputs, args.digits_dir)
     else:
-        x, target, data_desc = random_data(args.n, d_in, outputs, loss_kind, gen)
+        first = model.layers[0]
+        vocab = first.num_embeddings if isinstance(first, TokenEmbedding) else None
+        x, target, data_desc = random_data(args.n, d_in, outputs, loss_kind, gen, vocab)
     n = x.shape[0]
 
     # The model as a function of one flat parameter vector, in lmech's order.

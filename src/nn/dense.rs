@@ -84,7 +84,31 @@ pub fn linear<B: Backend>(
     p: &[Var],
     scale: &LayerScale,
     act: Activation,
+    at: (usize, usize, usize),
+) -> Result<Var> {
+    linear_site(rec, a, p, scale, act, at, WeightLayout::OutIn)
+}
+
+/// How the weight parameter behind a product is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightLayout {
+    /// `[out, in]`, as `nn.Linear` stores it and the product reads it.
+    OutIn,
+    /// `[in, out]` (`nn.Embedding`'s `[vocab, width]`): the product reads
+    /// its transpose, taken on the tape.
+    Transposed,
+}
+
+/// [`linear`] with `p[0]` the `[out, in]` matrix the product reads, taken
+/// from a parameter stored as `layout` says.
+pub fn linear_site<B: Backend>(
+    rec: &mut Recorder<B>,
+    a: Var,
+    p: &[Var],
+    scale: &LayerScale,
+    act: Activation,
     (first, group, positions): (usize, usize, usize),
+    layout: WeightLayout,
 ) -> Result<Var> {
     let z = rec.tape.apply(
         Box::new(Dense {
@@ -104,6 +128,7 @@ pub fn linear<B: Backend>(
         weight: first,
         bias: bias.map(|_| first + 1),
         group,
+        layout,
     });
     Ok(output)
 }

@@ -11,13 +11,16 @@ use crate::nn::attention::{AttentionLayer, AttentionSettings};
 use crate::nn::batch_norm::BatchNormLayer;
 use crate::nn::conv::{ConvLayer, ConvSettings};
 use crate::nn::dense::DenseLayer;
+use crate::nn::embedding::EmbeddingLayer;
 use crate::nn::flatten::FlattenLayer;
 use crate::nn::layer::{Layer, Node, Role};
 use crate::nn::layer_spec::LayerSpec;
 use crate::nn::mlp::MlpSpec;
 use crate::nn::norm::{NormKind, NormLayer};
 use crate::nn::parametrization::{Init, LayerScale, Parametrization, Position};
+use crate::nn::pick_position::PickPositionLayer;
 use crate::nn::pool::{PoolKind, PoolLayer};
+use crate::nn::position_embedding::PositionEmbeddingLayer;
 use crate::nn::residual::ResidualLayer;
 use crate::nn::shape::Shape;
 
@@ -220,6 +223,13 @@ fn build_nodes(
     let mut nodes = Vec::with_capacity(specs.len());
     let mut shape = input;
     for (i, spec) in specs.iter().enumerate() {
+        let first = i == 0 && path == "layers";
+        if matches!(spec, LayerSpec::Embedding { .. }) && !first {
+            return Err(Error::config(
+                &format!("{key}[{i}]"),
+                "an embedding reads the data's token ids, so it must be the first layer",
+            ));
+        }
         let node = build_node(spec, shape, &format!("{key}[{i}]"), &format!("{path}.{i}"))?;
         shape = node.output;
         nodes.push(node);
@@ -329,6 +339,18 @@ fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<N
             };
             let (l, out) = AttentionLayer::build(key, s, input)?;
             (Layer::Attention(l), out)
+        }
+        LayerSpec::Embedding { vocab, width } => {
+            let (l, out) = EmbeddingLayer::build(key, *vocab, *width, input)?;
+            (Layer::Embedding(l), out)
+        }
+        LayerSpec::PositionEmbedding => {
+            let (l, out) = PositionEmbeddingLayer::build(key, input)?;
+            (Layer::PositionEmbedding(l), out)
+        }
+        LayerSpec::PickPosition { index } => {
+            let (l, out) = PickPositionLayer::build(key, *index, input)?;
+            (Layer::PickPosition(l), out)
         }
         LayerSpec::Residual {
             layers,
@@ -483,9 +505,7 @@ fn assign(
             *s = p.scale(Position::of(*seen, weights), fan_in, m);
             *seen += 1;
         }
-        if let Layer::Attention(l) = &mut n.layer {
-            l.parametrize(p);
-        }
+        n.layer.parametrize(p);
         let scales: Vec<LayerScale> = n.layer.weight_parts().into_iter().cloned().collect();
         n.first_buffer = g.buffers.len();
         for (suffix, len, init) in n.buffers() {

@@ -10,10 +10,13 @@ use crate::nn::attention::AttentionLayer;
 use crate::nn::batch_norm::BatchNormLayer;
 use crate::nn::conv::ConvLayer;
 use crate::nn::dense::DenseLayer;
+use crate::nn::embedding::EmbeddingLayer;
 use crate::nn::flatten::FlattenLayer;
 use crate::nn::norm::NormLayer;
-use crate::nn::parametrization::LayerScale;
+use crate::nn::parametrization::{LayerScale, Parametrization};
+use crate::nn::pick_position::PickPositionLayer;
 use crate::nn::pool::PoolLayer;
+use crate::nn::position_embedding::PositionEmbeddingLayer;
 use crate::nn::residual::ResidualLayer;
 use crate::nn::shape::Shape;
 use crate::tape::{Tape, Var};
@@ -74,6 +77,9 @@ pub enum Site {
         weight: usize,
         bias: Option<usize>,
         group: usize,
+        /// How the weight parameter is stored (an embedding's is `[in,
+        /// out]`), for per-example gradients in its layout.
+        layout: crate::nn::dense::WeightLayout,
     },
     /// `y * gamma`: example i's gradient is `sum_p d_ip * y_ip`.
     Gain {
@@ -126,6 +132,9 @@ pub enum Layer {
     Norm(NormLayer),
     BatchNorm(BatchNormLayer),
     Attention(AttentionLayer),
+    Embedding(EmbeddingLayer),
+    PositionEmbedding(PositionEmbeddingLayer),
+    PickPosition(PickPositionLayer),
     Residual(ResidualLayer),
 }
 
@@ -137,6 +146,8 @@ impl Layer {
         match self {
             Layer::Dense(l) => vec![(l.fan_in, &mut l.scale)],
             Layer::Conv(l) => vec![(l.fan_in, &mut l.scale)],
+            // One weight row per token: fan-in 1 (see `embedding`).
+            Layer::Embedding(l) => vec![(1, &mut l.scale)],
             Layer::Attention(l) => l
                 .proj
                 .iter_mut()
@@ -146,11 +157,23 @@ impl Layer {
         }
     }
 
+    /// What a parametrization changes beyond the table's scales, once they
+    /// are set: attention's score factor and muP query init, the
+    /// embedding's PyTorch init under SP.
+    pub fn parametrize(&mut self, p: Parametrization) {
+        match self {
+            Layer::Attention(l) => l.parametrize(p),
+            Layer::Embedding(l) => l.parametrize(p),
+            _ => {}
+        }
+    }
+
     /// Their scales.
     pub fn weight_parts(&self) -> Vec<&LayerScale> {
         match self {
             Layer::Dense(l) => vec![&l.scale],
             Layer::Conv(l) => vec![&l.scale],
+            Layer::Embedding(l) => vec![&l.scale],
             Layer::Attention(l) => l.proj.iter().map(|p| &p.scale).collect(),
             _ => Vec::new(),
         }
@@ -181,7 +204,13 @@ impl Node {
             Layer::Norm(l) => l.params(),
             Layer::BatchNorm(l) => l.params(),
             Layer::Attention(l) => l.params(),
-            Layer::Pool(_) | Layer::Flatten(_) | Layer::Act(_) | Layer::Residual(_) => Vec::new(),
+            Layer::Embedding(l) => l.params(),
+            Layer::PositionEmbedding(l) => l.params(),
+            Layer::Pool(_)
+            | Layer::Flatten(_)
+            | Layer::Act(_)
+            | Layer::PickPosition(_)
+            | Layer::Residual(_) => Vec::new(),
         }
     }
 
@@ -201,6 +230,9 @@ impl Node {
                 l.record(rec, x, own, (at.0, at.1, self.first_buffer), self.input)
             }
             Layer::Attention(l) => l.record(rec, x, own, at, self.input),
+            Layer::Embedding(l) => l.record(rec, x, own, at),
+            Layer::PositionEmbedding(l) => l.record(rec, x, own, at),
+            Layer::PickPosition(l) => l.record(rec, x),
             Layer::Residual(l) => l.record(rec, x, params),
         }
     }

@@ -13,6 +13,10 @@ fn one() -> usize {
     1
 }
 
+fn last() -> i64 {
+    -1
+}
+
 fn eps() -> f64 {
     1e-5
 }
@@ -122,6 +126,17 @@ pub enum LayerSpec {
         #[serde(default)]
         bias: bool,
     },
+    /// `nn.Embedding(vocab, width)`: the data's `[T]` token ids to a
+    /// `[width, T]` sequence; only as the first layer.
+    Embedding { vocab: usize, width: usize },
+    /// A learned vector per position added to a `[width, T]` sequence.
+    PositionEmbedding,
+    /// The `[channels]` vector at one position of a sequence (`index`,
+    /// negative from the end; default -1, the last).
+    PickPosition {
+        #[serde(default = "last")]
+        index: i64,
+    },
     /// `x + f(x)` with `f` the `layers`; when `f` changes the shape the skip
     /// path is projected (a 1x1 convolution with `f`'s stride, or a dense
     /// layer), and `projection = true` asks for it always. An activation,
@@ -158,6 +173,9 @@ impl LayerSpec {
             LayerSpec::RmsNorm { .. } => "rms_norm",
             LayerSpec::BatchNorm { .. } => "batch_norm",
             LayerSpec::Attention { .. } => "attention",
+            LayerSpec::Embedding { .. } => "embedding",
+            LayerSpec::PositionEmbedding => "position_embedding",
+            LayerSpec::PickPosition { .. } => "pick_position",
             LayerSpec::Residual { .. } => "residual",
         }
     }

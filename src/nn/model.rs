@@ -197,7 +197,13 @@ impl<B: Backend> Model<B> {
         let shape = rec.tape.value(x).shape().to_vec();
         let reads_shared = matches!(
             self.graph.nodes.first().map(|n| &n.layer),
-            Some(Layer::Dense(_) | Layer::Conv(_) | Layer::Pool(_) | Layer::Flatten(_))
+            Some(
+                Layer::Dense(_)
+                    | Layer::Conv(_)
+                    | Layer::Pool(_)
+                    | Layer::Flatten(_)
+                    | Layer::Embedding(_)
+            )
         );
         if shape.len() != 2 || reads_shared {
             return Ok(x);

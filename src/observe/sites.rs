@@ -10,6 +10,7 @@
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::nn::dense::WeightLayout;
 use crate::nn::layer::Site;
 use crate::tape::{Grads, Tape, Var};
 use crate::tensor::Tensor;
@@ -155,7 +156,7 @@ fn shared_weight_sq_norms<B: Backend>(
 }
 
 /// Each example's gradient of the site's parameters, `(param, [batch,
-/// numel])` with the weight in its `[out, in]` layout, of the batch-mean
+/// numel])` with the weight in its parameter's layout, of the batch-mean
 /// loss.
 pub fn gradients<B: Backend>(be: &B, v: &View<B>, site: &Site) -> Result<Vec<(usize, Tensor<B>)>> {
     let flat = |t: Tensor<B>| -> Result<Tensor<B>> {
@@ -175,12 +176,18 @@ pub fn gradients<B: Backend>(be: &B, v: &View<B>, site: &Site) -> Result<Vec<(us
             bias_multiplier: mb,
             weight,
             bias,
+            layout,
             ..
         } => {
             let d = v.cot(product)?;
             let a3 = v.per_example(v.tape.value(input), positions)?;
             let d3 = v.per_example(d, positions)?;
-            let g = flat(be.matmul(&d3, true, &a3, false, m)?)?;
+            let g = be.matmul(&d3, true, &a3, false, m)?;
+            let g = match layout {
+                WeightLayout::OutIn => g,
+                WeightLayout::Transposed => be.transpose(&g)?,
+            };
+            let g = flat(g)?;
             let mut out = vec![(weight, g)];
             if let Some(b) = bias {
                 out.push((b, scaled(v.position_sums(be, d, positions)?, mb)?));

@@ -1,7 +1,8 @@
 //! Whole layer-graph models on a GPU backend against the CPU f32 reference:
 //! a CNN with pooling and LayerNorm, a ResNet with RMSNorm and a projected
-//! skip, a BatchNorm CNN, a 1-D CNN and a pre-norm transformer block with
-//! causal attention, each with the same weights on both.
+//! skip, a BatchNorm CNN, a 1-D CNN, a pre-norm transformer block with
+//! causal attention and a token transformer (embedding, learned positions,
+//! the last position read out), each with the same weights on both.
 //! Compared: a training step's loss and gradients, five GD steps (running
 //! statistics included), evaluation, a Hessian-vector product, the top
 //! Hessian eigenvalues by Lanczos, per-sample gradient norms and the NTK
@@ -187,6 +188,18 @@ pub fn specs() -> Vec<(&'static str, ModelSpec, bool)> {
             activation: None,
         },
     ];
+    // Tokens: embedding, learned positions, the attention block, the last
+    // position, readout.
+    let mut tokens = vec![
+        LayerSpec::Embedding {
+            vocab: 11,
+            width: 4,
+        },
+        LayerSpec::PositionEmbedding,
+    ];
+    tokens.push(transformer[1].clone());
+    tokens.push(LayerSpec::PickPosition { index: -1 });
+    tokens.push(transformer[3].clone());
     vec![
         ("cnn", spec(img, cnn), false),
         ("resnet", spec(img, resnet), false),
@@ -197,6 +210,7 @@ pub fn specs() -> Vec<(&'static str, ModelSpec, bool)> {
             spec(Shape::Signal { c: 3, l: 12 }, transformer),
             false,
         ),
+        ("token transformer", spec(Shape::Flat(6), tokens), false),
     ]
 }
 
@@ -220,7 +234,12 @@ pub fn models_track_cpu<B: Backend>(g: &B) {
     for (name, spec, batch_norm) in specs() {
         let n = 16;
         let d = spec.input.features();
-        let x = randn(&mut rng, n * d, 1.0);
+        let x = match spec.layers[0] {
+            LayerSpec::Embedding { vocab, .. } => {
+                (0..n * d).map(|_| rng.below(vocab) as f64).collect()
+            }
+            _ => randn(&mut rng, n * d, 1.0),
+        };
         let y: Vec<f64> = (0..n).map(|i| (i % 4) as f64).collect();
         let (xc, xg) = (up(&cpu, &[n, d], &x), up(g, &[n, d], &x));
         let (yc, yg) = (up(&cpu, &[n], &y), up(g, &[n], &y));
