@@ -417,12 +417,13 @@ impl Config {
 
 impl ModelConfig {
     /// The model this table describes, for inputs of `input` per example and
-    /// `outputs` outputs: a preset or the explicit layer list, checked layer
-    /// by layer against the shapes.
+    /// outputs of shape `outputs` (the data's, `Dataset::out_shape`): a
+    /// preset or the explicit layer list, checked layer by layer against
+    /// the shapes, and its last layer against `outputs`.
     pub fn spec(
         &self,
         input: Shape,
-        outputs: usize,
+        outputs: Shape,
         parametrization: Parametrization,
     ) -> Result<ModelSpec> {
         let is_mlp = self.layers.is_empty() && self.arch.as_deref().unwrap_or("mlp") == "mlp";
@@ -442,7 +443,9 @@ impl ModelConfig {
                 norm: &self.norm,
                 activation: &self.activation,
                 bias: self.bias,
-                outputs,
+                // A preset ends in a dense readout; a signal's channels
+                // are its outputs at each position.
+                outputs: outputs.channels(),
                 one_d: matches!(input, Shape::Signal { .. }),
             };
             presets::layers(&keys)?
@@ -473,16 +476,37 @@ impl ModelConfig {
             base_width: self.base_width,
         };
         let graph = Graph::build(&spec)?;
-        if graph.output != Shape::Flat(outputs) {
+        if graph.output != outputs {
             return Err(Error::config(
                 "model.layers",
                 format!(
-                    "the last layer gives {} values per example, but the data has {outputs} outputs",
-                    graph.output.describe()
+                    "the last layer gives {} per example, but the data has {}",
+                    layer_output(graph.output),
+                    data_output(outputs)
                 ),
             ));
         }
         Ok(spec)
+    }
+}
+
+/// A last layer's output shape, for the misfit message.
+fn layer_output(shape: Shape) -> String {
+    match shape {
+        Shape::Flat(k) => format!("{k} values"),
+        Shape::Signal { c, l } => format!("{c} channels at {l} positions ({c}x{l})"),
+        Shape::Image { .. } => format!("a {} image", shape.describe()),
+    }
+}
+
+/// The output the data's targets call for, for the misfit message.
+fn data_output(shape: Shape) -> String {
+    match shape {
+        Shape::Flat(k) => format!("{k} outputs"),
+        Shape::Signal { c, l } => {
+            format!("{l} positions x {c} classes (an output of {c} channels at {l} positions)")
+        }
+        Shape::Image { .. } => format!("outputs of shape {}", shape.describe()),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::backend::{Backend, DType};
 use crate::config::{Config, Resolved};
 use crate::data::{self, Dataset, Targets};
 use crate::error::{Error, Result};
-use crate::nn::loss::LossKind;
+use crate::nn::loss::{examples_correct, position_views, LossKind};
 use crate::nn::model::Model;
 use crate::observe::Observers;
 use crate::optim::Optimizer;
@@ -73,7 +73,7 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
 }
 
 /// A data set on the device: inputs, loss targets and (where accuracy
-/// applies) class labels.
+/// applies) class labels, `[B]` or `[B, T]` for sequences.
 struct DeviceData<B: Backend> {
     n: usize,
     x: Tensor<B>,
@@ -81,11 +81,13 @@ struct DeviceData<B: Backend> {
     labels: Option<Tensor<B>>,
 }
 
-/// Class labels for accuracy: the labels themselves, or the argmax of
-/// one-hot targets.
-fn class_labels(ds: &Dataset) -> Option<Vec<f64>> {
+/// Class labels for accuracy, with their shape: the labels themselves, one
+/// per position for sequences, or the argmax of one-hot targets.
+fn class_labels(ds: &Dataset) -> Option<(Vec<f64>, Vec<usize>)> {
+    let as_f64 = |y: &[usize]| y.iter().map(|&c| c as f64).collect();
     match &ds.y {
-        Targets::Labels { y, .. } => Some(y.iter().map(|&c| c as f64).collect()),
+        Targets::Labels { y, .. } => Some((as_f64(y), vec![ds.n])),
+        Targets::Sequence { y, t, .. } => Some((as_f64(y), vec![ds.n, *t])),
         Targets::Values { y, k } if *k > 1 => {
             let mut out = Vec::with_capacity(ds.n);
             for row in y.chunks(*k) {
@@ -96,19 +98,27 @@ fn class_labels(ds: &Dataset) -> Option<Vec<f64>> {
                 }
                 out.push(row.iter().position(|&v| v == 1.0)? as f64);
             }
-            Some(out)
+            Some((out, vec![ds.n]))
         }
         Targets::Values { .. } => None,
     }
 }
 
 /// The loss head's targets for `ds`, as (values, shape): class indices for
-/// cross-entropy, float values for the squared losses.
+/// cross-entropy (`[n]`, or `[n, t]` for sequences), float values for the
+/// squared losses.
 pub(crate) fn loss_target(ds: &Dataset, loss: LossKind) -> Result<(Vec<f64>, Vec<usize>)> {
+    let as_f64 = |y: &[usize]| y.iter().map(|&c| c as f64).collect();
     match (&ds.y, loss) {
-        (Targets::Labels { y, .. }, LossKind::CrossEntropy) => {
-            Ok((y.iter().map(|&c| c as f64).collect(), vec![ds.n]))
-        }
+        (Targets::Labels { y, .. }, LossKind::CrossEntropy) => Ok((as_f64(y), vec![ds.n])),
+        (Targets::Sequence { y, t, .. }, LossKind::CrossEntropy) => Ok((as_f64(y), vec![ds.n, *t])),
+        (Targets::Sequence { .. }, _) => Err(Error::config(
+            "train.loss",
+            format!(
+                "{} cannot take the data's labels per position; sequence labels need xent",
+                loss.name()
+            ),
+        )),
         (Targets::Values { .. }, LossKind::CrossEntropy) => Err(Error::config(
             "train.loss",
             "xent needs integer class labels, but the data has float targets; use mse or mse_mean",
@@ -136,7 +146,7 @@ impl<B: Backend> DeviceData<B> {
         };
         let (t, tshape) = loss_target(ds, loss)?;
         let labels = match class_labels(ds) {
-            Some(l) => Some(be.from_f64(&[ds.n], &l)?),
+            Some((l, shape)) => Some(be.from_f64(&shape, &l)?),
             None => None,
         };
         Ok(DeviceData {
@@ -165,13 +175,14 @@ fn evaluate<B: Backend>(
         let rows: Vec<usize> = (start..(start + CHUNK).min(ds.n)).collect();
         let d = DeviceData::upload(be, ds, loss, Some(&rows))?;
         let f = model.predict(be, &d.x)?;
-        let (l, _) = be.loss(loss, &f, &d.target)?;
+        let (fv, tv) = position_views(loss, &f, &d.target)?;
+        let (l, _) = be.loss(loss, &fv, &tv)?;
         for (t, l) in total.iter_mut().zip(be.to_f64(&l)?) {
             *t += l * d.n as f64;
         }
         match &d.labels {
             Some(lab) => {
-                for (c, k) in correct.iter_mut().zip(be.count_correct(&f, lab)?) {
+                for (c, k) in correct.iter_mut().zip(examples_correct(be, &f, lab)?) {
                     *c += k;
                 }
             }
@@ -447,7 +458,7 @@ fn train_members_on<B: Backend>(
     let input = cfg.data.input_shape(train_ds.d)?;
     let spec = cfg
         .model
-        .spec(input, train_ds.out_dim(), res.parametrization)?;
+        .spec(input, train_ds.out_shape(), res.parametrization)?;
     let seeds: Vec<u64> = members.iter().map(|m| m.cfg.seed).collect();
     let mut model = Model::init(&be, spec, &seeds)?;
     let family = res.optim.kind.family();
@@ -602,7 +613,7 @@ fn train_members_on<B: Backend>(
                 let (train_loss, train_acc) = if full_batch {
                     let acc = match &data.labels {
                         Some(l) => Some(
-                            be.count_correct(&pass.output, l)?
+                            examples_correct(&be, &pass.output, l)?
                                 .iter()
                                 .map(|c| c / data.n as f64)
                                 .collect(),

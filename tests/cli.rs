@@ -634,7 +634,7 @@ fn the_examples_parse_and_validate() {
         .model
         .spec(
             shape,
-            10,
+            lmech::nn::shape::Shape::Flat(10),
             lmech::nn::parametrization::Parametrization::Standard,
         )
         .unwrap();

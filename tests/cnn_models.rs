@@ -533,7 +533,10 @@ fn config_error(model_toml: &str) -> String {
     let text = format!("[data]\nsource = \"digits\"\n\n{model_toml}");
     let cfg: Config = toml::from_str(&text).unwrap();
     let shape = cfg.data.input_shape(64).unwrap();
-    match cfg.model.spec(shape, 10, Parametrization::Standard) {
+    match cfg
+        .model
+        .spec(shape, Shape::Flat(10), Parametrization::Standard)
+    {
         Ok(_) => panic!("accepted: {model_toml}"),
         Err(e) => e.to_string(),
     }
@@ -687,7 +690,10 @@ fn presets_build_on_the_bundled_digits() {
             );
             let cfg: Config = toml::from_str(&text).unwrap();
             let shape = cfg.data.input_shape(64).unwrap();
-            let s = cfg.model.spec(shape, 10, Parametrization::Mup).unwrap();
+            let s = cfg
+                .model
+                .spec(shape, Shape::Flat(10), Parametrization::Mup)
+                .unwrap();
             let m = Model::init(&be, s, &[1, 2]).unwrap();
             let x = tensor_f32(&be, &[5, 64]);
             let out = m.predict(&be, &x).unwrap();

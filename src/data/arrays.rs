@@ -49,8 +49,9 @@ pub(super) fn split(train: Pair, test: Option<Pair>, classes: Option<Classes>) -
             eprintln!("data: {}", c.why());
             Some(c)
         }
-        (Targets::Values { .. }, None) => None,
-        (Targets::Values { .. }, Some(_)) => {
+        // Files of arrays never pair into sequence targets.
+        (Targets::Values { .. } | Targets::Sequence { .. }, None) => None,
+        (Targets::Values { .. } | Targets::Sequence { .. }, Some(_)) => {
             return Err(Error::config(
                 "data.num_classes",
                 format!(
@@ -171,6 +172,7 @@ fn fits_train(train: &Dataset, test: &Dataset, x: &Origin, y: &Origin) -> Result
             let kind = |t: &Targets| match t {
                 Targets::Labels { .. } => "class labels".to_string(),
                 Targets::Values { k, .. } => format!("{k} real values per example"),
+                Targets::Sequence { t, .. } => format!("labels of {t} positions"),
             };
             Err(Error::data(
                 &y.file,

@@ -21,8 +21,13 @@ pub const SOURCES: &[&str] = &[
     "teacher_student",
     "chebyshev",
     "linear",
+    "modular",
+    "sort",
+    "tokens",
 ];
 pub const ACTIVATIONS: &[&str] = &["identity", "relu", "tanh"];
+/// The operations of the `modular` source, `a op b mod p`.
+pub const MODULAR_OPS: &[&str] = &["+", "-", "*", "/"];
 
 #[derive(Clone, Debug, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -47,7 +52,8 @@ pub struct DataConfig {
     pub test_x_path: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_y_path: Option<PathBuf>,
-    /// `npz`: the archive; `mnist` / `cifar10`: the directory of the files.
+    /// `npz`: the archive; `mnist` / `cifar10`: the directory of the files;
+    /// `tokens`: the corpus, an integer `.npy` [N, T+1].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     /// `npz`: array names of the inputs and targets.
@@ -80,8 +86,8 @@ pub struct DataConfig {
     /// Keep the first n train examples.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_train: Option<usize>,
-    /// Keep the first n test examples; for synthetic sources, the number of
-    /// fresh test points to generate.
+    /// Keep the first n test examples; for synthetic sources and `sort`, the
+    /// number of fresh test points to generate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub n_test: Option<usize>,
     /// For sources without a test split: hold out this fraction (chosen by a
@@ -93,7 +99,7 @@ pub struct DataConfig {
     pub shuffle: bool,
 
     // --- synthetic sources ---
-    /// Number of train points.
+    /// Number of train points (synthetic sources and `sort`).
     pub n: usize,
     pub input_dim: usize,
     pub output_dim: usize,
@@ -108,6 +114,29 @@ pub struct DataConfig {
     /// `linear`: the singular values of the teacher map A (else A is Gaussian).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub singular_values: Option<Vec<f64>>,
+
+    // --- sequence tasks ---
+    /// `modular`: the modulus p (default 113); the labels are 0..p and the
+    /// token p is "=".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p: Option<usize>,
+    /// `modular`: one of [`MODULAR_OPS`] (default "+").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub op: Option<String>,
+    /// `modular`: the fraction of all pairs trained on (default 0.3); the
+    /// rest is the test set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_fraction: Option<f64>,
+    /// `sort`: tokens per sequence (default 8).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<usize>,
+    /// `sort`: tokens are drawn from 0..vocab (default 16); `tokens`: every
+    /// id must lie below it (required).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<usize>,
+    /// `tokens`: an optional test corpus laid out as `path`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_path: Option<PathBuf>,
 }
 
 impl Default for DataConfig {
@@ -142,6 +171,12 @@ impl Default for DataConfig {
             noise_std: 0.0,
             degree: 4,
             singular_values: None,
+            p: None,
+            op: None,
+            train_fraction: None,
+            length: None,
+            vocab: None,
+            test_path: None,
         }
     }
 }
@@ -182,6 +217,7 @@ impl DataConfig {
         Ok(shape)
     }
 
+    /// The synthetic regression tasks.
     pub fn is_synthetic(&self) -> bool {
         matches!(
             self.source.as_str(),
@@ -189,14 +225,39 @@ impl DataConfig {
         )
     }
 
+    /// The token tasks, whose inputs are token ids.
+    pub fn is_sequence_task(&self) -> bool {
+        matches!(self.source.as_str(), "modular" | "sort" | "tokens")
+    }
+
+    /// Whether `n_test` draws a fresh test set (rather than cutting one).
+    fn generates_test(&self) -> bool {
+        self.is_synthetic() || self.source == "sort"
+    }
+
     /// Whether the source comes with its own test split.
     pub fn has_test_split(&self) -> bool {
         match self.source.as_str() {
-            "mnist" | "cifar10" => true,
+            "mnist" | "cifar10" | "modular" => true,
             "npy" => self.test_x_path.is_some(),
             "npz" => self.x_test_key.is_some(),
-            _ => self.is_synthetic() && self.n_test.is_some(),
+            "tokens" => self.test_path.is_some(),
+            _ => self.generates_test() && self.n_test.is_some(),
         }
+    }
+
+    /// `modular`'s modulus, operation and train fraction, defaults applied.
+    pub fn modular_task(&self) -> (usize, &str, f64) {
+        (
+            self.p.unwrap_or(113),
+            self.op.as_deref().unwrap_or("+"),
+            self.train_fraction.unwrap_or(0.3),
+        )
+    }
+
+    /// `sort`'s sequence length and vocabulary, defaults applied.
+    pub fn sort_task(&self) -> (usize, usize) {
+        (self.length.unwrap_or(8), self.vocab.unwrap_or(16))
     }
 
     /// Checks every key without touching the file system.
@@ -223,10 +284,24 @@ impl DataConfig {
             (
                 "path",
                 self.path.is_some(),
-                matches!(src, "npz" | "mnist" | "cifar10"),
+                matches!(src, "npz" | "mnist" | "cifar10" | "tokens"),
             ),
             ("x_test_key", self.x_test_key.is_some(), src == "npz"),
             ("y_test_key", self.y_test_key.is_some(), src == "npz"),
+            ("test_path", self.test_path.is_some(), src == "tokens"),
+            ("p", self.p.is_some(), src == "modular"),
+            ("op", self.op.is_some(), src == "modular"),
+            (
+                "train_fraction",
+                self.train_fraction.is_some(),
+                src == "modular",
+            ),
+            ("length", self.length.is_some(), src == "sort"),
+            (
+                "vocab",
+                self.vocab.is_some(),
+                matches!(src, "sort" | "tokens"),
+            ),
         ];
         for (key, set, used) in options {
             if set && !used {
@@ -258,11 +333,11 @@ impl DataConfig {
                     ("test_y_path", self.test_y_path.is_some()),
                 )?;
             }
-            "npz" | "mnist" | "cifar10" if self.path.is_none() => {
-                let what = if src == "npz" {
-                    "the .npz file"
-                } else {
-                    "the directory of its files"
+            "npz" | "mnist" | "cifar10" | "tokens" if self.path.is_none() => {
+                let what = match src {
+                    "npz" => "the .npz file",
+                    "tokens" => "an integer .npy of token ids [N, T+1]",
+                    _ => "the directory of its files",
                 };
                 return bad("path", format!("source '{src}' needs path ({what})"));
             }
@@ -309,8 +384,11 @@ impl DataConfig {
                 );
             }
             if self.has_test_split() {
-                let why = if self.is_synthetic() {
+                let why = if self.generates_test() {
                     "n_test already generates a test set".to_string()
+                } else if src == "modular" {
+                    "source 'modular' already has a test split (set by data.train_fraction)"
+                        .to_string()
                 } else {
                     format!("source '{src}' already has a test split")
                 };
@@ -325,6 +403,92 @@ impl DataConfig {
         }
         if self.is_synthetic() {
             self.validate_synthetic()?;
+        }
+        if self.is_sequence_task() {
+            self.validate_sequence_task()?;
+        }
+        Ok(())
+    }
+
+    fn validate_sequence_task(&self) -> Result<()> {
+        let bad = |key: &str, msg: String| Err(Error::config(format!("data.{key}"), msg));
+        let src = self.source.as_str();
+        let classes_from = if src == "modular" { "p" } else { "vocab" };
+        if self.num_classes.is_some() {
+            return bad(
+                "num_classes",
+                format!("source '{src}' has its classes fixed by data.{classes_from}"),
+            );
+        }
+        if self.one_hot && src != "modular" {
+            return bad(
+                "one_hot",
+                format!("source '{src}' has one label per position; sequence labels need xent"),
+            );
+        }
+        match src {
+            "modular" => self.validate_modular(),
+            "sort" => {
+                let (length, vocab) = self.sort_task();
+                if self.n == 0 {
+                    return bad("n", "must be at least 1".into());
+                }
+                if length == 0 {
+                    return bad("length", "must be at least 1".into());
+                }
+                if vocab == 0 {
+                    return bad("vocab", "must be at least 1".into());
+                }
+                Ok(())
+            }
+            _ => match self.vocab {
+                None => bad(
+                    "vocab",
+                    "source 'tokens' needs vocab, the number of token ids (every id lies below it)"
+                        .into(),
+                ),
+                Some(0) => bad("vocab", "must be at least 1".into()),
+                Some(_) => Ok(()),
+            },
+        }
+    }
+
+    fn validate_modular(&self) -> Result<()> {
+        let bad = |key: &str, msg: String| Err(Error::config(format!("data.{key}"), msg));
+        let (p, op, fraction) = self.modular_task();
+        if p < 2 {
+            return bad("p", format!("must be at least 2, got {p}"));
+        }
+        if !MODULAR_OPS.contains(&op) {
+            return bad(
+                "op",
+                format!(
+                    "unknown operation {op:?}; expected one of {}",
+                    MODULAR_OPS.join(", ")
+                ),
+            );
+        }
+        if op == "/" && !is_prime(p) {
+            return bad(
+                "p",
+                format!("division mod {p} needs a prime p (b^(p-2) is b's inverse only then)"),
+            );
+        }
+        if !(fraction > 0.0 && fraction < 1.0) {
+            return bad(
+                "train_fraction",
+                format!("must lie strictly between 0 and 1, got {fraction}"),
+            );
+        }
+        let pairs = if op == "/" { p * (p - 1) } else { p * p };
+        let train = (fraction * pairs as f64).round() as usize;
+        if train == 0 || train >= pairs {
+            return bad(
+                "train_fraction",
+                format!(
+                    "{fraction} of {pairs} pairs trains on {train}; both train and test need at least one"
+                ),
+            );
         }
         Ok(())
     }
@@ -417,6 +581,10 @@ impl DataConfig {
         }
         Ok(())
     }
+}
+
+fn is_prime(p: usize) -> bool {
+    p >= 2 && (2..).take_while(|d| d * d <= p).all(|d| p % d != 0)
 }
 
 /// Refuses one of two keys that only mean something together without the other.

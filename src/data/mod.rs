@@ -1,9 +1,10 @@
 //! Data sets: the in-memory types every trainer consumes, and [`load`], the
 //! one entry point that turns a `[data]` config into a train/test split.
 //!
-//! Inputs are always a row-major [n, d] matrix of f64 (images flattened);
-//! targets are class labels or real values, so the loss can be chosen to
-//! match. File formats and synthetic tasks live in their own modules.
+//! Inputs are always a row-major [n, d] matrix of f64 (images flattened,
+//! token sequences as ids); targets are class labels, real values or one
+//! label per position of a sequence, so the loss can be chosen to match.
+//! File formats, synthetic and sequence tasks live in their own modules.
 
 mod arrays;
 mod cifar;
@@ -12,12 +13,15 @@ mod idx;
 pub mod npy;
 pub mod npz;
 mod preprocess;
+mod sequences;
 mod synthetic;
 mod validate;
 
 pub use config::DataConfig;
+pub use validate::check_token_ids;
 
 use crate::error::{Error, Result};
+use crate::nn::shape::Shape;
 use arrays::Named;
 use std::path::Path;
 use validate::Classes;
@@ -37,6 +41,13 @@ pub enum Targets {
     Labels { y: Vec<usize>, classes: usize },
     /// Row-major [n, k] real values.
     Values { y: Vec<f64>, k: usize },
+    /// One class index in 0..classes per position: row-major [n, t] (a
+    /// sequence's next tokens, or any per-position labelling).
+    Sequence {
+        y: Vec<usize>,
+        t: usize,
+        classes: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -51,6 +62,7 @@ impl Targets {
         match self {
             Targets::Labels { y, .. } => y.len(),
             Targets::Values { y, k } => y.len() / (*k).max(1),
+            Targets::Sequence { y, t, .. } => y.len() / (*t).max(1),
         }
     }
 
@@ -65,15 +77,24 @@ impl Targets {
                 classes: *classes,
             },
             Targets::Values { y, k } => Targets::Values {
-                y: idx
-                    .iter()
-                    .flat_map(|&i| &y[i * k..(i + 1) * k])
-                    .copied()
-                    .collect(),
+                y: rows(y, *k, idx),
                 k: *k,
+            },
+            Targets::Sequence { y, t, classes } => Targets::Sequence {
+                y: rows(y, *t, idx),
+                t: *t,
+                classes: *classes,
             },
         }
     }
+}
+
+/// The rows at `idx` of a row-major matrix of rows of `width`.
+fn rows<T: Copy>(v: &[T], width: usize, idx: &[usize]) -> Vec<T> {
+    idx.iter()
+        .flat_map(|&i| &v[i * width..(i + 1) * width])
+        .copied()
+        .collect()
 }
 
 impl Dataset {
@@ -94,6 +115,9 @@ impl Dataset {
         let well_formed = match &y {
             Targets::Labels { y, classes } => y.iter().all(|l| l < classes),
             Targets::Values { y, k } => *k > 0 && y.len() == n * k,
+            Targets::Sequence { y, t, classes } => {
+                *t > 0 && y.len() == n * t && y.iter().all(|l| l < classes)
+            }
         };
         if !well_formed || y.len() != n {
             return Err(Error::shape(format!(
@@ -104,26 +128,31 @@ impl Dataset {
     }
 
     /// Width of the model output these targets call for: the number of
-    /// classes, or the number of values per example.
+    /// classes, the number of values per example, or for a sequence its
+    /// positions times its classes.
     pub fn out_dim(&self) -> usize {
+        self.out_shape().features()
+    }
+
+    /// The shape of one example's model output these targets call for: a
+    /// vector of class logits or values, or for a sequence a signal whose
+    /// channels are the class logits and whose length is the positions
+    /// (stored channels-last, so each position's logits are contiguous).
+    pub fn out_shape(&self) -> Shape {
         match &self.y {
-            Targets::Labels { classes, .. } => *classes,
-            Targets::Values { k, .. } => *k,
+            Targets::Labels { classes, .. } => Shape::Flat(*classes),
+            Targets::Values { k, .. } => Shape::Flat(*k),
+            Targets::Sequence { t, classes, .. } => Shape::Signal { c: *classes, l: *t },
         }
     }
 
     /// The examples at `idx`, in that order (repeats allowed). Panics on an
     /// index >= n, like slice indexing.
     pub fn subset(&self, idx: &[usize]) -> Dataset {
-        let d = self.d;
         Dataset {
-            x: idx
-                .iter()
-                .flat_map(|&i| &self.x[i * d..(i + 1) * d])
-                .copied()
-                .collect(),
+            x: rows(&self.x, self.d, idx),
             n: idx.len(),
-            d,
+            d: self.d,
             y: self.y.subset(idx),
         }
     }
@@ -207,6 +236,9 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Split> {
         "teacher_student" => synthetic::teacher_student(cfg, seed)?,
         "chebyshev" => synthetic::chebyshev(cfg, seed)?,
         "linear" => synthetic::linear(cfg, seed)?,
+        "modular" => sequences::modular(cfg, seed)?,
+        "sort" => sequences::sort(cfg, seed)?,
+        "tokens" => sequences::tokens(cfg)?,
         other => {
             return Err(Error::config(
                 "data.source",

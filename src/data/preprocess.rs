@@ -149,11 +149,20 @@ impl Standardizer {
 }
 
 fn one_hot(ds: Dataset) -> Result<Dataset> {
-    let Targets::Labels { y, classes } = &ds.y else {
-        return Err(Error::config(
-            "data.one_hot",
-            "targets are real values, not class labels",
-        ));
+    let (y, classes) = match &ds.y {
+        Targets::Labels { y, classes } => (y, classes),
+        Targets::Values { .. } => {
+            return Err(Error::config(
+                "data.one_hot",
+                "targets are real values, not class labels",
+            ))
+        }
+        Targets::Sequence { .. } => {
+            return Err(Error::config(
+                "data.one_hot",
+                "targets are labels per position; sequence labels need xent",
+            ))
+        }
     };
     let mut v = vec![0.0; ds.n * classes];
     for (i, &label) in y.iter().enumerate() {

@@ -3,7 +3,8 @@
 //! model's outputs. A refusal names the file, the array and the first bad
 //! index, so bad data is never mistaken for a bad learning rate (a NaN input
 //! would otherwise surface as "diverged at step 0") and a stray label never
-//! silently widens the model.
+//! silently widens the model. Token ids are held to their vocabulary the
+//! same way, by row and position.
 
 use super::npy::{NpyArray, NpyData};
 use crate::error::{Error, Result};
@@ -68,6 +69,46 @@ pub(super) fn class_labels(labels: &[i64], file: &str, array: &str) -> Result<Ve
         )),
         None => Ok(labels.iter().map(|&l| l as usize).collect()),
     }
+}
+
+/// Refuses the first value of `x` (row-major `[n, t]`: n sequences of t
+/// positions) that is not a token id, an integer in 0..vocab. `what` names
+/// the data in the message (e.g. "data", or a file and its key); `key` is
+/// the setting that fixes `vocab` (e.g. "model.layers[0].vocab" or
+/// "data.vocab") and is the error's config key, so the message reads e.g.
+/// ``config key `model.layers[0].vocab`: data: row 4, position 2: token id
+/// 115 is not below the vocab of 114``.
+pub fn check_token_ids(
+    x: &[f64],
+    n: usize,
+    t: usize,
+    vocab: usize,
+    what: &str,
+    key: &str,
+) -> Result<()> {
+    if x.len() != n * t {
+        return Err(Error::shape(format!(
+            "{what}: {} values for {n} sequences of {t} tokens",
+            x.len()
+        )));
+    }
+    let is_id = |v: f64| v >= 0.0 && v < vocab as f64 && v.fract() == 0.0;
+    let Some(at) = x.iter().position(|&v| !is_id(v)) else {
+        return Ok(());
+    };
+    let v = x[at];
+    // fract() of an infinity or NaN is NaN, so those are "not a token id".
+    let why = if v.fract() != 0.0 {
+        format!("{v} is not a token id (an integer in 0..{vocab})")
+    } else if v < 0.0 {
+        format!("token id {v} is negative")
+    } else {
+        format!("token id {v} is not below the vocab of {vocab}")
+    };
+    Err(Error::config(
+        key,
+        format!("{what}: row {}, position {}: {why}", at / t, at % t),
+    ))
 }
 
 /// How many classes labels may name, and where that number came from.

@@ -1,13 +1,15 @@
 //! The loss as the tape's root: per-member mean loss `[E]` from outputs
 //! `[E, B, K]` and a fixed target. Its gradient is computed in the forward
 //! kernel (fused) and scaled by the incoming per-member cotangent; its
-//! Hessian-vector product is the loss head's own kernel.
+//! Hessian-vector product is the loss head's own kernel. Sequence labels
+//! reach the kernels as one row per position (`position_views`), and what
+//! comes back is returned in the outputs' own shape.
 
 use super::op::{CotangentPair, TangentArgs};
 use super::{add_optional, Op};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::loss::LossKind;
+use crate::nn::loss::{position_views, LossKind};
 use crate::tensor::Tensor;
 
 pub struct LossHead<B: Backend> {
@@ -43,8 +45,9 @@ impl<B: Backend> Op<B> for LossHead<B> {
         let [f] = inputs else {
             return Err(Error::msg("loss takes (f)"));
         };
-        let (loss, grad) = be.loss(self.kind, f, &self.target)?;
-        self.grad = Some(grad);
+        let (fv, tv) = position_views(self.kind, f, &self.target)?;
+        let (loss, grad) = be.loss(self.kind, &fv, &tv)?;
+        self.grad = Some(grad.reshape(f.shape())?);
         Ok(loss)
     }
 
@@ -93,7 +96,10 @@ impl<B: Backend> Op<B> for LossHead<B> {
         };
         let from_curv = match &self.f_dot {
             Some(fd) => {
-                Some(be.scale_members(&be.loss_hvp(self.kind, f, &self.target, fd)?, args.g_out)?)
+                let (fv, tv) = position_views(self.kind, f, &self.target)?;
+                let fd = fd.clone().reshape(fv.shape())?;
+                let h_fd = be.loss_hvp(self.kind, &fv, &tv, &fd)?.reshape(f.shape())?;
+                Some(be.scale_members(&h_fd, args.g_out)?)
             }
             None => None,
         };
