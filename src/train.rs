@@ -409,6 +409,7 @@ fn finish_member<B: Backend>(
     run.done = true;
     run.log.write_csv()?;
     run::plot_loss(&run.dir, &run.log)?;
+    run::plot_accuracy(&run.dir, &run.log)?;
     if run.checkpoint && matches!(status, Status::Finished) {
         save_weights(be, model, e, run, &run.dir.join("model.safetensors"))?;
     }
@@ -436,6 +437,27 @@ fn finish_member<B: Backend>(
     })
 }
 
+/// A model that starts with an embedding reads the data as token ids: every
+/// value of the train and test inputs must be one below its vocabulary
+/// (backends index with them).
+fn check_ids_fit(spec: &crate::nn::graph::ModelSpec, split: &data::Split) -> Result<()> {
+    let Some(crate::nn::layer_spec::LayerSpec::Embedding { vocab, .. }) = spec.layers.first()
+    else {
+        return Ok(());
+    };
+    let key = "model.layers[0].vocab";
+    let sets = [
+        ("training data", Some(&split.train)),
+        ("test data", split.test.as_ref()),
+    ];
+    for (what, ds) in sets {
+        if let Some(ds) = ds {
+            data::check_token_ids(&ds.x, ds.n, ds.d, *vocab, what, key)?;
+        }
+    }
+    Ok(())
+}
+
 fn train_members_on<B: Backend>(
     be: B,
     members: &[Member],
@@ -459,6 +481,7 @@ fn train_members_on<B: Backend>(
     let spec = cfg
         .model
         .spec(input, train_ds.out_shape(), res.parametrization)?;
+    check_ids_fit(&spec, &split)?;
     let seeds: Vec<u64> = members.iter().map(|m| m.cfg.seed).collect();
     let mut model = Model::init(&be, spec, &seeds)?;
     let family = res.optim.kind.family();

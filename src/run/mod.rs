@@ -16,7 +16,7 @@ pub use atomic::write_atomic;
 pub use checkpoint::{load_checkpoint, save_checkpoint, NamedTensor, TensorData};
 pub use dir::{prepare_run_dir, unique_run_dir};
 pub use metrics::MetricsLog;
-pub use plot::{plot_curves, plot_loss, plot_panels, Panel};
+pub use plot::{plot_accuracy, plot_curves, plot_loss, plot_panels, Panel};
 pub use progress::Progress;
 pub use record::{Record, Value};
 pub use summary::{Status, Summary};

@@ -143,6 +143,28 @@ pub fn plot_loss(dir: &Path, log: &MetricsLog) -> Result<()> {
     )
 }
 
+/// Writes `dir/accuracy.svg`, `train_acc` and `test_acc` against step,
+/// when the run logged an accuracy (classification losses): the figure of
+/// grokking, test accuracy jumping long after train accuracy reached 1.
+pub fn plot_accuracy(dir: &Path, log: &MetricsLog) -> Result<()> {
+    let series: Vec<(String, Vec<(f64, f64)>)> = ["train_acc", "test_acc"]
+        .into_iter()
+        .map(|key| (key.to_string(), log.series(key)))
+        .filter(|(_, points)| !points.is_empty())
+        .collect();
+    if series.is_empty() {
+        return Ok(());
+    }
+    plot_curves(
+        &dir.join("accuracy.svg"),
+        "accuracy",
+        "step",
+        "accuracy",
+        &series,
+        false,
+    )
+}
+
 fn draw_chart<Y>(
     root: &Area,
     labels: &Labels,
