@@ -11,7 +11,7 @@ use crate::nn::graph::{Graph, ModelSpec};
 use crate::nn::layer_spec::LayerSpec;
 use crate::nn::loss::LossKind;
 use crate::nn::parametrization::Parametrization;
-use crate::nn::presets::{self, PresetKeys};
+use crate::nn::presets::{self, PresetKeys, TransformerKeys};
 use crate::nn::shape::Shape;
 use crate::observe::ObserveConfig;
 use crate::optim::{OptimHyper, OptimizerKind, Schedule};
@@ -63,6 +63,22 @@ pub struct ModelConfig {
     /// Convolutional presets: "none", "layer" or "rms" after each convolution.
     #[serde(skip_serializing_if = "is_none_str")]
     pub norm: String,
+    /// The transformer preset: attention heads per block.
+    #[serde(skip_serializing_if = "is_four")]
+    pub heads: usize,
+    /// The transformer preset: the MLP's hidden width (default 4 width).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mlp_width: Option<usize>,
+    /// The transformer preset: "pre" (normalize before each block, GPT-2)
+    /// or "post" (after each residual sum).
+    #[serde(skip_serializing_if = "is_pre")]
+    pub norm_position: String,
+    /// The transformer preset: a causal attention mask.
+    #[serde(skip_serializing_if = "is_true")]
+    pub causal: bool,
+    /// The transformer preset: the tokens its embedding knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vocab: Option<usize>,
     /// Any other model, layer by layer (`[[model.layers]]`, `nn::layer_spec`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<toml::Value>,
@@ -70,6 +86,18 @@ pub struct ModelConfig {
 
 fn is_three(k: &usize) -> bool {
     *k == 3
+}
+
+fn is_four(k: &usize) -> bool {
+    *k == 4
+}
+
+fn is_pre(s: &str) -> bool {
+    s == "pre"
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn is_max(s: &str) -> bool {
@@ -93,6 +121,11 @@ impl Default for ModelConfig {
             kernel: 3,
             pool: "max".into(),
             norm: "none".into(),
+            heads: 4,
+            mlp_width: None,
+            norm_position: "pre".into(),
+            causal: true,
+            vocab: None,
             layers: Vec::new(),
         }
     }
@@ -420,6 +453,28 @@ impl ModelConfig {
     /// outputs of shape `outputs` (the data's, `Dataset::out_shape`): a
     /// preset or the explicit layer list, checked layer by layer against
     /// the shapes, and its last layer against `outputs`.
+    /// The transformer preset's keys, checked.
+    fn transformer_keys(&self, outputs: Shape) -> Result<TransformerKeys> {
+        let post_norm = match self.norm_position.as_str() {
+            "pre" => false,
+            "post" => true,
+            other => {
+                return Err(Error::config(
+                    "model.norm_position",
+                    format!("expected \"pre\" or \"post\", got {other:?}"),
+                ))
+            }
+        };
+        Ok(TransformerKeys {
+            heads: self.heads,
+            mlp_width: self.mlp_width,
+            post_norm,
+            causal: self.causal,
+            vocab: self.vocab,
+            per_position: matches!(outputs, Shape::Signal { .. }),
+        })
+    }
+
     pub fn spec(
         &self,
         input: Shape,
@@ -447,6 +502,7 @@ impl ModelConfig {
                 // are its outputs at each position.
                 outputs: outputs.channels(),
                 one_d: matches!(input, Shape::Signal { .. }),
+                transformer: self.transformer_keys(outputs)?,
             };
             presets::layers(&keys)?
         } else {

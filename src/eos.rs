@@ -26,7 +26,8 @@ pub struct EosOptions {
     pub width: usize,
     /// The digits model: "mlp" (a depth-3 tanh MLP of `width`) or a
     /// convolutional preset (`cnn`: Cohen et al.'s two 3x3 convolutions
-    /// with max pooling; `resnet`: ResNet-8) of `width` channels.
+    /// with max pooling; `resnet`: ResNet-8) of `width` channels; or
+    /// `transformer`, one block of `width` on modular addition.
     pub arch: String,
     pub n_train: usize,
     pub device: Device,
@@ -82,8 +83,9 @@ fn sharpness_every(every: u64) -> SpectrumTop {
 /// The config of one run: `opts.base` at learning rate `lr`, or by default
 /// digits (first `n_train` examples, pixels scaled to [0, 1], one-hot
 /// targets), a depth-3 tanh MLP (or the `arch` preset, tanh, average
-/// pooling), MSE loss `0.5 ||f - y||^2`, full-batch GD, sharpness by
-/// warm-started Lanczos.
+/// pooling; `transformer`: one block on modular addition, see
+/// `transformer_eos_config`), MSE loss `0.5 ||f - y||^2`, full-batch GD,
+/// sharpness by warm-started Lanczos.
 pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
     if let Some(base) = &opts.base {
         let mut cfg = base.clone();
@@ -102,6 +104,9 @@ pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
     cfg.model.width = opts.width;
     cfg.model.depth = 3;
     cfg.model.activation = "tanh".into();
+    if opts.arch == "transformer" {
+        return with_eos_training(transformer_eos_config(cfg), opts, lr);
+    }
     if opts.arch != "mlp" {
         cfg.model.arch = Some(opts.arch.clone());
         cfg.model.depth = if opts.arch == "resnet" { 8 } else { 2 };
@@ -110,6 +115,29 @@ pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
     cfg.data.scale = Some(1.0 / 16.0);
     cfg.data.one_hot = true;
     cfg.data.n_train = Some(opts.n_train);
+    with_eos_training(cfg, opts, lr)
+}
+
+/// One pre-norm transformer block (2 heads, LayerNorm, a gelu MLP) of
+/// `width` on a + b mod 13, 90% of the 169 pairs, MSE on one-hot answers at the
+/// last position. `n_train` does not apply.
+fn transformer_eos_config(mut cfg: Config) -> Config {
+    let p = 13;
+    cfg.model.arch = Some("transformer".into());
+    cfg.model.depth = 1;
+    cfg.model.heads = 2;
+    cfg.model.norm = "layer".into();
+    cfg.model.activation = "gelu".into();
+    cfg.model.vocab = Some(p + 1);
+    cfg.data.source = "modular".into();
+    cfg.data.p = Some(p);
+    cfg.data.train_fraction = Some(0.9);
+    cfg.data.one_hot = true;
+    cfg
+}
+
+/// Full-batch GD at `lr` with MSE, sharpness tracked every `opts.every`.
+fn with_eos_training(mut cfg: Config, opts: &EosOptions, lr: f64) -> Config {
     cfg.optim.name = "gd".into();
     cfg.optim.lr = lr;
     cfg.train.loss = "mse".into();

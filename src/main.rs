@@ -60,12 +60,12 @@ enum Command {
         /// unique.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Learning rates, comma-separated [default: 0.1,0.14,0.2; with
-        /// CONFIG, its optim.lr times 1, 1.4 and 2].
+        /// Learning rates, comma-separated [default: 0.1,0.14,0.2; 0.05,0.06
+        /// for the transformer; with CONFIG, its optim.lr times 1, 1.4 and 2].
         #[arg(long, value_delimiter = ',')]
         lrs: Option<Vec<f64>>,
-        /// GD steps per learning rate [default: 1500; with CONFIG, its
-        /// train.steps].
+        /// GD steps per learning rate [default: 1500; 3000 for the
+        /// transformer; with CONFIG, its train.steps].
         #[arg(long)]
         steps: Option<u64>,
         /// Measure sharpness every this many steps (when CONFIG has no
@@ -73,14 +73,15 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         every: u64,
         /// Hidden width of the digits MLP, or channels of the CNN/ResNet
-        /// [default: 64 for mlp, 32 for cnn, 16 for resnet] (not with
+        /// [default: 64 for mlp, 32 for cnn and transformer, 16 for resnet] (not with
         /// CONFIG: use --set).
         #[arg(long, conflicts_with = "config")]
         width: Option<usize>,
-        /// The digits model: mlp, cnn (Cohen et al.'s two 3x3 convolutions
-        /// with pooling) or resnet (ResNet-8) (not with CONFIG: use --set
+        /// The model: mlp, cnn (Cohen et al.'s two 3x3 convolutions with
+        /// pooling) or resnet (ResNet-8) on the digits, or transformer (one
+        /// pre-norm block on a + b mod 13) (not with CONFIG: use --set
         /// model.arch=...).
-        #[arg(long, default_value = "mlp", conflicts_with = "config", value_parser = ["mlp", "cnn", "resnet"])]
+        #[arg(long, default_value = "mlp", conflicts_with = "config", value_parser = ["mlp", "cnn", "resnet", "transformer"])]
         arch: String,
         /// Training examples, the first n digits (not with CONFIG: use --set).
         #[arg(long, conflicts_with = "config")]
@@ -384,6 +385,12 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                     steps.unwrap_or(b.train.steps),
                     file_stem(path),
                 ),
+                // One block's sharpness starts near 49: 2/eta must be below.
+                _ if arch == "transformer" => (
+                    lrs.unwrap_or(vec![0.05, 0.06]),
+                    steps.unwrap_or(3000),
+                    "eos".to_string(),
+                ),
                 _ => (
                     lrs.unwrap_or(defaults.lrs),
                     steps.unwrap_or(defaults.steps),
@@ -404,7 +411,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                 steps,
                 every,
                 width: width.unwrap_or(match arch.as_str() {
-                    "cnn" => 32,
+                    "cnn" | "transformer" => 32,
                     "resnet" => 16,
                     _ => defaults.width,
                 }),

@@ -228,6 +228,7 @@ fn model_spec(a: &Args) -> lmech::Result<ModelSpec> {
         bias: true,
         outputs: a.classes,
         one_d: false,
+        transformer: Default::default(),
     };
     Ok(ModelSpec {
         input: Shape::Image {

@@ -27,3 +27,4 @@ pub mod position_embedding;
 pub mod presets;
 pub mod residual;
 pub mod shape;
+pub mod transformer_preset;

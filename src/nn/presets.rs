@@ -10,6 +10,14 @@
 //!   `width` channels (16), three stages of n basic blocks (width, 2 width,
 //!   4 width; stride 2 into the second and third), global average pooling,
 //!   a dense readout; `depth` is 6n+2 (20, 32, 44, ...).
+//! - `transformer`: a GPT-style model on token ids: an embedding of
+//!   `vocab` tokens into `width` channels, learned positions, `depth`
+//!   blocks of `heads`-head attention and an MLP of `mlp_width` (4 width)
+//!   over positions, each in a residual, normalized before (`pre`) or
+//!   after (`post`) as `norm_position` says, and a readout: at every
+//!   position (1x1 convolution) for sequence targets, else at the last
+//!   position.
+//!
 //! Normalization (`norm`: none, batch, layer, rms) follows each convolution.
 
 use crate::error::{Error, Result};
@@ -28,9 +36,39 @@ pub struct PresetKeys<'a> {
     pub outputs: usize,
     /// Whether the input is a 1-D signal (conv1d) rather than an image.
     pub one_d: bool,
+    pub transformer: TransformerKeys,
 }
 
-pub const ARCHS: [&str; 4] = ["mlp", "cnn", "vgg", "resnet"];
+/// The keys only the `transformer` preset reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TransformerKeys {
+    pub heads: usize,
+    /// The MLP's hidden width (default 4 width).
+    pub mlp_width: Option<usize>,
+    /// Normalize after each residual sum (the original Transformer) rather
+    /// than before each block (GPT-2).
+    pub post_norm: bool,
+    pub causal: bool,
+    /// Tokens the embedding knows (required).
+    pub vocab: Option<usize>,
+    /// The data has a label at every position (a readout per position).
+    pub per_position: bool,
+}
+
+impl Default for TransformerKeys {
+    fn default() -> Self {
+        TransformerKeys {
+            heads: 4,
+            mlp_width: None,
+            post_norm: false,
+            causal: true,
+            vocab: None,
+            per_position: false,
+        }
+    }
+}
+
+pub const ARCHS: [&str; 5] = ["mlp", "cnn", "vgg", "resnet", "transformer"];
 
 pub fn layers(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
     if k.width == 0 || k.depth == 0 {
@@ -44,6 +82,7 @@ pub fn layers(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
         "cnn" => Ok(cnn(k)?),
         "vgg" => Ok(vgg(k)?),
         "resnet" => resnet(k),
+        "transformer" => crate::nn::transformer_preset::layers(k),
         a => Err(Error::config(
             "model.arch",
             format!(
@@ -105,7 +144,7 @@ fn conv(
 }
 
 /// The normalization after a convolution, if any.
-fn norm(k: &PresetKeys) -> Result<Option<LayerSpec>> {
+pub(crate) fn norm(k: &PresetKeys) -> Result<Option<LayerSpec>> {
     match k.norm {
         "none" => Ok(None),
         "layer" => Ok(Some(LayerSpec::LayerNorm {
