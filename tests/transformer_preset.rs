@@ -178,3 +178,74 @@ fn both_kinds_train() {
         assert!((0.0..=1.0).contains(&acc), "{name}: {acc}");
     }
 }
+
+/// Attention entropy per head: muP's zero queries make every head uniform
+/// at init, so each head has exactly ln T (non-causal) or the mean over
+/// query positions of ln(q + 1) (causal); under SP the heads are below
+/// that and differ. `[observe.coord]` logs them as `attn_entropy.{a}.{h}`.
+#[test]
+fn attention_entropy_per_head() {
+    use lmech::nn::model::Model;
+    use lmech::observe::stats::attention_entropy;
+    use lmech::{Backend, Cpu};
+    let be = Cpu::f64();
+    let (tokens, answer) = (Shape::Flat(3), Shape::Flat(7));
+    let ids: Vec<f64> = (0..12).map(|i| (i * 5 % 8) as f64).collect();
+    let x = be.from_f64(&[4, 3], &ids).unwrap();
+    for causal in [false, true] {
+        let mut cfg = config("vocab = 8\nnorm = \"layer\"", MODULAR);
+        cfg.model.causal = causal;
+        let spec = cfg
+            .model
+            .spec(tokens, answer, Parametrization::Mup)
+            .unwrap();
+        let m = Model::init(&be, spec, &[2]).unwrap();
+        let h = attention_entropy(&be, &m, &x).unwrap();
+        let want = if causal {
+            (1..=3).map(|v| (v as f64).ln()).sum::<f64>() / 3.0
+        } else {
+            3f64.ln()
+        };
+        assert_eq!(h.len(), 2, "one entry per block");
+        for e in h.iter().flatten() {
+            assert!(
+                (e - want).abs() < 1e-12,
+                "causal {causal}: {h:?}, want {want}"
+            );
+        }
+    }
+    let mut cfg = config("vocab = 8\nnorm = \"layer\"", MODULAR);
+    cfg.model.causal = false;
+    let spec = cfg
+        .model
+        .spec(tokens, answer, Parametrization::Standard)
+        .unwrap();
+    let m = Model::init(&be, spec, &[2]).unwrap();
+    let h = attention_entropy(&be, &m, &x).unwrap();
+    for e in h.iter().flatten() {
+        assert!(*e > 0.0 && *e < 3f64.ln(), "{h:?}");
+    }
+    assert!(
+        h.iter().any(|heads| (heads[0] - heads[1]).abs() > 1e-6),
+        "{h:?}"
+    );
+
+    let text = "[observe.coord]\nn = 8\nevery = 1\n";
+    let mut cfg = config("vocab = 8\nnorm = \"layer\"", MODULAR);
+    cfg.observe = Config::from_toml_str(text, &[]).unwrap().observe;
+    let dir = common::temp_dir("transformer-entropy");
+    let opts = RunOptions {
+        out: dir.join("run"),
+        device: Device::Cpu,
+        progress: false,
+    };
+    let report = train(&cfg, &opts).unwrap();
+    let logged = &report.records[0];
+    for key in ["attn_entropy.0.0", "attn_entropy.0.1", "attn_entropy.1.1"] {
+        let e = logged.get(key).and_then(|v| v.as_f64());
+        assert!(
+            e.is_some_and(|e| e > 0.0 && e <= 3f64.ln() + 1e-12),
+            "{key}: {e:?}"
+        );
+    }
+}

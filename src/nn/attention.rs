@@ -190,6 +190,7 @@ impl AttentionLayer {
             }),
             &[scores],
         )?;
+        rec.attention.push((probs, self.heads));
         let ctx = rec
             .tape
             .apply(Box::new(Dense { multiplier: 1.0 }), &[probs, v_t])?;

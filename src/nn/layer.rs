@@ -120,6 +120,9 @@ pub struct Recorder<'t, B: Backend> {
     /// (first buffer, the `[M, rows, channels]` input) of each BatchNorm
     /// that used batch statistics, for the running statistics' update.
     pub batch_stats: Vec<(usize, Var)>,
+    /// Each attention layer's probabilities `[M B H, T, T]` (rows: query
+    /// positions) and its heads, for the attention entropy.
+    pub attention: Vec<(Var, usize)>,
 }
 
 /// A built layer.

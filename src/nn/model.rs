@@ -34,6 +34,8 @@ pub struct Forward {
     /// (first buffer, input rows) of each BatchNorm that used batch
     /// statistics.
     pub batch_stats: Vec<(usize, Var)>,
+    /// Each attention layer's probabilities `[M B H, T, T]` and its heads.
+    pub attention: Vec<(Var, usize)>,
 }
 
 /// One BatchNorm's statistics over a batch, per member and channel: the
@@ -175,6 +177,7 @@ impl<B: Backend> Model<B> {
             buffers: &self.buffers,
             sites: Vec::new(),
             batch_stats: Vec::new(),
+            attention: Vec::new(),
         };
         let x = self.spread_shared_input(&mut rec, x)?;
         let mut h = to_channels_last(&mut rec, x, self.spec.input)?;
@@ -186,6 +189,7 @@ impl<B: Backend> Model<B> {
             params: params.to_vec(),
             sites: rec.sites,
             batch_stats: rec.batch_stats,
+            attention: rec.attention,
         })
     }
 

@@ -1,7 +1,7 @@
 //! Feature and weight statistics: each layer's mean |h| of pre- and
 //! post-activations on a batch (muP's coordinate check: O(1) in width under
-//! muP), weight norms, distance from initialization, and the alignment of
-//! consecutive updates.
+//! muP), each attention head's entropy, weight norms, distance from
+//! initialization, and the alignment of consecutive updates.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -10,6 +10,41 @@ use crate::nn::layer::Site;
 use crate::nn::model::Model;
 use crate::tape::Tape;
 use crate::tensor::Tensor;
+
+/// The entropy (nats) of each attention layer's probabilities, per head:
+/// `-sum_k p_qk ln p_qk` averaged over the examples of `x` and the query
+/// positions q, for member 0. Uniform attention over the T positions (or,
+/// causal, over the t + 1 visible ones) is the largest; a head that looks
+/// at one position has 0.
+pub fn attention_entropy<B: Backend>(
+    be: &B,
+    model: &Model<B>,
+    x: &Tensor<B>,
+) -> Result<Vec<Vec<f64>>> {
+    let mut tape = Tape::new(be.clone());
+    let xv = tape.leaf(x.clone(), false);
+    let vars = model.forward(&mut tape, xv, false)?;
+    let rows = x.shape()[x.shape().len() - 2];
+    let mut out = Vec::new();
+    for &(probs, heads) in &vars.attention {
+        let p = tape.value(probs);
+        let t = p.shape()[p.shape().len() - 1];
+        // Member 0's matrices come first: example-major, then head.
+        let values = be.to_f64(p)?;
+        let mut sums = vec![0.0; heads];
+        for (m, matrix) in values.chunks(t * t).take(rows * heads).enumerate() {
+            let h: f64 = matrix
+                .iter()
+                .filter(|&&v| v > 0.0)
+                .map(|&v| -v * v.ln())
+                .sum();
+            sums[m % heads] += h;
+        }
+        let count = (rows * t) as f64;
+        out.push(sums.into_iter().map(|s| s / count).collect());
+    }
+    Ok(out)
+}
 
 /// Mean |pre-activation| and mean |post-activation| of every weight layer
 /// (dense or convolution; the last layer's are the outputs), for member 0.
