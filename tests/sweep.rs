@@ -905,6 +905,7 @@ fn the_sweep_examples_expand_and_pack_as_documented() {
         ("eos_sweep.toml", 3, 3),
         ("resnet_width_sweep.toml", 24, 4),
         ("mup_cnn.toml", 40, 8),
+        ("mup_transformer.toml", 36, 6),
     ] {
         let spec = SweepSpec::load(&examples.join(file)).unwrap();
         let all = spec.expand().unwrap();
