@@ -186,7 +186,7 @@ fn both_kinds_train() {
 #[test]
 fn attention_entropy_per_head() {
     use lmech::nn::model::Model;
-    use lmech::observe::stats::attention_entropy;
+    use lmech::observe::stats::activation_stats;
     use lmech::{Backend, Cpu};
     let be = Cpu::f64();
     let (tokens, answer) = (Shape::Flat(3), Shape::Flat(7));
@@ -200,7 +200,7 @@ fn attention_entropy_per_head() {
             .spec(tokens, answer, Parametrization::Mup)
             .unwrap();
         let m = Model::init(&be, spec, &[2]).unwrap();
-        let h = attention_entropy(&be, &m, &x).unwrap();
+        let h = activation_stats(&be, &m, &x).unwrap().attention_entropy;
         let want = if causal {
             (1..=3).map(|v| (v as f64).ln()).sum::<f64>() / 3.0
         } else {
@@ -221,7 +221,7 @@ fn attention_entropy_per_head() {
         .spec(tokens, answer, Parametrization::Standard)
         .unwrap();
     let m = Model::init(&be, spec, &[2]).unwrap();
-    let h = attention_entropy(&be, &m, &x).unwrap();
+    let h = activation_stats(&be, &m, &x).unwrap().attention_entropy;
     for e in h.iter().flatten() {
         assert!(*e > 0.0 && *e < 3f64.ln(), "{h:?}");
     }

@@ -20,10 +20,10 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::dense::{linear, DenseLayer};
-use crate::nn::layer::{per_example, per_position, reshape, ParamDecl, Recorder, Role};
+use crate::nn::layer::{per_example, per_position, reshape, transpose, ParamDecl, Recorder, Role};
 use crate::nn::parametrization::{Init, LayerScale, Parametrization};
 use crate::nn::shape::Shape;
-use crate::tape::{Dense, Softmax, Transpose, Var};
+use crate::tape::{Dense, Softmax, Var};
 
 /// The projections' parameter names, in parameter order.
 const NAMES: [(&str, &str); 4] = [
@@ -218,14 +218,4 @@ impl AttentionLayer {
         let x = transpose(rec, x, (seqs, t, inner))?;
         reshape(rec, x, vec![seqs * self.heads, self.head_dim, t])
     }
-}
-
-/// `[n, r, c]` -> `[n, c, r]`.
-fn transpose<B: Backend>(
-    rec: &mut Recorder<B>,
-    x: Var,
-    (n, r, c): (usize, usize, usize),
-) -> Result<Var> {
-    let shape = vec![n, c, r];
-    rec.tape.apply(Box::new(Transpose { n, r, c, shape }), &[x])
 }

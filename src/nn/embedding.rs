@@ -23,10 +23,10 @@ use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::dense::{linear_site, WeightLayout};
-use crate::nn::layer::{ParamDecl, Recorder, Role};
+use crate::nn::layer::{per_example, transpose, ParamDecl, Recorder, Role};
 use crate::nn::parametrization::{Init, LayerScale, Parametrization};
 use crate::nn::shape::Shape;
-use crate::tape::{Transpose, Var};
+use crate::tape::Var;
 
 /// Every integer up to this is exact in f16 (11 significant bits).
 const F16_EXACT: usize = 2048;
@@ -106,16 +106,7 @@ impl EmbeddingLayer {
         let w = p[0];
         let members = rec.tape.value(w).shape()[0];
         let (v, d) = (self.vocab, self.width);
-        let shape = vec![members, d, v];
-        let w_t = rec.tape.apply(
-            Box::new(Transpose {
-                n: members,
-                r: v,
-                c: d,
-                shape,
-            }),
-            &[w],
-        )?;
+        let w_t = transpose(rec, w, (members, v, d))?;
         let at = (first, group, self.positions);
         let layout = WeightLayout::Transposed;
         let h = linear_site(
@@ -131,6 +122,6 @@ impl EmbeddingLayer {
             c: d,
             l: self.positions,
         };
-        crate::nn::layer::per_example(rec, h, out)
+        per_example(rec, h, out)
     }
 }

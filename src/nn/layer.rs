@@ -284,6 +284,18 @@ fn lead_dims(shape: &[usize]) -> Vec<usize> {
     }
 }
 
+/// `[n, r, c]` -> `[n, c, r]` (the input may have any shape holding those
+/// values).
+pub fn transpose<B: Backend>(
+    rec: &mut Recorder<B>,
+    x: Var,
+    (n, r, c): (usize, usize, usize),
+) -> Result<Var> {
+    let shape = vec![n, c, r];
+    rec.tape
+        .apply(Box::new(crate::tape::Transpose { n, r, c, shape }), &[x])
+}
+
 pub fn reshape<B: Backend>(rec: &mut Recorder<B>, x: Var, dims: Vec<usize>) -> Result<Var> {
     if rec.tape.value(x).shape() == dims.as_slice() {
         return Ok(x);

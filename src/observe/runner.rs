@@ -8,7 +8,7 @@ use super::config::{ObserveConfig, SpectrumTop};
 use super::ntk::{empirical_ntk, Ntk};
 use super::per_sample::per_sample_norms;
 use super::sites::Method;
-use super::stats::{attention_entropy, coordinate_l1, cosine, distance_from, weight_norms};
+use super::stats::{activation_stats, cosine, distance_from, weight_norms};
 use crate::backend::Backend;
 use crate::curvature::{flatten, LossOnData};
 use crate::data::Dataset;
@@ -240,11 +240,12 @@ impl<B: Backend> Observers<B> {
             if self.due(b.every, b.log_spaced, step, total) {
                 let sub = self.train.take_first(b.n);
                 let x = be.from_f64(&[sub.n, sub.d], &sub.x)?;
-                for (l, (pre, post)) in coordinate_l1(be, model, &x)?.into_iter().enumerate() {
+                let stats = activation_stats(be, model, &x)?;
+                for (l, (pre, post)) in stats.coord_l1.into_iter().enumerate() {
                     rec.set(format!("coord_l1.{l}"), post);
                     rec.set(format!("coord_l1_pre.{l}"), pre);
                 }
-                for (a, heads) in attention_entropy(be, model, &x)?.into_iter().enumerate() {
+                for (a, heads) in stats.attention_entropy.into_iter().enumerate() {
                     for (h, e) in heads.into_iter().enumerate() {
                         rec.set(format!("attn_entropy.{a}.{h}"), e);
                     }

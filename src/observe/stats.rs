@@ -7,24 +7,45 @@ use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
 use crate::nn::layer::Site;
-use crate::nn::model::Model;
+use crate::nn::model::{Forward, Model};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 
-/// The entropy (nats) of each attention layer's probabilities, per head:
-/// `-sum_k p_qk ln p_qk` averaged over the examples of `x` and the query
-/// positions q, for member 0. Uniform attention over the T positions (or,
-/// causal, over the t + 1 visible ones) is the largest; a head that looks
-/// at one position has 0.
-pub fn attention_entropy<B: Backend>(
+/// What the coordinate check reads from one forward pass, for member 0.
+pub struct ActivationStats {
+    /// Mean |pre-activation| and mean |post-activation| of every weight
+    /// layer (dense or convolution; the last layer's are the outputs).
+    pub coord_l1: Vec<(f64, f64)>,
+    /// The entropy (nats) of each attention layer's probabilities, per
+    /// head: `-sum_k p_qk ln p_qk` averaged over the examples and the query
+    /// positions q. Uniform attention over the T positions (or, causal,
+    /// over the q + 1 visible ones) is the largest; a head that looks at
+    /// one position has 0.
+    pub attention_entropy: Vec<Vec<f64>>,
+}
+
+/// Both statistics of [`ActivationStats`] from one forward pass on `x`.
+pub fn activation_stats<B: Backend>(
     be: &B,
     model: &Model<B>,
     x: &Tensor<B>,
-) -> Result<Vec<Vec<f64>>> {
+) -> Result<ActivationStats> {
     let mut tape = Tape::new(be.clone());
     let xv = tape.leaf(x.clone(), false);
     let vars = model.forward(&mut tape, xv, false)?;
     let rows = x.shape()[x.shape().len() - 2];
+    Ok(ActivationStats {
+        coord_l1: coordinate_l1(be, model, &tape, &vars)?,
+        attention_entropy: attention_entropy(be, &tape, &vars, rows)?,
+    })
+}
+
+fn attention_entropy<B: Backend>(
+    be: &B,
+    tape: &Tape<B>,
+    vars: &Forward,
+    rows: usize,
+) -> Result<Vec<Vec<f64>>> {
     let mut out = Vec::new();
     for &(probs, heads) in &vars.attention {
         let p = tape.value(probs);
@@ -46,16 +67,12 @@ pub fn attention_entropy<B: Backend>(
     Ok(out)
 }
 
-/// Mean |pre-activation| and mean |post-activation| of every weight layer
-/// (dense or convolution; the last layer's are the outputs), for member 0.
-pub fn coordinate_l1<B: Backend>(
+fn coordinate_l1<B: Backend>(
     be: &B,
     model: &Model<B>,
-    x: &Tensor<B>,
+    tape: &Tape<B>,
+    vars: &Forward,
 ) -> Result<Vec<(f64, f64)>> {
-    let mut tape = Tape::new(be.clone());
-    let xv = tape.leaf(x.clone(), false);
-    let vars = model.forward(&mut tape, xv, false)?;
     let params = model.params();
     let mut out = Vec::new();
     for site in &vars.sites {

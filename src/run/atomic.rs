@@ -40,7 +40,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-fn write_synced(tmp: &Path, bytes: &[u8]) -> Result<()> {
+/// Creates (or truncates) `tmp` with `bytes`, on disk before this returns.
+pub fn write_synced(tmp: &Path, bytes: &[u8]) -> Result<()> {
     let mut file = File::create(tmp).map_err(|e| Error::io(tmp, e))?;
     file.write_all(bytes).map_err(|e| Error::io(tmp, e))?;
     // Without this sync a power loss right after the rename could leave an

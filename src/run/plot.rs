@@ -122,14 +122,18 @@ fn draw_panel(root: &Area, panel: &Panel) -> DrawResult {
     }
 }
 
+/// The named series of `keys` that the run logged, against step.
+fn logged(log: &MetricsLog, keys: &[&str]) -> Vec<(String, Vec<(f64, f64)>)> {
+    keys.iter()
+        .map(|&key| (key.to_string(), log.series(key)))
+        .filter(|(_, points)| !points.is_empty())
+        .collect()
+}
+
 /// Writes `dir/loss.svg`: `loss` and, when logged, `test_loss` against step,
 /// on a log axis when every value is positive (loss curves span decades).
 pub fn plot_loss(dir: &Path, log: &MetricsLog) -> Result<()> {
-    let series: Vec<(String, Vec<(f64, f64)>)> = ["loss", "test_loss"]
-        .into_iter()
-        .map(|key| (key.to_string(), log.series(key)))
-        .filter(|(_, points)| !points.is_empty())
-        .collect();
+    let series = logged(log, &["loss", "test_loss"]);
     let all_positive = series
         .iter()
         .all(|(_, points)| points.iter().all(|&(_, y)| y > 0.0));
@@ -147,11 +151,7 @@ pub fn plot_loss(dir: &Path, log: &MetricsLog) -> Result<()> {
 /// when the run logged an accuracy (classification losses): the figure of
 /// grokking, test accuracy jumping long after train accuracy reached 1.
 pub fn plot_accuracy(dir: &Path, log: &MetricsLog) -> Result<()> {
-    let series: Vec<(String, Vec<(f64, f64)>)> = ["train_acc", "test_acc"]
-        .into_iter()
-        .map(|key| (key.to_string(), log.series(key)))
-        .filter(|(_, points)| !points.is_empty())
-        .collect();
+    let series = logged(log, &["train_acc", "test_acc"]);
     if series.is_empty() {
         return Ok(());
     }

@@ -18,8 +18,7 @@
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -107,19 +106,6 @@ pub struct ClaimRecord {
     /// Why, when training it failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
-}
-
-/// Creates `path` with `bytes`, on disk before this returns.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(|e| Error::io(path, e))
 }
 
 /// Where a run's current claim stands, as seen by one worker.
@@ -289,7 +275,7 @@ impl Claims {
         let draft = dir.join(format!(".{number}.{}.draft", self.worker.token));
         let json = serde_json::to_vec(&self.record(claim.started_unix, None))
             .map_err(|e| Error::msg(format!("{}: {e}", draft.display())))?;
-        write_synced(&draft, &json)?;
+        crate::run::atomic::write_synced(&draft, &json)?;
         let linked = fs::hard_link(&draft, self.file(id, number));
         let _ = fs::remove_file(&draft);
         match linked {

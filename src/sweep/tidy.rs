@@ -12,14 +12,13 @@ use crate::sweep::store::Store;
 use std::fs;
 
 /// Removes `work/<id>/` and `claims/<id>/` of every committed run that no
-/// live worker holds; returns how many runs it tidied. Best effort: what
-/// cannot be removed now is left for the next worker.
+/// live worker holds. Best effort: what cannot be removed now is left for
+/// the next worker.
 ///
 /// A committed run with a live claim is left alone: under `--resume` that
 /// worker may be about to set the run aside and train it again in
 /// `work/<id>/`.
-pub fn tidy_committed(store: &Store, claims: &Claims) -> usize {
-    let mut tidied = 0;
+pub fn tidy_committed(store: &Store, claims: &Claims) {
     for sub in ["work", "claims"] {
         let Ok(entries) = fs::read_dir(store.root().join(sub)) else {
             continue;
@@ -31,10 +30,7 @@ pub fn tidy_committed(store: &Store, claims: &Claims) -> usize {
             if !store.is_committed(&id) || !claims.state(&id).is_ok_and(|(_, s)| s.is_free()) {
                 continue;
             }
-            if fs::remove_dir_all(e.path()).is_ok() && sub == "work" {
-                tidied += 1;
-            }
+            let _ = fs::remove_dir_all(e.path());
         }
     }
-    tidied
 }
