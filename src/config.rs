@@ -79,6 +79,10 @@ pub struct ModelConfig {
     /// The transformer preset: the tokens its embedding knows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vocab: Option<usize>,
+    /// The transformer preset: read out through the embedding's weight
+    /// (a tied unembedding) instead of a readout of its own.
+    #[serde(skip_serializing_if = "is_false")]
+    pub tied: bool,
     /// Any other model, layer by layer (`[[model.layers]]`, `nn::layer_spec`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<toml::Value>,
@@ -98,6 +102,10 @@ fn is_pre(s: &str) -> bool {
 
 fn is_true(b: &bool) -> bool {
     *b
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn is_max(s: &str) -> bool {
@@ -126,6 +134,7 @@ impl Default for ModelConfig {
             norm_position: "pre".into(),
             causal: true,
             vocab: None,
+            tied: false,
             layers: Vec::new(),
         }
     }
@@ -471,6 +480,7 @@ impl ModelConfig {
             post_norm,
             causal: self.causal,
             vocab: self.vocab,
+            tied: self.tied,
             per_position: matches!(outputs, Shape::Signal { .. }),
         })
     }

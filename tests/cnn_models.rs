@@ -211,6 +211,16 @@ fn token_transformer_layers() -> Vec<LayerSpec> {
     layers
 }
 
+/// The token transformer read out through the vocabulary at the last
+/// position: by the embedding's own weight (`tied`), or by a weight of its
+/// own with a bias.
+fn unembedding_transformer_layers(tied: bool) -> Vec<LayerSpec> {
+    let mut layers = token_transformer_layers();
+    layers.pop();
+    layers.push(LayerSpec::Unembedding { tied, bias: !tied });
+    layers
+}
+
 fn spec(layers: Vec<LayerSpec>, input: Shape, p: Parametrization) -> ModelSpec {
     ModelSpec {
         input,
@@ -241,9 +251,16 @@ fn models() -> Vec<(&'static str, ModelSpec)> {
             "token transformer",
             spec(token_transformer_layers(), tokens, p),
         ));
+        for (name, tied) in [("tied unembedding", true), ("unembedding", false)] {
+            out.push((name, spec(unembedding_transformer_layers(tied), tokens, p)));
+        }
     }
     out
 }
+
+/// How many models `models` gives for each parametrization (the tests that
+/// need no parametrization sweep take the first ones).
+const PER_PARAMETRIZATION: usize = 8;
 
 fn batch(s: &ModelSpec, n: usize, seed: u64) -> (Tensor<Cpu>, Tensor<Cpu>) {
     let be = Cpu::f64();
@@ -328,11 +345,9 @@ fn grad_at(m: &Model<Cpu>, x: &Tensor<Cpu>, y: &Tensor<Cpu>, theta: &[f64]) -> V
 #[test]
 fn hessian_vector_products_match_finite_differences_of_gradients() {
     let be = Cpu::f64();
-    for (i, (name, s)) in models()
-        .into_iter()
-        .enumerate()
-        .filter(|(i, (name, _))| i % 4 == 0 || *i == 3 || *name == "token transformer")
-    {
+    for (i, (name, s)) in models().into_iter().enumerate().filter(|(i, (name, _))| {
+        i % 4 == 0 || *i == 3 || name.contains("token") || name.contains("unembedding")
+    }) {
         let m = Model::init(&be, s.clone(), &[40 + i as u64]).unwrap();
         let (x, y) = batch(&s, 5, 50 + i as u64);
         let lod = LossOnData::new(
@@ -396,7 +411,7 @@ fn per_sample_norms_match_gradients_taken_one_example_at_a_time() {
     let be = Cpu::f64();
     let n = 6;
     let mut methods = Vec::new();
-    for (i, (name, s)) in models().into_iter().enumerate().take(6) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(PER_PARAMETRIZATION) {
         let m = Model::init(&be, s.clone(), &[70 + i as u64]).unwrap();
         let (x, y) = batch(&s, n, 80 + i as u64);
         let want = one_at_a_time(&m, &x, &y, n);
@@ -427,13 +442,14 @@ fn check_ntk(m: &Model<Cpu>, x: &Tensor<Cpu>, n: usize, name: &str) -> Vec<Metho
     let mut tape = Tape::new(be.clone());
     let xv = tape.leaf(x.clone(), false);
     let f = m.forward(&mut tape, xv, true).unwrap();
-    for k in 0..OUT {
+    let outs = m.outputs();
+    for k in 0..outs {
         let rows: Vec<Vec<f64>> = (0..n)
             .map(|j| {
-                let mut seed = vec![0.0; n * OUT];
-                seed[j * OUT + k] = 1.0;
+                let mut seed = vec![0.0; n * outs];
+                seed[j * outs + k] = 1.0;
                 let g = tape
-                    .backward(f.output, tensor(&be, &[1, n, OUT], &seed))
+                    .backward(f.output, tensor(&be, &[1, n, outs], &seed))
                     .unwrap();
                 let ts: Vec<Tensor<Cpu>> = f
                     .params
@@ -465,7 +481,7 @@ fn ntk_matches_explicit_jacobians() {
     let be = Cpu::f64();
     let n = 4;
     let mut methods = Vec::new();
-    for (i, (name, s)) in models().into_iter().enumerate().take(6) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(PER_PARAMETRIZATION) {
         let m = Model::init(&be, s.clone(), &[90 + i as u64]).unwrap();
         let (x, _) = batch(&s, n, 95 + i as u64);
         methods.extend(check_ntk(&m, &x, n, name));
@@ -501,7 +517,7 @@ fn ntk_matches_explicit_jacobians() {
 fn checkpoints_round_trip_in_pytorch_layouts() {
     let be = Cpu::f64();
     let dir = common::temp_dir("cnn_checkpoint");
-    for (i, (name, s)) in models().into_iter().enumerate().take(5) {
+    for (i, (name, s)) in models().into_iter().enumerate().take(PER_PARAMETRIZATION) {
         let m = Model::init(&be, s.clone(), &[3 + i as u64]).unwrap();
         let (tensors, meta) = lmech::nn::checkpoint::checkpoint_contents(&be, &m, "").unwrap();
         let path = dir.join(format!("{name}.safetensors"));
@@ -511,7 +527,9 @@ fn checkpoints_round_trip_in_pytorch_layouts() {
             "conv1d" | "transformer" => ("layers.0.weight", vec![4, 2, 3]),
             "attention first" => ("layers.0.q.weight", vec![3, 2]),
             // nn.Embedding's [vocab, width]; positions [T, width].
-            "token transformer" => ("layers.0.weight", vec![VOCAB, 4]),
+            "token transformer" | "tied unembedding" | "unembedding" => {
+                ("layers.0.weight", vec![VOCAB, 4])
+            }
             _ => ("layers.0.weight", vec![3, 2, 3, 3]),
         };
         assert_eq!(shape_of(first), want, "{name}");
@@ -520,6 +538,22 @@ fn checkpoints_round_trip_in_pytorch_layouts() {
         }
         if name == "token transformer" {
             assert_eq!(shape_of("layers.1.weight"), vec![5, 4]);
+        }
+        // A tied readout stores nothing of its own; an untied one is
+        // nn.Linear(width, vocab).
+        let readout = |n: &str| {
+            tensors
+                .iter()
+                .find(|t| t.name == n)
+                .map(|t| t.shape.clone())
+        };
+        if name == "tied unembedding" {
+            assert_eq!(readout("layers.5.weight"), None);
+            assert_eq!(tensors.len(), m.params().len());
+        }
+        if name == "unembedding" {
+            assert_eq!(readout("layers.5.weight"), Some(vec![VOCAB, 4]));
+            assert_eq!(readout("layers.5.bias"), Some(vec![VOCAB]));
         }
         let back = lmech::nn::checkpoint::load_model(&be, &path).unwrap();
         let (x, _) = batch(&s, 3, 9);
@@ -637,6 +671,100 @@ fn token_layers_refuse_misfits() {
     );
     assert!(
         e.contains("model.layers[1].index") && e.contains("-6"),
+        "{e}"
+    );
+}
+
+/// A tied unembedding reads the embedding's weight (zeroing it zeroes the
+/// logits), declares no parameter, and takes the readout's forward scale
+/// relative to the embedding's init: 1 under SP (PyTorch's tied model),
+/// `m_out sigma_out / sigma_embedding` otherwise (width 4, base 2).
+#[test]
+fn tied_unembedding_reads_the_embedding_weight_at_the_readout_scale() {
+    let be = Cpu::f64();
+    let tokens = Shape::Flat(5);
+    let n_in = 4.0f64;
+    for (p, want) in [
+        (Parametrization::Standard, 1.0),
+        (Parametrization::Ntk, 1.0 / n_in.sqrt()),
+        (Parametrization::Mup, (1.0 / (n_in * 2.0)).sqrt()),
+        (Parametrization::MeanField, 1.0 / n_in),
+    ] {
+        let tied = spec(unembedding_transformer_layers(true), tokens, p);
+        let untied = spec(unembedding_transformer_layers(false), tokens, p);
+        let mut m = Model::init(&be, tied.clone(), &[5]).unwrap();
+        let u = Model::init(&be, untied, &[5]).unwrap();
+        assert_eq!(
+            m.param_count() + VOCAB * 4 + VOCAB,
+            u.param_count(),
+            "{p:?}"
+        );
+        let scale = m.graph.weight_scales().last().unwrap().multiplier;
+        assert!((scale - want).abs() < 1e-15, "{p:?}: multiplier {scale}");
+        let (x, _) = batch(&tied, 3, 6);
+        let before = values(&be, &m.predict(&be, &x).unwrap());
+        assert!(before.iter().any(|v| v.abs() > 1e-6), "{p:?}");
+        let mut params = m.params_mut();
+        let w = &mut params[0];
+        **w = tensor(&be, w.shape(), &vec![0.0; w.numel()]);
+        let after = values(&be, &m.predict(&be, &x).unwrap());
+        assert!(after.iter().all(|&v| v == 0.0), "{p:?}: {after:?}");
+    }
+}
+
+#[test]
+fn unembeddings_refuse_misfits() {
+    let build = |layers: Vec<LayerSpec>| {
+        let s = spec(layers, Shape::Flat(5), Parametrization::Standard);
+        match lmech::nn::graph::Graph::build(&s) {
+            Ok(_) => panic!("accepted: {:?}", s.layers),
+            Err(e) => e.to_string(),
+        }
+    };
+    let tied = LayerSpec::Unembedding {
+        tied: true,
+        bias: false,
+    };
+    let e = build(vec![
+        LayerSpec::Dense {
+            width: 4,
+            bias: true,
+            activation: None,
+        },
+        tied.clone(),
+    ]);
+    assert!(
+        e.contains("model.layers[1]") && e.contains("not an embedding"),
+        "{e}"
+    );
+    let emb = LayerSpec::Embedding { vocab: 7, width: 4 };
+    let to_three = LayerSpec::Conv1d {
+        channels: 3,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        bias: false,
+        activation: None,
+    };
+    let e = build(vec![emb.clone(), to_three, tied.clone()]);
+    assert!(
+        e.contains("model.layers[2].tied") && e.contains("[7, 4]") && e.contains("3 channels"),
+        "{e}"
+    );
+    let with_bias = LayerSpec::Unembedding {
+        tied: true,
+        bias: true,
+    };
+    let e = build(vec![emb.clone(), with_bias]);
+    assert!(e.contains("model.layers[1].bias"), "{e}");
+    let nested = LayerSpec::Residual {
+        layers: vec![tied],
+        projection: false,
+        activation: None,
+    };
+    let e = build(vec![emb, nested]);
+    assert!(
+        e.contains("model.layers[1].layers[0]") && e.contains("top-level"),
         "{e}"
     );
 }

@@ -148,6 +148,69 @@ fn misfit_keys_are_refused_by_name() {
     assert!(e.contains("model.norm") && e.contains("mixes"), "{e}");
 }
 
+/// `tied = true`: the readout is the embedding's weight (an `unembedding`
+/// at every position for sorting, after the last position otherwise), so
+/// the classes must be the vocabulary; modular's are not (its "=" token).
+/// A tied sorting model trains.
+#[test]
+fn a_tied_readout_reads_the_embedding() {
+    let cfg = config("vocab = 6\ntied = true\ncausal = false", SORT);
+    let kinds_sort = kinds(&cfg, Shape::Flat(5), Shape::Signal { c: 6, l: 5 }).unwrap();
+    assert_eq!(kinds_sort.last().unwrap(), "unembedding", "{kinds_sort:?}");
+    let picked = kinds(
+        &config("vocab = 7\ntied = true", MODULAR),
+        Shape::Flat(3),
+        Shape::Flat(7),
+    )
+    .unwrap();
+    assert_eq!(
+        &picked[picked.len() - 2..],
+        ["pick_position", "unembedding"]
+    );
+    let e = kinds(
+        &config("vocab = 8\ntied = true", MODULAR),
+        Shape::Flat(3),
+        Shape::Flat(7),
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("model.tied") && e.contains("8 tokens") && e.contains("7 classes"),
+        "{e}"
+    );
+    let dir = common::temp_dir("transformer-tied");
+    let opts = RunOptions {
+        out: dir.join("run"),
+        device: Device::Cpu,
+        progress: false,
+    };
+    let report = train(&cfg, &opts).unwrap();
+    let losses: Vec<f64> = report
+        .records
+        .iter()
+        .filter_map(|r| r.get("loss")?.as_f64())
+        .collect();
+    assert!(losses.last() < losses.first(), "{losses:?}");
+    // The untied readout is a 1x1 convolution 8 -> 6 with a bias.
+    let count = |model: &str| {
+        let spec = config(model, SORT)
+            .model
+            .spec(
+                Shape::Flat(5),
+                Shape::Signal { c: 6, l: 5 },
+                Parametrization::Standard,
+            )
+            .unwrap();
+        let be = lmech::Cpu::f64();
+        lmech::nn::model::Model::init(&be, spec, &[0])
+            .unwrap()
+            .param_count()
+    };
+    assert_eq!(
+        count("vocab = 6") - count("vocab = 6\ntied = true"),
+        6 * 8 + 6
+    );
+}
+
 /// Five Adam steps on modular addition (answer at the last position) and
 /// on sorting (a label at every position): finite losses, the loss going
 /// down, accuracies in [0, 1].

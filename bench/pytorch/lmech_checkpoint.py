@@ -16,7 +16,11 @@ with the stored running statistics (`running_mean`, `running_var`);
 `attention` layers are `Attention` modules with `q`, `k`, `v`, `o`
 projections (their multipliers in that order); `embedding` layers are
 `nn.Embedding` (`[vocab, width]`) on the ids, `position_embedding` a
-`[T, width]` table, `pick_position` an index into the positions.
+`[T, width]` table, `pick_position` an index into the positions;
+`unembedding` layers are `nn.Linear(width, vocab)` at every position
+(`Unembedding`), or with `tied` the embedding's own weight read again
+(`TiedUnembedding`: the checkpoint stores that weight once, under the
+embedding's name, as a tied PyTorch model's state_dict does).
 
     from lmech_checkpoint import load_model
     model = load_model("runs/cnn/model.safetensors")   # a torch.nn.Module
@@ -243,6 +247,40 @@ class PickPosition(torch.nn.Module):
         return f"index={self.index}"
 
 
+def _positions_last(x, f):
+    """`f` on the channels of a `[N, c, T]` sequence (or a `[N, c]` vector)."""
+    return f(x) if x.dim() == 2 else f(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class Unembedding(ScaledLinear):
+    """lmech's untied `unembedding`: `nn.Linear(width, vocab)` (scaled) at
+    every position of a `[N, width, T]` sequence, or on a `[N, width]`
+    vector."""
+
+    def forward(self, h):
+        return _positions_last(h, super().forward)
+
+
+class TiedUnembedding(torch.nn.Module):
+    """lmech's `unembedding` with `tied = true`: logits `multiplier * h E^T`
+    through the embedding module's weight E. The embedding is held outside
+    the module tree, so the weight has one name (the embedding's) in the
+    state_dict, and is read at every call (torch.func's functional_call
+    swaps it there)."""
+
+    def __init__(self, embedding, multiplier):
+        super().__init__()
+        self._tied_to = (embedding,)
+        self.multiplier = multiplier
+
+    def forward(self, h):
+        weight = self._tied_to[0].weight
+        return _positions_last(h, lambda z: self.multiplier * F.linear(z, weight))
+
+    def extra_repr(self):
+        return f"tied, multiplier={self.multiplier:.6g}"
+
+
 class GlobalAvgPool(torch.nn.Module):
     """The mean over all positions: `[N, c, ...]` -> `[N, c]`."""
 
@@ -309,6 +347,8 @@ class Builder:
         self.parametrization = parametrization
         self.scales = list(zip(multipliers, bias_multipliers))
         self.used = 0
+        # The first layer's embedding module, for a tied unembedding.
+        self.embedding = None
 
     def take(self, name):
         if name not in self.tensors:
@@ -381,6 +421,9 @@ class Builder:
             module = self.attention(spec, path, shape)
         elif kind == "embedding":
             module = TokenEmbedding(self.take(f"{path}.weight"), self.next_scale()[0])
+            self.embedding = module
+        elif kind == "unembedding":
+            module = self.unembedding(spec, path)
         elif kind == "position_embedding":
             module = PositionEmbedding(self.take(f"{path}.weight"))
         elif kind == "pick_position":
@@ -392,6 +435,15 @@ class Builder:
         else:
             raise ValueError(f"unknown layer kind {kind!r}")
         return module, output_shape(module, shape)
+
+    def unembedding(self, spec, path):
+        m, mb = self.next_scale()
+        if spec.get("tied", False):
+            if self.embedding is None:
+                raise ValueError(f"{path}: a tied unembedding without an embedding")
+            return TiedUnembedding(self.embedding, m)
+        bias = self.take(f"{path}.bias") if spec.get("bias", False) else None
+        return Unembedding(self.take(f"{path}.weight"), bias, m, mb)
 
     def sequence(self, specs, path, shape):
         modules = []

@@ -15,7 +15,8 @@
 # six layer-graph models (a CNN with pooling and LayerNorm, a ResNet with an
 # identity and a projected skip, the same with BatchNorm, a Conv1d net with
 # RMSNorm and a residual block on vectors, a transformer block with causal
-# and non-causal attention, a 2-layer transformer on token ids). Regenerating a fixture changes its last digits with the
+# and non-causal attention, a 2-layer transformer on token ids, the same under muP with a tied
+# unembedding). Regenerating a fixture changes its last digits with the
 # BLAS and thread count, so regenerate only the ones you mean to change.
 set -euo pipefail
 
@@ -606,6 +607,82 @@ width = 3
 source = "npy"
 x_path = "@WORK@/tokens_x.npy"
 y_path = "@WORK@/tokens_y.npy"
+[optim]
+name = "gd"
+lr = 0.1
+[train]
+steps = 20
+loss = "xent"
+EOF
+
+# The same transformer under muP (base width 4, so m = 2) read out through
+# the embedding's own weight (a tied unembedding at the last position):
+# logits over the 10 tokens, one parameter fed by two uses.
+fixture tokens_transformer_tied_mup_xent --n 16 --seed 13 --gd-lr 0.1 <<'EOF'
+name = "parity-tokens-transformer-tied-mup-xent"
+seed = 11
+dtype = "f64"
+[model]
+parametrization = "mup"
+base_width = 4
+[[model.layers]]
+kind = "embedding"
+vocab = 10
+width = 8
+[[model.layers]]
+kind = "position_embedding"
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "attention"
+heads = 2
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 16
+kernel = 1
+activation = "gelu"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 8
+kernel = 1
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "attention"
+heads = 2
+[[model.layers]]
+kind = "residual"
+[[model.layers.layers]]
+kind = "layer_norm"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 16
+kernel = 1
+activation = "gelu"
+[[model.layers.layers]]
+kind = "conv1d"
+channels = 8
+kernel = 1
+[[model.layers]]
+kind = "layer_norm"
+[[model.layers]]
+kind = "pick_position"
+[[model.layers]]
+kind = "unembedding"
+tied = true
+[data]
+source = "npy"
+x_path = "@WORK@/tokens_x.npy"
+y_path = "@WORK@/tokens_y.npy"
+num_classes = 10
 [optim]
 name = "gd"
 lr = 0.1

@@ -84,6 +84,7 @@ from lmech_checkpoint import (  # noqa: E402
     PositionEmbedding,
     ScaledConv,
     ScaledLinear,
+    TiedUnembedding,
     TokenEmbedding,
     load_model,
 )
@@ -150,7 +151,7 @@ def param_roles(model):
     """(role, weight-layer index) of each parameter in the module's order:
     dense, convolution and embedding weights and biases, norm gains and
     shifts, positional tables (shifts). Weight layers count in walk order, a
-    residual's body before its projection."""
+    residual's body before its projection, a tied unembedding too."""
     roles, layer = [], 0
     for mod in model.modules():
         if isinstance(mod, TokenEmbedding):
@@ -158,6 +159,10 @@ def param_roles(model):
             layer += 1
         elif isinstance(mod, PositionEmbedding):
             roles.append(("shift", None))
+        elif isinstance(mod, TiedUnembedding):
+            # A weight layer (the readout) whose weight is the embedding's:
+            # it takes a place in the walk but adds no parameter.
+            layer += 1
         elif isinstance(mod, (ScaledLinear, ScaledConv)):
             roles.append(("weight", layer))
             if mod.bias is not None:

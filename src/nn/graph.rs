@@ -23,6 +23,7 @@ use crate::nn::pool::{PoolKind, PoolLayer};
 use crate::nn::position_embedding::PositionEmbeddingLayer;
 use crate::nn::residual::ResidualLayer;
 use crate::nn::shape::Shape;
+use crate::nn::unembedding::UnembeddingLayer;
 
 /// Everything that defines a model's function and parametrization.
 #[derive(Clone, Debug, PartialEq)]
@@ -126,7 +127,17 @@ impl Graph {
                 "width and base width must be at least 1",
             ));
         }
-        let (mut nodes, output) = build_nodes(&spec.layers, spec.input, "model.layers", "layers")?;
+        check_token_layers(&spec.layers, "model.layers", true)?;
+        let embedding = match spec.layers.first() {
+            Some(LayerSpec::Embedding { vocab, width }) => Some((*vocab, *width)),
+            _ => None,
+        };
+        let (mut nodes, output) = build_nodes(
+            &spec.layers,
+            spec.input,
+            ("model.layers", "layers"),
+            embedding,
+        )?;
         let mut g = Graph {
             nodes: Vec::new(),
             output,
@@ -145,6 +156,7 @@ impl Graph {
             weights,
             &mut seen,
         );
+        tie_unembeddings(&mut nodes, &g, spec.parametrization);
         g.nodes = nodes;
         Ok(g)
     }
@@ -214,23 +226,46 @@ fn activation(key: &str, name: &Option<String>) -> Result<Activation> {
     }
 }
 
+/// Token layers in their places: an embedding (it reads the data's ids)
+/// only first, an unembedding (it maps to the model's vocabulary) only in
+/// the top-level list.
+fn check_token_layers(specs: &[LayerSpec], key: &str, top: bool) -> Result<()> {
+    for (i, spec) in specs.iter().enumerate() {
+        let key = format!("{key}[{i}]");
+        match spec {
+            LayerSpec::Embedding { .. } if !(top && i == 0) => {
+                return Err(Error::config(
+                    &key,
+                    "an embedding reads the data's token ids, so it must be the first layer",
+                ))
+            }
+            LayerSpec::Unembedding { .. } if !top => {
+                return Err(Error::config(
+                    &key,
+                    "an unembedding maps to the vocabulary, so it belongs in the model's top-level layer list",
+                ))
+            }
+            LayerSpec::Residual { layers, .. } => {
+                check_token_layers(layers, &format!("{key}.layers"), false)?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// `embedding` is the first layer's (vocab, width), for unembeddings.
 fn build_nodes(
     specs: &[LayerSpec],
     input: Shape,
-    key: &str,
-    path: &str,
+    (key, path): (&str, &str),
+    embedding: Option<(usize, usize)>,
 ) -> Result<(Vec<Node>, Shape)> {
     let mut nodes = Vec::with_capacity(specs.len());
     let mut shape = input;
     for (i, spec) in specs.iter().enumerate() {
-        let first = i == 0 && path == "layers";
-        if matches!(spec, LayerSpec::Embedding { .. }) && !first {
-            return Err(Error::config(
-                &format!("{key}[{i}]"),
-                "an embedding reads the data's token ids, so it must be the first layer",
-            ));
-        }
-        let node = build_node(spec, shape, &format!("{key}[{i}]"), &format!("{path}.{i}"))?;
+        let at = (format!("{key}[{i}]"), format!("{path}.{i}"));
+        let node = build_node(spec, shape, (&at.0, &at.1), embedding)?;
         shape = node.output;
         nodes.push(node);
     }
@@ -250,7 +285,12 @@ fn node(layer: Layer, key: &str, path: &str, input: Shape, output: Shape) -> Nod
     }
 }
 
-fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<Node> {
+fn build_node(
+    spec: &LayerSpec,
+    input: Shape,
+    (key, path): (&str, &str),
+    embedding: Option<(usize, usize)>,
+) -> Result<Node> {
     let (layer, output) = match spec {
         LayerSpec::Dense {
             width,
@@ -352,12 +392,17 @@ fn build_node(spec: &LayerSpec, input: Shape, key: &str, path: &str) -> Result<N
             let (l, out) = PickPositionLayer::build(key, *index, input)?;
             (Layer::PickPosition(l), out)
         }
+        LayerSpec::Unembedding { tied, bias } => {
+            let (l, out) = UnembeddingLayer::build(key, *tied, *bias, embedding, input)?;
+            (Layer::Unembedding(l), out)
+        }
         LayerSpec::Residual {
             layers,
             projection,
             activation: a,
         } => {
-            return residual(key, path, layers, *projection, activation(key, a)?, input);
+            let act = activation(key, a)?;
+            return residual((key, path), layers, *projection, act, input);
         }
     };
     Ok(node(layer, key, path, input, output))
@@ -398,8 +443,7 @@ fn norm(
 }
 
 fn residual(
-    key: &str,
-    path: &str,
+    (key, path): (&str, &str),
     layers: &[LayerSpec],
     projection: bool,
     act: Activation,
@@ -411,12 +455,8 @@ fn residual(
             "a residual block needs at least one layer",
         ));
     }
-    let (body, out) = build_nodes(
-        layers,
-        input,
-        &format!("{key}.layers"),
-        &format!("{path}.body"),
-    )?;
+    let at = (format!("{key}.layers"), format!("{path}.body"));
+    let (body, out) = build_nodes(layers, input, (&at.0, &at.1), None)?;
     let projection = if projection || out != input {
         Some(Box::new(skip_projection(key, path, input, out)?))
     } else {
@@ -475,6 +515,25 @@ fn skip_projection(key: &str, path: &str, input: Shape, out: Shape) -> Result<No
         _ => return Err(misfit()),
     };
     Ok(node(layer, &key, &path, input, out))
+}
+
+/// Point each tied unembedding (top level only) at the first layer's
+/// embedding weight, now that parameters have their places.
+fn tie_unembeddings(nodes: &mut [Node], g: &Graph, p: Parametrization) {
+    let Some((first, rest)) = nodes.split_first_mut() else {
+        return;
+    };
+    if !matches!(first.layer, Layer::Embedding(_)) {
+        return;
+    }
+    let weight = &g.params[first.first_param];
+    for n in rest {
+        if let Layer::Unembedding(u) = &mut n.layer {
+            if u.wants_tie {
+                u.tie(first.first_param, weight.group, weight.init, p);
+            }
+        }
+    }
 }
 
 fn count_weight_layers(nodes: &[Node]) -> usize {

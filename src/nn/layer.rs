@@ -19,6 +19,7 @@ use crate::nn::pool::PoolLayer;
 use crate::nn::position_embedding::PositionEmbeddingLayer;
 use crate::nn::residual::ResidualLayer;
 use crate::nn::shape::Shape;
+use crate::nn::unembedding::UnembeddingLayer;
 use crate::tape::{Tape, Var};
 use crate::tensor::Tensor;
 
@@ -138,6 +139,7 @@ pub enum Layer {
     Embedding(EmbeddingLayer),
     PositionEmbedding(PositionEmbeddingLayer),
     PickPosition(PickPositionLayer),
+    Unembedding(UnembeddingLayer),
     Residual(ResidualLayer),
 }
 
@@ -151,6 +153,7 @@ impl Layer {
             Layer::Conv(l) => vec![(l.fan_in, &mut l.scale)],
             // One weight row per token: fan-in 1 (see `embedding`).
             Layer::Embedding(l) => vec![(1, &mut l.scale)],
+            Layer::Unembedding(l) => vec![(l.width, &mut l.scale)],
             Layer::Attention(l) => l
                 .proj
                 .iter_mut()
@@ -177,6 +180,7 @@ impl Layer {
             Layer::Dense(l) => vec![&l.scale],
             Layer::Conv(l) => vec![&l.scale],
             Layer::Embedding(l) => vec![&l.scale],
+            Layer::Unembedding(l) => vec![&l.scale],
             Layer::Attention(l) => l.proj.iter().map(|p| &p.scale).collect(),
             _ => Vec::new(),
         }
@@ -209,6 +213,7 @@ impl Node {
             Layer::Attention(l) => l.params(),
             Layer::Embedding(l) => l.params(),
             Layer::PositionEmbedding(l) => l.params(),
+            Layer::Unembedding(l) => l.params(),
             Layer::Pool(_)
             | Layer::Flatten(_)
             | Layer::Act(_)
@@ -236,6 +241,7 @@ impl Node {
             Layer::Embedding(l) => l.record(rec, x, own, at),
             Layer::PositionEmbedding(l) => l.record(rec, x, own, at),
             Layer::PickPosition(l) => l.record(rec, x),
+            Layer::Unembedding(l) => l.record(rec, x, (own, params), at, self.input),
             Layer::Residual(l) => l.record(rec, x, params),
         }
     }

@@ -131,6 +131,17 @@ pub enum LayerSpec {
     Embedding { vocab: usize, width: usize },
     /// A learned vector per position added to a `[width, T]` sequence.
     PositionEmbedding,
+    /// The readout to the vocabulary of the first layer's embedding, at
+    /// every position of a `[width, T]` sequence (or on a `[width]`
+    /// vector): its own `[vocab, width]` weight (`nn.Linear(width, vocab)`,
+    /// `bias` optional), or with `tied = true` the embedding's weight
+    /// itself (no bias); only in the top-level layer list.
+    Unembedding {
+        #[serde(default)]
+        tied: bool,
+        #[serde(default)]
+        bias: bool,
+    },
     /// The `[channels]` vector at one position of a sequence (`index`,
     /// negative from the end; default -1, the last).
     PickPosition {
@@ -175,6 +186,7 @@ impl LayerSpec {
             LayerSpec::Attention { .. } => "attention",
             LayerSpec::Embedding { .. } => "embedding",
             LayerSpec::PositionEmbedding => "position_embedding",
+            LayerSpec::Unembedding { .. } => "unembedding",
             LayerSpec::PickPosition { .. } => "pick_position",
             LayerSpec::Residual { .. } => "residual",
         }

@@ -1,7 +1,7 @@
 //! Models and what defines them: a model is a graph of layers (`graph`,
 //! `model`), one layer kind per file (`dense`, `conv`, `pool`, `flatten`,
 //! `norm`, `residual`, `activation_layer`, `attention`, `embedding`,
-//! `position_embedding`, `pick_position`), with activations, losses,
+//! `position_embedding`, `pick_position`, `unembedding`), with activations, losses,
 //! parametrizations, the MLP and the presets as configurations of it.
 
 pub mod activation;
@@ -28,3 +28,4 @@ pub mod presets;
 pub mod residual;
 pub mod shape;
 pub mod transformer_preset;
+pub mod unembedding;

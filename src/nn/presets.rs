@@ -53,6 +53,8 @@ pub struct TransformerKeys {
     pub vocab: Option<usize>,
     /// The data has a label at every position (a readout per position).
     pub per_position: bool,
+    /// The readout is the embedding's weight (a tied unembedding).
+    pub tied: bool,
 }
 
 impl Default for TransformerKeys {
@@ -64,6 +66,7 @@ impl Default for TransformerKeys {
             causal: true,
             vocab: None,
             per_position: false,
+            tied: false,
         }
     }
 }

@@ -10,8 +10,9 @@
 //!
 //! The readout is a 1x1 convolution at every position when the data has a
 //! label per position (`sort`, `tokens`), else `pick_position` at the last
-//! position and a dense layer (`modular`). The unembedding is not tied to
-//! the embedding.
+//! position and a dense layer (`modular`). With `tied = true` the readout
+//! is instead an `unembedding` through the embedding's own weight, at every
+//! position or at the last, and the data's classes must be the vocabulary.
 
 use crate::error::{Error, Result};
 use crate::nn::layer_spec::LayerSpec;
@@ -63,7 +64,24 @@ pub fn layers(k: &PresetKeys) -> Result<Vec<LayerSpec>> {
     if let (Some(n), false) = (&norm, t.post_norm) {
         out.push(n.clone());
     }
-    if t.per_position {
+    if t.tied && k.outputs != vocab {
+        return Err(Error::config(
+            "model.tied",
+            format!(
+                "a tied readout gives logits over the {vocab} tokens of the vocabulary, but the data has {} classes",
+                k.outputs
+            ),
+        ));
+    }
+    if t.tied && !t.per_position {
+        out.push(LayerSpec::PickPosition { index: -1 });
+    }
+    if t.tied {
+        out.push(LayerSpec::Unembedding {
+            tied: true,
+            bias: false,
+        });
+    } else if t.per_position {
         out.push(conv1x1(k.outputs, k, None));
     } else {
         out.push(LayerSpec::PickPosition { index: -1 });

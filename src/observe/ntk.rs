@@ -7,7 +7,8 @@
 //! positions (a convolution) takes the same Gram matrices over all n P rows
 //! summed in P x P blocks (the ghost form), or the Gram matrix of its
 //! materialized per-example gradients, whichever costs less (`Ntk::methods`
-//! says which); gains and shifts use their per-example gradients.
+//! says which); gains and shifts use their per-example gradients, and so
+//! does a weight two sites read (a tied embedding), summed over its sites.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -64,12 +65,17 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
     let vars = model.forward(&mut tape, xv, true)?;
     // Gram matrices of the layer inputs (over all n * positions rows),
     // shared by all outputs, where that is the cheaper way.
+    let shared = sites::shared_weights(&vars.sites);
     let mut methods = Vec::with_capacity(vars.sites.len());
     let input_grams = vars
         .sites
         .iter()
         .map(|site| {
-            let method = site_method(&tape, site, n);
+            let method = if sites::reads_shared(site, &shared) {
+                Method::Materialized
+            } else {
+                site_method(&tape, site, n)
+            };
             methods.push(method);
             match (site, method) {
                 (Site::Linear { input, .. }, Method::Outer | Method::Ghost) => {
@@ -93,8 +99,11 @@ pub fn empirical_ntk<B: Backend>(be: &B, model: &Model<B>, x: &Tensor<B>) -> Res
             grads: &grads,
             batch: n,
         };
-        let mut theta = vec![0.0; n * n];
+        let mut theta = shared_weight_gram(be, &view, &vars.sites, &shared)?;
         for (site, gram) in vars.sites.iter().zip(&input_grams) {
+            if sites::reads_shared(site, &shared) {
+                continue;
+            }
             let part = match (site, gram) {
                 (
                     Site::Linear {
@@ -186,6 +195,25 @@ fn block_sums(m: &[f64], n: usize, p: usize) -> Vec<f64> {
         }
     }
     out
+}
+
+/// `G G^T` of the per-example gradients of the weights several sites read
+/// (a tied embedding), each summed over its sites; zeros when none is.
+fn shared_weight_gram<B: Backend>(
+    be: &B,
+    view: &View<B>,
+    all: &[Site],
+    shared: &[usize],
+) -> Result<Vec<f64>> {
+    let n = view.batch;
+    let mut out = vec![0.0; n * n];
+    for (_, _, g) in sites::shared_gradients(be, view, all, shared)? {
+        let gram = be.to_f64(&be.matmul(&g, false, &g, true, 1.0)?)?;
+        for (o, v) in out.iter_mut().zip(&gram) {
+            *o += v;
+        }
+    }
+    Ok(out)
 }
 
 /// `G G^T` of the site's per-example gradients `G` (`[n, params]`), for

@@ -116,7 +116,11 @@ pub fn per_sample_norms<B: Backend>(
     let groups = model.graph.groups.len();
     let mut per_layer = vec![vec![0.0; s.rows]; groups];
     let mut methods = vec![Method::Direct; groups];
+    let shared = sites::shared_weights(&s.vars.sites);
     for site in &s.vars.sites {
+        if sites::reads_shared(site, &shared) {
+            continue;
+        }
         let (norms, method) = sites::sq_norms(be, &s.view(), site)?;
         let g = sites::group(site);
         for (acc, v) in per_layer[g].iter_mut().zip(&norms) {
@@ -125,6 +129,13 @@ pub fn per_sample_norms<B: Backend>(
         if method != Method::Direct {
             methods[g] = method;
         }
+    }
+    for (_, g, grad) in sites::shared_gradients(be, &s.view(), &s.vars.sites, &shared)? {
+        let norms = be.to_f64(&be.row_sq_norms(&grad)?)?;
+        for (acc, v) in per_layer[g].iter_mut().zip(&norms) {
+            *acc += b2 * v;
+        }
+        methods[g] = Method::Materialized;
     }
     let mut total = vec![0.0; s.rows];
     for layer in &per_layer {
@@ -170,8 +181,13 @@ pub fn per_sample_gradients<B: Backend>(
     let bsz = s.rows as f64;
     let mut blocks: Vec<Option<Vec<f64>>> = vec![None; model.params().len()];
     for site in &s.vars.sites {
+        // A tied weight's sites add up.
         for (param, g) in sites::gradients(be, &s.view(), site)? {
-            blocks[param] = Some(be.to_f64(&g)?);
+            let g = be.to_f64(&g)?;
+            match &mut blocks[param] {
+                Some(sum) => sum.iter_mut().zip(&g).for_each(|(s, v)| *s += v),
+                None => blocks[param] = Some(g),
+            }
         }
     }
     let mut out = vec![Vec::with_capacity(p); s.rows];

@@ -5,8 +5,11 @@
 //! convolution) it is either the ghost norm `m^2 sum_{p,q} (a_ip . a_iq)
 //! (d_ip . d_iq)` (cost B P^2 (K + C)) or the norm of the materialized
 //! `m sum_p d_ip a_ip^T` (cost B P K C), whichever is cheaper. Gains and
-//! shifts sum their per-position products over positions. Cotangents `d`
-//! here are of the batch-mean loss; callers rescale.
+//! shifts sum their per-position products over positions. A weight read by
+//! two sites (a tied embedding and unembedding) has as example i's
+//! gradient the sum of the two, whose norm has cross terms: such weights
+//! are materialized, summed and then measured (`shared_gradients`).
+//! Cotangents `d` here are of the batch-mean loss; callers rescale.
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -214,6 +217,52 @@ pub fn gradients<B: Backend>(be: &B, v: &View<B>, site: &Site) -> Result<Vec<(us
             v.position_sums(be, v.cot(product)?, positions)?,
         )]),
     }
+}
+
+/// The weight parameters that more than one site reads (a tied
+/// unembedding's), in ascending order.
+pub fn shared_weights(sites: &[Site]) -> Vec<usize> {
+    let mut weights: Vec<usize> = sites
+        .iter()
+        .filter_map(|s| match *s {
+            Site::Linear { weight, .. } => Some(weight),
+            _ => None,
+        })
+        .collect();
+    weights.sort_unstable();
+    let mut shared: Vec<usize> = weights
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .map(|w| w[0])
+        .collect();
+    shared.dedup();
+    shared
+}
+
+/// Whether `site` reads one of the `shared` weights.
+pub fn reads_shared(site: &Site, shared: &[usize]) -> bool {
+    matches!(*site, Site::Linear { weight, .. } if shared.binary_search(&weight).is_ok())
+}
+
+/// Each example's gradient of every parameter of the sites that read a
+/// `shared` weight, summed over those sites: `(param, group, [1, batch,
+/// numel])`, of the batch-mean loss.
+pub fn shared_gradients<B: Backend>(
+    be: &B,
+    v: &View<B>,
+    sites: &[Site],
+    shared: &[usize],
+) -> Result<Vec<(usize, usize, Tensor<B>)>> {
+    let mut out: Vec<(usize, usize, Tensor<B>)> = Vec::new();
+    for site in sites.iter().filter(|s| reads_shared(s, shared)) {
+        for (param, g) in gradients(be, v, site)? {
+            match out.iter_mut().find(|(p, _, _)| *p == param) {
+                Some((_, _, sum)) => be.axpy(sum, 1.0, &g)?,
+                None => out.push((param, group(site), g)),
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The site's parameter group (for per-layer statistics).

@@ -200,6 +200,14 @@ pub fn specs() -> Vec<(&'static str, ModelSpec, bool)> {
     tokens.push(transformer[1].clone());
     tokens.push(LayerSpec::PickPosition { index: -1 });
     tokens.push(transformer[3].clone());
+    // The same, read out through the embedding's weight (logits over the
+    // 11 tokens; the labels are 0..4).
+    let mut tied = tokens.clone();
+    tied.pop();
+    tied.push(LayerSpec::Unembedding {
+        tied: true,
+        bias: false,
+    });
     vec![
         ("cnn", spec(img, cnn), false),
         ("resnet", spec(img, resnet), false),
@@ -211,6 +219,7 @@ pub fn specs() -> Vec<(&'static str, ModelSpec, bool)> {
             false,
         ),
         ("token transformer", spec(Shape::Flat(6), tokens), false),
+        ("tied unembedding", spec(Shape::Flat(6), tied), false),
     ]
 }
 
