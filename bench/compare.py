@@ -24,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -34,15 +35,24 @@ from workloads import WORKLOADS  # noqa: E402  (its top level imports no torch)
 # Workloads whose single call is many products or steps: fewer repetitions.
 SLOW = {"sharpness_power", "sharpness_lanczos", "hutchinson", "gd_run"}
 CLASSES = 10
+ARCHS = ["mlp", "cnn", "resnet", "transformer"]
+# Normalizations each architecture takes, the first its default (a
+# transformer's: LayerNorm before each block and at the end, GPT-2's).
+ARCH_NORMS = {"mlp": ["none"], "cnn": ["none", "batch", "layer", "rms"],
+              "resnet": ["none", "batch", "layer", "rms"],
+              "transformer": ["layer", "rms", "none"]}
 
 # Sizes: (width, depth, batch, input); depth counts dense layers. A fifth
 # field names a convolutional model, "ARCH" or "ARCH/NORM" (lmech-bench's
 # and workloads.py's --arch cnn|resnet, --norm none|batch|layer|rms) on
 # 3 x s x s images, input 3*s*s; depth then counts a CNN's convolutions or
-# is a ResNet's 6n+2. A grid row is (workload, size) or (workload, size,
-# opts), opts a dict of per-row settings: "hvp_method" / "psn_method" (the
-# PyTorch method of that row), "warmup" / "reps" (unless given on the
-# command line).
+# is a ResNet's 6n+2. "transformer" (lmech's transformer preset, 4 causal
+# heads, pre-norm LayerNorm unless "/rms" or "/none", on token ids of a
+# --vocab vocabulary) takes width = d_model, depth = blocks, input = T
+# tokens per example, next-token labels at every position. A grid row is
+# (workload, size) or (workload, size, opts), opts a dict of per-row
+# settings: "hvp_method" / "psn_method" (the PyTorch method of that row),
+# "warmup" / "reps" (unless given on the command line).
 TINY = (64, 2, 100, 40)        # teacher-student scale: overhead-bound
 DIGITS = (64, 3, 1000, 64)     # `lmech eos`: 8x8 digits, width 64
 MNIST_S = (256, 4, 1000, 784)  # MNIST-sized inputs, medium width
@@ -58,6 +68,26 @@ RESNET = (16, 20, 100, 3072, "resnet")
 RESNET_BN = (16, 20, 100, 3072, "resnet/batch")
 ONE_CALL = {"warmup": 0, "reps": 1}  # sharpness: one cold run per side and round
 FEW = {"warmup": 1, "reps": 3}  # calls of 0.5-6 s
+
+
+# The issue's transformer rows: 2 blocks, d_model 128 and 512, T = 64,
+# batch 256.
+TRANSFORMER_128 = (128, 2, 256, 64, "transformer")
+TRANSFORMER_512 = (512, 2, 256, 64, "transformer")
+
+
+def transformer_rows(size):
+    """The transformer grid's rows for one model: a training step and the
+    gradient, the cold HVP against torch.func jvp(grad) and the double
+    backward, per-sample norms against vmap(grad) (Opacus-style hooks here
+    know Linear and Conv2d layers only), sharpness to --tol by power
+    iteration and Lanczos, all on the whole batch. No NTK: a sequence model
+    has T*vocab outputs per example."""
+    return [("train_step", size, FEW), ("forward_backward", size, FEW),
+            ("hvp", size, dict(FEW, hvp_method="fwd_over_rev")),
+            ("hvp", size, dict(FEW, hvp_method="double_backward")),
+            ("per_sample_norms", size, dict(FEW, psn_method="vmap")),
+            ("sharpness_power", size, ONE_CALL), ("sharpness_lanczos", size, ONE_CALL)]
 
 
 def conv_rows(size, sharp_batch):
@@ -143,6 +173,10 @@ GRIDS = {
     # 24 GiB, its training step ~55 s); sharpness at batch 100 (CNN) and
     # 32 (ResNet): a run is 15-50 HVPs.
     "conv": conv_rows(CNN, 100) + conv_rows(RESNET, 32) + conv_rows(RESNET_BN, 32),
+    # The issue's transformer rows (d_model 128 and 512, 2 blocks, T 64,
+    # batch 256): minutes for d 128, hours for d 512 on 2 cores (give a
+    # --row-timeout of an hour or more; meant for a quiet, bigger machine).
+    "transformer": transformer_rows(TRANSFORMER_128) + transformer_rows(TRANSFORMER_512),
 }
 # --full: every workload on the whole grid below (108 sizes): hours to days
 # on a small CPU; meant for big machines and GPUs, or to be cut down with
@@ -160,15 +194,27 @@ def split_size(size):
     width, depth, batch, inp = size[:4]
     model = size[4] if len(size) > 4 else "mlp"
     arch, _, norm = model.partition("/")
-    return width, depth, batch, inp, arch, norm or "none"
+    return width, depth, batch, inp, arch, norm or ARCH_NORMS[arch][0]
 
 
 def model_name(size):
     _, _, _, _, arch, norm = split_size(size)
-    return arch if norm == "none" else f"{arch}/{norm}"
+    return arch if norm == ARCH_NORMS[arch][0] else f"{arch}/{norm}"
 
 
-def param_count(width, depth, inp, classes=CLASSES, arch="mlp", norm="none"):
+def transformer_params(width, depth, tokens, vocab, norm="layer"):
+    """src/nn/transformer_preset.rs: embedding and positions, per block
+    q, k, v, o (d x d and a bias each) and the MLP d -> 4d -> d with biases,
+    a norm before each sub-block and one at the end (LayerNorm: gain and
+    shift; RMSNorm: gain), the readout d -> vocab at every position."""
+    per_norm = {"none": 0, "layer": 2, "rms": 1}[norm] * width
+    block = 4 * (width * width + width) + 2 * (4 * width * width) + 5 * width + 2 * per_norm
+    return (vocab + tokens) * width + depth * block + per_norm + width * vocab + vocab
+
+
+def param_count(width, depth, inp, classes=CLASSES, arch="mlp", norm="none", vocab=64):
+    if arch == "transformer":
+        return transformer_params(width, depth, inp, vocab, norm)
     if arch == "mlp":
         sizes = [inp] + [width] * (depth - 1) + [classes]
         return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
@@ -198,9 +244,9 @@ def param_count(width, depth, inp, classes=CLASSES, arch="mlp", norm="none"):
     return n + c * classes + classes
 
 
-def size_params(size):
+def size_params(size, vocab):
     width, depth, _, inp, arch, norm = split_size(size)
-    return param_count(width, depth, inp, arch=arch, norm=norm)
+    return param_count(width, depth, inp, arch=arch, norm=norm, vocab=vocab)
 
 
 def full_grid(axes, workloads):
@@ -219,11 +265,11 @@ def mem_available_bytes():
     return None
 
 
-def torch_memory_estimate(workload, size):
+def torch_memory_estimate(workload, size, vocab):
     """Bytes PyTorch's side is sure to need beyond its baseline, for the
     workloads that materialize per-example objects (None: not estimated)."""
     batch = size[2]
-    p = size_params(size)
+    p = size_params(size, vocab)
     if workload == "per_sample_norms":
         return 4 * batch * p * 2  # vmap(grad): batch x params, and its square
     if workload == "ntk":
@@ -319,13 +365,14 @@ class Runner:
         return ["--workload", workload, "--width", str(width), "--depth", str(depth),
                 "--arch", arch, "--norm", norm,
                 "--batch", str(batch), "--input", str(inp), "--classes", str(CLASSES),
+                "--vocab", str(a.vocab),
                 "--threads", str(a.threads), "--reps", str(reps), "--warmup", str(warmup),
                 "--device", a.device, "--seed", str(a.seed), "--tol", str(a.tol),
                 "--max-iter", str(a.max_iter), "--probes", str(a.probes),
                 "--steps", str(a.steps), "--lr", str(a.lr),
                 "--time-budget", str(a.time_budget), "--gemm", a.gemm]
 
-    def run_side(self, side, workload, size, warmup, reps, opts):
+    def run_side(self, side, workload, size, warmup, reps, opts, extra=()):
         if side == "lmech":
             cmd = [self.args.lmech_bin] + self.common(workload, size, warmup, reps)
         else:
@@ -333,6 +380,7 @@ class Runner:
             cmd += self.common(workload, size, warmup, reps)
             cmd += ["--hvp-method", opts.get("hvp_method", self.args.hvp_method[0]),
                     "--psn-method", opts.get("psn_method", self.args.psn_method[0])]
+        cmd += list(extra)
         started = time.time()
         load = os.getloadavg()[0]  # the machine may be shared: say how busy it was
         try:
@@ -371,14 +419,43 @@ class Runner:
         line["load_average_1min"] = load
         return line
 
-    def skip_reason(self, side, workload, size):
+    def check_twin(self, size):
+        """Whether PyTorch's twin of a transformer is lmech's model: lmech-bench
+        writes the model at init (a forward_backward call at batch 4 with
+        --save-model), and workloads.py --check-twin loads that checkpoint
+        into the twin and compares logits, losses at init and parameter
+        counts (transformer_twin.check_twin)."""
+        small = size[:2] + (4,) + size[3:]
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.safetensors")
+            lm = self.run_side("lmech", "forward_backward", small, 0, 1, {},
+                               ["--save-model", path])
+            if lm.get("status") != "ok":
+                return {"ok": False, "status": lm.get("status"),
+                        "reason": f"lmech-bench --save-model: {lm.get('reason', '?')}"}
+            out = self.run_side("torch", "forward_backward", small, 0, 1, {},
+                                ["--check-twin", path])
+        if out.get("status") != "ok":
+            return {"ok": False, "status": out.get("status"),
+                    "reason": f"--check-twin: {out.get('reason', '?')}"}
+        return out
+
+    def skip_reason(self, side, workload, size, opts):
         a = self.args
-        if workload in ("per_sample_norms", "ntk") and split_size(size)[5] == "batch":
+        arch, norm = split_size(size)[4:]
+        if workload in ("per_sample_norms", "ntk") and norm == "batch":
             return "undefined with BatchNorm (it mixes the examples; lmech refuses it)"
+        if workload == "ntk" and arch == "transformer":
+            return ("not compared on sequences: the NTK workload is a classifier's per-output "
+                    "kernels, and a transformer has T*vocab outputs per example")
+        if (side == "torch" and workload == "per_sample_norms" and arch == "transformer"
+                and opts.get("psn_method") == "hooks"):
+            return ("the Opacus-style hooks here know Linear and Conv2d layers only (not "
+                    "Embedding, LayerNorm, positions or 3-D Linear inputs)")
         if side == "torch" and workload == "sharpness_lanczos" and not a.have_scipy:
             return "scipy not installed (PyTorch has no Lanczos; the twin uses scipy eigsh)"
         if side == "torch" and not a.device.startswith("cuda") and a.mem_limit_bytes:
-            need = torch_memory_estimate(workload, size)
+            need = torch_memory_estimate(workload, size, a.vocab)
             if need is not None and need > a.mem_limit_bytes:
                 return (f"needs about {need / 2**30:.0f} GiB "
                         f"(> the {a.mem_limit_bytes / 2**30:.0f} GiB limit)")
@@ -408,15 +485,23 @@ def row_notes(row):
     w = row["workload"]
     lm, pt = row["lmech"], row["torch"]
     notes = []
+    if row.get("params_differ"):
+        notes.append(f"PARAMETER COUNTS DIFFER (lmech {row.get('params_lmech')}, PyTorch "
+                     f"{row.get('params_torch')}, expected {row['params']}): not the same "
+                     "model, no ratio")
     if row.get("hvp_method") and (row["hvp_method"] != "double_backward"
                                   or row.get("show_method")):
         notes.append(f"PyTorch {row['hvp_method']}")
     if row.get("psn_method") and (row["psn_method"] != "vmap" or row.get("show_method")):
         notes.append(f"PyTorch {row['psn_method']}")
+    both = lm.get("status") == pt.get("status") and lm.get("reason") == pt.get("reason")
     for name, side in (("lmech", lm), ("PyTorch", pt)):
         # "unavailable" (a missing device) is said once, under the table.
         if side.get("status") not in ("ok", "unavailable", None):
-            notes.append(f"{name} {side['status']}: {side.get('reason', '')}")
+            who = "both" if both else name
+            notes.append(f"{who} {side['status']}: {side.get('reason', '')}")
+            if both:
+                break
     ok = lm.get("status") == "ok" and pt.get("status") == "ok"
     if w in ("sharpness_power", "sharpness_lanczos", "hutchinson"):
         for name, side in (("lmech", lm), ("PyTorch", pt)):
@@ -458,6 +543,8 @@ def markdown(results):
         lm, pt = r["lmech"], r["torch"]
         width, depth, batch, inp, arch, _ = split_size(r["size"])
         shape = f"{width} x {depth}" if arch == "mlp" else f"{model_name(r['size'])} {width} x {depth}"
+        if arch == "transformer":
+            shape += f", vocab {r.get('vocab', '?')}"
         lms = fmt_ms(lm.get("median_ms")) if lm.get("status") == "ok" else lm.get("status", "—")
         pts = fmt_ms(pt.get("median_ms")) if pt.get("status") == "ok" else pt.get("status", "—")
         ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "—"
@@ -471,6 +558,11 @@ def markdown(results):
         for name, key in (("lmech", "lmech"), ("PyTorch", "torch")):
             if r[key].get("status") == "unavailable":
                 unavailable.setdefault((name, r[key].get("reason", "")), []).append(r)
+    checks = m.get("twin_checks") or []
+    if checks:
+        lines.append("")
+    for c in checks:
+        lines.append(twin_line(c))
     if unavailable:
         lines.append("")
     for (name, reason), rows in unavailable.items():
@@ -483,9 +575,34 @@ def markdown(results):
         "resident set (VmHWM) and, in parentheses, its growth over the resident set "
         "before the model and data were built (PyTorch's baseline is its import, "
         "about 0.5 GiB). Ratio > 1: lmech is faster. Values are from different random "
-        "draws of the same model and data distributions, so they agree only roughly.",
+        "draws of the same model and data distributions, so they agree only roughly "
+        "(train_step, forward_backward: the loss).",
     ]
+    if any(split_size(r["size"])[4] == "transformer" for r in results["rows"]):
+        lines += [
+            "",
+            "Transformer input: T tokens per example; next-token cross-entropy over all "
+            "batch x T positions. PyTorch's attention: F.scaled_dot_product_attention for "
+            "train_step and forward_backward, written out (softmax(q k^T) v) for the "
+            "curvature and per-example workloads (torch's CPU SDPA has no forward-mode AD "
+            "nor double backward).",
+        ]
     return "\n".join(lines)
+
+
+def twin_line(c):
+    """One twin check, for the table's notes and the progress lines."""
+    model = (f"{c['model']} {c['width']} x {c['depth']}, T {c['tokens']}, "
+             f"vocab {c['vocab']}")
+    if "max_abs_diff" not in c:
+        return f"Twin check of {model}: FAILED to run: {c.get('reason', '?')}"
+    verdict = "the same model" if c.get("ok") else "NOT THE SAME MODEL"
+    return (f"Twin check of {model}: {verdict}: lmech's checkpoint (rebuilt by "
+            f"bench/pytorch/lmech_checkpoint.py) and PyTorch's twin with its weights, "
+            f"max |logit difference| {c['max_abs_diff']:.2g} (logits up to "
+            f"{c['max_abs_logit']:.3g}; at init and with every weight moved), loss at init "
+            f"{c['loss_lmech']:.4f} / {c['loss_torch']:.4f} (ln {c['vocab']} = "
+            f"{c['ln_vocab']:.4f}), {c['params_lmech']:,} / {c['params_torch']:,} parameters.")
 
 
 def show_path(path):
@@ -520,6 +637,9 @@ def parse_args(argv):
                    help="every workload on the whole grid (hours on a small CPU)")
     g.add_argument("--conv", action="store_true",
                    help="CNN and ResNet-20 grid (~20 min on 2 cores with --rounds 2)")
+    g.add_argument("--transformer", action="store_true",
+                   help="the 2-block transformer at d_model 128 and 512, T 64, batch 256 "
+                   "(hours on 2 cores)")
     ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
                     help="threads of both sides (default: the CPUs this process may use)")
@@ -533,12 +653,16 @@ def parse_args(argv):
                     + ",".join(WORKLOADS))
     ap.add_argument("--sizes", default=None,
                     help="explicit sizes [MODEL:]WxDxBxI[,...] (width x depth x batch x "
-                    "input; MODEL e.g. cnn, resnet/batch, default --arch/--norm) "
-                    "instead of the grid's, for every selected workload")
-    ap.add_argument("--arch", default="mlp", choices=["mlp", "cnn", "resnet"],
+                    "input; MODEL e.g. cnn, resnet/batch, transformer (input: T tokens), "
+                    "default --arch/--norm) instead of the grid's, for every selected "
+                    "workload")
+    ap.add_argument("--arch", default="mlp", choices=ARCHS,
                     help="model of the --sizes without a MODEL: prefix (default mlp)")
-    ap.add_argument("--norm", default="none", choices=["none", "batch", "layer", "rms"],
-                    help="normalization of the --sizes without a MODEL: prefix (none)")
+    ap.add_argument("--norm", default=None, choices=["none", "batch", "layer", "rms"],
+                    help="normalization of the --sizes without a MODEL: prefix (default: "
+                    "the architecture's, none; a transformer's: layer)")
+    ap.add_argument("--vocab", type=int, default=64,
+                    help="tokens of the transformer's vocabulary, both sides (default 64)")
     for axis, vals in FULL_AXES.items():
         ap.add_argument(f"--{axis}", default=None,
                         help=f"with --full: this axis's values (default "
@@ -605,7 +729,7 @@ def build_rows(args):
             sys.exit(f"unknown workload(s) {bad}; choose from {WORKLOADS}")
     if args.sizes:
         sizes = []
-        default_model = args.arch if args.norm == "none" else f"{args.arch}/{args.norm}"
+        default_model = args.arch if args.norm is None else f"{args.arch}/{args.norm}"
         for s in args.sizes.split(","):
             model, _, dims = s.strip().lower().rpartition(":")
             model = model or default_model
@@ -614,19 +738,40 @@ def build_rows(args):
                 w, d, b, i = (int(x) for x in dims.split("x"))
             except ValueError:
                 sys.exit(f"size {s!r}: expected [MODEL:]WIDTHxDEPTHxBATCHxINPUT, "
-                         "e.g. 1024x3x1000x784 or resnet/batch:16x20x100x3072")
-            if arch not in ("mlp", "cnn", "resnet") or (norm or "none") not in (
-                    "none", "batch", "layer", "rms"):
-                sys.exit(f"size {s!r}: MODEL is ARCH[/NORM], ARCH mlp, cnn or resnet, "
-                         "NORM none, batch, layer or rms")
+                         "e.g. 1024x3x1000x784, resnet/batch:16x20x100x3072 or "
+                         "transformer:128x2x256x64")
+            if arch not in ARCHS or (norm and norm not in ARCH_NORMS[arch]):
+                sys.exit(f"size {s!r}: MODEL is ARCH[/NORM], ARCH one of {ARCHS}, NORM "
+                         + "; ".join(f"{a}: {', '.join(n)}" for a, n in ARCH_NORMS.items()))
+            if arch == "transformer" and w % 4:
+                sys.exit(f"size {s!r}: a transformer's width splits into 4 heads: "
+                         "expected a multiple of 4")
             sizes.append((w, d, b, i) if model == "mlp" else (w, d, b, i, model))
         return "custom", [(w, s) for w in workloads for s in sizes]
     if args.full:
         axes = {k: ([int(x) for x in getattr(args, k).split(",")] if getattr(args, k)
                     else v) for k, v in FULL_AXES.items()}
         return "full", full_grid(axes, workloads)
-    name = "quick" if args.quick else "conv" if args.conv else "default"
+    name = ("quick" if args.quick else "conv" if args.conv
+            else "transformer" if args.transformer else "default")
     return name, [row for row in GRIDS[name] if row[0] in workloads]
+
+
+def check_twins(runner, grid, results):
+    """Runs the twin check (Runner.check_twin) once per transformer model of
+    the grid (width, depth, T, norm; the batch does not change the model),
+    records it in the results' meta and says it on stderr."""
+    seen = set()
+    for _, size, _ in grid:
+        width, depth, _, inp, arch, norm = split_size(size)
+        if arch != "transformer" or (width, depth, inp, norm) in seen:
+            continue
+        seen.add((width, depth, inp, norm))
+        check = {"model": model_name(size), "width": width, "depth": depth,
+                 "tokens": inp, "vocab": runner.args.vocab, "norm": norm}
+        check.update(runner.check_twin(size))
+        results["meta"]["twin_checks"].append(check)
+        print(twin_line(check), file=sys.stderr, flush=True)
 
 
 def main(argv):
@@ -649,7 +794,8 @@ def main(argv):
             width, depth, batch, inp, _, _ = split_size(size)
             method = opts.get("hvp_method") or opts.get("psn_method") or ""
             print(f"{w:18s} {model_name(size):12s} width {width:5d} depth {depth:2d} "
-                  f"batch {batch:5d} input {inp:5d} params {size_params(size):,} {method}")
+                  f"batch {batch:5d} input {inp:5d} params {size_params(size, args.vocab):,} "
+                  f"{method}")
         print(f"{len(grid)} rows", file=sys.stderr)
         return 0
     if not os.path.exists(args.lmech_bin):
@@ -687,6 +833,8 @@ def main(argv):
             "lmech_commit": git_describe(),
             "torch": None,
             "scipy": args.have_scipy,
+            "vocab": args.vocab,
+            "twin_checks": [],
             "hvp_method": ",".join(args.hvp_method),
             "psn_method": ",".join(args.psn_method),
             "tol": args.tol,
@@ -703,6 +851,8 @@ def main(argv):
     started = time.time()
     print(f"{len(grid)} rows, grid {grid_name}, device {args.device}, {args.threads} threads; "
           f"results -> {show_path(out)}", file=sys.stderr, flush=True)
+    check_twins(runner, grid, results)
+    write_json(out, results)
     for n, (workload, size, opts) in enumerate(grid, 1):
         slow = workload in SLOW
         warmup = args.warmup if args.warmup is not None else opts.get("warmup", 1 if slow else 2)
@@ -715,15 +865,20 @@ def main(argv):
         for rnd in range(max(1, args.rounds)):
             order = ("lmech", "torch") if rnd % 2 == 0 else ("torch", "lmech")
             for side in order:
-                why = runner.skip_reason(side, workload, size)
+                why = runner.skip_reason(side, workload, size, opts)
                 if why:
                     rounds[side].append({"status": "skipped", "reason": why})
                 else:
                     rounds[side].append(runner.run_side(side, workload, size, warmup, reps,
                                                         opts))
         lm, pt = merge_rounds(rounds["lmech"]), merge_rounds(rounds["torch"])
+        params = size_params(size, args.vocab)
+        counts = {side: r["params"] for side, r in (("lmech", lm), ("torch", pt))
+                  if r.get("status") == "ok" and r.get("params") is not None}
+        differ = any(c != params for c in counts.values())
         ratio = None
-        if lm.get("status") == "ok" and pt.get("status") == "ok" and lm["median_ms"] > 0:
+        if (lm.get("status") == "ok" and pt.get("status") == "ok" and lm["median_ms"] > 0
+                and not differ):
             ratio = pt["median_ms"] / lm["median_ms"]
         if pt.get("torch") and not results["meta"]["torch"]:
             results["meta"]["torch"] = pt["torch"]
@@ -736,13 +891,18 @@ def main(argv):
             "width": width, "depth": depth, "batch": batch, "input": inp,
             "arch": arch, "norm": norm,
             "classes": CLASSES,
-            "params": size_params(size),
+            "params": params,
+            "params_lmech": counts.get("lmech"),
+            "params_torch": counts.get("torch"),
+            "params_differ": differ,
             "warmup_asked": warmup,
             "reps_asked": reps,
             "lmech": lm,
             "torch": pt,
             "ratio": ratio,
         }
+        if arch == "transformer":
+            row["vocab"] = args.vocab
         if workload == "gemm":
             row["gemm"] = args.gemm
         if workload == "hvp":

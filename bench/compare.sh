@@ -22,6 +22,18 @@
 #   bench/compare.sh --conv --rounds 2   # Cohen et al.'s CNN and ResNet-20
 #                                    # (no norm, BatchNorm) on 3x32x32 inputs,
 #                                    # ~20 min on 2 cores
+#   bench/compare.sh --transformer --rounds 2 --row-timeout 7200
+#                                    # the issue's transformer rows: 2 pre-norm
+#                                    # blocks, 4 heads, d_model 128 and 512,
+#                                    # T 64, batch 256, vocab 64 (training step,
+#                                    # gradient, HVP against jvp(grad) and the
+#                                    # double backward, per-sample norms against
+#                                    # vmap(grad), sharpness by power iteration
+#                                    # and Lanczos); d 512: hours on 2 cores
+#   bench/compare.sh --sizes transformer:32x2x8x16 --reps 1 --warmup 0 \
+#       --workloads train_step,hvp,per_sample_norms,sharpness_power \
+#       --hvp-method fwd_over_rev,double_backward
+#                                    # a transformer smoke test (~2 min)
 #   bench/compare.sh --sizes cnn:32x2x1000x3072,resnet/batch:16x20x100x3072 \
 #       --workloads hvp --hvp-method double_backward,fwd_over_rev
 #                                    # any model, against both PyTorch HVPs
@@ -32,9 +44,11 @@
 #                                    # lmech's GEMM kernel vs torch.mm
 #
 # Options (all passed to bench/compare.py; `bench/compare.sh --help` lists them):
-#   --quick | --full | --conv grid (default: the ~10-minute one; --conv:
-#                             the CNN / ResNet-20 grid, bench/compare.py's
-#                             conv_rows, with its own warm-up and repetitions)
+#   --quick | --full | --conv | --transformer grid (default: the ~10-minute
+#                             one; --conv: the CNN / ResNet-20 grid,
+#                             bench/compare.py's conv_rows; --transformer: its
+#                             transformer_rows at d 128 and 512; each with its
+#                             own warm-up and repetitions)
 #   --device cpu|cuda|cuda:N  device of both sides (default cpu)
 #   --threads N               threads of both sides (default: CPUs available)
 #   --reps R --warmup K       timed and untimed calls per side and row
@@ -48,11 +62,22 @@
 #                             fields only size an unused model)
 #   --gemm simt|tc-tf32|tc-bf16|cublas   GEMM kind of the gemm workload
 #   --sizes [MODEL:]WxDxBxI,...  explicit sizes (width x depth x batch x
-#                             input); MODEL is ARCH[/NORM], ARCH mlp, cnn or
-#                             resnet, NORM none, batch, layer or rms (passed
-#                             as --arch/--norm to both sides; a conv model
-#                             takes --input 3*s*s), e.g. resnet/batch:16x20x100x3072
+#                             input); MODEL is ARCH[/NORM], ARCH mlp, cnn,
+#                             resnet or transformer, NORM none, batch, layer or
+#                             rms (passed as --arch/--norm to both sides; a
+#                             conv model takes --input 3*s*s), e.g.
+#                             resnet/batch:16x20x100x3072. transformer: width
+#                             d_model (a multiple of the 4 heads), depth
+#                             blocks, input T tokens per example, NORM layer
+#                             (default), rms or none, e.g. transformer:128x2x256x64;
+#                             random tokens, next-token labels at every
+#                             position. Before its rows each transformer is
+#                             checked to be one model on both sides (lmech-bench
+#                             --save-model, workloads.py --check-twin: logits,
+#                             loss at init, parameter counts; in the table's
+#                             notes and the JSON's meta.twin_checks)
 #   --arch A --norm N         MODEL of the --sizes without a prefix
+#   --vocab V                 the transformer's vocabulary, both sides (64)
 #   --widths/--depths/--batches/--inputs v,...   with --full: cut the grid
 #   --time-budget S           timed seconds per side and row before repetitions
 #                             are cut (default 60)
@@ -63,10 +88,16 @@
 #                             workload settings (1e-3, 200, 10, 100, 0.05, 0)
 #   --hvp-method M[,M...]     PyTorch's cold HVP: double_backward (default),
 #                             fwd_over_rev (torch.func jvp(grad)), rev_over_rev;
-#                             several: one hvp row each
+#                             several: one hvp row each (a transformer's
+#                             PyTorch side writes attention out for these:
+#                             CPU scaled_dot_product_attention has no
+#                             forward-mode AD nor double backward)
 #   --psn-method M[,M...]     PyTorch's per-sample norms: vmap (default;
 #                             vmap(grad)) or hooks (Opacus-style); several: one
-#                             row each. BatchNorm models: skipped (undefined)
+#                             row each. BatchNorm models: skipped (undefined);
+#                             hooks on a transformer: skipped (Linear and
+#                             Conv2d layers only). ntk on a transformer:
+#                             skipped (T*vocab outputs per example)
 #   --out PATH                JSON path;  --list  print the grid and exit
 #
 # Environment: PYTHON (default python3; it also runs the PyTorch side) with torch (bench/pytorch/

@@ -65,6 +65,16 @@ Convolutional models (--arch, as lmech-bench's `model_spec`):
           nn.LayerNorm(C) channels-last (permute), over the channels at each
           position, as lmech's; rms: nn.RMSNorm(C) the same way, no bias
 
+Transformer (--arch transformer, as lmech-bench's `transformer_spec`): the
+twin in bench/pytorch/transformer_twin.py, on --input = T token ids of a
+--vocab-token vocabulary per example with next-token labels [batch, T],
+the cross-entropy over all batch*T positions; --norm layer (default), rms
+or none. `ntk` is refused (T*vocab outputs per example; lmech-bench refuses
+it too) and so is --psn-method hooks (Opacus-style hooks here know Linear and
+Conv2d layers only). `--check-twin CHECKPOINT` runs no workload: it loads a
+checkpoint of the same model from `lmech-bench --save-model` into the twin
+and prints the comparison (transformer_twin.check_twin).
+
 Usage (the same options as lmech-bench):
   python bench/pytorch/workloads.py --workload hvp --width 1024 --depth 3 \
       --batch 1000 --input 784 --threads 2 --reps 5 --warmup 2 [--device cuda]
@@ -99,7 +109,7 @@ WORKLOADS = [
     "gemm",
 ]
 GEMMS = ["simt", "tc-tf32", "tc-bf16", "cublas"]
-ARCHS = ["mlp", "cnn", "resnet"]
+ARCHS = ["mlp", "cnn", "resnet", "transformer"]
 NORMS = ["none", "batch", "layer", "rms"]
 PSN_METHODS = ["vmap", "hooks"]
 
@@ -119,6 +129,9 @@ def build_model(a):
     import torch
     from torch import nn
 
+    if a.arch == "transformer":
+        import transformer_twin
+        return transformer_twin.build(a)
     if a.arch == "mlp":
         sizes = [a.input] + [a.width] * (a.depth - 1) + [a.classes]
         layers = []
@@ -205,10 +218,14 @@ def parser():
     ap.add_argument("--width", type=int, required=True)
     ap.add_argument("--depth", type=int, required=True)
     ap.add_argument("--arch", default="mlp", choices=ARCHS)
-    ap.add_argument("--norm", default="none", choices=NORMS)
+    ap.add_argument("--norm", default=None, choices=NORMS,
+                    help="default: layer for the transformer, none otherwise")
     ap.add_argument("--batch", type=int, required=True)
     ap.add_argument("--input", type=int, required=True)
     ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--vocab", type=int, default=64, help="the transformer's tokens")
+    ap.add_argument("--check-twin", default=None, metavar="CHECKPOINT",
+                    help="compare the transformer twin with this lmech checkpoint")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -235,6 +252,8 @@ def make_bench(args):
     from torch.func import functional_call, jacrev, vmap
 
     import curvature
+    import transformer_twin
+    from transformer_twin import criterion
 
     class Bench(curvature.Setup):
         """curvature.Setup at any size and on any device."""
@@ -257,11 +276,18 @@ def make_bench(args):
                 raise ValueError(f"{a.workload} is not defined with BatchNorm (it mixes the "
                                  "examples of a batch); lmech refuses it too")
             self.model.train()
-            self.x = torch.randn(a.batch, a.input).to(device)
-            if a.arch != "mlp":
-                side = image_side(a.input)
-                self.x = self.x.view(a.batch, 3, side, side)
-            self.y = torch.randint(0, a.classes, (a.batch,)).to(device)
+            if a.arch == "transformer":
+                if a.workload == "ntk":
+                    raise ValueError("ntk compares a classifier's per-output kernels; a "
+                                     "sequence model has T*vocab outputs per example, so "
+                                     "it is not run on the transformer (nor by lmech-bench)")
+                self.x, self.y = transformer_twin.data(a, device)
+            else:
+                self.x = torch.randn(a.batch, a.input).to(device)
+                if a.arch != "mlp":
+                    side = image_side(a.input)
+                    self.x = self.x.view(a.batch, 3, side, side)
+                self.y = torch.randint(0, a.classes, (a.batch,)).to(device)
             # per_sample_norms_b256 of curvature.Setup reads xs, ys: here the
             # whole batch.
             self.xs, self.ys = self.x, self.y
@@ -279,17 +305,29 @@ def make_bench(args):
         def gen(self, offset):
             return torch.Generator(device=self.device).manual_seed(self.a.seed + offset)
 
+        # -- the loss (curvature.Setup's, sequences read as batch*T rows) ----
+        def loss(self, params, x, y):
+            return criterion(functional_call(self.model, params, (x,)), y)
+
+        def _grads_with_graph(self):
+            loss = criterion(self.model(self.x), self.y)
+            return torch.autograd.grad(loss, self.plist, create_graph=True)
+
         # -- training -------------------------------------------------------
-        def train_step(self):
+        def forward_backward(self):
             self.model.zero_grad(set_to_none=True)
-            F.cross_entropy(self.model(self.x), self.y).backward()
+            self.last = criterion(self.model(self.x), self.y)
+            self.last.backward()
+
+        def train_step(self):
+            self.forward_backward()
             self.opt.step()
 
         def gd_run(self):
             loss = None
             for _ in range(self.a.steps):
                 self.opt.zero_grad(set_to_none=True)
-                out = F.cross_entropy(self.model(self.x), self.y)
+                out = criterion(self.model(self.x), self.y)
                 out.backward()
                 self.opt.step()
                 loss = out.item()
@@ -430,7 +468,7 @@ def make_bench(args):
 
             handles = [m.register_forward_hook(forward_hook) for m in mods]
             try:
-                loss = F.cross_entropy(self.model(self.x), self.y, reduction="sum")
+                loss = criterion(self.model(self.x), self.y, reduction="sum")
                 torch.autograd.grad(loss, self.plist)
             finally:
                 for h in handles:
@@ -452,6 +490,8 @@ def make_bench(args):
                 return self.rayleigh()
             if name == "per_sample_norms":
                 return self.last.sqrt().mean().item()
+            if name in ("train_step", "forward_backward"):
+                return self.last.item()  # the last call's loss, read after the timing
             if name == "ntk":
                 return torch.diagonal(self.last[1]).mean().item()
             return self.last_value
@@ -533,6 +573,10 @@ def run(args):
         out["peak_device_mib"] = torch.cuda.max_memory_allocated(device) / 2**20
         out["device_name"] = torch.cuda.get_device_name(device)
     out["arch"], out["norm"] = args.arch, args.norm
+    if args.arch == "transformer":
+        out["vocab"] = args.vocab
+        sdpa = any(getattr(m, "sdpa", False) for m in b.model.modules())
+        out["attention"] = "sdpa" if sdpa else "explicit"
     if args.workload == "hvp":
         out["hvp_method"] = args.hvp_method
     if args.workload == "per_sample_norms":
@@ -552,8 +596,14 @@ def run(args):
 
 def main(argv=None):
     args = parser().parse_args(argv)
+    if args.norm is None:
+        args.norm = "layer" if args.arch == "transformer" else "none"
     try:
-        out, code = run(args)
+        if args.check_twin:
+            import transformer_twin
+            out, code = transformer_twin.check_twin(args, args.check_twin), 0
+        else:
+            out, code = run(args)
     except Exception as e:  # recorded by the driver, never fatal to it
         why = str(e) or ("out of memory" if isinstance(e, MemoryError) else "")
         out = {"workload": args.workload, "error": f"{type(e).__name__}: {why}"[:2000]}

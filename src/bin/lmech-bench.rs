@@ -15,10 +15,20 @@
 //! with `--arch cnn|resnet` that preset (ReLU, `--norm`) on `3 x s x s`
 //! images (`--input 3*s*s`), f32,
 //! softmax cross-entropy, on random Gaussian inputs and uniform random labels
-//! drawn from `lmech::rng::Rng` with a fixed seed. Workloads:
+//! drawn from `lmech::rng::Rng` with a fixed seed. With `--arch transformer`
+//! it is the `transformer` preset exactly as `[model] arch = "transformer"`
+//! gives it (`transformer_spec`): `--depth` pre-norm blocks of width
+//! `--width`, 4 causal heads, an MLP of 4 width with the config's default
+//! activation, `--norm` (default layer) before each block and at the end,
+//! a readout at every position; on `--input` = T random token ids of a
+//! `--vocab`-token vocabulary per example, with next-token labels (the
+//! same stream shifted by one) and the cross-entropy over all B*T
+//! positions. Workloads:
 //!
-//! - `train_step`: forward, backward and an SGD update (lr 1e-3).
-//! - `forward_backward`: forward and backward (the gradient).
+//! - `train_step`: forward, backward and an SGD update (lr 1e-3); the
+//!   value is the last call's loss (at init: about ln(classes), ln(vocab)).
+//! - `forward_backward`: forward and backward (the gradient); the value is
+//!   the loss.
 //! - `hvp`: one Hessian-vector product at a fresh point
 //!   (`LossOnData::product_tensors`, forward-over-reverse, from scratch).
 //! - `hvp_warm`: a repeated product at one point (the forward values and the
@@ -29,7 +39,9 @@
 //!   `--tol`.
 //! - `hutchinson`: Hutchinson's Hessian trace estimate, `--probes` products.
 //! - `per_sample_norms`: per-example gradient norms on the whole batch.
-//! - `ntk`: the empirical NTK (per output and its trace) on the whole batch.
+//! - `ntk`: the empirical NTK (per output and its trace) on the whole batch
+//!   (refused for the transformer: one backward pass per output, T*vocab
+//!   of them).
 //! - `gd_run`: `--steps` full-batch GD steps (lr `--lr`), the loss read back
 //!   to the host every step as a training loop logging it would.
 //! - `gemm`: one `width x width` by `width x width` matmul (`--batch`,
@@ -42,7 +54,10 @@
 //!
 //! Each timed call includes everything a user's call would do (e.g. a
 //! sharpness run builds its `LossOnData` and does its first, cold product);
-//! the model and data are built once, outside the timing. `--warmup` untimed
+//! the model and data are built once, outside the timing. `--save-model PATH`
+//! also writes the model at init as an lmech checkpoint (safetensors), so
+//! that `bench/pytorch/workloads.py --check-twin PATH` can prove its PyTorch
+//! twin computes the same function. `--warmup` untimed
 //! calls come first. With `--time-budget S`, once the first call has been
 //! timed, the remaining warm-up calls are dropped and the repetitions cut to
 //! fit about S seconds (at least one), so that huge sizes still finish; the
@@ -60,9 +75,11 @@ use clap::{Parser, ValueEnum};
 use lmech::backend::cuda::{Cuda, GemmKind};
 use lmech::backend::device::{Device, DeviceRequest};
 use lmech::backend::wgpu::Wgpu;
+use lmech::config::ModelConfig;
 use lmech::curvature::{unflatten, LossOnData};
 use lmech::linalg::{hutchinson_trace, lanczos, power_iteration, LanczosOptions, PowerOptions};
 use lmech::nn::activation::Activation;
+use lmech::nn::checkpoint::checkpoint_contents;
 use lmech::nn::graph::ModelSpec;
 use lmech::nn::loss::LossKind;
 use lmech::nn::mlp::MlpSpec;
@@ -74,6 +91,7 @@ use lmech::observe::ntk::empirical_ntk;
 use lmech::observe::per_sample::per_sample_norms;
 use lmech::optim::{OptimHyper, Optimizer, OptimizerKind, Schedule};
 use lmech::rng::Rng;
+use lmech::run::save_checkpoint;
 use lmech::tape::Curvature;
 use lmech::{Backend, Cpu, DType, Tensor};
 use serde_json::{json, Map, Value};
@@ -128,21 +146,31 @@ struct Args {
     /// convolutions; a ResNet's 6n+2.
     #[arg(long)]
     depth: usize,
-    /// The model: `mlp` (tanh), or the `cnn` / `resnet` presets (ReLU, on
-    /// `3 x s x s` images with `--input 3*s*s`; the CNN max-pools).
-    #[arg(long, default_value = "mlp", value_parser = ["mlp", "cnn", "resnet"])]
+    /// The model: `mlp` (tanh), the `cnn` / `resnet` presets (ReLU, on
+    /// `3 x s x s` images with `--input 3*s*s`; the CNN max-pools), or the
+    /// `transformer` preset (on `--input` tokens per example).
+    #[arg(long, default_value = "mlp", value_parser = ["mlp", "cnn", "resnet", "transformer"])]
     arch: String,
-    /// Normalization after each convolution: none, batch, layer or rms.
-    #[arg(long, default_value = "none")]
-    norm: String,
+    /// Normalization after each convolution (none, batch, layer or rms;
+    /// default none), or before each transformer block and at its end
+    /// (layer, rms or none; default layer).
+    #[arg(long)]
+    norm: Option<String>,
     /// Examples in the batch (the whole data set for the curvature workloads).
     #[arg(long)]
     batch: usize,
-    /// Input dimension.
+    /// Input dimension; the transformer's sequence length T.
     #[arg(long)]
     input: usize,
     #[arg(long, default_value_t = 10)]
     classes: usize,
+    /// Tokens of the transformer's vocabulary (its embedding's rows and its
+    /// readout's outputs at each position).
+    #[arg(long, default_value_t = 64)]
+    vocab: usize,
+    /// Also write the model at init as an lmech checkpoint to this path.
+    #[arg(long)]
+    save_model: Option<std::path::PathBuf>,
     /// Worker threads (rayon); default: rayon's choice (the core count).
     #[arg(long)]
     threads: Option<usize>,
@@ -204,12 +232,27 @@ struct Setup<B: Backend> {
     labels: Tensor<B>,
 }
 
-/// The benchmarked model: the tanh MLP, or a convolutional preset on
-/// square 3-channel images.
+/// The benchmarked model: the tanh MLP, a convolutional preset on square
+/// 3-channel images, or the transformer.
 fn model_spec(a: &Args) -> lmech::Result<ModelSpec> {
-    if a.arch == "mlp" {
-        return Ok(MlpSpec::new(a.input, a.width, a.depth, a.classes, Activation::Tanh).into());
+    match a.arch.as_str() {
+        "mlp" => Ok(MlpSpec::new(a.input, a.width, a.depth, a.classes, Activation::Tanh).into()),
+        "transformer" => transformer_spec(a),
+        _ => conv_spec(a),
     }
+}
+
+/// `--norm`, or the architecture's default: LayerNorm for the transformer
+/// (GPT-2's pre-norm blocks), none for the convolutional presets.
+fn norm(a: &Args) -> &str {
+    match (&a.norm, a.arch.as_str()) {
+        (Some(n), _) => n,
+        (None, "transformer") => "layer",
+        (None, _) => "none",
+    }
+}
+
+fn conv_spec(a: &Args) -> lmech::Result<ModelSpec> {
     let side = ((a.input / 3) as f64).sqrt().round() as usize;
     if 3 * side * side != a.input {
         return Err(lmech::Error::msg(format!(
@@ -223,7 +266,7 @@ fn model_spec(a: &Args) -> lmech::Result<ModelSpec> {
         depth: a.depth,
         kernel: 3,
         pool: "max",
-        norm: &a.norm,
+        norm: norm(a),
         activation: "relu",
         bias: true,
         outputs: a.classes,
@@ -243,13 +286,86 @@ fn model_spec(a: &Args) -> lmech::Result<ModelSpec> {
     })
 }
 
+/// The transformer preset through the path a config takes
+/// (`ModelConfig::spec`), so that every key not set here (4 heads, causal
+/// attention, pre-norm, an MLP of 4 width, the activation, biases) is the
+/// preset's default and the benchmark measures the model a user's
+/// `[model] arch = "transformer"` gets. The readout is per position: the
+/// data's outputs are `vocab` logits at each of the T positions.
+fn transformer_spec(a: &Args) -> lmech::Result<ModelSpec> {
+    let model = ModelConfig::default();
+    if a.width % model.heads != 0 {
+        return Err(lmech::Error::msg(format!(
+            "--arch transformer splits --width into {} heads: expected a multiple of {}, got {}",
+            model.heads, model.heads, a.width
+        )));
+    }
+    if a.input == 0 {
+        return Err(lmech::Error::msg(
+            "--arch transformer reads --input as T, the tokens per example: expected at least 1, got 0",
+        ));
+    }
+    if a.vocab < 2 {
+        return Err(lmech::Error::msg(format!(
+            "--vocab: expected at least 2 tokens, got {}",
+            a.vocab
+        )));
+    }
+    if !["layer", "rms", "none"].contains(&norm(a)) {
+        return Err(lmech::Error::msg(format!(
+            "--arch transformer takes --norm layer, rms or none (batch normalization mixes \
+             the examples), got {}",
+            norm(a)
+        )));
+    }
+    let model = ModelConfig {
+        arch: Some("transformer".into()),
+        width: a.width,
+        depth: a.depth,
+        base_width: a.width,
+        norm: norm(a).into(),
+        vocab: Some(a.vocab),
+        ..model
+    };
+    let outputs = Shape::Signal {
+        c: a.vocab,
+        l: a.input,
+    };
+    model.spec(Shape::Flat(a.input), outputs, Parametrization::Standard)
+}
+
+/// Inputs and labels: Gaussian inputs and uniform class labels, or for the
+/// transformer a stream of uniform token ids per example, the first T as
+/// the input and the last T (the next tokens) as its labels `[B, T]`.
+fn data(a: &Args) -> (Vec<usize>, Vec<f64>, Vec<usize>, Vec<f64>) {
+    let mut rng = Rng::new(a.seed.wrapping_add(1));
+    if a.arch != "transformer" {
+        let x = (0..a.batch * a.input).map(|_| rng.normal()).collect();
+        let labels = (0..a.batch).map(|_| rng.below(a.classes) as f64).collect();
+        return (vec![a.batch, a.input], x, vec![a.batch], labels);
+    }
+    let t = a.input;
+    let (mut x, mut labels) = (
+        Vec::with_capacity(a.batch * t),
+        Vec::with_capacity(a.batch * t),
+    );
+    for _ in 0..a.batch {
+        let stream: Vec<f64> = (0..=t).map(|_| rng.below(a.vocab) as f64).collect();
+        x.extend_from_slice(&stream[..t]);
+        labels.extend_from_slice(&stream[1..]);
+    }
+    (vec![a.batch, t], x, vec![a.batch, t], labels)
+}
+
 fn setup<B: Backend>(be: B, a: &Args) -> lmech::Result<Setup<B>> {
     let model = Model::init(&be, model_spec(a)?, &[a.seed])?;
-    let mut rng = Rng::new(a.seed.wrapping_add(1));
-    let x: Vec<f64> = (0..a.batch * a.input).map(|_| rng.normal()).collect();
-    let labels: Vec<f64> = (0..a.batch).map(|_| rng.below(a.classes) as f64).collect();
-    let x = be.from_f64(&[a.batch, a.input], &x)?;
-    let labels = be.from_f64(&[a.batch], &labels)?;
+    if let Some(path) = &a.save_model {
+        let (tensors, meta) = checkpoint_contents(&be, &model, "")?;
+        save_checkpoint(path, &tensors, &meta)?;
+    }
+    let (x_shape, x, label_shape, labels) = data(a);
+    let x = be.from_f64(&x_shape, &x)?;
+    let labels = be.from_f64(&label_shape, &labels)?;
     Ok(Setup {
         be,
         model,
@@ -333,6 +449,13 @@ fn time_calls(
 }
 
 fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Value>> {
+    if a.workload == Workload::Ntk && a.arch == "transformer" {
+        return Err(lmech::Error::msg(
+            "--workload ntk compares a classifier's per-output kernels; a sequence model \
+             has T*vocab outputs per example (one backward pass each), so it is not run on \
+             --arch transformer",
+        ));
+    }
     let rss_before = proc_status_mib("VmRSS:");
     let described = be.describe();
     let mut s = setup(be, a)?;
@@ -363,7 +486,8 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 x,
                 labels,
             } = &mut s;
-            time_calls(a, sync, || {
+            let mut last_loss = None;
+            let (times, mut info, warm_done) = time_calls(a, sync, || {
                 let mut loss = 0.0;
                 for _ in 0..steps {
                     let pass = model.loss_pass(be, x, labels, LossKind::CrossEntropy, true)?;
@@ -375,13 +499,19 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                         loss = first_loss(be, &pass.loss)?;
                     } else {
                         black_box(&pass);
+                        last_loss = Some(pass.loss);
                     }
                 }
                 Ok(CallInfo {
                     value: gd.then_some(loss),
                     ..CallInfo::default()
                 })
-            })?
+            })?;
+            // Read back after the timing, which a single step does not include.
+            if let Some(loss) = &last_loss {
+                info.value = Some(first_loss(be, loss)?);
+            }
+            (times, info, warm_done)
         }
         Workload::Hvp | Workload::HvpWarm => {
             let (v, v_flat) = direction(&s, a.seed.wrapping_add(2))?;
@@ -526,6 +656,13 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
         }
     }
     out.insert("dtype".into(), json!("f32"));
+    out.insert("arch".into(), json!(a.arch));
+    if a.arch != "mlp" {
+        out.insert("norm".into(), json!(norm(a)));
+    }
+    if a.arch == "transformer" {
+        out.insert("vocab".into(), json!(a.vocab));
+    }
     if let Some(v) = info.value {
         out.insert("value".into(), json!(v));
     }
