@@ -10,8 +10,8 @@ over positions are the same map), `nn.LayerNorm` / `nn.RMSNorm`.
 
 Attention: 4 heads of d / 4, `q`, `k`, `v`, `o` nn.Linear(d, d) with biases
 (lmech's `bias = true`), scores q k^T / sqrt(head_dim) (SP), the causal mask,
-the row softmax. The MLP is 4 d wide with lmech's default activation (the
-config's `activation`, tanh). The loss is the cross-entropy over all N*T
+the row softmax. The MLP is 4 d wide with the exact (erf) GELU, as
+lmech-bench sets `activation = "gelu"`. The loss is the cross-entropy over all N*T
 positions, mean (`criterion`), which is lmech's mean over examples of each
 sequence's mean over its positions.
 
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ACTIVATION = "tanh"  # src/config.rs: ModelConfig's default `activation`
+ACTIVATION = "gelu"  # lmech-bench's transformer_spec; nn.GELU is the erf form, as lmech's
 HEADS = 4  # ModelConfig's default `heads`
 NORMS = ["layer", "rms", "none"]
 

@@ -288,9 +288,10 @@ fn conv_spec(a: &Args) -> lmech::Result<ModelSpec> {
 
 /// The transformer preset through the path a config takes
 /// (`ModelConfig::spec`), so that every key not set here (4 heads, causal
-/// attention, pre-norm, an MLP of 4 width, the activation, biases) is the
-/// preset's default and the benchmark measures the model a user's
-/// `[model] arch = "transformer"` gets. The readout is per position: the
+/// attention, pre-norm, an MLP of 4 width, biases) is the preset's default
+/// and the benchmark measures the model a user's `[model] arch =
+/// "transformer"` gets, with `activation = "gelu"` (the config's default is
+/// tanh, which no transformer uses). The readout is per position: the
 /// data's outputs are `vocab` logits at each of the T positions.
 fn transformer_spec(a: &Args) -> lmech::Result<ModelSpec> {
     let model = ModelConfig::default();
@@ -325,6 +326,7 @@ fn transformer_spec(a: &Args) -> lmech::Result<ModelSpec> {
         base_width: a.width,
         norm: norm(a).into(),
         vocab: Some(a.vocab),
+        activation: "gelu".into(),
         ..model
     };
     let outputs = Shape::Signal {
