@@ -36,7 +36,14 @@ small batch of data, and computes in float64:
   here from lmech's table): the loss before every update and after the last
   one, and the final flat parameters (with BatchNorm also its running
   statistics after the updates, `running_mean` then `running_var` per
-  layer in walk order).
+  layer in walk order);
+- 10 full-batch steps each of `torch.optim.Adam` (lmech's defaults, which
+  are PyTorch's: betas (0.9, 0.999), eps 1e-8, no weight decay; lr 1e-3)
+  and `torch.optim.AdamW` (the grokking example's lr 3e-3, betas
+  (0.9, 0.98) and decoupled weight decay 1) from the same weights, each
+  parameter's learning rate scaled by the parametrization's Adam column:
+  the hyperparameters in lmech's [optim] keys, the losses, the final
+  parameters (and running statistics), as for GD.
 
 It writes one JSON fixture holding the inputs it used (x, targets, v, the
 probes) and every reference value, for `tests/pytorch_parity.rs`.
@@ -109,6 +116,12 @@ def rel(a, b):
     b = np.asarray(b, dtype=np.float64).ravel()
     scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0), 1e-300)
     return float(np.abs(a - b).max(initial=0.0) / scale)
+
+
+def flat(t):
+    vals = [float(a) for a in torch.as_tensor(t).reshape(-1)]
+    assert all(math.isfinite(a) for a in vals), "a non-finite reference value"
+    return vals
 
 
 # --------------------------------------------------------------------------
@@ -197,6 +210,24 @@ def sgd_lr_scales(meta, model):
         weight_lr_scale(param, at == 0, at == layers - 1, m) if role == "weight" else vector
         for role, at in roles
     ]
+
+
+def adam_lr_scales(meta, model):
+    """Per-parameter Adam learning-rate scales in lmech's parameter order
+    (the README's table, column "Adam lr scale"): mup's first weight layer 1
+    and the others 1/m; mf's first sqrt(m) and the others 1/sqrt(m); biases,
+    gains and shifts the vector-like scale (1 for sp, ntk and mup, sqrt(m)
+    for mf)."""
+    param = meta["parametrization"]
+    m = width_ratio(meta)
+    roles, _ = param_roles(model)
+    first, rest, vector = {
+        "sp": (1.0, 1.0, 1.0),
+        "ntk": (1.0, 1.0, 1.0),
+        "mup": (1.0, 1.0 / m, 1.0),
+        "mf": (math.sqrt(m), 1.0 / math.sqrt(m), math.sqrt(m)),
+    }[param]
+    return [(first if at == 0 else rest) if role == "weight" else vector for role, at in roles]
 
 
 def describe_model(meta):
@@ -289,6 +320,70 @@ def make_loss(kind):
     return loss
 
 
+# The Adam runs replayed from the checkpoint's weights, in lmech's [optim]
+# keys (the fixture records them so, and lmech's test reads them as a
+# config). `adam` takes lmech's defaults for betas, eps and weight decay,
+# which are torch.optim.Adam's, and its default lr 1e-3; `adamw` takes
+# examples/grokking.toml's settings, decay decoupled (PyTorch's
+# `param *= 1 - lr * weight_decay`, lr the parameter's own). No run has
+# coupled weight decay: on a parameter the loss does not depend on (an
+# attention's key bias) Adam's update is then lr * wd * p / eps, which
+# overshoots when lr * wd / eps > 2 (any useful decay): the parameter's
+# rounding noise grows by that factor each step until sqrt(v) outgrows
+# eps, and PyTorch and lmech alike end on noise of size lr there.
+ADAM_RUNS = {
+    "adam": {"lr": 0.001, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8, "weight_decay": 0.0},
+    "adamw": {"lr": 0.003, "beta1": 0.9, "beta2": 0.98, "eps": 1e-8, "weight_decay": 1.0},
+}
+
+
+def adam_optimizer(kind, hyper, scales):
+    """A function from a model's parameters to torch.optim.Adam or AdamW with
+    `hyper` (lmech's keys) and one group per parameter at lr times its
+    scale. PyTorch's bias correction and eps placement,
+    lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), are
+    lmech's (src/backend/cpu/optim.rs)."""
+    cls = torch.optim.Adam if kind == "adam" else torch.optim.AdamW
+    lr = hyper["lr"]
+
+    def make(params):
+        groups = [{"params": [p], "lr": lr * s} for p, s in zip(params, scales)]
+        return cls(
+            groups,
+            lr=lr,
+            betas=(hyper["beta1"], hyper["beta2"]),
+            eps=hyper["eps"],
+            weight_decay=hyper["weight_decay"],
+        )
+
+    return make
+
+
+def replay(ckpt, make_optimizer, x, target, loss_fn, steps, mixes):
+    """Full-batch training from the checkpoint's weights: the loss before
+    every update and after the last one, the final flat parameters and, with
+    BatchNorm, the running statistics after the updates (`running_mean` then
+    `running_var` per layer in walk order)."""
+    model = load_model(ckpt).to(DTYPE)
+    opt = make_optimizer(list(model.parameters()))
+    losses = []
+    for _ in range(steps):
+        opt.zero_grad()
+        l = loss_fn(model(x), target)
+        losses.append(l.item())
+        l.backward()
+        opt.step()
+    # Before the last forward pass, which in training mode moves them again.
+    buffers = {}
+    if mixes:
+        stats = [t for m in model.modules() if isinstance(m, BatchNorm) for t in (m.running_mean, m.running_var)]
+        buffers["final_buffers"] = flat(torch.cat([t.reshape(-1) for t in stats]))
+    with torch.no_grad():
+        losses.append(float(loss_fn(model(x), target)))
+    final = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    return {"losses": losses, "final_params": flat(final), **buffers}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("run", help="lmech run directory or model.safetensors")
@@ -300,6 +395,9 @@ def main():
     ap.add_argument("--probes", type=int, default=10, help="Hutchinson probes (default 10)")
     ap.add_argument("--gd-steps", type=int, default=10)
     ap.add_argument("--gd-lr", type=float, default=None, help="default: the config's optim.lr")
+    ap.add_argument("--adam-steps", type=int, default=10)
+    ap.add_argument("--adam-lr", type=float, default=None, help=f"default {ADAM_RUNS['adam']['lr']}")
+    ap.add_argument("--adamw-lr", type=float, default=None, help=f"default {ADAM_RUNS['adamw']['lr']}")
     ap.add_argument("--name", default=None, help="fixture name (default: the output's stem)")
     ap.add_argument("--digits-dir", default=DIGITS_DIR)
     args = ap.parse_args()
@@ -399,11 +497,6 @@ def main():
     eigsh_agree = rel(ev_arpack, top.numpy())
     assert eigsh_agree < 1e-8, f"eigsh and the dense eigenvalues differ by {eigsh_agree:.3g}"
 
-    def flat(t):
-        vals = [float(a) for a in torch.as_tensor(t).reshape(-1)]
-        assert all(math.isfinite(a) for a in vals), "a non-finite reference value"
-        return vals
-
     # per-example gradient norms (each example's own loss)
     def example_loss(th, xi, ti):
         return loss_fn(f(th, xi[None]), ti[None])
@@ -423,28 +516,30 @@ def main():
         with torch.no_grad():
             per_example["eval_outputs"] = flat(load_model(ckpt).to(DTYPE).eval()(x))
 
-    # full-batch GD with torch.optim.SGD from the checkpoint's weights
+    # full-batch GD with torch.optim.SGD, then Adam and AdamW, each from the
+    # checkpoint's weights
     lr = args.gd_lr if args.gd_lr is not None else float(cfg.get("optim", {}).get("lr", 0.1))
     scales = sgd_lr_scales(meta, model)
     assert len(scales) == len(names)
-    gd_model = load_model(ckpt).to(DTYPE)
-    groups = [{"params": [p], "lr": lr * s} for p, s in zip(gd_model.parameters(), scales)]
-    opt = torch.optim.SGD(groups, lr=lr, momentum=0.0)
-    gd_losses = []
-    for _ in range(args.gd_steps):
-        opt.zero_grad()
-        l = loss_fn(gd_model(x), target)
-        gd_losses.append(l.item())
-        l.backward()
-        opt.step()
-    # Before the last forward pass, which in training mode moves them again.
-    gd_buffers = {}
-    if mixes:
-        stats = [t for m in gd_model.modules() if isinstance(m, BatchNorm) for t in (m.running_mean, m.running_var)]
-        gd_buffers["final_buffers"] = flat(torch.cat([t.reshape(-1) for t in stats]))
-    with torch.no_grad():
-        gd_losses.append(float(loss_fn(gd_model(x), target)))
-    gd_final = torch.cat([p.detach().reshape(-1) for p in gd_model.parameters()])
+
+    def sgd(params):
+        groups = [{"params": [p], "lr": lr * s} for p, s in zip(params, scales)]
+        return torch.optim.SGD(groups, lr=lr, momentum=0.0)
+
+    gd = replay(ckpt, sgd, x, target, loss_fn, args.gd_steps, mixes)
+    adam_scales = adam_lr_scales(meta, model)
+    assert len(adam_scales) == len(names)
+    adam_runs = {}
+    for kind, hyper in ADAM_RUNS.items():
+        hyper = {**hyper, "lr": getattr(args, f"{kind}_lr") or hyper["lr"]}
+        make = adam_optimizer(kind, hyper, adam_scales)
+        adam_runs[kind] = {
+            "optimizer": f"torch.optim.{'Adam' if kind == 'adam' else 'AdamW'}, full batch",
+            "optim": {"name": kind, **hyper},
+            "steps": args.adam_steps,
+            "lr_scales": adam_scales,
+            **replay(ckpt, make, x, target, loss_fn, args.adam_steps, mixes),
+        }
 
     out_dir = os.path.dirname(os.path.abspath(args.out))
     fixture = {
@@ -486,10 +581,9 @@ def main():
                 "lr": lr,
                 "steps": args.gd_steps,
                 "lr_scales": scales,
-                "losses": gd_losses,
-                "final_params": flat(gd_final),
-                **gd_buffers,
+                **gd,
             },
+            **adam_runs,
         },
         "pytorch_self_checks": {
             "hvp_jvp_vs_double_backward": hvp_agree,
