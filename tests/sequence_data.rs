@@ -515,6 +515,14 @@ fn token_test_corpus_comes_from_test_path() {
     // Rows of another length do not fit the same model.
     std::fs::write(&test, npy_bytes("<i8", &[3, 4], &i64_bytes(&corpus(3, 4)))).unwrap();
     assert_mentions(&err_msg(load(&cfg, 0)), &["data.test_path", "6"]);
+    // A bad id in the test corpus is named by the test corpus's key.
+    let mut ids = corpus(3, 6);
+    ids[4] = 70;
+    std::fs::write(&test, npy_bytes("<i8", &[3, 6], &i64_bytes(&ids))).unwrap();
+    assert_mentions(
+        &err_msg(load(&cfg, 0)),
+        &["data.test_path", "test.npy", "row 0", "position 4", "70"],
+    );
 }
 
 #[test]
@@ -629,6 +637,21 @@ fn token_targets_apart_mark_ignored_positions_with_negative_ids() {
     assert_eq!(labels, want);
     assert_eq!(ds.y.scored(), y.iter().filter(|&&v| v >= 0).count());
     assert_eq!(sequence(test_set(&split)).0, &want[..10]);
+    // A bad test target is named by its own key and file.
+    let mut bad = y[..10].to_vec();
+    bad[7] = 50;
+    let ty = cfg.test_y_path.clone().unwrap();
+    std::fs::write(&ty, npy_bytes("<i8", &[2, 5], &i64_bytes(&bad))).unwrap();
+    assert_mentions(
+        &err_msg(load(&cfg, 0)),
+        &[
+            "data.test_y_path",
+            "test_y.npy",
+            "row 1",
+            "position 2",
+            "50",
+        ],
+    );
 }
 
 #[test]

@@ -163,13 +163,19 @@ pub fn tokens(cfg: &DataConfig) -> Result<Split> {
     })?;
     let (train, test) = match (&cfg.path, &cfg.x_path, &cfg.y_path) {
         (Some(path), None, None) => {
+            let train = corpus(path, "data.path", vocab)?;
             let test = match cfg.test_path.as_deref() {
                 None => None,
-                Some(p) => Some(corpus(p, "data.path", vocab)?),
+                Some(p) => Some(corpus(p, "data.test_path", vocab)?),
             };
-            (corpus(path, "data.path", vocab)?, test)
+            (train, test)
         }
         (None, Some(x), Some(y)) => {
+            let train = pairs(
+                (x.as_path(), y.as_path()),
+                ("data.x_path", "data.y_path"),
+                vocab,
+            )?;
             let test = match (&cfg.test_x_path, &cfg.test_y_path) {
                 (Some(tx), Some(ty)) => Some(pairs(
                     (tx.as_path(), ty.as_path()),
@@ -178,11 +184,6 @@ pub fn tokens(cfg: &DataConfig) -> Result<Split> {
                 )?),
                 _ => None,
             };
-            let train = pairs(
-                (x.as_path(), y.as_path()),
-                ("data.x_path", "data.y_path"),
-                vocab,
-            )?;
             (train, test)
         }
         _ => {
