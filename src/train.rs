@@ -10,7 +10,7 @@ use crate::backend::{Backend, DType};
 use crate::config::{Config, Resolved};
 use crate::data::{self, Dataset, Targets};
 use crate::error::{Error, Result};
-use crate::nn::loss::{examples_correct, position_views, LossKind};
+use crate::nn::loss::{labels_correct, LossKind, LossRows, IGNORED};
 use crate::nn::model::Model;
 use crate::observe::Observers;
 use crate::optim::Optimizer;
@@ -75,10 +75,17 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
 /// A data set on the device: inputs, loss targets and (where accuracy
 /// applies) class labels, `[B]` or `[B, T]` for sequences.
 struct DeviceData<B: Backend> {
-    n: usize,
+    /// The labels accuracy is a fraction of (`Targets::scored`).
+    scored: usize,
     x: Tensor<B>,
     target: Tensor<B>,
     labels: Option<Tensor<B>>,
+}
+
+/// Sequence labels as a device stores them: an ignored position as
+/// [`IGNORED`].
+fn positions_f64(y: &[Option<usize>]) -> Vec<f64> {
+    y.iter().map(|l| l.map_or(IGNORED, |c| c as f64)).collect()
 }
 
 /// Class labels for accuracy, with their shape: the labels themselves, one
@@ -87,7 +94,7 @@ fn class_labels(ds: &Dataset) -> Option<(Vec<f64>, Vec<usize>)> {
     let as_f64 = |y: &[usize]| y.iter().map(|&c| c as f64).collect();
     match &ds.y {
         Targets::Labels { y, .. } => Some((as_f64(y), vec![ds.n])),
-        Targets::Sequence { y, t, .. } => Some((as_f64(y), vec![ds.n, *t])),
+        Targets::Sequence { y, t, .. } => Some((positions_f64(y), vec![ds.n, *t])),
         Targets::Values { y, k } if *k > 1 => {
             let mut out = Vec::with_capacity(ds.n);
             for row in y.chunks(*k) {
@@ -105,13 +112,15 @@ fn class_labels(ds: &Dataset) -> Option<(Vec<f64>, Vec<usize>)> {
 }
 
 /// The loss head's targets for `ds`, as (values, shape): class indices for
-/// cross-entropy (`[n]`, or `[n, t]` for sequences), float values for the
-/// squared losses.
+/// cross-entropy (`[n]`, or `[n, t]` for sequences, an ignored position as
+/// [`IGNORED`]), float values for the squared losses.
 pub(crate) fn loss_target(ds: &Dataset, loss: LossKind) -> Result<(Vec<f64>, Vec<usize>)> {
     let as_f64 = |y: &[usize]| y.iter().map(|&c| c as f64).collect();
     match (&ds.y, loss) {
         (Targets::Labels { y, .. }, LossKind::CrossEntropy) => Ok((as_f64(y), vec![ds.n])),
-        (Targets::Sequence { y, t, .. }, LossKind::CrossEntropy) => Ok((as_f64(y), vec![ds.n, *t])),
+        (Targets::Sequence { y, t, .. }, LossKind::CrossEntropy) => {
+            Ok((positions_f64(y), vec![ds.n, *t]))
+        }
         (Targets::Sequence { .. }, _) => Err(Error::config(
             "train.loss",
             format!(
@@ -150,7 +159,7 @@ impl<B: Backend> DeviceData<B> {
             None => None,
         };
         Ok(DeviceData {
-            n: ds.n,
+            scored: ds.y.scored(),
             x: be.from_f64(&[ds.n, ds.d], &ds.x)?,
             target: be.from_f64(&tshape, &t)?,
             labels,
@@ -159,7 +168,8 @@ impl<B: Backend> DeviceData<B> {
 }
 
 /// Each member's mean loss and accuracy over a whole data set, in chunks so
-/// memory is bounded by the chunk.
+/// memory is bounded by the chunk. Both are means over the scored labels
+/// (the kept positions of sequences), so a chunk weighs by its count.
 fn evaluate<B: Backend>(
     be: &B,
     model: &Model<B>,
@@ -170,26 +180,29 @@ fn evaluate<B: Backend>(
     let e = model.ensemble;
     let mut total = vec![0.0; e];
     let mut correct = vec![0.0; e];
+    let mut scored = 0;
     let mut has_acc = true;
     for start in (0..ds.n).step_by(CHUNK) {
         let rows: Vec<usize> = (start..(start + CHUNK).min(ds.n)).collect();
         let d = DeviceData::upload(be, ds, loss, Some(&rows))?;
         let f = model.predict(be, &d.x)?;
-        let (fv, tv) = position_views(loss, &f, &d.target)?;
-        let (l, _) = be.loss(loss, &fv, &tv)?;
+        let head = LossRows::new(be, loss, &f, &d.target)?;
+        let (l, _) = head.loss(be)?;
         for (t, l) in total.iter_mut().zip(be.to_f64(&l)?) {
-            *t += l * d.n as f64;
+            *t += l * head.scored() as f64;
         }
+        scored += head.scored();
         match &d.labels {
             Some(lab) => {
-                for (c, k) in correct.iter_mut().zip(examples_correct(be, &f, lab)?) {
+                for (c, k) in correct.iter_mut().zip(labels_correct(be, &f, lab)?) {
                     *c += k;
                 }
             }
             None => has_acc = false,
         }
     }
-    let n = ds.n.max(1) as f64;
+    // load() refuses a set with nothing scored; max(1) keeps 0 / 0 out.
+    let n = scored.max(1) as f64;
     let mean = |v: Vec<f64>| v.into_iter().map(|x| x / n).collect::<Vec<_>>();
     Ok((mean(total), has_acc.then(|| mean(correct))))
 }
@@ -439,20 +452,38 @@ fn finish_member<B: Backend>(
 
 /// A model that starts with an embedding reads the data as token ids: every
 /// value of the train and test inputs must be one below its vocabulary
-/// (backends index with them).
-fn check_ids_fit(spec: &crate::nn::graph::ModelSpec, split: &data::Split) -> Result<()> {
+/// (backends index with them). The message names the key that set the
+/// vocabulary (`model.vocab` for a preset) and, for a built-in task, which
+/// ids its inputs hold.
+fn check_ids_fit(
+    cfg: &Config,
+    spec: &crate::nn::graph::ModelSpec,
+    split: &data::Split,
+) -> Result<()> {
     let Some(crate::nn::layer_spec::LayerSpec::Embedding { vocab, .. }) = spec.layers.first()
     else {
         return Ok(());
     };
-    let key = "model.layers[0].vocab";
+    let key = if cfg.model.arch.is_some() {
+        "model.vocab"
+    } else {
+        "model.layers[0].vocab"
+    };
+    let ids = match cfg.data.input_vocab() {
+        Some((needed, what)) => format!(
+            " (source '{}' holds {what}: a vocab of {needed})",
+            cfg.data.source
+        ),
+        None => String::new(),
+    };
     let sets = [
         ("training data", Some(&split.train)),
         ("test data", split.test.as_ref()),
     ];
     for (what, ds) in sets {
         if let Some(ds) = ds {
-            data::check_token_ids(&ds.x, ds.n, ds.d, *vocab, what, key)?;
+            let what = format!("{what}{ids}");
+            data::check_token_ids(&ds.x, ds.n, ds.d, *vocab, &what, key)?;
         }
     }
     Ok(())
@@ -481,7 +512,7 @@ fn train_members_on<B: Backend>(
     let spec = cfg
         .model
         .spec(input, train_ds.out_shape(), res.parametrization)?;
-    check_ids_fit(&spec, &split)?;
+    check_ids_fit(cfg, &spec, &split)?;
     let seeds: Vec<u64> = members.iter().map(|m| m.cfg.seed).collect();
     let mut model = Model::init(&be, spec, &seeds)?;
     let family = res.optim.kind.family();
@@ -636,9 +667,9 @@ fn train_members_on<B: Backend>(
                 let (train_loss, train_acc) = if full_batch {
                     let acc = match &data.labels {
                         Some(l) => Some(
-                            examples_correct(&be, &pass.output, l)?
+                            labels_correct(&be, &pass.output, l)?
                                 .iter()
-                                .map(|c| c / data.n as f64)
+                                .map(|c| c / data.scored.max(1) as f64)
                                 .collect(),
                         ),
                         None => None,

@@ -1095,3 +1095,11 @@ fn layer_graph_models_track_the_cpu() {
     let Some(g) = gpu() else { return };
     common::model_parity::models_track_cpu(&g);
 }
+
+/// A token transformer read out at every position under a loss with
+/// ignored positions: loss, gradient, HVP, per-sample norms, accuracy.
+#[test]
+fn a_masked_sequence_loss_tracks_the_cpu() {
+    let Some(g) = gpu() else { return };
+    common::model_parity::masked_sequences_track_cpu(&g);
+}

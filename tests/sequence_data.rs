@@ -1,7 +1,8 @@
-//! Sequence data and the sequence loss: the `modular`, `sort` and `tokens`
-//! sources hold their ground truth and seeded splits and refuse bad keys
-//! and bad token files by name; `check_token_ids` names the row, position
-//! and value it refuses; cross-entropy on labels `[B, T]` is the mean over
+//! Sequence data and the sequence loss: the `modular`, `sort`, `copy` and
+//! `tokens` sources hold their ground truth and seeded splits and refuse
+//! bad keys and bad token files by name (ignored targets of `tokens` given
+//! as negative ids); `check_token_ids` names the row, position and value it
+//! refuses; cross-entropy on labels `[B, T]` is the mean over
 //! all positions, with its gradient and Hessian-vector product checked
 //! against finite differences (f64), accuracy counted by position, and one
 //! sequence weighed as one example by the per-sample observers; `lmech
@@ -18,7 +19,7 @@ use lmech::data::{check_token_ids, load, DataConfig, Dataset, Split, Targets};
 use lmech::error::Error;
 use lmech::nn::graph::ModelSpec;
 use lmech::nn::layer_spec::LayerSpec;
-use lmech::nn::loss::{examples_correct, LossKind};
+use lmech::nn::loss::{labels_correct, LossKind};
 use lmech::nn::model::Model;
 use lmech::nn::parametrization::Parametrization;
 use lmech::nn::shape::Shape;
@@ -58,8 +59,8 @@ fn labels(ds: &Dataset) -> &[usize] {
     }
 }
 
-/// (labels, positions, classes) of sequence targets.
-fn sequence(ds: &Dataset) -> (&[usize], usize, usize) {
+/// (labels, positions, classes) of sequence targets (`None`: ignored).
+fn sequence(ds: &Dataset) -> (&[Option<usize>], usize, usize) {
     match &ds.y {
         Targets::Sequence { y, t, classes } => (y, *t, *classes),
         other => panic!("expected sequence targets, got {other:?}"),
@@ -280,6 +281,7 @@ fn sort_labels_are_the_sorted_inputs() {
         for (row, want) in ds.x.chunks_exact(t).zip(y.chunks_exact(t)) {
             let mut sorted: Vec<usize> = row.iter().map(|&v| v as usize).collect();
             sorted.sort_unstable();
+            let sorted: Vec<Option<usize>> = sorted.into_iter().map(Some).collect();
             assert_eq!(sorted, want);
         }
     }
@@ -332,6 +334,126 @@ fn sort_sets_are_fixed_by_the_seed_and_train_does_not_see_n_test() {
     assert_eq!(test_set(&a).x[..], test_set(&more).x[..50]);
 }
 
+// --------------------------------------------------------------------- copy
+
+fn copy_cfg(n: usize, n_test: Option<usize>) -> DataConfig {
+    DataConfig {
+        source: "copy".into(),
+        n,
+        n_test,
+        length: Some(4),
+        vocab: Some(6),
+        ..DataConfig::default()
+    }
+}
+
+#[test]
+fn copy_examples_are_a_string_the_separator_and_the_string_scored_on_the_copy() {
+    let (l, v) = (4, 6);
+    let split = load(&copy_cfg(30, Some(10)), 12).unwrap();
+    for ds in [&split.train, test_set(&split)] {
+        let (y, t, classes) = sequence(ds);
+        assert_eq!((ds.d, t, classes), (2 * l, 2 * l, v));
+        assert_eq!(ds.out_shape(), Shape::Signal { c: v, l: 2 * l });
+        assert_eq!(ds.y.scored(), ds.n * l, "the second copy is scored");
+        for (x, y) in ds.x.chunks_exact(t).zip(y.chunks_exact(t)) {
+            let s: Vec<usize> = x[..l].iter().map(|&c| c as usize).collect();
+            assert!(s.iter().all(|&c| c < v), "{x:?}");
+            assert_eq!(x[l], v as f64, "the separator is the id vocab: {x:?}");
+            let again: Vec<usize> = x[l + 1..].iter().map(|&c| c as usize).collect();
+            assert_eq!(again, s[..l - 1], "{x:?}");
+            assert!(y[..l].iter().all(Option::is_none), "{y:?}");
+            // Next-token labels: position t is labelled with token t + 1 of
+            // the whole string s, sep, s.
+            let mut whole = x.to_vec();
+            whole.push(s[l - 1] as f64);
+            for (t, label) in y.iter().enumerate().skip(l) {
+                assert_eq!(*label, Some(whole[t + 1] as usize), "position {t}: {x:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn copy_sets_are_fixed_by_the_seed_and_sized_by_n_and_n_test() {
+    let a = load(&copy_cfg(30, Some(10)), 13).unwrap();
+    assert_eq!((a.train.n, test_set(&a).n), (30, 10));
+    assert_eq!(a, load(&copy_cfg(30, Some(10)), 13).unwrap());
+    assert_ne!(
+        a.train.x,
+        load(&copy_cfg(30, Some(10)), 14).unwrap().train.x
+    );
+    // The first n strings do not depend on how many are drawn, and the
+    // test strings come from a stream of their own.
+    let more = load(&copy_cfg(50, Some(20)), 13).unwrap();
+    assert_eq!(more.train.take_first(30), a.train);
+    assert_eq!(test_set(&more).take_first(10), *test_set(&a));
+    assert_ne!(a.train.x[..80], test_set(&a).x[..]);
+    assert!(load(&copy_cfg(30, None), 13).unwrap().test.is_none());
+    // The defaults: strings of 8 tokens from 16 symbols.
+    let split = load(
+        &DataConfig {
+            source: "copy".into(),
+            n: 2,
+            ..DataConfig::default()
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(split.train.out_shape(), Shape::Signal { c: 16, l: 16 });
+}
+
+#[test]
+fn copy_bad_keys_are_refused_by_name() {
+    let cases = [
+        (
+            DataConfig {
+                length: Some(0),
+                ..copy_cfg(8, None)
+            },
+            "data.length",
+        ),
+        (
+            DataConfig {
+                vocab: Some(0),
+                ..copy_cfg(8, None)
+            },
+            "data.vocab",
+        ),
+        (
+            DataConfig {
+                n: 0,
+                ..copy_cfg(8, None)
+            },
+            "data.n",
+        ),
+        (
+            DataConfig {
+                p: Some(7),
+                ..copy_cfg(8, None)
+            },
+            "data.p",
+        ),
+        (
+            DataConfig {
+                num_classes: Some(6),
+                ..copy_cfg(8, None)
+            },
+            "data.num_classes",
+        ),
+        (
+            DataConfig {
+                test_fraction: Some(0.5),
+                ..copy_cfg(8, Some(4))
+            },
+            "data.test_fraction",
+        ),
+    ];
+    for (cfg, key) in cases {
+        assert_mentions(&err_msg(load(&cfg, 0)), &[key]);
+    }
+}
+
 // ------------------------------------------------------------------- tokens
 
 fn tokens_cfg(path: &Path, vocab: usize) -> DataConfig {
@@ -370,7 +492,7 @@ fn token_corpus_gives_shifted_inputs_and_next_token_labels() {
         assert_eq!((ds.n, ds.d, t, classes), (4, 5, 5, 50), "{name}");
         for (r, row) in ids.chunks_exact(6).enumerate() {
             let x: Vec<f64> = row[..5].iter().map(|&v| v as f64).collect();
-            let next: Vec<usize> = row[1..].iter().map(|&v| v as usize).collect();
+            let next: Vec<Option<usize>> = row[1..].iter().map(|&v| Some(v as usize)).collect();
             assert_eq!(ds.x[r * 5..(r + 1) * 5], x[..], "{name} row {r}");
             assert_eq!(y[r * 5..(r + 1) * 5], next[..], "{name} row {r}");
         }
@@ -393,6 +515,14 @@ fn token_test_corpus_comes_from_test_path() {
     // Rows of another length do not fit the same model.
     std::fs::write(&test, npy_bytes("<i8", &[3, 4], &i64_bytes(&corpus(3, 4)))).unwrap();
     assert_mentions(&err_msg(load(&cfg, 0)), &["data.test_path", "6"]);
+    // A bad id in the test corpus is named by the test corpus's key.
+    let mut ids = corpus(3, 6);
+    ids[4] = 70;
+    std::fs::write(&test, npy_bytes("<i8", &[3, 6], &i64_bytes(&ids))).unwrap();
+    assert_mentions(
+        &err_msg(load(&cfg, 0)),
+        &["data.test_path", "test.npy", "row 0", "position 4", "70"],
+    );
 }
 
 #[test]
@@ -464,6 +594,172 @@ fn token_source_needs_vocab_and_path() {
         .validate(),
     );
     assert_mentions(&msg, &["data.path"]);
+}
+
+/// `tokens` with inputs and targets apart, both `[rows, width]` of `<i8`.
+fn token_pairs(dir: &Path, x: &[i64], y: &[i64], shape: [usize; 2]) -> DataConfig {
+    let (xp, yp) = (dir.join("inputs.npy"), dir.join("targets.npy"));
+    std::fs::write(&xp, npy_bytes("<i8", &shape, &i64_bytes(x))).unwrap();
+    std::fs::write(&yp, npy_bytes("<i8", &shape, &i64_bytes(y))).unwrap();
+    DataConfig {
+        source: "tokens".into(),
+        x_path: Some(xp),
+        y_path: Some(yp),
+        vocab: Some(50),
+        ..DataConfig::default()
+    }
+}
+
+#[test]
+fn token_targets_apart_mark_ignored_positions_with_negative_ids() {
+    let dir = temp_dir("tokens-pairs");
+    let x = corpus(4, 5);
+    let mut y = corpus(4, 5);
+    // -1 and PyTorch's -100 alike; a whole row ignored is allowed.
+    for (k, v) in y.iter_mut().enumerate() {
+        if k % 3 == 0 || (10..15).contains(&k) {
+            *v = if k % 2 == 0 { -1 } else { -100 };
+        }
+    }
+    let mut cfg = token_pairs(&dir, &x, &y, [4, 5]);
+    let (tx, ty) = (dir.join("test_x.npy"), dir.join("test_y.npy"));
+    std::fs::write(&tx, npy_bytes("<i8", &[2, 5], &i64_bytes(&x[..10]))).unwrap();
+    std::fs::write(&ty, npy_bytes("<i8", &[2, 5], &i64_bytes(&y[..10]))).unwrap();
+    cfg.test_x_path = Some(tx);
+    cfg.test_y_path = Some(ty);
+    let split = load(&cfg, 0).unwrap();
+    let ds = &split.train;
+    assert_eq!((ds.n, ds.d), (4, 5));
+    assert_eq!(ds.x, x.iter().map(|&v| v as f64).collect::<Vec<_>>());
+    let (labels, t, classes) = sequence(ds);
+    assert_eq!((t, classes), (5, 50));
+    let want: Vec<Option<usize>> = y.iter().map(|&v| (v >= 0).then_some(v as usize)).collect();
+    assert_eq!(labels, want);
+    assert_eq!(ds.y.scored(), y.iter().filter(|&&v| v >= 0).count());
+    assert_eq!(sequence(test_set(&split)).0, &want[..10]);
+    // A bad test target is named by its own key and file.
+    let mut bad = y[..10].to_vec();
+    bad[7] = 50;
+    let ty = cfg.test_y_path.clone().unwrap();
+    std::fs::write(&ty, npy_bytes("<i8", &[2, 5], &i64_bytes(&bad))).unwrap();
+    assert_mentions(
+        &err_msg(load(&cfg, 0)),
+        &[
+            "data.test_y_path",
+            "test_y.npy",
+            "row 1",
+            "position 2",
+            "50",
+        ],
+    );
+}
+
+#[test]
+fn token_targets_apart_refuse_other_bad_ids_by_file_row_position_and_value() {
+    let dir = temp_dir("tokens-pairs-bad");
+    let x = corpus(4, 5);
+    let mut y = corpus(4, 5);
+    y[5 + 2] = 70;
+    let msg = err_msg(load(&token_pairs(&dir, &x, &y, [4, 5]), 0));
+    assert_mentions(
+        &msg,
+        &[
+            "data.y_path",
+            "targets.npy",
+            "row 1",
+            "position 2",
+            "70",
+            "not below the vocab of 50",
+            "data.vocab",
+        ],
+    );
+    // A negative input is no ignored target.
+    let mut bad_x = corpus(4, 5);
+    bad_x[3 * 5 + 4] = -1;
+    let msg = err_msg(load(&token_pairs(&dir, &bad_x, &corpus(4, 5), [4, 5]), 0));
+    assert_mentions(
+        &msg,
+        &[
+            "data.x_path",
+            "inputs.npy",
+            "row 3",
+            "position 4",
+            "negative",
+        ],
+    );
+    // A fractional target, negative or not, is not an id.
+    let cfg = token_pairs(&dir, &x, &corpus(4, 5), [4, 5]);
+    let mut floats: Vec<f64> = corpus(4, 5).iter().map(|&v| v as f64).collect();
+    floats[6] = -0.5;
+    let yp = cfg.y_path.clone().unwrap();
+    std::fs::write(&yp, npy_bytes("<f8", &[4, 5], &f64_bytes(&floats))).unwrap();
+    assert_mentions(
+        &err_msg(load(&cfg, 0)),
+        &["row 1", "position 1", "-0.5", "not a token id"],
+    );
+    // Targets that do not match the inputs position for position.
+    std::fs::write(&yp, npy_bytes("<i8", &[3, 5], &i64_bytes(&corpus(3, 5)))).unwrap();
+    assert_mentions(
+        &err_msg(load(&cfg, 0)),
+        &["data.y_path", "[3, 5]", "[4, 5]"],
+    );
+    // Every target ignored leaves nothing to score.
+    let msg = err_msg(load(&token_pairs(&dir, &x, &[-1; 20], [4, 5]), 0));
+    assert_mentions(&msg, &["every target position", "ignored"]);
+}
+
+#[test]
+fn token_layouts_are_one_or_the_other() {
+    let file = |name: &str| Some(Path::new(name).to_path_buf());
+    let pairs = DataConfig {
+        source: "tokens".into(),
+        x_path: file("x.npy"),
+        y_path: file("y.npy"),
+        vocab: Some(10),
+        ..DataConfig::default()
+    };
+    let cases = [
+        (
+            DataConfig {
+                path: file("corpus.npy"),
+                ..pairs.clone()
+            },
+            "data.x_path",
+        ),
+        (
+            DataConfig {
+                y_path: None,
+                ..pairs.clone()
+            },
+            "data.y_path",
+        ),
+        (
+            DataConfig {
+                test_path: file("test.npy"),
+                ..pairs.clone()
+            },
+            "data.test_path",
+        ),
+        (
+            DataConfig {
+                test_x_path: file("tx.npy"),
+                ..pairs.clone()
+            },
+            "data.test_y_path",
+        ),
+        (
+            DataConfig {
+                x_path: None,
+                y_path: None,
+                ..pairs.clone()
+            },
+            "data.path",
+        ),
+    ];
+    for (cfg, key) in cases {
+        assert_mentions(&err_msg(cfg.validate()), &[key]);
+    }
+    assert!(pairs.validate().is_ok());
 }
 
 // --------------------------------------------------------- check_token_ids
@@ -637,7 +933,7 @@ fn sequence_xent_hvp_matches_finite_differences_of_the_gradient() {
 }
 
 #[test]
-fn sequence_accuracy_is_the_fraction_of_positions_right() {
+fn sequence_accuracy_counts_the_positions_right() {
     let be = Cpu::f64();
     let (f, mut labels) = outputs_and_labels(25);
     // Make member 0 right at a known set of positions: its argmax there.
@@ -645,7 +941,7 @@ fn sequence_accuracy_is_the_fraction_of_positions_right() {
     for (k, label) in labels.iter_mut().enumerate().filter(|(k, _)| k % 3 == 0) {
         *label = argmax(&f[k * V..(k + 1) * V]) as f64;
     }
-    let got = examples_correct(
+    let got = labels_correct(
         &be,
         &tensor(&be, &[E, B, T * V], &f),
         &tensor(&be, &[B, T], &labels),
@@ -662,11 +958,7 @@ fn sequence_accuracy_is_the_fraction_of_positions_right() {
             right > 0 || e > 0,
             "member 0 is right somewhere by construction"
         );
-        let want = right as f64 / T as f64;
-        assert!(
-            (got - want).abs() < 1e-12,
-            "member {e}: {got} examples' worth vs {want}"
-        );
+        assert_eq!(*got, right as f64, "member {e}: positions right");
     }
 }
 

@@ -177,7 +177,8 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
     fn sum_abs(&self, x: &Tensor<Self>) -> Result<Vec<f64>>;
 
     /// Per member, the number of rows of `f` `[E, B, K]` whose argmax is the
-    /// label in `labels` `[B]`.
+    /// label in `labels` `[B]` (compared as numbers, so a negative label, an
+    /// ignored position, is never right).
     fn count_correct(&self, f: &Tensor<Self>, labels: &Tensor<Self>) -> Result<Vec<f64>>;
 
     /// `y += alpha * x`.

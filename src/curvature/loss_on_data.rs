@@ -1,7 +1,9 @@
 //! The training loss of one model on a whole data set, held as device chunks:
 //! its value, gradient, and Hessian- or Gauss-Newton-vector products. The
-//! loss over N examples is the chunk losses weighted by n_c / N, so each
-//! chunk's backward pass is seeded with that weight and the products add up.
+//! loss over N examples is the chunk losses weighted by n_c / N (for
+//! sequence labels, by the chunk's share of the kept positions, since each
+//! chunk's loss is a mean over its own), so each chunk's backward pass is
+//! seeded with that weight and the products add up.
 //!
 //! When the data fits in one chunk, the first product keeps its tape: the
 //! forward values and the backward pass's plain cotangents do not depend on
@@ -12,7 +14,7 @@
 use super::flat::{flatten, unflatten};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::loss::LossKind;
+use crate::nn::loss::{scored_rows, LossKind};
 use crate::nn::model::Model;
 use crate::tape::{Curvature, Grads, LossHead, Tape, Var};
 use crate::tensor::Tensor;
@@ -30,8 +32,11 @@ pub struct LossOnData<'a, B: Backend> {
     be: B,
     model: &'a Model<B>,
     kind: LossKind,
-    /// (inputs, targets, rows) per chunk.
+    /// (inputs, targets, scored rows) per chunk: the rows its loss is a
+    /// mean over (`nn::loss::scored_rows`).
     chunks: Vec<(Tensor<B>, Tensor<B>, usize)>,
+    examples: usize,
+    /// The chunks' scored rows together.
     total: usize,
     products: Cell<usize>,
     cache: RefCell<Option<Cached<B>>>,
@@ -52,22 +57,30 @@ impl<'a, B: Backend> LossOnData<'a, B> {
                 model.ensemble
             )));
         }
-        let chunks: Vec<_> = chunks
-            .into_iter()
-            .map(|(x, t)| {
-                let rows = x.shape().first().copied().unwrap_or(0);
-                (x, t, rows)
-            })
-            .collect();
+        let mut examples = 0;
+        let mut scored = Vec::with_capacity(chunks.len());
+        for (x, t) in chunks {
+            let rows = x.shape().first().copied().unwrap_or(0);
+            examples += rows;
+            let weight = scored_rows(be, kind, &t, rows)?;
+            scored.push((x, t, weight));
+        }
+        let chunks = scored;
         let total = chunks.iter().map(|c| c.2).sum();
-        if total == 0 {
+        if examples == 0 {
             return Err(Error::msg("curvature needs at least one example"));
+        }
+        if total == 0 {
+            return Err(Error::msg(
+                "curvature needs at least one scored position: every target is ignored",
+            ));
         }
         Ok(LossOnData {
             be: be.clone(),
             model,
             kind,
             chunks,
+            examples,
             total,
             products: Cell::new(0),
             cache: RefCell::new(None),
@@ -80,7 +93,7 @@ impl<'a, B: Backend> LossOnData<'a, B> {
     }
 
     pub fn examples(&self) -> usize {
-        self.total
+        self.examples
     }
 
     /// How many Hessian or Gauss-Newton products have been computed.

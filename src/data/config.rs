@@ -23,6 +23,7 @@ pub const SOURCES: &[&str] = &[
     "linear",
     "modular",
     "sort",
+    "copy",
     "tokens",
 ];
 pub const ACTIVATIONS: &[&str] = &["identity", "relu", "tanh"];
@@ -41,13 +42,15 @@ pub struct DataConfig {
     pub seed: Option<u64>,
 
     // --- file sources ---
-    /// `npy`: inputs, shape [N, ...] (flattened to [N, d]).
+    /// `npy`: inputs, shape [N, ...] (flattened to [N, d]); `tokens`: input
+    /// ids [N, T] (with `y_path`, instead of `path`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub x_path: Option<PathBuf>,
-    /// `npy`: targets; integer [N] = class labels, float [N] or [N, K] = values.
+    /// `npy`: targets; integer [N] = class labels, float [N] or [N, K] =
+    /// values; `tokens`: target ids [N, T], a negative one ignored.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub y_path: Option<PathBuf>,
-    /// `npy`: optional test inputs (then `test_y_path` is required).
+    /// `npy` and `tokens`: optional test inputs (then `test_y_path` is required).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_x_path: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -127,11 +130,12 @@ pub struct DataConfig {
     /// rest is the test set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub train_fraction: Option<f64>,
-    /// `sort`: tokens per sequence (default 8).
+    /// `sort`, `copy`: tokens per sequence (per copy; default 8).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub length: Option<usize>,
-    /// `sort`: tokens are drawn from 0..vocab (default 16); `tokens`: every
-    /// id must lie below it (required).
+    /// `sort`, `copy`: tokens are drawn from 0..vocab (default 16; `copy`'s
+    /// separator is the id vocab); `tokens`: every id must lie below it
+    /// (required).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vocab: Option<usize>,
     /// `tokens`: an optional test corpus laid out as `path`.
@@ -227,12 +231,12 @@ impl DataConfig {
 
     /// The token tasks, whose inputs are token ids.
     pub fn is_sequence_task(&self) -> bool {
-        matches!(self.source.as_str(), "modular" | "sort" | "tokens")
+        matches!(self.source.as_str(), "modular" | "sort" | "copy" | "tokens")
     }
 
     /// Whether `n_test` draws a fresh test set (rather than cutting one).
     fn generates_test(&self) -> bool {
-        self.is_synthetic() || self.source == "sort"
+        self.is_synthetic() || matches!(self.source.as_str(), "sort" | "copy")
     }
 
     /// Whether the source comes with its own test split.
@@ -241,7 +245,7 @@ impl DataConfig {
             "mnist" | "cifar10" | "modular" => true,
             "npy" => self.test_x_path.is_some(),
             "npz" => self.x_test_key.is_some(),
-            "tokens" => self.test_path.is_some(),
+            "tokens" => self.test_path.is_some() || self.test_x_path.is_some(),
             _ => self.generates_test() && self.n_test.is_some(),
         }
     }
@@ -260,6 +264,32 @@ impl DataConfig {
         (self.length.unwrap_or(8), self.vocab.unwrap_or(16))
     }
 
+    /// `copy`'s string length and vocabulary (the symbols, the separator
+    /// not counted), defaults applied: those of `sort`.
+    pub fn copy_task(&self) -> (usize, usize) {
+        self.sort_task()
+    }
+
+    /// For the built-in token tasks, the vocabulary their inputs need and
+    /// why: `modular`'s p numbers and "=", `copy`'s symbols and separator.
+    pub fn input_vocab(&self) -> Option<(usize, String)> {
+        match self.source.as_str() {
+            "modular" => {
+                let p = self.modular_task().0;
+                Some((p + 1, format!("ids 0..{p} and \"=\" ({p})")))
+            }
+            "sort" => {
+                let v = self.sort_task().1;
+                Some((v, format!("ids 0..{v}")))
+            }
+            "copy" => {
+                let v = self.copy_task().1;
+                Some((v + 1, format!("the symbols 0..{v} and the separator {v}")))
+            }
+            _ => None,
+        }
+    }
+
     /// Checks every key without touching the file system.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(format!("data.{key}"), msg));
@@ -276,11 +306,12 @@ impl DataConfig {
 
         // Path and key options only mean something to some sources; one the
         // source would ignore is almost certainly a mistake.
+        let files = matches!(src, "npy" | "tokens");
         let options = [
-            ("x_path", self.x_path.is_some(), src == "npy"),
-            ("y_path", self.y_path.is_some(), src == "npy"),
-            ("test_x_path", self.test_x_path.is_some(), src == "npy"),
-            ("test_y_path", self.test_y_path.is_some(), src == "npy"),
+            ("x_path", self.x_path.is_some(), files),
+            ("y_path", self.y_path.is_some(), files),
+            ("test_x_path", self.test_x_path.is_some(), files),
+            ("test_y_path", self.test_y_path.is_some(), files),
             (
                 "path",
                 self.path.is_some(),
@@ -296,11 +327,15 @@ impl DataConfig {
                 self.train_fraction.is_some(),
                 src == "modular",
             ),
-            ("length", self.length.is_some(), src == "sort"),
+            (
+                "length",
+                self.length.is_some(),
+                matches!(src, "sort" | "copy"),
+            ),
             (
                 "vocab",
                 self.vocab.is_some(),
-                matches!(src, "sort" | "tokens"),
+                matches!(src, "sort" | "copy" | "tokens"),
             ),
         ];
         for (key, set, used) in options {
@@ -333,10 +368,10 @@ impl DataConfig {
                     ("test_y_path", self.test_y_path.is_some()),
                 )?;
             }
-            "npz" | "mnist" | "cifar10" | "tokens" if self.path.is_none() => {
+            "tokens" => self.validate_token_files()?,
+            "npz" | "mnist" | "cifar10" if self.path.is_none() => {
                 let what = match src {
                     "npz" => "the .npz file",
-                    "tokens" => "an integer .npy of token ids [N, T+1]",
                     _ => "the directory of its files",
                 };
                 return bad("path", format!("source '{src}' needs path ({what})"));
@@ -428,7 +463,7 @@ impl DataConfig {
         }
         match src {
             "modular" => self.validate_modular(),
-            "sort" => {
+            "sort" | "copy" => {
                 let (length, vocab) = self.sort_task();
                 if self.n == 0 {
                     return bad("n", "must be at least 1".into());
@@ -451,6 +486,59 @@ impl DataConfig {
                 Some(_) => Ok(()),
             },
         }
+    }
+
+    /// `tokens` reads one of two layouts: `path` (and `test_path`), ids
+    /// `[N, T+1]`, or `x_path` and `y_path` (and `test_x_path`,
+    /// `test_y_path`), inputs and targets `[N, T]`.
+    fn validate_token_files(&self) -> Result<()> {
+        let bad = |key: &str, msg: &str| Err(Error::config(format!("data.{key}"), msg));
+        match (
+            self.path.is_some(),
+            self.x_path.is_some() || self.y_path.is_some(),
+        ) {
+            (false, false) => {
+                return bad(
+                    "path",
+                    "source 'tokens' needs path (an integer .npy of token ids [N, T+1]), \
+                     or x_path and y_path (input and target ids [N, T], a negative target ignored)",
+                )
+            }
+            (true, true) => {
+                let key = if self.x_path.is_some() {
+                    "x_path"
+                } else {
+                    "y_path"
+                };
+                return bad(
+                    key,
+                    "source 'tokens' reads either path ([N, T+1]) or x_path and y_path ([N, T]), not both",
+                );
+            }
+            (true, false) if self.test_x_path.is_some() || self.test_y_path.is_some() => {
+                let key = if self.test_x_path.is_some() {
+                    "test_x_path"
+                } else {
+                    "test_y_path"
+                };
+                return bad(
+                    key,
+                    "goes with x_path and y_path; a test corpus for path is test_path",
+                );
+            }
+            (false, true) if self.test_path.is_some() => {
+                return bad("test_path", "goes with path; test inputs and targets for x_path and y_path are test_x_path and test_y_path");
+            }
+            _ => {}
+        }
+        together(
+            ("x_path", self.x_path.is_some()),
+            ("y_path", self.y_path.is_some()),
+        )?;
+        together(
+            ("test_x_path", self.test_x_path.is_some()),
+            ("test_y_path", self.test_y_path.is_some()),
+        )
     }
 
     fn validate_modular(&self) -> Result<()> {

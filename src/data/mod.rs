@@ -42,9 +42,11 @@ pub enum Targets {
     /// Row-major [n, k] real values.
     Values { y: Vec<f64>, k: usize },
     /// One class index in 0..classes per position: row-major [n, t] (a
-    /// sequence's next tokens, or any per-position labelling).
+    /// sequence's next tokens, or any per-position labelling). `None` is an
+    /// ignored position (PyTorch's `ignore_index`): it adds nothing to the
+    /// loss or the accuracy, which average over the other positions.
     Sequence {
-        y: Vec<usize>,
+        y: Vec<Option<usize>>,
         t: usize,
         classes: usize,
     },
@@ -68,6 +70,15 @@ impl Targets {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// How many targets the loss and the accuracy average over: the
+    /// examples, or for sequences the positions that are not ignored.
+    pub fn scored(&self) -> usize {
+        match self {
+            Targets::Sequence { y, .. } => y.iter().filter(|l| l.is_some()).count(),
+            _ => self.len(),
+        }
     }
 
     fn subset(&self, idx: &[usize]) -> Targets {
@@ -116,7 +127,7 @@ impl Dataset {
             Targets::Labels { y, classes } => y.iter().all(|l| l < classes),
             Targets::Values { y, k } => *k > 0 && y.len() == n * k,
             Targets::Sequence { y, t, classes } => {
-                *t > 0 && y.len() == n * t && y.iter().all(|l| l < classes)
+                *t > 0 && y.len() == n * t && y.iter().flatten().all(|l| l < classes)
             }
         };
         if !well_formed || y.len() != n {
@@ -238,6 +249,7 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Split> {
         "linear" => synthetic::linear(cfg, seed)?,
         "modular" => sequences::modular(cfg, seed)?,
         "sort" => sequences::sort(cfg, seed)?,
+        "copy" => sequences::copy(cfg, seed)?,
         "tokens" => sequences::tokens(cfg)?,
         other => {
             return Err(Error::config(
@@ -246,5 +258,30 @@ pub fn load(cfg: &DataConfig, seed: u64) -> Result<Split> {
             ))
         }
     };
-    preprocess::apply(raw, cfg, seed)
+    let split = preprocess::apply(raw, cfg, seed)?;
+    refuse_unscored(&split)?;
+    Ok(split)
+}
+
+/// A train or test set of sequences whose every position is ignored has
+/// nothing to average a loss or an accuracy over: refused, rather than
+/// reported as 0 or NaN.
+fn refuse_unscored(split: &Split) -> Result<()> {
+    let sets = [
+        ("training", Some(&split.train)),
+        ("test", split.test.as_ref()),
+    ];
+    for (what, ds) in sets {
+        if let Some(ds) = ds.filter(|ds| ds.y.scored() == 0) {
+            return Err(Error::config(
+                "data",
+                format!(
+                    "every target position of the {what} set ({} sequences) is ignored: \
+                     there is nothing to score",
+                    ds.n
+                ),
+            ));
+        }
+    }
+    Ok(())
 }

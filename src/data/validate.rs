@@ -86,13 +86,46 @@ pub fn check_token_ids(
     what: &str,
     key: &str,
 ) -> Result<()> {
+    refuse_bad_ids(x, n, t, vocab, what, key, false)
+}
+
+/// Target ids `[n, t]` as sequence labels: an id in 0..vocab, or any
+/// negative integer (-1, PyTorch's -100) for an ignored position (`None`).
+/// Anything else is refused as [`check_token_ids`] refuses it, by row,
+/// position and value.
+pub(super) fn target_ids(
+    y: &[f64],
+    n: usize,
+    t: usize,
+    vocab: usize,
+    what: &str,
+    key: &str,
+) -> Result<Vec<Option<usize>>> {
+    refuse_bad_ids(y, n, t, vocab, what, key, true)?;
+    Ok(y.iter()
+        .map(|&v| (v >= 0.0).then_some(v as usize))
+        .collect())
+}
+
+/// The first value of `x` that is not an integer in 0..vocab (a negative
+/// integer too, when `negative_ignored`), refused naming its row, position
+/// and value.
+fn refuse_bad_ids(
+    x: &[f64],
+    n: usize,
+    t: usize,
+    vocab: usize,
+    what: &str,
+    key: &str,
+    negative_ignored: bool,
+) -> Result<()> {
     if x.len() != n * t {
         return Err(Error::shape(format!(
             "{what}: {} values for {n} sequences of {t} tokens",
             x.len()
         )));
     }
-    let is_id = |v: f64| v >= 0.0 && v < vocab as f64 && v.fract() == 0.0;
+    let is_id = |v: f64| v.fract() == 0.0 && v < vocab as f64 && (v >= 0.0 || negative_ignored);
     let Some(at) = x.iter().position(|&v| !is_id(v)) else {
         return Ok(());
     };

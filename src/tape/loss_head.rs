@@ -2,19 +2,22 @@
 //! `[E, B, K]` and a fixed target. Its gradient is computed in the forward
 //! kernel (fused) and scaled by the incoming per-member cotangent; its
 //! Hessian-vector product is the loss head's own kernel. Sequence labels
-//! reach the kernels as one row per position (`position_views`), and what
-//! comes back is returned in the outputs' own shape.
+//! reach the kernels as one row per position, their ignored positions
+//! masked out (`LossRows`), and what comes back is returned in the outputs'
+//! own shape.
 
 use super::op::{CotangentPair, TangentArgs};
 use super::{add_optional, Op};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
-use crate::nn::loss::{position_views, LossKind};
+use crate::nn::loss::{LossKind, LossRows};
 use crate::tensor::Tensor;
 
 pub struct LossHead<B: Backend> {
     pub kind: LossKind,
     target: Tensor<B>,
+    /// The kernels' view of the outputs, kept for the curvature products.
+    rows: Option<LossRows<B>>,
     grad: Option<Tensor<B>>,
     f_dot: Option<Tensor<B>>,
 }
@@ -24,6 +27,7 @@ impl<B: Backend> LossHead<B> {
         LossHead {
             kind,
             target,
+            rows: None,
             grad: None,
             f_dot: None,
         }
@@ -45,9 +49,10 @@ impl<B: Backend> Op<B> for LossHead<B> {
         let [f] = inputs else {
             return Err(Error::msg("loss takes (f)"));
         };
-        let (fv, tv) = position_views(self.kind, f, &self.target)?;
-        let (loss, grad) = be.loss(self.kind, &fv, &tv)?;
-        self.grad = Some(grad.reshape(f.shape())?);
+        let rows = LossRows::new(be, self.kind, f, &self.target)?;
+        let (loss, grad) = rows.loss(be)?;
+        self.grad = Some(grad);
+        self.rows = Some(rows);
         Ok(loss)
     }
 
@@ -83,9 +88,6 @@ impl<B: Backend> Op<B> for LossHead<B> {
         if !args.needs[0] {
             return Ok(vec![(None, None)]);
         }
-        let [f] = args.inputs else {
-            return Err(Error::msg("loss takes (f)"));
-        };
         let grad = self.grad()?;
         let g_f = be.scale_members(grad, args.g_out)?;
         // Tangent of g_L * grad(f): g_L_dot * grad + g_L * H_L f_dot, the
@@ -96,10 +98,11 @@ impl<B: Backend> Op<B> for LossHead<B> {
         };
         let from_curv = match &self.f_dot {
             Some(fd) => {
-                let (fv, tv) = position_views(self.kind, f, &self.target)?;
-                let fd = fd.clone().reshape(fv.shape())?;
-                let h_fd = be.loss_hvp(self.kind, &fv, &tv, &fd)?.reshape(f.shape())?;
-                Some(be.scale_members(&h_fd, args.g_out)?)
+                let rows = self
+                    .rows
+                    .as_ref()
+                    .ok_or_else(|| Error::msg("loss: backward before forward"))?;
+                Some(be.scale_members(&rows.hvp(be, fd)?, args.g_out)?)
             }
             None => None,
         };

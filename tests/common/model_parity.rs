@@ -6,8 +6,9 @@
 //! Compared: a training step's loss and gradients, five GD steps (running
 //! statistics included), evaluation, a Hessian-vector product, the top
 //! Hessian eigenvalues by Lanczos, per-sample gradient norms and the NTK
-//! (not for BatchNorm, which refuses them). Shared by the wgpu and CUDA
-//! parity tests. Tolerances are f32 rounding over different summation
+//! (not for BatchNorm, which refuses them); and a token transformer read
+//! out at every position under a loss with ignored positions. Shared by
+//! the wgpu and CUDA parity tests. Tolerances are f32 rounding over different summation
 //! orders: 1e-4 relative for gradients, HVPs, norms and NTKs, 1e-3 for
 //! eigenvalues.
 
@@ -16,7 +17,7 @@ use lmech::curvature::{flatten, LossOnData};
 use lmech::linalg::{lanczos, LanczosOptions};
 use lmech::nn::graph::ModelSpec;
 use lmech::nn::layer_spec::LayerSpec;
-use lmech::nn::loss::LossKind;
+use lmech::nn::loss::{labels_correct, LossKind};
 use lmech::nn::model::Model;
 use lmech::nn::parametrization::Parametrization;
 use lmech::nn::shape::Shape;
@@ -393,4 +394,92 @@ fn curvature_tracks_cpu<B: Backend>(
         &want.values,
         1e-3,
     );
+}
+
+/// A causal token transformer with a readout at every position, trained
+/// on labels `[n, T]` with ignored positions (one example with none kept):
+/// on `g` against the CPU, the masked loss and its gradient, a Hessian
+/// product, per-sample gradient norms and the kept positions counted right.
+/// The mask is built above the kernels, so this checks that the kernels
+/// give the replaced rows exactly nothing.
+pub fn masked_sequences_track_cpu<B: Backend>(g: &B) {
+    let cpu = Cpu::f32();
+    let (n, t, vocab, classes) = (8, 6, 11, 5);
+    let token = specs()
+        .into_iter()
+        .find(|(name, ..)| *name == "token transformer")
+        .expect("the token transformer spec")
+        .1;
+    let mut layers = token.layers[..3].to_vec();
+    layers.push(LayerSpec::Conv1d {
+        channels: classes,
+        kernel: 1,
+        stride: 1,
+        padding: 0,
+        bias: true,
+        activation: None,
+    });
+    let spec = ModelSpec {
+        input: Shape::Flat(t),
+        layers,
+        ..token
+    };
+    let mut rng = Rng::new(21);
+    let x: Vec<f64> = (0..n * t).map(|_| rng.below(vocab) as f64).collect();
+    let y: Vec<f64> = (0..n * t)
+        .map(|k| {
+            if k % t < 2 || k / t == 3 || k % 5 == 0 {
+                -1.0
+            } else {
+                rng.below(classes) as f64
+            }
+        })
+        .collect();
+    let (xc, xg) = (up(&cpu, &[n, t], &x), up(g, &[n, t], &x));
+    let (yc, yg) = (up(&cpu, &[n, t], &y), up(g, &[n, t], &y));
+    let mc = Model::init(&cpu, spec.clone(), &[4]).unwrap();
+    let mg = Model::init(g, spec, &[4]).unwrap();
+    let kind = LossKind::CrossEntropy;
+    let (pc, pg) = (
+        mc.loss_pass(&cpu, &xc, &yc, kind, true).unwrap(),
+        mg.loss_pass(g, &xg, &yg, kind, true).unwrap(),
+    );
+    let name = "masked token transformer";
+    close(
+        &format!("{name} loss"),
+        &g.to_f64(&pg.loss).unwrap(),
+        &cpu.to_f64(&pc.loss).unwrap(),
+        1e-5,
+    );
+    close(
+        &format!("{name} gradient"),
+        &flatten(g, &pg.grads).unwrap(),
+        &flatten(&cpu, &pc.grads).unwrap(),
+        1e-4,
+    );
+    assert_eq!(
+        labels_correct(g, &pg.output, &yg).unwrap(),
+        labels_correct(&cpu, &pc.output, &yc).unwrap(),
+        "{name}: kept positions right"
+    );
+    let lc = LossOnData::new(&cpu, &mc, kind, vec![(xc.clone(), yc.clone())]).unwrap();
+    let lg = LossOnData::new(g, &mg, kind, vec![(xg.clone(), yg.clone())]).unwrap();
+    let v = randn(&mut rng, lc.dim(), 1.0);
+    close(
+        &format!("{name} Hessian product"),
+        &lg.product(&v, Curvature::Hessian).unwrap(),
+        &lc.product(&v, Curvature::Hessian).unwrap(),
+        1e-4,
+    );
+    let (nc, ng) = (
+        per_sample_norms(&cpu, &mc, &xc, &yc, kind).unwrap(),
+        per_sample_norms(g, &mg, &xg, &yg, kind).unwrap(),
+    );
+    close(
+        &format!("{name} per-sample norms"),
+        &ng.total,
+        &nc.total,
+        1e-4,
+    );
+    assert_eq!(nc.total[3], 0.0, "{name}: an example with nothing kept");
 }
