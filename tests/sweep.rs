@@ -894,6 +894,52 @@ fn the_report_draws_coordinate_checks_and_sharpness() {
         .all(|r| r.contains_key("final_sharpness") && r.contains_key("best_coord_l1.1")));
 }
 
+/// A model with many weight products (a transformer block: 8 of them, 4
+/// steps) would put 32 curves in the coordinate check's legend, more than
+/// its panel holds: the report draws the last step's, one per layer.
+#[test]
+fn coordinate_checks_of_deep_models_draw_the_last_step() {
+    let dir = temp_dir("sweep-coord-deep");
+    let spec_path = write(
+        &dir,
+        "s.toml",
+        r#"
+        [base.model]
+        arch = "transformer"
+        vocab = 6
+        depth = 1
+        heads = 2
+        [base.data]
+        source = "sort"
+        length = 4
+        vocab = 6
+        n = 32
+        n_test = 8
+        [base.optim]
+        name = "adam"
+        lr = 0.01
+        [base.train]
+        steps = 4
+        log_every = 1
+        loss = "xent"
+        [base.observe]
+        every = 1
+        [base.observe.coord]
+        n = 16
+        [axes]
+        "model.width" = [8, 16]
+        "#,
+    );
+    let out = dir.join("out");
+    sweep_ok(&spec_path, &out, &[]);
+    let coord = std::fs::read_to_string(out.join("coord_check.svg")).unwrap();
+    assert!(coord.contains("layer 0, step 4") && coord.contains("layer 7, step 4"));
+    assert!(
+        !coord.contains("step 1") && coord.contains(", step 4"),
+        "{coord}"
+    );
+}
+
 /// The sweep examples parse, expand to their documented grids and pack as
 /// their comments say.
 #[test]

@@ -7,7 +7,9 @@
 //!   one curve per width (muP transfer), a panel per value of the other
 //!   axes; diverged runs leave their point out;
 //! - `coord_check.svg`: mean |h| of each layer's output against log2 width
-//!   at the first recorded steps after initialization (`[observe.coord]`);
+//!   at the first recorded steps after initialization (`[observe.coord]`;
+//!   only the last of them for models with many layers, so the legend
+//!   fits);
 //! - `sharpness.svg`: sharpness against step per run, with each learning
 //!   rate's 2/eta line (`[observe.sharpness]`).
 //!
@@ -29,6 +31,10 @@ const NO_BEST: [&str; 2] = ["lr", "time_s"];
 
 /// Coordinate checks show this many steps after initialization.
 const COORD_STEPS: usize = 4;
+/// Curves a coordinate-check panel's legend holds inside a 500-pixel
+/// panel; past it (a transformer has 14 weight products, 56 curves) only
+/// the last step's curves are drawn, one per layer.
+const COORD_CURVES: usize = 16;
 
 pub struct ReportOutcome {
     /// Committed runs in the table.
@@ -378,8 +384,14 @@ fn coord_check(axes: &[&str], runs: &[RunData]) -> Vec<Panel> {
                 .or_default()
                 .push((widths[&wk].log2(), v));
         }
+        let mut title = format!("coordinate check: {label}");
+        if series.len() > COORD_CURVES {
+            let last = series.keys().map(|(_, s)| *s).max().unwrap_or(0);
+            series.retain(|(_, s), _| *s == last);
+            title = format!("{title}, step {last}");
+        }
         panels.push(Panel {
-            title: format!("coordinate check: {label}"),
+            title,
             x_label: "log2 width".into(),
             y_label: "mean |h| of the layer's output".into(),
             series: series
