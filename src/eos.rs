@@ -61,7 +61,8 @@ impl Default for EosOptions {
 pub struct EosRow {
     pub lr: f64,
     pub threshold: f64,
-    /// First measured step with sharpness >= 2/eta.
+    /// First measured step with sharpness >= 2/eta after one below it (or
+    /// the first step, when it never was below).
     pub reached_at: Option<u64>,
     /// Median sharpness over the measurements from `reached_at` on.
     pub median_after: Option<f64>,
@@ -204,9 +205,21 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-/// When sharpness first reached `threshold`, and its median from then on.
+/// When sharpness first reached `threshold` from below, and its median
+/// from then on. A model that starts above the threshold (a transformer
+/// whose initial sharpness exceeds 2/eta catapults down first) reaches it
+/// when it climbs back after its first measurement below; one that never
+/// goes below reached it at its first measurement.
 pub fn summarize(sharpness: &[(f64, f64)], threshold: f64) -> (Option<u64>, Option<f64>) {
-    match sharpness.iter().position(|&(_, s)| s >= threshold) {
+    let start = sharpness
+        .iter()
+        .position(|&(_, s)| s < threshold)
+        .unwrap_or(0);
+    let crossing = sharpness[start..]
+        .iter()
+        .position(|&(_, s)| s >= threshold)
+        .map(|i| start + i);
+    match crossing {
         Some(i) => (
             Some(sharpness[i].0 as u64),
             median(sharpness[i..].iter().map(|p| p.1).collect()),

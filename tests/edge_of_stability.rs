@@ -75,6 +75,21 @@ fn summary_finds_the_crossing_and_the_median_after_it() {
     ];
     assert_eq!(summarize(&s, 4.5), (Some(20), Some(5.0)));
     assert_eq!(summarize(&s, 7.0), (None, None));
+    // Starting above the threshold (a catapult), the crossing is the
+    // climb back after the first measurement below it.
+    let catapult = [
+        (0.0, 9.0),
+        (10.0, 8.0),
+        (20.0, 3.0),
+        (30.0, 5.0),
+        (40.0, 4.0),
+    ];
+    assert_eq!(summarize(&catapult, 4.5), (Some(30), Some(4.5)));
+    // Never below: reached at the first measurement.
+    assert_eq!(
+        summarize(&[(0.0, 6.0), (10.0, 7.0)], 4.5),
+        (Some(0), Some(6.5))
+    );
     let cfg = eos_config(&EosOptions::default(), 0.1);
     assert_eq!(cfg.train.loss, "mse");
     assert!(cfg.observe.sharpness.is_some());
