@@ -1131,3 +1131,34 @@ fn a_squared_loss_on_sequence_labels_is_refused_naming_train_loss() {
     assert!(!out.status.success());
     assert_mentions(&stderr(&out), &["train.loss", "sequence labels need xent"]);
 }
+
+/// Token ids must stay integers: `scale` and `standardize` are refused on
+/// every token source, by key.
+#[test]
+fn token_sources_refuse_scaling_their_ids() {
+    for source in ["modular", "sort", "copy", "tokens"] {
+        let base = DataConfig {
+            source: source.into(),
+            p: (source == "modular").then_some(7),
+            path: (source == "tokens").then(|| "corpus.npy".into()),
+            vocab: (source == "tokens").then_some(16),
+            ..DataConfig::default()
+        };
+        let scaled = DataConfig {
+            scale: Some(0.5),
+            ..base.clone()
+        };
+        assert_mentions(
+            &err_msg(scaled.validate()),
+            &["data.scale", "token ids", source],
+        );
+        let standardized = DataConfig {
+            standardize: true,
+            ..base
+        };
+        assert_mentions(
+            &err_msg(standardized.validate()),
+            &["data.standardize", "integers"],
+        );
+    }
+}

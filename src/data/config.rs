@@ -455,6 +455,19 @@ impl DataConfig {
                 format!("source '{src}' has its classes fixed by data.{classes_from}"),
             );
         }
+        // The embedding reads the inputs as token ids: scaled or
+        // standardized they would no longer be integers.
+        for (key, on) in [
+            ("scale", self.scale.is_some()),
+            ("standardize", self.standardize),
+        ] {
+            if on {
+                return bad(
+                    key,
+                    format!("source '{src}' holds token ids, which must stay integers; leave data.{key} out"),
+                );
+            }
+        }
         if self.one_hot && src != "modular" {
             return bad(
                 "one_hot",
