@@ -10,7 +10,7 @@ use lmech::config::Config;
 use lmech::nn::layer_spec::LayerSpec;
 use lmech::nn::parametrization::Parametrization;
 use lmech::nn::shape::Shape;
-use lmech::train::{train, RunOptions};
+use lmech::train::{train, RunOptions, RunReport};
 
 /// `[model]` keys on top of a 2-block transformer of width 8.
 fn config(model: &str, data: &str) -> Config {
@@ -42,6 +42,26 @@ fn describe(l: &LayerSpec) -> String {
         }
         l => l.kind().to_string(),
     }
+}
+
+/// Train `cfg` on the CPU into a fresh directory named for `name`.
+fn run(cfg: &Config, name: &str) -> RunReport {
+    let dir = common::temp_dir(name);
+    let opts = RunOptions {
+        out: dir.join("run"),
+        device: Device::Cpu,
+        progress: false,
+    };
+    train(cfg, &opts).unwrap()
+}
+
+/// The training loss of every record that has one.
+fn losses(report: &RunReport) -> Vec<f64> {
+    report
+        .records
+        .iter()
+        .filter_map(|r| r.get("loss")?.as_f64())
+        .collect()
 }
 
 #[test]
@@ -177,18 +197,7 @@ fn a_tied_readout_reads_the_embedding() {
         e.contains("model.tied") && e.contains("8 tokens") && e.contains("7 classes"),
         "{e}"
     );
-    let dir = common::temp_dir("transformer-tied");
-    let opts = RunOptions {
-        out: dir.join("run"),
-        device: Device::Cpu,
-        progress: false,
-    };
-    let report = train(&cfg, &opts).unwrap();
-    let losses: Vec<f64> = report
-        .records
-        .iter()
-        .filter_map(|r| r.get("loss")?.as_f64())
-        .collect();
+    let losses = losses(&run(&cfg, "transformer-tied"));
     assert!(losses.last() < losses.first(), "{losses:?}");
     // The untied readout is a 1x1 convolution 8 -> 6 with a bias.
     let count = |model: &str| {
@@ -223,18 +232,8 @@ fn both_kinds_train() {
             config("vocab = 6\nnorm = \"layer\"\ncausal = false", SORT),
         ),
     ] {
-        let dir = common::temp_dir(&format!("transformer-{name}"));
-        let opts = RunOptions {
-            out: dir.join("run"),
-            device: Device::Cpu,
-            progress: false,
-        };
-        let report = train(&cfg, &opts).unwrap();
-        let losses: Vec<f64> = report
-            .records
-            .iter()
-            .filter_map(|r| r.get("loss")?.as_f64())
-            .collect();
+        let report = run(&cfg, &format!("transformer-{name}"));
+        let losses = losses(&report);
         assert!(losses.iter().all(|l| l.is_finite()), "{name}: {losses:?}");
         assert!(losses.last() < losses.first(), "{name}: {losses:?}");
         let acc = report.final_metrics["train_acc"];
@@ -296,13 +295,7 @@ fn attention_entropy_per_head() {
     let text = "[observe.coord]\nn = 8\nevery = 1\n";
     let mut cfg = config("vocab = 8\nnorm = \"layer\"", MODULAR);
     cfg.observe = Config::from_toml_str(text, &[]).unwrap().observe;
-    let dir = common::temp_dir("transformer-entropy");
-    let opts = RunOptions {
-        out: dir.join("run"),
-        device: Device::Cpu,
-        progress: false,
-    };
-    let report = train(&cfg, &opts).unwrap();
+    let report = run(&cfg, "transformer-entropy");
     let logged = &report.records[0];
     for key in ["attn_entropy.0.0", "attn_entropy.0.1", "attn_entropy.1.1"] {
         let e = logged.get(key).and_then(|v| v.as_f64());

@@ -57,18 +57,14 @@ impl UnembeddingLayer {
             ));
         };
         let width = input.channels();
-        let out = match input {
-            Shape::Flat(_) => Shape::Flat(vocab),
-            Shape::Signal { l, .. } => Shape::Signal { c: vocab, l },
-            Shape::Image { .. } => {
-                return Err(Error::config(
-                    key,
-                    format!(
-                        "an unembedding takes a [width, length] sequence or a vector, but its input has shape {}",
-                        input.describe()
-                    ),
-                ))
-            }
+        let Some(out) = logits_shape(vocab, input) else {
+            return Err(Error::config(
+                key,
+                format!(
+                    "an unembedding takes a [width, length] sequence or a vector, but its input has shape {}",
+                    input.describe()
+                ),
+            ));
         };
         if tied && width != emb_width {
             return Err(Error::config(
@@ -148,11 +144,19 @@ impl UnembeddingLayer {
             site,
             WeightLayout::OutIn,
         )?;
-        let out = match input {
-            Shape::Signal { l, .. } => Shape::Signal { c: self.vocab, l },
-            _ => Shape::Flat(self.vocab),
-        };
+        let out = logits_shape(self.vocab, input)
+            .ok_or_else(|| Error::msg("internal: an unembedding on an image"))?;
         per_example(rec, z, out)
+    }
+}
+
+/// `vocab` logits at each position of a sequence, or for a vector; none
+/// for an image.
+fn logits_shape(vocab: usize, input: Shape) -> Option<Shape> {
+    match input {
+        Shape::Flat(_) => Some(Shape::Flat(vocab)),
+        Shape::Signal { l, .. } => Some(Shape::Signal { c: vocab, l }),
+        Shape::Image { .. } => None,
     }
 }
 

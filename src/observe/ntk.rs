@@ -205,23 +205,25 @@ fn shared_weight_gram<B: Backend>(
     all: &[Site],
     shared: &[usize],
 ) -> Result<Vec<f64>> {
-    let n = view.batch;
-    let mut out = vec![0.0; n * n];
-    for (_, _, g) in sites::shared_gradients(be, view, all, shared)? {
-        let gram = be.to_f64(&be.matmul(&g, false, &g, true, 1.0)?)?;
-        for (o, v) in out.iter_mut().zip(&gram) {
-            *o += v;
-        }
-    }
-    Ok(out)
+    let grads = sites::shared_gradients(be, view, all, shared)?;
+    gram_sum(be, grads.into_iter().map(|(_, _, g)| g), view.batch)
 }
 
 /// `G G^T` of the site's per-example gradients `G` (`[n, params]`), for
 /// weights shared over positions, gains and shifts.
 fn materialized_gram<B: Backend>(be: &B, view: &View<B>, site: &Site) -> Result<Vec<f64>> {
-    let n = view.batch;
+    let grads = sites::gradients(be, view, site)?;
+    gram_sum(be, grads.into_iter().map(|(_, g)| g), view.batch)
+}
+
+/// `sum G G^T` over per-example gradient blocks `G` (`[n, numel]` each).
+fn gram_sum<B: Backend>(
+    be: &B,
+    grads: impl Iterator<Item = Tensor<B>>,
+    n: usize,
+) -> Result<Vec<f64>> {
     let mut out = vec![0.0; n * n];
-    for (_, g) in sites::gradients(be, view, site)? {
+    for g in grads {
         let gram = be.to_f64(&be.matmul(&g, false, &g, true, 1.0)?)?;
         for (o, v) in out.iter_mut().zip(&gram) {
             *o += v;
