@@ -27,6 +27,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import split  # noqa: E402  (bench/split.py, the --split table)
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -375,6 +378,8 @@ class Runner:
     def run_side(self, side, workload, size, warmup, reps, opts, extra=()):
         if side == "lmech":
             cmd = [self.args.lmech_bin] + self.common(workload, size, warmup, reps)
+            if self.args.split:
+                cmd.append("--split")
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--torch-child"]
             cmd += self.common(workload, size, warmup, reps)
@@ -541,10 +546,8 @@ def markdown(results):
     ]
     for r in results["rows"]:
         lm, pt = r["lmech"], r["torch"]
-        width, depth, batch, inp, arch, _ = split_size(r["size"])
-        shape = f"{width} x {depth}" if arch == "mlp" else f"{model_name(r['size'])} {width} x {depth}"
-        if arch == "transformer":
-            shape += f", vocab {r.get('vocab', '?')}"
+        _, _, batch, inp, _, _ = split_size(r["size"])
+        shape = shape_name(r)
         lms = fmt_ms(lm.get("median_ms")) if lm.get("status") == "ok" else lm.get("status", "—")
         pts = fmt_ms(pt.get("median_ms")) if pt.get("status") == "ok" else pt.get("status", "—")
         ratio = f"{r['ratio']:.2f}" if r.get("ratio") is not None else "—"
@@ -587,7 +590,23 @@ def markdown(results):
             "curvature and per-example workloads (torch's CPU SDPA has no forward-mode AD "
             "nor double backward).",
         ]
+    if any(r["lmech"].get("split") for r in results["rows"]):
+        peak = m.get("peak_gflops")
+        lines += ["", "Where lmech's time goes (ms per call; lmech-bench --split, "
+                  "bench/split.py)" + (f"; FLOP-bound: the products' FLOPs at the measured "
+                                       f"GEMM peak, {peak:.0f} GFLOP/s" if peak else "")
+                  + ":", ""]
+        lines += split.split_table(results["rows"], peak, shape_name)
     return "\n".join(lines)
+
+
+def shape_name(r):
+    """A row's model in the tables: width x depth, and the arch when not an MLP."""
+    width, depth, _, _, arch, _ = split_size(r["size"])
+    shape = f"{width} x {depth}" if arch == "mlp" else f"{model_name(r['size'])} {width} x {depth}"
+    if arch == "transformer":
+        shape += f", vocab {r.get('vocab', '?')}"
+    return shape
 
 
 def twin_line(c):
@@ -692,6 +711,12 @@ def parse_args(argv):
     ap.add_argument("--gemm", default="simt", choices=["simt", "tc-tf32", "tc-bf16", "cublas"],
                     help="GEMM kind of the gemm workload (lmech's CUDA kernel; PyTorch: "
                     "torch.mm in fp32, TF32 or BF16)")
+    ap.add_argument("--split", action="store_true",
+                    help="also record where lmech's time goes (lmech-bench --split) and add "
+                         "a second table (bench/split.py)")
+    ap.add_argument("--peak", action="store_true",
+                    help="measure the machine's GEMM peak first (lmech-bench gemm 1024^3) and "
+                         "give each MLP row's FLOP-bound time in the --split table")
     ap.add_argument("--lmech-bin", default=os.path.join(ROOT, "target", "release",
                                                           "lmech-bench"))
     ap.add_argument("--out", default=None,
@@ -847,6 +872,10 @@ def main(argv):
         },
         "rows": [],
     }
+    if args.peak:
+        results["meta"]["peak_gflops"] = split.measure_peak(args.lmech_bin, args.threads)
+        print(f"GEMM peak: {results['meta']['peak_gflops']:.0f} GFLOP/s "
+              f"({args.threads} threads, 1024^3)", file=sys.stderr, flush=True)
     runner = Runner(args)
     started = time.time()
     print(f"{len(grid)} rows, grid {grid_name}, device {args.device}, {args.threads} threads; "
@@ -900,6 +929,7 @@ def main(argv):
             "lmech": lm,
             "torch": pt,
             "ratio": ratio,
+            "gd_steps": args.steps,
         }
         if arch == "transformer":
             row["vocab"] = args.vocab

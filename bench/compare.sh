@@ -55,6 +55,13 @@
 #                             (default 5 and 2; 3 and 1 for the slow workloads
 #                             sharpness_*, hutchinson, gd_run; --quick: 3 and 1)
 #   --rounds N                alternating rounds per row (default 1)
+#   --split                   also record where lmech's time goes per row
+#                             (lmech-bench --split: gemm, layout, pointwise,
+#                             reduce, loss, optimizer, transfers, host; system
+#                             time and page faults) and add a second table
+#   --peak                    measure the GEMM peak first (lmech-bench gemm,
+#                             1024^3) and give each MLP row's FLOP-bound time
+#                             (its products' FLOPs at that peak) in that table
 #   --workloads a,b,...       subset of train_step, forward_backward, hvp,
 #                             hvp_warm, sharpness_power, sharpness_lanczos,
 #                             hutchinson, per_sample_norms, ntk, gd_run, gemm

@@ -144,3 +144,40 @@ fn bad_transformer_options_name_the_option() {
         "{line}"
     );
 }
+
+/// `--split`: every timed call's time is accounted for by the profiler's
+/// parts and `host`, the parts a workload uses are there (matrix products,
+/// pointwise kernels, the loss, the optimizer of a training step), and
+/// without `--split` there is no split.
+#[test]
+fn split_accounts_for_the_time_of_the_timed_calls() {
+    let (ok, line) = bench("train_step", &["--split"]);
+    assert!(ok, "{line}");
+    let split = line["split"].as_object().expect("no split");
+    let ms = |k: &str| split.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
+    for part in ["gemm_ms", "pointwise_ms", "loss_ms", "optimizer_ms"] {
+        assert!(ms(part) > 0.0, "{part} missing: {split:?}");
+    }
+    let times: Vec<f64> = line["times_ms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_f64().unwrap())
+        .collect();
+    let mean = times.iter().sum::<f64>() / times.len() as f64;
+    let parts: f64 = split
+        .iter()
+        .filter(|(k, _)| k.ends_with("_ms") && !["user_ms", "sys_ms"].contains(&k.as_str()))
+        .map(|(_, v)| v.as_f64().unwrap())
+        .sum();
+    assert!(
+        (parts - mean).abs() <= 1e-6 * mean.max(1.0) + 1e-9,
+        "parts {parts} ms vs mean call {mean} ms: {split:?}"
+    );
+    assert!(
+        ms("ops") >= 10.0,
+        "a training step is more than 10 ops: {split:?}"
+    );
+    let (_, plain) = bench("train_step", &[]);
+    assert!(plain.get("split").is_none());
+}

@@ -11,6 +11,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod device;
+pub mod profile;
 pub mod shapes;
 pub mod sources;
 pub mod wgpu;

@@ -74,6 +74,7 @@
 use clap::{Parser, ValueEnum};
 use lmech::backend::cuda::{Cuda, GemmKind};
 use lmech::backend::device::{Device, DeviceRequest};
+use lmech::backend::profile::{self, Part, ProcessTimes};
 use lmech::backend::wgpu::Wgpu;
 use lmech::config::ModelConfig;
 use lmech::curvature::{unflatten, LossOnData};
@@ -207,6 +208,11 @@ struct Args {
     /// CUDA GEMM kernel: simt, tc-tf32, tc-bf16 or cublas (the baseline).
     #[arg(long, default_value = "simt")]
     gemm: String,
+    /// Also report where the timed calls' time went (`split` in the JSON:
+    /// ms per call in each part of `lmech::backend::profile`, `host` for the
+    /// rest, the process's system time and page faults, fresh buffers).
+    #[arg(long)]
+    split: bool,
 }
 
 /// A `Vm...:` field of /proc/self/status in MiB (Linux only).
@@ -223,6 +229,8 @@ struct CallInfo {
     value: Option<f64>,
     hvps: Option<usize>,
     converged: Option<bool>,
+    /// `--split`: where the timed calls' time went (set by `time_calls`).
+    split: Option<Value>,
 }
 
 struct Setup<B: Backend> {
@@ -426,7 +434,11 @@ fn time_calls(
     let mut times = Vec::with_capacity(reps);
     let mut first = true;
     let mut warm_done = 0;
+    let mut split_from = None;
     while warm_done < warmup || times.len() < reps {
+        if a.split && warm_done >= warmup && times.is_empty() {
+            split_from = Some(start_split());
+        }
         let started = Instant::now();
         info = black_box(call()?);
         sync()?;
@@ -447,7 +459,54 @@ fn time_calls(
             }
         }
     }
+    if let Some(from) = split_from {
+        info.split = Some(finish_split(from, &times));
+    }
     Ok((times, info, warm_done))
+}
+
+/// Turns the profiler on from zero; returns the process's times now.
+fn start_split() -> Option<ProcessTimes> {
+    profile::reset();
+    profile::enable(true);
+    ProcessTimes::now()
+}
+
+/// The profiler's parts per timed call (ms), `host` for what no part
+/// covers, and the process's CPU time, page faults and fresh buffers per
+/// call.
+fn finish_split(from: Option<ProcessTimes>, times: &[f64]) -> Value {
+    profile::enable(false);
+    let s = profile::snapshot();
+    let calls = times.len().max(1) as f64;
+    let per_call_ms = |seconds: f64| seconds * 1e3 / calls;
+    let wall: f64 = times.iter().sum();
+    let mut out = Map::new();
+    for part in Part::ALL {
+        let seconds = s.seconds[part.index()];
+        if seconds > 0.0 {
+            out.insert(format!("{}_ms", part.name()), json!(per_call_ms(seconds)));
+        }
+    }
+    out.insert(
+        "host_ms".into(),
+        json!(per_call_ms((wall - s.total()).max(0.0))),
+    );
+    let ops: u64 = s.calls.iter().sum();
+    out.insert("ops".into(), json!(ops as f64 / calls));
+    out.insert(
+        "fresh_buffers".into(),
+        json!(s.fresh_buffers as f64 / calls),
+    );
+    let mib = s.fresh_bytes as f64 / (1u64 << 20) as f64;
+    out.insert("fresh_mib".into(), json!(mib / calls));
+    if let (Some(from), Some(now)) = (from, ProcessTimes::now()) {
+        let d = now.since(&from);
+        out.insert("user_ms".into(), json!(per_call_ms(d.user_seconds)));
+        out.insert("sys_ms".into(), json!(per_call_ms(d.sys_seconds)));
+        out.insert("minor_faults".into(), json!(d.minor_faults as f64 / calls));
+    }
+    Value::Object(out)
 }
 
 fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Value>> {
@@ -568,6 +627,7 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 value: Some(r.value),
                 hvps: Some(r.matvecs),
                 converged: Some(r.converged),
+                ..CallInfo::default()
             })
         })?,
         Workload::SharpnessLanczos => time_calls(a, sync, || {
@@ -585,6 +645,7 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 value: r.values.first().copied(),
                 hvps: Some(r.matvecs),
                 converged: Some(r.converged),
+                ..CallInfo::default()
             })
         })?,
         Workload::Hutchinson => time_calls(a, sync, || {
@@ -595,6 +656,7 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 value: Some(r.estimate),
                 hvps: Some(r.matvecs),
                 converged: None,
+                ..CallInfo::default()
             })
         })?,
         Workload::PerSampleNorms => time_calls(a, sync, || {
@@ -673,6 +735,9 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
     }
     if let Some(c) = info.converged {
         out.insert("converged".into(), json!(c));
+    }
+    if let Some(split) = info.split {
+        out.insert("split".into(), split);
     }
     Ok(out)
 }

@@ -21,6 +21,7 @@ mod softmax;
 pub use elem::{CpuStorage, Elem};
 pub use recycle::{cached_bytes, release_cached};
 
+use crate::backend::profile::{self, Part};
 use crate::backend::{AdamHyper, Backend, DType, SgdHyper, Window};
 use crate::error::{Error, Result};
 use crate::nn::activation::Activation;
@@ -56,14 +57,17 @@ pub fn f16_refused() -> Error {
     )
 }
 
+/// Runs the kernel of the backend's element type, timed as `$part` (see
+/// `backend::profile`).
 macro_rules! dispatch {
-    ($self:expr, $m:ident :: $f:ident, $($arg:expr),*) => {
+    ($self:expr, $part:expr, $m:ident :: $f:ident, $($arg:expr),*) => {{
+        let _span = profile::span($part);
         match $self.dtype {
             DType::F32 => $m::$f::<f32>($($arg),*),
             DType::F64 => $m::$f::<f64>($($arg),*),
             DType::F16 => Err(f16_refused()),
         }
-    };
+    }};
 }
 
 impl Backend for Cpu {
@@ -82,6 +86,7 @@ impl Backend for Cpu {
     }
 
     fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<CpuTensor> {
+        let _span = profile::span(Part::Upload);
         let n: usize = shape.iter().product();
         if n != data.len() {
             return Err(Error::shape(format!(
@@ -100,6 +105,7 @@ impl Backend for Cpu {
     }
 
     fn to_f64(&self, t: &CpuTensor) -> Result<Vec<f64>> {
+        let _span = profile::span(Part::Download);
         Ok(match t.storage() {
             CpuStorage::F32(v) => v.iter().map(|&x| x as f64).collect(),
             CpuStorage::F64(v) => v.to_vec(),
@@ -107,6 +113,7 @@ impl Backend for Cpu {
     }
 
     fn zeros(&self, shape: &[usize]) -> Result<CpuTensor> {
+        let _span = profile::span(Part::Upload);
         let n = shape.iter().product();
         let storage = match self.dtype {
             DType::F32 => CpuStorage::from_vec(recycle::zeroed::<f32>(n)),
@@ -124,7 +131,7 @@ impl Backend for Cpu {
         tb: bool,
         alpha: f64,
     ) -> Result<CpuTensor> {
-        dispatch!(self, matmul::matmul, a, ta, b, tb, alpha)
+        dispatch!(self, Part::Gemm, matmul::matmul, a, ta, b, tb, alpha)
     }
 
     fn bias_act(
@@ -134,7 +141,15 @@ impl Backend for Cpu {
         bias_scale: f64,
         act: Activation,
     ) -> Result<(CpuTensor, CpuTensor)> {
-        dispatch!(self, pointwise::bias_act, z, bias, bias_scale, act)
+        dispatch!(
+            self,
+            Part::Pointwise,
+            pointwise::bias_act,
+            z,
+            bias,
+            bias_scale,
+            act
+        )
     }
 
     fn act_backward(
@@ -144,7 +159,15 @@ impl Backend for Cpu {
         g_post: &CpuTensor,
         act: Activation,
     ) -> Result<CpuTensor> {
-        dispatch!(self, pointwise::act_backward, pre, post, g_post, act)
+        dispatch!(
+            self,
+            Part::Pointwise,
+            pointwise::act_backward,
+            pre,
+            post,
+            g_post,
+            act
+        )
     }
 
     fn act_backward_tangent(
@@ -158,6 +181,7 @@ impl Backend for Cpu {
     ) -> Result<CpuTensor> {
         dispatch!(
             self,
+            Part::Pointwise,
             pointwise::act_backward_tangent,
             pre,
             post,
@@ -175,27 +199,27 @@ impl Backend for Cpu {
         target: &CpuTensor,
         f_dot: &CpuTensor,
     ) -> Result<CpuTensor> {
-        dispatch!(self, loss::loss_hvp, kind, f, target, f_dot)
+        dispatch!(self, Part::Loss, loss::loss_hvp, kind, f, target, f_dot)
     }
 
     fn dot_members(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        dispatch!(self, reduce::dot_members, a, b)
+        dispatch!(self, Part::Reduce, reduce::dot_members, a, b)
     }
 
     fn row_sq_norms(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        dispatch!(self, reduce::row_sq_norms, x)
+        dispatch!(self, Part::Reduce, reduce::row_sq_norms, x)
     }
 
     fn sum_abs(&self, x: &CpuTensor) -> Result<Vec<f64>> {
-        dispatch!(self, reduce::sum_abs, x)
+        dispatch!(self, Part::Reduce, reduce::sum_abs, x)
     }
 
     fn sum_rows(&self, x: &CpuTensor, alpha: f64) -> Result<CpuTensor> {
-        dispatch!(self, reduce::sum_rows, x, alpha)
+        dispatch!(self, Part::Reduce, reduce::sum_rows, x, alpha)
     }
 
     fn scale_members(&self, x: &CpuTensor, s: &CpuTensor) -> Result<CpuTensor> {
-        dispatch!(self, pointwise::scale_members, x, s)
+        dispatch!(self, Part::Pointwise, pointwise::scale_members, x, s)
     }
 
     fn loss(
@@ -204,59 +228,59 @@ impl Backend for Cpu {
         f: &CpuTensor,
         target: &CpuTensor,
     ) -> Result<(CpuTensor, CpuTensor)> {
-        dispatch!(self, loss::loss, kind, f, target)
+        dispatch!(self, Part::Loss, loss::loss, kind, f, target)
     }
 
     fn count_correct(&self, f: &CpuTensor, labels: &CpuTensor) -> Result<Vec<f64>> {
-        dispatch!(self, reduce::count_correct, f, labels)
+        dispatch!(self, Part::Reduce, reduce::count_correct, f, labels)
     }
 
     fn axpy(&self, y: &mut CpuTensor, alpha: f64, x: &CpuTensor) -> Result<()> {
-        dispatch!(self, pointwise::axpy, y, alpha, x)
+        dispatch!(self, Part::Pointwise, pointwise::axpy, y, alpha, x)
     }
 
     fn sum_sq(&self, x: &CpuTensor) -> Result<Vec<f64>> {
-        dispatch!(self, reduce::sum_sq, x)
+        dispatch!(self, Part::Reduce, reduce::sum_sq, x)
     }
 
     fn im2col(&self, x: &CpuTensor, win: &Window) -> Result<CpuTensor> {
-        dispatch!(self, conv::im2col, x, win)
+        dispatch!(self, Part::Layout, conv::im2col, x, win)
     }
 
     fn col2im(&self, cols: &CpuTensor, win: &Window) -> Result<CpuTensor> {
-        dispatch!(self, conv::col2im, cols, win)
+        dispatch!(self, Part::Layout, conv::col2im, cols, win)
     }
 
     fn row_max(&self, x: &CpuTensor) -> Result<(CpuTensor, CpuTensor)> {
-        dispatch!(self, pool::row_max, x)
+        dispatch!(self, Part::Layout, pool::row_max, x)
     }
 
     fn row_pick(&self, x: &CpuTensor, arg: &CpuTensor) -> Result<CpuTensor> {
-        dispatch!(self, pool::row_pick, x, arg)
+        dispatch!(self, Part::Layout, pool::row_pick, x, arg)
     }
 
     fn row_place(&self, g: &CpuTensor, arg: &CpuTensor, k: usize) -> Result<CpuTensor> {
-        dispatch!(self, pool::row_place, g, arg, k)
+        dispatch!(self, Part::Layout, pool::row_place, g, arg, k)
     }
 
     fn transpose(&self, x: &CpuTensor) -> Result<CpuTensor> {
-        dispatch!(self, layout::transpose, x)
+        dispatch!(self, Part::Layout, layout::transpose, x)
     }
 
     fn mul(&self, a: &CpuTensor, b: &CpuTensor) -> Result<CpuTensor> {
-        dispatch!(self, pointwise::mul, a, b)
+        dispatch!(self, Part::Pointwise, pointwise::mul, a, b)
     }
 
     fn norm_rows(&self, x: &CpuTensor, center: bool, eps: f64) -> Result<(CpuTensor, CpuTensor)> {
-        dispatch!(self, norm::norm_rows, x, center, eps)
+        dispatch!(self, Part::Pointwise, norm::norm_rows, x, center, eps)
     }
 
     fn softmax_rows(&self, x: &CpuTensor, causal: bool) -> Result<CpuTensor> {
-        dispatch!(self, softmax::softmax_rows, x, causal)
+        dispatch!(self, Part::Pointwise, softmax::softmax_rows, x, causal)
     }
 
     fn softmax_rows_j(&self, y: &CpuTensor, t: &CpuTensor) -> Result<CpuTensor> {
-        dispatch!(self, softmax::softmax_rows_j, y, t)
+        dispatch!(self, Part::Pointwise, softmax::softmax_rows_j, y, t)
     }
 
     fn softmax_rows_second(
@@ -265,7 +289,14 @@ impl Backend for Cpu {
         g: &CpuTensor,
         x_dot: &CpuTensor,
     ) -> Result<CpuTensor> {
-        dispatch!(self, softmax::softmax_rows_second, y, g, x_dot)
+        dispatch!(
+            self,
+            Part::Pointwise,
+            softmax::softmax_rows_second,
+            y,
+            g,
+            x_dot
+        )
     }
 
     fn norm_rows_j(
@@ -275,7 +306,7 @@ impl Backend for Cpu {
         t: &CpuTensor,
         center: bool,
     ) -> Result<CpuTensor> {
-        dispatch!(self, norm::norm_rows_j, y, s, t, center)
+        dispatch!(self, Part::Pointwise, norm::norm_rows_j, y, s, t, center)
     }
 
     fn norm_rows_second(
@@ -286,7 +317,16 @@ impl Backend for Cpu {
         x_dot: &CpuTensor,
         center: bool,
     ) -> Result<CpuTensor> {
-        dispatch!(self, norm::norm_rows_second, y, s, g, x_dot, center)
+        dispatch!(
+            self,
+            Part::Pointwise,
+            norm::norm_rows_second,
+            y,
+            s,
+            g,
+            x_dot,
+            center
+        )
     }
 
     fn sgd_update(
@@ -296,7 +336,15 @@ impl Backend for Cpu {
         buf: &mut CpuTensor,
         hp: &SgdHyper,
     ) -> Result<()> {
-        dispatch!(self, optim::sgd_update, param, grad, buf, hp)
+        dispatch!(
+            self,
+            Part::Optimizer,
+            optim::sgd_update,
+            param,
+            grad,
+            buf,
+            hp
+        )
     }
 
     fn adam_update(
@@ -307,7 +355,16 @@ impl Backend for Cpu {
         v: &mut CpuTensor,
         hp: &AdamHyper,
     ) -> Result<()> {
-        dispatch!(self, optim::adam_update, param, grad, m, v, hp)
+        dispatch!(
+            self,
+            Part::Optimizer,
+            optim::adam_update,
+            param,
+            grad,
+            m,
+            v,
+            hp
+        )
     }
 }
 

@@ -149,7 +149,7 @@ fn memory_total() -> Option<usize> {
 /// A buffer of `len` elements whose contents are unspecified (a recycled
 /// buffer keeps its old values): for kernels that write every element.
 pub fn scratch<T: Elem>(len: usize) -> Vec<T> {
-    T::cache().take(len).unwrap_or_else(|| vec![T::ZERO; len])
+    T::cache().take(len).unwrap_or_else(|| fresh(len))
 }
 
 /// A buffer of `len` zeros: for kernels that accumulate or leave elements
@@ -160,8 +160,17 @@ pub fn zeroed<T: Elem>(len: usize) -> Vec<T> {
             v.fill(T::ZERO);
             v
         }
-        None => vec![T::ZERO; len],
+        None => fresh(len),
     }
+}
+
+/// A buffer from the allocator (zeroed, which costs nothing until the pages
+/// are touched), counted by the profiler when the cache could have held it.
+fn fresh<T: Elem>(len: usize) -> Vec<T> {
+    if len >= MIN_LEN {
+        crate::backend::profile::fresh_buffer(bytes_of::<T>(len));
+    }
+    vec![T::ZERO; len]
 }
 
 /// Frees every buffer the CPU caches hold (both element types) and returns

@@ -200,6 +200,7 @@ impl Cuda {
 
     /// Wait for all queued work (benchmarks time with this).
     pub fn synchronize(&self) -> Result<()> {
+        let _span = crate::backend::profile::span(crate::backend::profile::Part::Sync);
         self.inner
             .stream
             .synchronize()
@@ -402,6 +403,7 @@ impl Backend for Cuda {
     }
 
     fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<CudaTensor> {
+        let _span = crate::backend::profile::span(crate::backend::profile::Part::Upload);
         let n: usize = shape.iter().product();
         if n != data.len() {
             return Err(Error::shape(format!(
@@ -421,6 +423,7 @@ impl Backend for Cuda {
     }
 
     fn to_f64(&self, t: &CudaTensor) -> Result<Vec<f64>> {
+        let _span = crate::backend::profile::span(crate::backend::profile::Part::Download);
         let host = self.download(self.buf(t)?, t.numel())?;
         Ok(host.into_iter().map(|x| x as f64).collect())
     }

@@ -87,6 +87,7 @@ impl Wgpu {
     /// Wait until the GPU has finished everything submitted so far (for
     /// timing; the ops themselves never wait except to read values back).
     pub fn synchronize(&self) -> Result<()> {
+        let _span = crate::backend::profile::span(crate::backend::profile::Part::Sync);
         self.ctx
             .device
             .poll(::wgpu::PollType::wait_indefinitely())
@@ -193,6 +194,7 @@ impl Backend for Wgpu {
     }
 
     fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<WgpuTensor> {
+        let _span = crate::backend::profile::span(crate::backend::profile::Part::Upload);
         let n: usize = shape.iter().product();
         if n != data.len() {
             return Err(Error::shape(format!(
@@ -207,6 +209,7 @@ impl Backend for Wgpu {
     }
 
     fn to_f64(&self, t: &WgpuTensor) -> Result<Vec<f64>> {
+        let _span = crate::backend::profile::span(crate::backend::profile::Part::Download);
         let s = t.storage();
         if s.dtype == DType::F16 {
             let words = self.ctx.read_words(s.buffer(), context::words(s.bytes()))?;
