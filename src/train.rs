@@ -8,16 +8,16 @@ use crate::backend::device::Device;
 use crate::backend::wgpu::Wgpu;
 use crate::backend::{Backend, DType};
 use crate::config::{Config, Resolved};
-use crate::data::{self, Dataset, Targets};
+use crate::data;
+use crate::data::device::{cached, eval_rows, DeviceData, DeviceSet};
 use crate::error::{Error, Result};
-use crate::nn::loss::{labels_correct, LossKind, LossRows, IGNORED};
+use crate::nn::loss::labels_correct;
 use crate::nn::model::Model;
 use crate::observe::Observers;
 use crate::optim::Optimizer;
 use crate::resume;
 use crate::rng::Rng;
 use crate::run::{self, MetricsLog, Progress, Record, Status, Summary};
-use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -70,141 +70,6 @@ pub fn train(cfg: &Config, opts: &RunOptions) -> Result<RunReport> {
         ),
         Device::Wgpu => train_on(Wgpu::new(res.dtype)?, cfg, &res, opts),
     }
-}
-
-/// A data set on the device: inputs, loss targets and (where accuracy
-/// applies) class labels, `[B]` or `[B, T]` for sequences.
-struct DeviceData<B: Backend> {
-    /// The labels accuracy is a fraction of (`Targets::scored`).
-    scored: usize,
-    x: Tensor<B>,
-    target: Tensor<B>,
-    labels: Option<Tensor<B>>,
-}
-
-/// Sequence labels as a device stores them: an ignored position as
-/// [`IGNORED`].
-fn positions_f64(y: &[Option<usize>]) -> Vec<f64> {
-    y.iter().map(|l| l.map_or(IGNORED, |c| c as f64)).collect()
-}
-
-/// Class labels for accuracy, with their shape: the labels themselves, one
-/// per position for sequences, or the argmax of one-hot targets.
-fn class_labels(ds: &Dataset) -> Option<(Vec<f64>, Vec<usize>)> {
-    let as_f64 = |y: &[usize]| y.iter().map(|&c| c as f64).collect();
-    match &ds.y {
-        Targets::Labels { y, .. } => Some((as_f64(y), vec![ds.n])),
-        Targets::Sequence { y, t, .. } => Some((positions_f64(y), vec![ds.n, *t])),
-        Targets::Values { y, k } if *k > 1 => {
-            let mut out = Vec::with_capacity(ds.n);
-            for row in y.chunks(*k) {
-                let ones = row.iter().filter(|&&v| v == 1.0).count();
-                let zeros = row.iter().filter(|&&v| v == 0.0).count();
-                if ones != 1 || ones + zeros != *k {
-                    return None;
-                }
-                out.push(row.iter().position(|&v| v == 1.0)? as f64);
-            }
-            Some((out, vec![ds.n]))
-        }
-        Targets::Values { .. } => None,
-    }
-}
-
-/// The loss head's targets for `ds`, as (values, shape): class indices for
-/// cross-entropy (`[n]`, or `[n, t]` for sequences, an ignored position as
-/// [`IGNORED`]), float values for the squared losses.
-pub(crate) fn loss_target(ds: &Dataset, loss: LossKind) -> Result<(Vec<f64>, Vec<usize>)> {
-    let as_f64 = |y: &[usize]| y.iter().map(|&c| c as f64).collect();
-    match (&ds.y, loss) {
-        (Targets::Labels { y, .. }, LossKind::CrossEntropy) => Ok((as_f64(y), vec![ds.n])),
-        (Targets::Sequence { y, t, .. }, LossKind::CrossEntropy) => {
-            Ok((positions_f64(y), vec![ds.n, *t]))
-        }
-        (Targets::Sequence { .. }, _) => Err(Error::config(
-            "train.loss",
-            format!(
-                "{} cannot take the data's labels per position; sequence labels need xent",
-                loss.name()
-            ),
-        )),
-        (Targets::Values { .. }, LossKind::CrossEntropy) => Err(Error::config(
-            "train.loss",
-            "xent needs integer class labels, but the data has float targets; use mse or mse_mean",
-        )),
-        (Targets::Labels { .. }, _) => Err(Error::config(
-            "train.loss",
-            format!(
-                "{} needs float targets, but the data has class labels; set data.one_hot = true",
-                loss.name()
-            ),
-        )),
-        (Targets::Values { y, k }, _) => Ok((y.clone(), vec![ds.n, *k])),
-    }
-}
-
-impl<B: Backend> DeviceData<B> {
-    fn upload(be: &B, ds: &Dataset, loss: LossKind, rows: Option<&[usize]>) -> Result<Self> {
-        let sub;
-        let ds = match rows {
-            Some(r) => {
-                sub = ds.subset(r);
-                &sub
-            }
-            None => ds,
-        };
-        let (t, tshape) = loss_target(ds, loss)?;
-        let labels = match class_labels(ds) {
-            Some((l, shape)) => Some(be.from_f64(&shape, &l)?),
-            None => None,
-        };
-        Ok(DeviceData {
-            scored: ds.y.scored(),
-            x: be.from_f64(&[ds.n, ds.d], &ds.x)?,
-            target: be.from_f64(&tshape, &t)?,
-            labels,
-        })
-    }
-}
-
-/// Each member's mean loss and accuracy over a whole data set, in chunks so
-/// memory is bounded by the chunk. Both are means over the scored labels
-/// (the kept positions of sequences), so a chunk weighs by its count.
-fn evaluate<B: Backend>(
-    be: &B,
-    model: &Model<B>,
-    ds: &Dataset,
-    loss: LossKind,
-) -> Result<(Vec<f64>, Option<Vec<f64>>)> {
-    const CHUNK: usize = 4096;
-    let e = model.ensemble;
-    let mut total = vec![0.0; e];
-    let mut correct = vec![0.0; e];
-    let mut scored = 0;
-    let mut has_acc = true;
-    for start in (0..ds.n).step_by(CHUNK) {
-        let rows: Vec<usize> = (start..(start + CHUNK).min(ds.n)).collect();
-        let d = DeviceData::upload(be, ds, loss, Some(&rows))?;
-        let f = model.predict(be, &d.x)?;
-        let head = LossRows::new(be, loss, &f, &d.target)?;
-        let (l, _) = head.loss(be)?;
-        for (t, l) in total.iter_mut().zip(be.to_f64(&l)?) {
-            *t += l * head.scored() as f64;
-        }
-        scored += head.scored();
-        match &d.labels {
-            Some(lab) => {
-                for (c, k) in correct.iter_mut().zip(labels_correct(be, &f, lab)?) {
-                    *c += k;
-                }
-            }
-            None => has_acc = false,
-        }
-    }
-    // load() refuses a set with nothing scored; max(1) keeps 0 / 0 out.
-    let n = scored.max(1) as f64;
-    let mean = |v: Vec<f64>| v.into_iter().map(|x| x / n).collect::<Vec<_>>();
-    Ok((mean(total), has_acc.then(|| mean(correct))))
 }
 
 /// Which rows each step trains on: all of them, or shuffled mini-batches
@@ -507,7 +372,15 @@ fn train_members_on<B: Backend>(
         return Err(Error::config("data", "the training set is empty"));
     }
     let loss = res.loss;
-    let full = DeviceData::upload(&be, train_ds, loss, None)?;
+    let mut batcher = Batcher::new(train_ds.n, cfg.train.batch_size, cfg.data_seed());
+    let full_batch = batcher.full_batch();
+    // Full-batch GD trains on the whole set, uploaded once here; the
+    // evaluation sets are uploaded when first evaluated and kept.
+    let full = match full_batch {
+        true => Some(DeviceData::upload(&be, train_ds, loss, None)?),
+        false => None,
+    };
+    let (mut train_eval, mut test_eval) = (None, None);
     let input = cfg.data.input_shape(train_ds.d)?;
     let spec = cfg
         .model
@@ -583,8 +456,6 @@ fn train_members_on<B: Backend>(
     } else {
         None
     };
-    let mut batcher = Batcher::new(train_ds.n, cfg.train.batch_size, cfg.data_seed());
-    let full_batch = batcher.full_batch();
     if !full_batch {
         for _ in 0..start_step {
             batcher.next();
@@ -616,17 +487,16 @@ fn train_members_on<B: Backend>(
         let keep_now = cfg.train.checkpoint_due(step);
         let log_now = is_final || step % cfg.train.log_every == 0 || observe_now || keep_now;
         let eval_now = is_final || step % eval_every == 0;
-        let batch = if full_batch {
-            None
-        } else {
-            Some(DeviceData::upload(
+        let batch = match &full {
+            Some(_) => None,
+            None => Some(DeviceData::upload(
                 &be,
                 train_ds,
                 loss,
                 Some(&batcher.next()),
-            )?)
+            )?),
         };
-        let data = batch.as_ref().unwrap_or(&full);
+        let data = batch.as_ref().or(full.as_ref()).expect("one of the two");
 
         let pass = model.loss_pass(&be, &data.x, &data.target, loss, !is_final)?;
         if !is_final {
@@ -676,7 +546,10 @@ fn train_members_on<B: Backend>(
                     };
                     (None, acc)
                 } else {
-                    let (l, a) = evaluate(&be, &model, train_ds, loss)?;
+                    let set = cached(&mut train_eval, || {
+                        DeviceSet::upload(&be, train_ds, loss, eval_rows(ensemble))
+                    })?;
+                    let (l, a) = set.evaluate(&be, &model, loss)?;
                     (Some(l), a)
                 };
                 for (e, rec) in recs.iter_mut().enumerate() {
@@ -688,7 +561,10 @@ fn train_members_on<B: Backend>(
                     }
                 }
                 if let Some(test) = &split.test {
-                    let (l, a) = evaluate(&be, &model, test, loss)?;
+                    let set = cached(&mut test_eval, || {
+                        DeviceSet::upload(&be, test, loss, eval_rows(ensemble))
+                    })?;
+                    let (l, a) = set.evaluate(&be, &model, loss)?;
                     for (e, rec) in recs.iter_mut().enumerate() {
                         rec.set("test_loss", l[e]);
                         if let Some(a) = &a {

@@ -9,6 +9,7 @@
 mod arrays;
 mod cifar;
 pub mod config;
+pub(crate) mod device;
 mod idx;
 pub mod npy;
 pub mod npz;

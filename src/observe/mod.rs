@@ -9,6 +9,7 @@ pub mod per_sample;
 mod runner;
 pub mod sites;
 pub mod stats;
+mod uploads;
 
 pub use config::ObserveConfig;
 pub use runner::{check_examples_separate, Observers};

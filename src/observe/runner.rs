@@ -9,6 +9,7 @@ use super::ntk::{empirical_ntk, Ntk};
 use super::per_sample::per_sample_norms;
 use super::sites::Method;
 use super::stats::{activation_stats, cosine, distance_from, weight_norms};
+use super::uploads::Uploads;
 use crate::backend::Backend;
 use crate::curvature::{flatten, LossOnData};
 use crate::data::Dataset;
@@ -19,7 +20,6 @@ use crate::nn::model::Model;
 use crate::run::{write_atomic, Record};
 use crate::tape::Curvature;
 use crate::tensor::Tensor;
-use crate::train::loss_target;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -28,7 +28,8 @@ pub struct Observers<B: Backend> {
     cfg: ObserveConfig,
     seed: u64,
     loss: LossKind,
-    train: Dataset,
+    /// The training set, and what of it is on the device.
+    data: Uploads<B>,
     dir: PathBuf,
     warm: Option<Vec<f64>>,
     warm_gn: Option<Vec<f64>>,
@@ -36,27 +37,6 @@ pub struct Observers<B: Backend> {
     init_weights: Vec<Tensor<B>>,
     /// Parameters at recent steps, newest last, for update alignment.
     recent: Vec<(u64, Vec<f64>)>,
-}
-
-/// Inputs and loss targets of the first `n` rows, uploaded in chunks.
-fn chunks<B: Backend>(
-    be: &B,
-    ds: &Dataset,
-    loss: LossKind,
-    n: usize,
-    chunk: usize,
-) -> Result<Vec<(Tensor<B>, Tensor<B>)>> {
-    let mut out = Vec::new();
-    for start in (0..n).step_by(chunk.max(1)) {
-        let rows: Vec<usize> = (start..(start + chunk).min(n)).collect();
-        out.push(upload(be, &ds.subset(&rows), loss)?);
-    }
-    Ok(out)
-}
-
-fn upload<B: Backend>(be: &B, ds: &Dataset, loss: LossKind) -> Result<(Tensor<B>, Tensor<B>)> {
-    let (t, shape) = loss_target(ds, loss)?;
-    Ok((be.from_f64(&[ds.n, ds.d], &ds.x)?, be.from_f64(&shape, &t)?))
 }
 
 impl<B: Backend> Observers<B> {
@@ -74,7 +54,7 @@ impl<B: Backend> Observers<B> {
             cfg,
             seed,
             loss,
-            train: train.clone(),
+            data: Uploads::new(train, loss),
             dir,
             warm: None,
             warm_gn: None,
@@ -153,13 +133,8 @@ impl<B: Backend> Observers<B> {
         if let Some(t) = &cfg.hessian_trace {
             if self.due(t.every, t.log_spaced, step, total) {
                 let started = Instant::now();
-                let n = t.n.unwrap_or(self.train.n);
-                let lod = LossOnData::new(
-                    be,
-                    model,
-                    self.loss,
-                    chunks(be, &self.train, self.loss, n, t.chunk)?,
-                )?;
+                let n = t.n.unwrap_or(self.data.train().n);
+                let lod = LossOnData::new(be, model, self.loss, self.data.chunks(be, n, t.chunk)?)?;
                 let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
                 let est = linalg::hutchinson_trace(lod.dim(), &mut op, t.probes, self.seed ^ step)?;
                 rec.set("hessian_trace", est.estimate);
@@ -171,13 +146,8 @@ impl<B: Backend> Observers<B> {
         if let Some(d) = &cfg.spectrum {
             if self.due(d.every, d.log_spaced, step, total) {
                 let started = Instant::now();
-                let n = d.n.unwrap_or(self.train.n);
-                let lod = LossOnData::new(
-                    be,
-                    model,
-                    self.loss,
-                    chunks(be, &self.train, self.loss, n, d.chunk)?,
-                )?;
+                let n = d.n.unwrap_or(self.data.train().n);
+                let lod = LossOnData::new(be, model, self.loss, self.data.chunks(be, n, d.chunk)?)?;
                 let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
                 let density = linalg::slq(lod.dim(), &mut op, d.probes, d.steps, self.seed ^ step)?;
                 let line = serde_json::json!({"step": step, "nodes": density.nodes, "weights": density.weights});
@@ -194,7 +164,7 @@ impl<B: Backend> Observers<B> {
         if let Some(b) = &cfg.per_sample {
             if self.due(b.every, b.log_spaced, step, total) {
                 let started = Instant::now();
-                let (x, t) = upload(be, &self.train.take_first(b.n), self.loss)?;
+                let (x, t) = self.data.first(be, b.n)?;
                 let norms = per_sample_norms(be, model, &x, &t, self.loss)?;
                 rec.set("per_sample_grad_norm_mean", norms.mean_norm());
                 for (l, layer) in norms.per_layer.iter().enumerate() {
@@ -214,8 +184,7 @@ impl<B: Backend> Observers<B> {
         if let Some(k) = &cfg.ntk {
             if self.due(k.every, k.log_spaced, step, total) {
                 let started = Instant::now();
-                let sub = self.train.take_first(k.n);
-                let x = be.from_f64(&[sub.n, sub.d], &sub.x)?;
+                let x = self.data.inputs(be, k.n)?;
                 let ntk = empirical_ntk(be, model, &x)?;
                 let eig = top_of_dense(&ntk.trace, ntk.n, k.k, self.seed)?;
                 rec.set("ntk_top", eig[0]);
@@ -238,8 +207,7 @@ impl<B: Backend> Observers<B> {
         }
         if let Some(b) = &cfg.coord {
             if self.due(b.every, b.log_spaced, step, total) {
-                let sub = self.train.take_first(b.n);
-                let x = be.from_f64(&[sub.n, sub.d], &sub.x)?;
+                let x = self.data.inputs(be, b.n)?;
                 let stats = activation_stats(be, model, &x)?;
                 for (l, (pre, post)) in stats.coord_l1.into_iter().enumerate() {
                     rec.set(format!("coord_l1.{l}"), post);
@@ -289,13 +257,8 @@ impl<B: Backend> Observers<B> {
         rec: &mut Record,
     ) -> Result<()> {
         let started = Instant::now();
-        let n = s.n.unwrap_or(self.train.n);
-        let lod = LossOnData::new(
-            be,
-            model,
-            self.loss,
-            chunks(be, &self.train, self.loss, n, s.chunk)?,
-        )?;
+        let n = s.n.unwrap_or(self.data.train().n);
+        let lod = LossOnData::new(be, model, self.loss, self.data.chunks(be, n, s.chunk)?)?;
         let mut op = |v: &[f64]| lod.product(v, mode);
         let warm = if mode == Curvature::Hessian {
             &mut self.warm

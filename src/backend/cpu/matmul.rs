@@ -10,9 +10,10 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
-/// Work (m * n * k) under which one product runs on one thread and the
-/// ensemble members are spread over threads instead.
-const SMALL_PRODUCT: usize = 1 << 18;
+/// Work (m * n * k) under which a product runs on one thread: splitting it
+/// costs more in thread hand-offs than it saves (a 1000 x 10 x 64 product
+/// takes 28 us on one thread, more on two; BENCHMARKS.md).
+const SERIAL_PRODUCT: usize = 1 << 20;
 
 pub fn matmul<T: Elem>(
     a: &Tensor<Cpu>,
@@ -82,12 +83,12 @@ pub fn matmul<T: Elem>(
     };
     let threads = rayon::current_num_threads();
     if m * n == 0 {
-    } else if e > 1 && m * n * k < SMALL_PRODUCT {
+    } else if e > 1 && by_member(e, m * n * k, threads) {
         out.par_chunks_mut(m * n)
             .enumerate()
             .for_each(|(i, dst)| one_product(i, dst, gemm::Parallelism::None));
     } else {
-        let par = if threads > 1 {
+        let par = if threads > 1 && m * n * k >= SERIAL_PRODUCT {
             gemm::Parallelism::Rayon(threads)
         } else {
             gemm::Parallelism::None
@@ -98,4 +99,13 @@ pub fn matmul<T: Elem>(
     }
     let shape = d.out_shape.clone();
     Ok(Tensor::from_parts(shape, T::wrap(out)))
+}
+
+/// Whether an ensemble's `e` products of `work` multiply-adds each run one
+/// per thread, each single-threaded, rather than one after another, each on
+/// every thread. By member, no product waits for another thread; that wins
+/// when the products are small (thread hand-offs would dominate) or when the
+/// members fill the threads evenly (no thread idles in the last round).
+fn by_member(e: usize, work: usize, threads: usize) -> bool {
+    work < SERIAL_PRODUCT || e % threads == 0 || e >= 4 * threads
 }
