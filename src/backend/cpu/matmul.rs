@@ -48,28 +48,28 @@ pub fn matmul<T: Elem>(
         (bc as isize, 1)
     };
     let alpha = T::from_f64(alpha);
-    let one_product = |i: usize, dst: &mut [T], par: gemm::Parallelism| {
-        if k == 0 {
-            return;
-        }
+    // One block of one product: rows `r0..r0 + rows` and columns
+    // `c0..c0 + cols` of member i's output, on the calling thread.
+    let block = |i: usize, dst: *mut T, (r0, rows): (usize, usize), (c0, cols): (usize, usize)| {
         let a_off = if ea == 1 { 0 } else { i * ar * ac };
         let b_off = if eb == 1 { 0 } else { i * br * bc };
         // SAFETY: the pointers and strides describe in-bounds matrices of the
-        // shapes checked above; dst is a distinct m x n row-major buffer.
-        // gemm computes dst = 0 * dst + alpha * lhs * rhs here.
+        // shapes checked above, and the block lies inside them; dst is member
+        // i's m x n row-major output, and blocks running at once are
+        // disjoint. gemm computes dst = 0 * dst + alpha * lhs * rhs here.
         unsafe {
             gemm::gemm(
-                m,
-                n,
+                rows,
+                cols,
                 k,
-                dst.as_mut_ptr(),
+                dst.add(r0 * n + c0),
                 1,
                 n as isize,
                 false,
-                av[a_off..].as_ptr(),
+                av[a_off..].as_ptr().offset(r0 as isize * a_rs),
                 a_cs,
                 a_rs,
-                bv[b_off..].as_ptr(),
+                bv[b_off..].as_ptr().offset(c0 as isize * b_cs),
                 b_cs,
                 b_rs,
                 T::ZERO,
@@ -77,24 +77,23 @@ pub fn matmul<T: Elem>(
                 false,
                 false,
                 false,
-                par,
+                gemm::Parallelism::None,
             )
         }
     };
     let threads = rayon::current_num_threads();
-    if m * n == 0 {
+    if m * n == 0 || k == 0 {
     } else if e > 1 && by_member(e, m * n * k, threads) {
         out.par_chunks_mut(m * n)
             .enumerate()
-            .for_each(|(i, dst)| one_product(i, dst, gemm::Parallelism::None));
-    } else {
-        let par = if threads > 1 && m * n * k >= SERIAL_PRODUCT {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
+            .for_each(|(i, dst)| block(i, dst.as_mut_ptr(), (0, m), (0, n)));
+    } else if threads == 1 || m * n * k < SERIAL_PRODUCT {
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
-            one_product(i, dst, par);
+            block(i, dst.as_mut_ptr(), (0, m), (0, n));
+        }
+    } else {
+        for (i, dst) in out.chunks_mut(m * n).enumerate() {
+            split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| block(i, dst, r, c));
         }
     }
     let shape = d.out_shape.clone();
@@ -108,4 +107,44 @@ pub fn matmul<T: Elem>(
 /// members fill the threads evenly (no thread idles in the last round).
 fn by_member(e: usize, work: usize, threads: usize) -> bool {
     work < SERIAL_PRODUCT || e % threads == 0 || e >= 4 * threads
+}
+
+/// A raw output pointer shared by threads that write disjoint blocks.
+struct SharedOut<T>(*mut T);
+impl<T> Clone for SharedOut<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for SharedOut<T> {}
+// SAFETY: each thread writes only its own block (split_over_threads).
+unsafe impl<T> Send for SharedOut<T> {}
+unsafe impl<T> Sync for SharedOut<T> {}
+
+/// Runs one m x n product as `threads` single-threaded blocks in parallel:
+/// bands of rows when m >= n, of columns otherwise. Every block reduces over
+/// all of k in the same order, so the result does not depend on the split.
+/// Measured faster than the `gemm` crate's own threading on the small and
+/// skinny products of small models (BENCHMARKS.md, "small steps").
+fn split_over_threads<T: Send>(
+    dst: *mut T,
+    m: usize,
+    n: usize,
+    threads: usize,
+    block: impl Fn(*mut T, (usize, usize), (usize, usize)) + Sync,
+) {
+    let by_rows = m >= n;
+    let len = if by_rows { m } else { n };
+    let parts = threads.min(len).max(1);
+    let out = SharedOut(dst);
+    (0..parts).into_par_iter().for_each(|p| {
+        let out = &out;
+        let (start, end) = (p * len / parts, (p + 1) * len / parts);
+        let span = (start, end - start);
+        if by_rows {
+            block(out.0, span, (0, n));
+        } else {
+            block(out.0, (0, m), span);
+        }
+    });
 }
