@@ -20,8 +20,9 @@
 //! model and 100 iterations). Work on top of the operator call: two reads
 //! of the `m`-vector basis per step (its coefficients; the update and its
 //! measurement), `16 * n * m` bytes of memory traffic, half of what
-//! Gram-Schmidt applied twice reads; about a sixth of the run at 1.86M
-//! parameters and 38 steps on two cores (BENCHMARKS.md), plus the
+//! Gram-Schmidt applied twice reads. It is still not small: a cold
+//! sharpness solve at 1.86M parameters (50 steps, two cores) spends 30 %
+//! of its time there, about 0.4x its HVPs' time (BENCHMARKS.md). Add the
 //! convergence check's dense Jacobi solve of the `m x m` `T` (a few ms at
 //! `m = 100`, ~20 ms at `m = 200`).
 //!
