@@ -96,6 +96,29 @@ fn every_compared_workload_runs_on_the_transformer() {
     }
 }
 
+/// `lanczos_basis` (Lanczos on a diagonal operator of the model's size, no
+/// PyTorch twin) runs exactly `--max-iter` steps, and the iterative
+/// workloads split their time between the products and the rest.
+#[test]
+fn lanczos_basis_runs_its_steps_and_splits_the_time() {
+    let (ok, line) = bench("lanczos_basis", &[]);
+    assert!(ok, "{line}");
+    assert_eq!(line["hvps"], 20, "{line}");
+    assert_eq!(
+        line["converged"], false,
+        "tolerance 0 never converges: {line}"
+    );
+    for workload in ["lanczos_basis", "sharpness_lanczos", "sharpness_power"] {
+        let (ok, line) = bench(workload, &[]);
+        assert!(ok, "{line}");
+        let (op, outside) = (&line["op_ms"], &line["outside_op_ms"]);
+        let total = line["times_ms"][0].as_f64().unwrap();
+        let split = op.as_f64().unwrap() + outside.as_f64().unwrap();
+        assert!((split - total).abs() < 1e-6 * total.max(1.0), "{line}");
+        assert!(op.as_f64().unwrap() > 0.0, "{workload}: {line}");
+    }
+}
+
 #[test]
 fn save_model_writes_the_benchmarked_model() {
     let dir = temp_dir("bench-save");

@@ -37,6 +37,11 @@
 //!   relative tolerance `--tol` (PyHessian's rule), products on host vectors.
 //! - `sharpness_lanczos`: the same by Lanczos, k = 1, eigenvalue error bound
 //!   `--tol`.
+//! - `lanczos_basis`: Lanczos's own cost without the model: `--max-iter`
+//!   steps (tolerance 0, so it never stops early) on a diagonal operator of
+//!   the model's parameter count, whose product costs one pass over a
+//!   vector; what is left is the basis's re-orthogonalization and the small
+//!   tridiagonal eigensolves (no PyTorch twin).
 //! - `hutchinson`: Hutchinson's Hessian trace estimate, `--probes` products.
 //! - `per_sample_norms`: per-example gradient norms on the whole batch.
 //! - `ntk`: the empirical NTK (per output and its trace) on the whole batch
@@ -64,7 +69,10 @@
 //! JSON says how many ran.
 //!
 //! Output: `{"workload", "median_ms", "min_ms", "max_ms", "reps", "times_ms",
-//! "peak_rss_mib", "rss_before_setup_mib", "params", "value", "hvps"...}`.
+//! "peak_rss_mib", "rss_before_setup_mib", "params", "value", "hvps"...}`;
+//! the iterative workloads (sharpness, Hutchinson, `lanczos_basis`) add
+//! `op_ms`, the last timed call's time inside operator products, and
+//! `outside_op_ms`, the rest of that call (the algorithm's own vector work).
 //! `peak_rss_mib` is the process's VmHWM (Linux /proc/self/status) at the
 //! end. For a device this build does not have, the line is
 //! `{"workload", "device", "unavailable": "<reason>"}` and the exit status 0;
@@ -109,6 +117,7 @@ enum Workload {
     HvpWarm,
     SharpnessPower,
     SharpnessLanczos,
+    LanczosBasis,
     Hutchinson,
     PerSampleNorms,
     Ntk,
@@ -125,6 +134,7 @@ impl Workload {
             Workload::HvpWarm => "hvp_warm",
             Workload::SharpnessPower => "sharpness_power",
             Workload::SharpnessLanczos => "sharpness_lanczos",
+            Workload::LanczosBasis => "lanczos_basis",
             Workload::Hutchinson => "hutchinson",
             Workload::PerSampleNorms => "per_sample_norms",
             Workload::Ntk => "ntk",
@@ -190,7 +200,8 @@ struct Args {
     /// Relative tolerance of the sharpness workloads.
     #[arg(long, default_value_t = 1e-3)]
     tol: f64,
-    /// Most Hessian-vector products per sharpness run.
+    /// Most Hessian-vector products per sharpness run; the steps of
+    /// `lanczos_basis`.
     #[arg(long, default_value_t = 200)]
     max_iter: usize,
     /// Probes of the Hutchinson trace estimate.
@@ -231,6 +242,31 @@ struct CallInfo {
     converged: Option<bool>,
     /// `--split`: where the timed calls' time went (set by `time_calls`).
     split: Option<Value>,
+    /// Seconds spent inside the operator (the products) during the call.
+    op_seconds: Option<f64>,
+}
+
+/// An operator that adds the time spent in each of its calls to `spent`.
+fn timed<'a>(
+    mut op: impl FnMut(&[f64]) -> lmech::Result<Vec<f64>> + 'a,
+    spent: &'a mut f64,
+) -> impl FnMut(&[f64]) -> lmech::Result<Vec<f64>> + 'a {
+    move |v| {
+        let started = Instant::now();
+        let out = op(v);
+        *spent += started.elapsed().as_secs_f64();
+        out
+    }
+}
+
+/// A diagonal operator with eigenvalues spread over `(0, 1]`: its product
+/// is one pass over the vector, so a Lanczos run on it is Lanczos's own cost.
+fn diagonal(v: &[f64]) -> lmech::Result<Vec<f64>> {
+    let n = v.len() as f64;
+    Ok(v.iter()
+        .enumerate()
+        .map(|(i, x)| x * (i + 1) as f64 / n)
+        .collect())
 }
 
 struct Setup<B: Backend> {
@@ -615,7 +651,8 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
         }
         Workload::SharpnessPower => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
-            let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
+            let mut spent = 0.0;
+            let mut op = timed(|v: &[f64]| lod.product(v, Curvature::Hessian), &mut spent);
             let opts = PowerOptions {
                 max_iter: a.max_iter,
                 tol: a.tol,
@@ -623,16 +660,19 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 start: None,
             };
             let r = power_iteration(lod.dim(), &mut op, &opts)?;
+            drop(op);
             Ok(CallInfo {
                 value: Some(r.value),
                 hvps: Some(r.matvecs),
                 converged: Some(r.converged),
+                op_seconds: Some(spent),
                 ..CallInfo::default()
             })
         })?,
         Workload::SharpnessLanczos => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
-            let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
+            let mut spent = 0.0;
+            let mut op = timed(|v: &[f64]| lod.product(v, Curvature::Hessian), &mut spent);
             let opts = LanczosOptions {
                 k: 1,
                 max_iter: a.max_iter,
@@ -641,21 +681,46 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 start: None,
             };
             let r = lanczos(lod.dim(), &mut op, &opts)?;
+            drop(op);
             Ok(CallInfo {
                 value: r.values.first().copied(),
                 hvps: Some(r.matvecs),
                 converged: Some(r.converged),
+                op_seconds: Some(spent),
+                ..CallInfo::default()
+            })
+        })?,
+        Workload::LanczosBasis => time_calls(a, sync, || {
+            let mut spent = 0.0;
+            let mut op = timed(diagonal, &mut spent);
+            let opts = LanczosOptions {
+                k: 1,
+                max_iter: a.max_iter,
+                tol: 0.0,
+                seed: a.seed.wrapping_add(3),
+                start: None,
+            };
+            let r = lanczos(params, &mut op, &opts)?;
+            drop(op);
+            Ok(CallInfo {
+                value: r.values.first().copied(),
+                hvps: Some(r.matvecs),
+                converged: Some(r.converged),
+                op_seconds: Some(spent),
                 ..CallInfo::default()
             })
         })?,
         Workload::Hutchinson => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
-            let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
+            let mut spent = 0.0;
+            let mut op = timed(|v: &[f64]| lod.product(v, Curvature::Hessian), &mut spent);
             let r = hutchinson_trace(lod.dim(), &mut op, a.probes, a.seed.wrapping_add(4))?;
+            drop(op);
             Ok(CallInfo {
                 value: Some(r.estimate),
                 hvps: Some(r.matvecs),
                 converged: None,
+                op_seconds: Some(spent),
                 ..CallInfo::default()
             })
         })?,
@@ -738,6 +803,10 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
     }
     if let Some(split) = info.split {
         out.insert("split".into(), split);
+    }
+    if let (Some(op), Some(last)) = (info.op_seconds, ms.last()) {
+        out.insert("op_ms".into(), json!(op * 1e3));
+        out.insert("outside_op_ms".into(), json!(last - op * 1e3));
     }
     Ok(out)
 }

@@ -1,6 +1,6 @@
 //! Dense `f64` vector kernels for the spectral algorithms: dot products,
-//! norms, axpy, scaling, the block products of Gram-Schmidt, and random
-//! probe vectors.
+//! norms, axpy, scaling, Gram-Schmidt's fused update-and-measure pass, a
+//! linear combination of many vectors, and random probe vectors.
 //!
 //! Vectors are as long as a model's parameter count (millions), so the
 //! kernels run in parallel over fixed-size chunks. Every reduction adds its
@@ -17,6 +17,11 @@ use crate::rng::Rng;
 
 /// Elements per parallel work item; also the unit of every fixed-order sum.
 const CHUNK: usize = 1 << 14;
+
+/// Elements of `subtract_and_dots`'s cache block: 8 KB of each vector, so
+/// that the pieces of a few dozen basis vectors stay in a core's L2 between
+/// the update and the dots.
+const BLOCK: usize = 1 << 10;
 
 /// Sum of `a[i] * b[i]` within one chunk, over four interleaved accumulators
 /// (a fixed order that the compiler can vectorize).
@@ -73,29 +78,74 @@ pub fn scale(alpha: f64, x: &mut [f64]) {
     });
 }
 
-/// All inner products `vectors[i] . w` in one pass over memory: each chunk
-/// of `w` stays in cache while every vector's chunk is read once. Equal,
-/// bit for bit, to calling `dot` for each vector.
-pub(crate) fn dots(vectors: &[Vec<f64>], w: &[f64]) -> Vec<f64> {
+/// `w -= sum_i coeffs[i] * subtract[i]`, then the inner products
+/// `against[j] . w` of the result and `w . w`, in one pass over memory.
+///
+/// Gram-Schmidt's update and the measurement of what it left are fused so
+/// that each vector is read from memory once: every `BLOCK` elements of `w`
+/// are updated and then dotted while the vectors' pieces are still in
+/// cache. The update adds its terms in index order for each element; the
+/// sums run in block order within a chunk and in chunk order across chunks
+/// (deterministic, see the module doc).
+pub(crate) fn subtract_and_dots(
+    w: &mut [f64],
+    subtract: &[Vec<f64>],
+    coeffs: &[f64],
+    against: &[Vec<f64>],
+) -> (Vec<f64>, f64) {
     let n = w.len();
+    assert_eq!(subtract.len(), coeffs.len(), "subtract_and_dots: count");
     assert!(
-        vectors.iter().all(|v| v.len() == n),
-        "dots: vectors of different lengths"
+        subtract.iter().chain(against).all(|v| v.len() == n),
+        "subtract_and_dots: vectors of different lengths"
     );
-    let chunks = n.div_ceil(CHUNK).max(1);
-    let partials: Vec<Vec<f64>> = (0..chunks)
-        .into_par_iter()
-        .map(|c| {
-            let r = c * CHUNK..((c + 1) * CHUNK).min(n);
-            vectors
-                .iter()
-                .map(|v| dot_serial(&v[r.clone()], &w[r.clone()]))
-                .collect()
+    let partials: Vec<(Vec<f64>, f64)> = w
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .map(|(c, wc)| {
+            let mut d = vec![0.0; against.len()];
+            let mut sq = 0.0;
+            for (b, wb) in wc.chunks_mut(BLOCK).enumerate() {
+                let from = c * CHUNK + b * BLOCK;
+                let r = from..from + wb.len();
+                subtract_block(wb, subtract, coeffs, from);
+                for (dj, v) in d.iter_mut().zip(against) {
+                    *dj += dot_serial(&v[r.clone()], wb);
+                }
+                sq += dot_serial(wb, wb);
+            }
+            (d, sq)
         })
         .collect();
-    (0..vectors.len())
-        .map(|i| partials.iter().map(|p| p[i]).sum())
-        .collect()
+    let d = (0..against.len())
+        .map(|j| partials.iter().map(|p| p.0[j]).sum())
+        .collect();
+    (d, partials.iter().map(|p| p.1).sum())
+}
+
+/// `wb -= sum_i coeffs[i] * vectors[i][from..]` for one cache block `wb`,
+/// four vectors at a time so that `wb` is loaded and stored once per four
+/// (the load and store, not the arithmetic, bound a one-vector loop). Each
+/// element still subtracts its terms one by one in index order.
+fn subtract_block(wb: &mut [f64], vectors: &[Vec<f64>], coeffs: &[f64], from: usize) {
+    let r = from..from + wb.len();
+    let fours = vectors.chunks_exact(4).zip(coeffs.chunks_exact(4));
+    for (v, a) in fours {
+        let pieces = v[0][r.clone()]
+            .iter()
+            .zip(&v[1][r.clone()])
+            .zip(&v[2][r.clone()])
+            .zip(&v[3][r.clone()]);
+        for (wi, (((x0, x1), x2), x3)) in wb.iter_mut().zip(pieces) {
+            *wi = (((*wi - a[0] * x0) - a[1] * x1) - a[2] * x2) - a[3] * x3;
+        }
+    }
+    let done = vectors.len() / 4 * 4;
+    for (v, &a) in vectors[done..].iter().zip(&coeffs[done..]) {
+        for (wi, vi) in wb.iter_mut().zip(&v[r.clone()]) {
+            *wi -= a * vi;
+        }
+    }
 }
 
 /// `y += sum_i coeffs[i] * vectors[i]`, adding the terms in index order for
