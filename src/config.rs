@@ -143,7 +143,7 @@ impl Default for ModelConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OptimConfig {
-    /// "gd", "sgd", "adam" or "adamw".
+    /// "gd", "sgd", "adam", "adamw" or "rmsprop".
     pub name: String,
     pub lr: f64,
     pub momentum: f64,
@@ -151,6 +151,8 @@ pub struct OptimConfig {
     pub weight_decay: f64,
     pub beta1: f64,
     pub beta2: f64,
+    /// RMSProp's decay of the squared-gradient average (PyTorch's `alpha`).
+    pub alpha: f64,
     pub eps: f64,
     /// "constant" or "cosine".
     pub schedule: String,
@@ -169,6 +171,7 @@ impl Default for OptimConfig {
             weight_decay: 0.0,
             beta1: 0.9,
             beta2: 0.999,
+            alpha: 0.99,
             eps: 1e-8,
             schedule: "constant".into(),
             warmup_steps: 0,
@@ -387,7 +390,18 @@ impl Config {
                 format!("must be >= 0, got {}", o.weight_decay),
             ));
         }
-        for (key, b) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+        if o.momentum != 0.0 && kind == OptimizerKind::RmsProp {
+            return Err(Error::config(
+                "optim.momentum",
+                "rmsprop has no momentum here (PyTorch's RMSprop momentum buffer is not \
+                 implemented); set it to 0",
+            ));
+        }
+        for (key, b) in [
+            ("optim.beta1", o.beta1),
+            ("optim.beta2", o.beta2),
+            ("optim.alpha", o.alpha),
+        ] {
             if !(0.0..1.0).contains(&b) {
                 return Err(Error::config(key, format!("must be in [0, 1), got {b}")));
             }
@@ -443,7 +457,11 @@ impl Config {
             nesterov: o.nesterov,
             weight_decay: o.weight_decay,
             beta1: o.beta1,
-            beta2: o.beta2,
+            beta2: if kind == OptimizerKind::RmsProp {
+                o.alpha
+            } else {
+                o.beta2
+            },
             eps: o.eps,
         };
         Ok(Resolved {

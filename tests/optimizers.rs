@@ -171,3 +171,83 @@ fn per_layer_scales_multiply_the_learning_rate() {
     close(&values(&be, &a), &[-0.1, -0.1]);
     close(&values(&be, &b), &[-0.4, -0.4]);
 }
+
+/// PyTorch's `torch.optim.RMSprop` (no momentum, not centered, coupled
+/// weight decay): `g += wd p; nu = alpha nu + (1 - alpha) g^2;
+/// p -= lr g / (sqrt(nu) + eps)`, with no bias correction.
+fn rmsprop_by_hand(p0: f64, grads: &[f64], lr: f64, alpha: f64, wd: f64) -> f64 {
+    let eps = 1e-8;
+    let (mut p, mut nu) = (p0, 0.0);
+    for &g in grads {
+        let g = g + wd * p;
+        nu = alpha * nu + (1.0 - alpha) * g * g;
+        p -= lr * g / (nu.sqrt() + eps);
+    }
+    p
+}
+
+#[test]
+fn rmsprop() {
+    let grads = [
+        [0.3, -0.2, 1.5, 0.0],
+        [0.1, 0.4, -2.0, 1e-3],
+        [0.2, 0.2, 0.2, 0.2],
+    ];
+    let p0 = [1.0, -1.0, 0.5, 2.0];
+    for (alpha, wd) in [(0.99, 0.0), (0.9, 0.05)] {
+        let mut h = OptimHyper::new(OptimizerKind::RmsProp);
+        h.beta2 = alpha;
+        h.weight_decay = wd;
+        let got = run(h, Schedule::Constant, vec![0.01, 0.02], p0, &grads);
+        let want: Vec<f64> = (0..4)
+            .map(|i| {
+                let lr = if i < 2 { 0.01 } else { 0.02 };
+                let g: Vec<f64> = grads.iter().map(|g| g[i]).collect();
+                rmsprop_by_hand(p0[i], &g, lr, alpha, wd)
+            })
+            .collect();
+        for (g, w) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() < 1e-12,
+                "alpha {alpha}: got {got:?}, want {want:?}"
+            );
+        }
+    }
+    // The first step (default alpha 0.99) moves each coordinate by
+    // lr / sqrt(1 - alpha) = 10 lr (not by lr, as a bias-corrected Adam
+    // would): no correction sneaks in.
+    let got = run(
+        OptimHyper::new(OptimizerKind::RmsProp),
+        Schedule::Constant,
+        vec![0.01],
+        [0.0; 4],
+        &[[1.0, 1.0, 1.0, 1.0]],
+    );
+    assert!(
+        (got[0] + 0.01 / (0.01f64.sqrt() + 1e-8)).abs() < 1e-15,
+        "{got:?}"
+    );
+}
+
+#[test]
+fn rmsprop_reads_alpha_and_refuses_momentum() {
+    let text = "[optim]\nname = \"rmsprop\"\nalpha = 0.95\nlr = 0.01\n";
+    let cfg = lmech::config::Config::from_toml_str(text, &[]).unwrap();
+    let r = cfg.resolve().unwrap();
+    assert_eq!(r.optim.kind, OptimizerKind::RmsProp);
+    assert_eq!(r.optim.beta2, 0.95);
+    let bad = "[optim]\nname = \"rmsprop\"\nmomentum = 0.9\n";
+    let err = lmech::config::Config::from_toml_str(bad, &[])
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("optim.momentum"), "{err}");
+    let bad = "[optim]\nname = \"rmsprop\"\nalpha = 1.0\n";
+    let err = lmech::config::Config::from_toml_str(bad, &[])
+        .unwrap()
+        .resolve()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("optim.alpha"), "{err}");
+}

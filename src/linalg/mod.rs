@@ -4,6 +4,8 @@
 //! in practice, symmetric, possibly indefinite, expensive), and reports how
 //! many times it called it.
 //!
+//! - `complementarity`: the small semidefinite complementarity problem of
+//!   the central flow.
 //! - `eigen`: dense symmetric eigen-decomposition (Jacobi), for small
 //!   matrices.
 //! - `lanczos`: top-k eigenpairs with full reorthogonalization.
@@ -15,6 +17,7 @@
 //! Results are deterministic: a seed fixes every random vector, and every
 //! sum runs in a fixed order independent of the thread count.
 
+mod complementarity;
 mod eigen;
 mod lanczos;
 mod operator;
@@ -23,6 +26,7 @@ mod slq;
 mod trace;
 mod vector;
 
+pub use complementarity::{solve_complementarity, Complementarity};
 pub use eigen::{sym_eigen, SymEigen};
 pub use lanczos::{lanczos, LanczosOptions, LanczosResult};
 pub use operator::Operator;

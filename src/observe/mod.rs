@@ -3,6 +3,7 @@
 //! whether anything is due at a step and hands over the model; it knows
 //! nothing of what is measured (DESIGN.md, 6).
 
+pub mod central_flow;
 pub mod config;
 pub mod ntk;
 pub mod per_sample;

@@ -1,5 +1,5 @@
-//! Optimizers: full-batch GD, SGD with heavy-ball or Nesterov momentum, Adam
-//! and AdamW, with weight decay and a learning-rate schedule. The update
+//! Optimizers: full-batch GD, SGD with heavy-ball or Nesterov momentum, Adam,
+//! AdamW and RMSProp, with weight decay and a learning-rate schedule. The update
 //! arithmetic is a fused backend op; this module owns the state buffers and
 //! the per-parameter learning rate (base lr x schedule x the
 //! parametrization's per-layer scale, per ensemble member).
@@ -19,10 +19,13 @@ pub enum OptimizerKind {
     Sgd,
     Adam,
     AdamW,
+    /// PyTorch's `RMSprop` without momentum or centering:
+    /// `nu = alpha nu + (1 - alpha) g^2`, `w -= lr g / (sqrt(nu) + eps)`.
+    RmsProp,
 }
 
 impl OptimizerKind {
-    pub const NAMES: [&'static str; 4] = ["gd", "sgd", "adam", "adamw"];
+    pub const NAMES: [&'static str; 5] = ["gd", "sgd", "adam", "adamw", "rmsprop"];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -30,6 +33,7 @@ impl OptimizerKind {
             OptimizerKind::Sgd => "sgd",
             OptimizerKind::Adam => "adam",
             OptimizerKind::AdamW => "adamw",
+            OptimizerKind::RmsProp => "rmsprop",
         }
     }
 
@@ -39,6 +43,7 @@ impl OptimizerKind {
             "sgd" => Ok(OptimizerKind::Sgd),
             "adam" => Ok(OptimizerKind::Adam),
             "adamw" => Ok(OptimizerKind::AdamW),
+            "rmsprop" => Ok(OptimizerKind::RmsProp),
             _ => Err(Error::config(
                 key,
                 format!(
@@ -52,7 +57,9 @@ impl OptimizerKind {
     pub fn family(self) -> OptimFamily {
         match self {
             OptimizerKind::Gd | OptimizerKind::Sgd => OptimFamily::Sgd,
-            OptimizerKind::Adam | OptimizerKind::AdamW => OptimFamily::Adam,
+            OptimizerKind::Adam | OptimizerKind::AdamW | OptimizerKind::RmsProp => {
+                OptimFamily::Adam
+            }
         }
     }
 }
@@ -64,6 +71,7 @@ pub struct OptimHyper {
     pub nesterov: bool,
     pub weight_decay: f64,
     pub beta1: f64,
+    /// Adam's second-moment decay; RMSProp's `alpha` (the same average).
     pub beta2: f64,
     pub eps: f64,
 }
@@ -76,7 +84,12 @@ impl OptimHyper {
             nesterov: false,
             weight_decay: 0.0,
             beta1: 0.9,
-            beta2: 0.999,
+            // PyTorch's defaults: Adam's beta2, RMSprop's alpha.
+            beta2: if kind == OptimizerKind::RmsProp {
+                0.99
+            } else {
+                0.999
+            },
             eps: 1e-8,
         }
     }
@@ -112,7 +125,7 @@ impl<B: Backend> Optimizer<B> {
             .iter()
             .map(|p| -> Result<_> {
                 Ok(match hyper.kind {
-                    OptimizerKind::Adam | OptimizerKind::AdamW => {
+                    OptimizerKind::Adam | OptimizerKind::AdamW | OptimizerKind::RmsProp => {
                         (be.zeros(p.shape())?, be.zeros(p.shape())?)
                     }
                     _ if hyper.momentum != 0.0 => (be.zeros(p.shape())?, be.zeros(&[0])?),
@@ -192,6 +205,24 @@ impl<B: Backend> Optimizer<B> {
                         weight_decay: self.hyper.weight_decay,
                         decoupled: self.hyper.kind == OptimizerKind::AdamW,
                         step: self.steps_done,
+                    };
+                    be.adam_update(p, g, s1, s2, &hp)?;
+                }
+                OptimizerKind::RmsProp => {
+                    // Adam's kernel with beta1 = 0 (the first moment is the
+                    // gradient itself) and a step count whose bias
+                    // corrections are exactly 1 (0^n and alpha^n underflow
+                    // to 0 for n = 2^31 - 1): PyTorch's RMSprop update, with
+                    // no new kernel on any backend. Its first buffer holds
+                    // the last gradient.
+                    let hp = AdamHyper {
+                        lr: &lr,
+                        beta1: 0.0,
+                        beta2: self.hyper.beta2,
+                        eps: self.hyper.eps,
+                        weight_decay: self.hyper.weight_decay,
+                        decoupled: false,
+                        step: i32::MAX as u64,
                     };
                     be.adam_update(p, g, s1, s2, &hp)?;
                 }
