@@ -11,9 +11,10 @@ use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 /// Work (m * n * k) under which a product runs on one thread: splitting it
-/// costs more in thread hand-offs than it saves (a 1000 x 10 x 64 product
-/// takes 28 us on one thread, more on two; BENCHMARKS.md).
-const SERIAL_PRODUCT: usize = 1 << 20;
+/// costs about what it saves (on 2 cores a 100 x 10 x 64 product takes
+/// 4.8 us on one thread and 4.5 us split in two; 100 x 64 x 40 takes 8.8 us
+/// and 7.0 us; BENCHMARKS.md, "small steps").
+const SERIAL_PRODUCT: usize = 1 << 16;
 
 pub fn matmul<T: Elem>(
     a: &Tensor<Cpu>,
