@@ -10,11 +10,13 @@ use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
-/// Work (m * n * k) under which a product runs on one thread: splitting it
-/// costs about what it saves (on 2 cores a 100 x 10 x 64 product takes
-/// 4.8 us on one thread and 4.5 us split in two; 100 x 64 x 40 takes 8.8 us
-/// and 7.0 us; BENCHMARKS.md, "small steps").
-const SERIAL_PRODUCT: usize = 1 << 16;
+/// Work (m * n * k) under which a product runs on one thread. In a loop of
+/// back-to-back products, splitting pays from about 2^16 (100 x 64 x 40:
+/// 8.8 us on one thread, 7.0 us split in two), but between the products of
+/// a real step the other threads fall asleep and waking them costs more:
+/// a 64-wide MLP step at batch 100 (products up to 2^18) took 0.10 ms
+/// serial and 0.145 ms split (BENCHMARKS.md, "small steps").
+const SERIAL_PRODUCT: usize = 1 << 19;
 
 pub fn matmul<T: Elem>(
     a: &Tensor<Cpu>,
@@ -94,7 +96,9 @@ pub fn matmul<T: Elem>(
         }
     } else {
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
-            split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| block(i, dst, r, c));
+            split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| {
+                block(i, dst, r, c)
+            });
         }
     }
     let shape = d.out_shape.clone();
