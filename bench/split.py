@@ -41,11 +41,13 @@ def units(workload):
     }.get(workload)
 
 
-def product_flops(workload, width, depth, batch, inp, hvps=None, steps=None):
+def product_flops(workload, width, depth, batch, inp, hvps=None, steps=None, arch="mlp"):
     """Matrix-product FLOPs of one call of `workload` on an MLP, or None
     where it is not counted here (the NTK; conv and transformer models)."""
     if workload == "gemm":
         return 2.0 * width ** 3
+    if arch != "mlp":
+        return None
     layers = mlp_layers(width, depth, inp)
 
     def count(kind):
@@ -93,9 +95,8 @@ def split_table(rows, peak_gflops, shape_of):
         if not s:
             continue
         flops = product_flops(r["workload"], r["width"], r["depth"], r["batch"], r["input"],
-                              hvps=lm.get("hvps"), steps=r.get("gd_steps"))
-        if r.get("arch", "mlp") != "mlp" and r["workload"] != "gemm":
-            flops = None
+                              hvps=lm.get("hvps"), steps=r.get("gd_steps"),
+                              arch=r.get("arch", "mlp"))
         bound = flops / (peak_gflops * 1e9) * 1e3 if flops and peak_gflops else None
         part = lambda *names: sum(s.get(f"{n}_ms", 0.0) for n in names)  # noqa: E731
         lines.append(

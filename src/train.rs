@@ -487,16 +487,14 @@ fn train_members_on<B: Backend>(
         let keep_now = cfg.train.checkpoint_due(step);
         let log_now = is_final || step % cfg.train.log_every == 0 || observe_now || keep_now;
         let eval_now = is_final || step % eval_every == 0;
-        let batch = match &full {
-            Some(_) => None,
-            None => Some(DeviceData::upload(
-                &be,
-                train_ds,
-                loss,
-                Some(&batcher.next()),
-            )?),
+        let batch;
+        let data = match &full {
+            Some(full) => full,
+            None => {
+                batch = DeviceData::upload(&be, train_ds, loss, Some(&batcher.next()))?;
+                &batch
+            }
         };
-        let data = batch.as_ref().or(full.as_ref()).expect("one of the two");
 
         let pass = model.loss_pass(&be, &data.x, &data.target, loss, !is_final)?;
         if !is_final {

@@ -162,17 +162,19 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-#[test]
-fn third_derivative_products_match_second_differences_of_gradients() {
-    let be = Cpu::f64();
-    for (i, (name, spec)) in [
+/// The models both checks run on: an MLP, a CNN and a transformer block.
+fn models() -> [(&'static str, ModelSpec); 3] {
+    [
         ("mlp", mlp(3)),
         ("cnn", cnn()),
         ("transformer", transformer()),
     ]
-    .into_iter()
-    .enumerate()
-    {
+}
+
+#[test]
+fn third_derivative_products_match_second_differences_of_gradients() {
+    let be = Cpu::f64();
+    for (i, (name, spec)) in models().into_iter().enumerate() {
         let (model, chunks) = problem(spec, 1 + i as u64);
         let third = ThirdOnData::new(&be, &model, LossKind::Mse, chunks.clone()).unwrap();
         let n = theta(&model).len();
@@ -192,14 +194,7 @@ fn third_derivative_products_match_second_differences_of_gradients() {
 #[test]
 fn third_derivative_products_are_symmetric_in_all_three_slots() {
     let be = Cpu::f64();
-    for (i, (name, spec)) in [
-        ("mlp", mlp(3)),
-        ("cnn", cnn()),
-        ("transformer", transformer()),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    for (i, (name, spec)) in models().into_iter().enumerate() {
         let (model, chunks) = problem(spec, 30 + i as u64);
         let third = ThirdOnData::new(&be, &model, LossKind::Mse, chunks).unwrap();
         let n = theta(&model).len();

@@ -259,6 +259,34 @@ fn timed<'a>(
     }
 }
 
+/// The top eigenvalue of `op` on `R^n` by Lanczos to `tol`, with the time
+/// spent inside `op`.
+fn top_eigenvalue(
+    a: &Args,
+    n: usize,
+    tol: f64,
+    op: impl FnMut(&[f64]) -> lmech::Result<Vec<f64>>,
+) -> lmech::Result<CallInfo> {
+    let mut spent = 0.0;
+    let mut op = timed(op, &mut spent);
+    let opts = LanczosOptions {
+        k: 1,
+        max_iter: a.max_iter,
+        tol,
+        seed: a.seed.wrapping_add(3),
+        start: None,
+    };
+    let r = lanczos(n, &mut op, &opts)?;
+    drop(op);
+    Ok(CallInfo {
+        value: r.values.first().copied(),
+        hvps: Some(r.matvecs),
+        converged: Some(r.converged),
+        op_seconds: Some(spent),
+        ..CallInfo::default()
+    })
+}
+
 /// A diagonal operator with eigenvalues spread over `(0, 1]`: its product
 /// is one pass over the vector, so a Lanczos run on it is Lanczos's own cost.
 fn diagonal(v: &[f64]) -> lmech::Result<Vec<f64>> {
@@ -671,45 +699,9 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
         })?,
         Workload::SharpnessLanczos => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
-            let mut spent = 0.0;
-            let mut op = timed(|v: &[f64]| lod.product(v, Curvature::Hessian), &mut spent);
-            let opts = LanczosOptions {
-                k: 1,
-                max_iter: a.max_iter,
-                tol: a.tol,
-                seed: a.seed.wrapping_add(3),
-                start: None,
-            };
-            let r = lanczos(lod.dim(), &mut op, &opts)?;
-            drop(op);
-            Ok(CallInfo {
-                value: r.values.first().copied(),
-                hvps: Some(r.matvecs),
-                converged: Some(r.converged),
-                op_seconds: Some(spent),
-                ..CallInfo::default()
-            })
+            top_eigenvalue(a, lod.dim(), a.tol, |v| lod.product(v, Curvature::Hessian))
         })?,
-        Workload::LanczosBasis => time_calls(a, sync, || {
-            let mut spent = 0.0;
-            let mut op = timed(diagonal, &mut spent);
-            let opts = LanczosOptions {
-                k: 1,
-                max_iter: a.max_iter,
-                tol: 0.0,
-                seed: a.seed.wrapping_add(3),
-                start: None,
-            };
-            let r = lanczos(params, &mut op, &opts)?;
-            drop(op);
-            Ok(CallInfo {
-                value: r.values.first().copied(),
-                hvps: Some(r.matvecs),
-                converged: Some(r.converged),
-                op_seconds: Some(spent),
-                ..CallInfo::default()
-            })
-        })?,
+        Workload::LanczosBasis => time_calls(a, sync, || top_eigenvalue(a, params, 0.0, diagonal))?,
         Workload::Hutchinson => time_calls(a, sync, || {
             let lod = loss_on_data(&s)?;
             let mut spent = 0.0;

@@ -96,18 +96,29 @@ impl<B: Backend> DeviceData<B> {
             }
             None => ds,
         };
-        let (t, tshape) = loss_target(ds, loss)?;
+        let (x, target) = upload_inputs_and_targets(be, ds, loss)?;
         let labels = match class_labels(ds) {
             Some((l, shape)) => Some(be.from_f64(&shape, &l)?),
             None => None,
         };
         Ok(DeviceData {
             scored: ds.y.scored(),
-            x: be.from_f64(&[ds.n, ds.d], &ds.x)?,
-            target: be.from_f64(&tshape, &t)?,
+            x,
+            target,
             labels,
         })
     }
+}
+
+/// `ds`'s inputs `[n, d]` and loss targets (`loss_target`), uploaded: what
+/// a loss needs, without the class labels accuracy needs.
+pub(crate) fn upload_inputs_and_targets<B: Backend>(
+    be: &B,
+    ds: &Dataset,
+    loss: LossKind,
+) -> Result<(Tensor<B>, Tensor<B>)> {
+    let (t, shape) = loss_target(ds, loss)?;
+    Ok((be.from_f64(&[ds.n, ds.d], &ds.x)?, be.from_f64(&shape, &t)?))
 }
 
 /// Rows per evaluation chunk of a lone model: bounds the activations an

@@ -45,6 +45,7 @@
 
 use crate::error::{Error, Result};
 use crate::linalg::eigen::sym_eigen;
+use crate::linalg::vector::{dot, norm};
 
 /// A solution and how good it is.
 #[derive(Debug, Clone)]
@@ -554,14 +555,6 @@ fn matvec(a: &[f64], x: &[f64]) -> Vec<f64> {
 
 fn add(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x + y).collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-fn norm(a: &[f64]) -> f64 {
-    dot(a, a).sqrt()
 }
 
 fn smallest_eigenvalue(a: &[f64], k: usize) -> Result<f64> {

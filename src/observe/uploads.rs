@@ -6,7 +6,7 @@
 //! one run ask for few (one per configured `n` and `chunk`).
 
 use crate::backend::Backend;
-use crate::data::device::loss_target;
+use crate::data::device::upload_inputs_and_targets;
 use crate::data::Dataset;
 use crate::error::Result;
 use crate::nn::loss::LossKind;
@@ -49,7 +49,11 @@ impl<B: Backend> Uploads<B> {
             let mut out = Vec::new();
             for start in (0..n).step_by(chunk) {
                 let rows: Vec<usize> = (start..(start + chunk).min(n)).collect();
-                out.push(upload(be, &self.train.subset(&rows), self.loss)?);
+                out.push(upload_inputs_and_targets(
+                    be,
+                    &self.train.subset(&rows),
+                    self.loss,
+                )?);
             }
             self.chunked.insert((n, chunk), out);
         }
@@ -73,11 +77,6 @@ impl<B: Backend> Uploads<B> {
         }
         Ok(self.inputs[&n].clone())
     }
-}
-
-fn upload<B: Backend>(be: &B, ds: &Dataset, loss: LossKind) -> Result<Chunk<B>> {
-    let (t, shape) = loss_target(ds, loss)?;
-    Ok((be.from_f64(&[ds.n, ds.d], &ds.x)?, be.from_f64(&shape, &t)?))
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Batched matmul with transposes through the `gemm` crate. Transposes are
-//! expressed as strides, so no operand is copied. `gemm` splits work across
-//! threads by output tiles and keeps the same reduction order over k whatever
-//! the thread count, which keeps results independent of the thread count.
+//! expressed as strides, so no operand is copied. Threads get whole
+//! blocks: an ensemble's members, or bands of one product's rows or
+//! columns, each a single-threaded `gemm` call. Every block reduces over all
+//! of k in the same order, so results do not depend on the thread count.
 
 use super::recycle::{scratch, zeroed};
 use super::{Cpu, Elem};
