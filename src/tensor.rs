@@ -78,3 +78,49 @@ pub fn member_values<B: Backend>(be: &B, t: &Tensor<B>, e: usize) -> Result<Vec<
     let all = be.to_f64(t)?;
     Ok(all[e * per..(e + 1) * per].to_vec())
 }
+
+/// The members of `t` (`[E, ...]`) as E tensors `[1, ...]`, with one
+/// download of `t`. An empty tensor (an unused optimizer buffer) gives E
+/// copies of itself.
+pub fn split_members<B: Backend>(be: &B, t: &Tensor<B>, e: usize) -> Result<Vec<Tensor<B>>> {
+    if t.numel() == 0 {
+        return Ok(vec![t.clone(); e]);
+    }
+    if t.shape()[0] != e {
+        return Err(Error::shape(format!(
+            "{e} members of a tensor of shape {:?}",
+            t.shape()
+        )));
+    }
+    let mut shape = t.shape().to_vec();
+    shape[0] = 1;
+    let all = be.to_f64(t)?;
+    all.chunks(t.numel() / e)
+        .map(|values| be.from_f64(&shape, values))
+        .collect()
+}
+
+/// The inverse of `split_members`: `[1, ...]` tensors stacked into one
+/// `[E, ...]` tensor, with one upload.
+pub fn join_members<B: Backend>(be: &B, parts: &[&Tensor<B>]) -> Result<Tensor<B>> {
+    let first = parts
+        .first()
+        .ok_or_else(|| Error::msg("internal: joining no ensemble members"))?;
+    if first.numel() == 0 {
+        return Ok((*first).clone());
+    }
+    let mut shape = first.shape().to_vec();
+    let mut values = Vec::with_capacity(first.numel() * parts.len());
+    for p in parts {
+        if p.shape() != first.shape() || shape[0] != 1 {
+            return Err(Error::shape(format!(
+                "joining ensemble members of shapes {:?} and {:?}",
+                first.shape(),
+                p.shape()
+            )));
+        }
+        values.extend(be.to_f64(p)?);
+    }
+    shape[0] = parts.len();
+    be.from_f64(&shape, &values)
+}

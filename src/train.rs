@@ -11,6 +11,7 @@ use crate::config::{Config, Resolved};
 use crate::data;
 use crate::data::device::{cached, eval_rows, DeviceData, DeviceSet};
 use crate::error::{Error, Result};
+use crate::member_steps::MemberSteps;
 use crate::nn::loss::labels_correct;
 use crate::nn::model::Model;
 use crate::observe::Observers;
@@ -320,6 +321,35 @@ fn finish_member<B: Backend>(
 /// (backends index with them). The message names the key that set the
 /// vocabulary (`model.vocab` for a preset) and, for a built-in task, which
 /// ids its inputs hold.
+/// Finish the members whose training loss first became NaN or infinite at
+/// `step` (their last record is that loss).
+#[allow(clippy::too_many_arguments)]
+fn retire_diverged<B: Backend>(
+    be: &B,
+    model: &Model<B>,
+    runs: &mut [MemberRun],
+    reports: &mut [Option<RunReport>],
+    losses: &[f64],
+    step: u64,
+    started: Instant,
+    on_done: &mut OnMemberDone,
+) -> Result<()> {
+    for (e, run) in runs.iter_mut().enumerate() {
+        if run.done || losses[e].is_finite() {
+            continue;
+        }
+        run.log.log(&Record::new(step).with("loss", losses[e]))?;
+        let status = Status::Diverged {
+            step,
+            reason: format!("training loss became {} at step {step}", losses[e]),
+        };
+        let report = finish_member(be, model, e, run, status, step, started)?;
+        on_done(e, &report)?;
+        reports[e] = Some(report);
+    }
+    Ok(())
+}
+
 fn check_ids_fit(
     cfg: &Config,
     spec: &crate::nn::graph::ModelSpec,
@@ -469,20 +499,21 @@ fn train_members_on<B: Backend>(
     let checkpoint_every = cfg.train.checkpoint_every;
     let mut reports: Vec<Option<RunReport>> = vec![None; ensemble];
 
+    // Steps that neither log, evaluate, checkpoint nor finish train the
+    // members apart where the backend is faster that way (`member_steps`);
+    // `apart` holds them between such steps and is joined back into
+    // `model` and `opt` before any other step.
+    let mut apart: Option<MemberSteps<B>> = None;
+    // LMECH_MEMBERS_APART=0 keeps every step packed (to benchmark the two).
+    let can_step_apart = ensemble > 1
+        && observers.is_none()
+        && be.steps_members_apart()
+        && std::env::var("LMECH_MEMBERS_APART").map_or(true, |v| v != "0");
     for step in start_step..=steps {
         guard()?;
         let is_final = step == steps;
-        if checkpoint_every > 0 && step > start_step && step % checkpoint_every == 0 && !is_final {
-            for (e, run) in runs.iter().enumerate().filter(|(_, r)| !r.done) {
-                resume::save(&be, &model, &opt, e, &run.dir, step, &run.config_toml)?;
-            }
-            let dirs: Vec<&Path> = runs
-                .iter()
-                .filter(|r| !r.done)
-                .map(|r| r.dir.as_path())
-                .collect();
-            resume::promote(&dirs)?;
-        }
+        let checkpoint_now =
+            checkpoint_every > 0 && step > start_step && step % checkpoint_every == 0 && !is_final;
         let observe_now = observers.as_ref().is_some_and(|o| o.any_due(step, steps));
         let keep_now = cfg.train.checkpoint_due(step);
         let log_now = is_final || step % cfg.train.log_every == 0 || observe_now || keep_now;
@@ -495,29 +526,73 @@ fn train_members_on<B: Backend>(
                 &batch
             }
         };
+        if can_step_apart && !(log_now || checkpoint_now) {
+            let members = match &mut apart {
+                Some(m) => m,
+                None => apart.insert(MemberSteps::split(&be, &model, &opt)?),
+            };
+            let done: Vec<bool> = runs.iter().map(|r| r.done).collect();
+            let losses = members.step(&be, &data.x, &data.target, loss, &done)?;
+            if runs
+                .iter()
+                .zip(&losses)
+                .any(|(r, l)| !r.done && !l.is_finite())
+            {
+                members.join(&be, &mut model, &mut opt)?;
+                retire_diverged(
+                    &be,
+                    &model,
+                    &mut runs,
+                    &mut reports,
+                    &losses,
+                    step,
+                    started,
+                    on_done,
+                )?;
+            }
+            if runs.iter().all(|r| r.done) {
+                break;
+            }
+            if let Some(p) = &progress {
+                let shown = runs.iter().position(|r| !r.done).unwrap_or(0);
+                p.update(step, losses[shown]);
+            }
+            continue;
+        }
+        if let Some(members) = apart.take() {
+            members.join(&be, &mut model, &mut opt)?;
+        }
+        if checkpoint_now {
+            for (e, run) in runs.iter().enumerate().filter(|(_, r)| !r.done) {
+                resume::save(&be, &model, &opt, e, &run.dir, step, &run.config_toml)?;
+            }
+            let dirs: Vec<&Path> = runs
+                .iter()
+                .filter(|r| !r.done)
+                .map(|r| r.dir.as_path())
+                .collect();
+            resume::promote(&dirs)?;
+        }
 
         let pass = model.loss_pass(&be, &data.x, &data.target, loss, !is_final)?;
         if !is_final {
             model.track_batch_stats(&be, &pass.batch_stats)?;
         }
         let losses = be.to_f64(&pass.loss)?;
+        retire_diverged(
+            &be,
+            &model,
+            &mut runs,
+            &mut reports,
+            &losses,
+            step,
+            started,
+            on_done,
+        )?;
         let mut recs: Vec<Record> = losses
             .iter()
             .map(|&l| Record::new(step).with("loss", l))
             .collect();
-        for (e, run) in runs.iter_mut().enumerate() {
-            if run.done || losses[e].is_finite() {
-                continue;
-            }
-            run.log.log(&recs[e])?;
-            let status = Status::Diverged {
-                step,
-                reason: format!("training loss became {} at step {step}", losses[e]),
-            };
-            let report = finish_member(&be, &model, e, run, status, step, started)?;
-            on_done(e, &report)?;
-            reports[e] = Some(report);
-        }
         if runs.iter().all(|r| r.done) {
             break;
         }

@@ -204,3 +204,32 @@ fn split_accounts_for_the_time_of_the_timed_calls() {
     let (_, plain) = bench("train_step", &[]);
     assert!(plain.get("split").is_none());
 }
+
+/// `--ensemble E`: the packed training step and the step with the members
+/// apart (`--members-apart`) start from the same E models, so the first
+/// member's loss agrees; the other workloads refuse an ensemble.
+#[test]
+fn an_ensemble_steps_packed_or_with_its_members_apart() {
+    let (ok, packed) = bench("train_step", &["--ensemble", "3"]);
+    assert!(ok, "{packed}");
+    let (ok, apart) = bench("train_step", &["--ensemble", "3", "--members-apart"]);
+    assert!(ok, "{apart}");
+    let (a, b) = (
+        packed["value"].as_f64().unwrap(),
+        apart["value"].as_f64().unwrap(),
+    );
+    assert!((a - b).abs() <= 1e-5 * a.abs(), "packed {a}, apart {b}");
+    assert_eq!(packed["params"], apart["params"]);
+    let (ok, line) = bench("hvp", &["--ensemble", "2"]);
+    assert!(!ok);
+    assert!(
+        line["error"].as_str().unwrap().contains("--ensemble"),
+        "{line}"
+    );
+    let (ok, line) = bench("forward_backward", &["--members-apart"]);
+    assert!(!ok);
+    assert!(
+        line["error"].as_str().unwrap().contains("--members-apart"),
+        "{line}"
+    );
+}

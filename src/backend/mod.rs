@@ -86,6 +86,14 @@ pub trait Backend: Clone + Send + Sync + Sized + 'static {
     fn describe(&self) -> String;
     fn dtype(&self) -> DType;
 
+    /// Whether an ensemble trains faster with its members stepped apart,
+    /// one member per thread (`member_steps`), than as packed tensors. Yes
+    /// on the CPU, where a member's working set stays in cache; no on a
+    /// GPU, where packing fills the device.
+    fn steps_members_apart(&self) -> bool {
+        false
+    }
+
     /// Upload host values (converted to the backend's dtype).
     fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<Tensor<Self>>;
     /// Download to the host as f64.

@@ -54,6 +54,12 @@
 //!   `simt`, `tc-tf32`, `tc-bf16`, or `cublas` as the baseline); the JSON
 //!   adds `tflops`.
 //!
+//! `--ensemble E` trains E models at once (seeds `--seed` to `--seed`+E-1,
+//! one shared batch, as a sweep packs its runs): packed tensors `[E, ...]`
+//! by default, or with `--members-apart` each member's step on one thread
+//! (`lmech::member_steps`, what the CPU trainer does between the steps it
+//! logs); `train_step`, `forward_backward` and `gd_run` only.
+//!
 //! On a GPU (`--device cuda[:N]`) every timed call ends with a stream
 //! synchronization, so times are the GPU's.
 //!
@@ -87,6 +93,7 @@ use lmech::backend::wgpu::Wgpu;
 use lmech::config::ModelConfig;
 use lmech::curvature::{unflatten, LossOnData};
 use lmech::linalg::{hutchinson_trace, lanczos, power_iteration, LanczosOptions, PowerOptions};
+use lmech::member_steps::MemberSteps;
 use lmech::nn::activation::Activation;
 use lmech::nn::checkpoint::checkpoint_contents;
 use lmech::nn::graph::ModelSpec;
@@ -224,6 +231,16 @@ struct Args {
     /// rest, the process's system time and page faults, fresh buffers).
     #[arg(long)]
     split: bool,
+    /// Members of a packed ensemble (seeds seed..seed+E, the same batch for
+    /// all, as a sweep packs runs that differ in seed and learning rate);
+    /// `train_step`, `forward_backward` and `gd_run` only.
+    #[arg(long, default_value_t = 1)]
+    ensemble: usize,
+    /// `train_step` of an ensemble with its members stepped apart, one
+    /// member per thread, as the CPU trainer steps between logged steps
+    /// (`lmech::member_steps`); without it, the packed step.
+    #[arg(long)]
+    members_apart: bool,
 }
 
 /// A `Vm...:` field of /proc/self/status in MiB (Linux only).
@@ -432,7 +449,8 @@ fn data(a: &Args) -> (Vec<usize>, Vec<f64>, Vec<usize>, Vec<f64>) {
 }
 
 fn setup<B: Backend>(be: B, a: &Args) -> lmech::Result<Setup<B>> {
-    let model = Model::init(&be, model_spec(a)?, &[a.seed])?;
+    let seeds: Vec<u64> = (0..a.ensemble as u64).map(|m| a.seed + m).collect();
+    let model = Model::init(&be, model_spec(a)?, &seeds)?;
     if let Some(path) = &a.save_model {
         let (tensors, meta) = checkpoint_contents(&be, &model, "")?;
         save_checkpoint(path, &tensors, &meta)?;
@@ -581,6 +599,22 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
              --arch transformer",
         ));
     }
+    let packs = matches!(
+        a.workload,
+        Workload::TrainStep | Workload::ForwardBackward | Workload::GdRun
+    );
+    if a.members_apart && a.workload != Workload::TrainStep {
+        return Err(lmech::Error::msg(
+            "--members-apart times train_step only (forward, backward and update per member)",
+        ));
+    }
+    if a.ensemble == 0 || (a.ensemble > 1 && !packs) {
+        return Err(lmech::Error::msg(format!(
+            "--ensemble {}: a packed ensemble needs at least one member and runs only \
+             train_step, forward_backward and gd_run",
+            a.ensemble
+        )));
+    }
     let rss_before = proc_status_mib("VmRSS:");
     let described = be.describe();
     let mut s = setup(be, a)?;
@@ -599,7 +633,7 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 &be,
                 OptimHyper::new(kind),
                 Schedule::Constant,
-                vec![lr],
+                vec![lr; a.ensemble],
                 &s.model.params(),
                 vec![1.0; n_params],
             )?;
@@ -611,32 +645,47 @@ fn run<B: Backend>(a: &Args, be: B, sync: Sync) -> lmech::Result<Map<String, Val
                 x,
                 labels,
             } = &mut s;
-            let mut last_loss = None;
-            let (times, mut info, warm_done) = time_calls(a, sync, || {
-                let mut loss = 0.0;
-                for _ in 0..steps {
-                    let pass = model.loss_pass(be, x, labels, LossKind::CrossEntropy, true)?;
-                    if update {
-                        opt.step(be, model.params_mut(), &pass.grads)?;
+            if a.members_apart {
+                // The CPU trainer's quiet steps (`lmech::member_steps`):
+                // each member's forward, backward and update on one thread.
+                let mut apart = MemberSteps::split(be, model, &opt)?;
+                let done = vec![false; a.ensemble];
+                let (times, info, warm_done) = time_calls(a, sync, || {
+                    let losses = apart.step(be, x, labels, LossKind::CrossEntropy, &done)?;
+                    Ok(CallInfo {
+                        value: losses.first().copied(),
+                        ..CallInfo::default()
+                    })
+                })?;
+                (times, info, warm_done)
+            } else {
+                let mut last_loss = None;
+                let (times, mut info, warm_done) = time_calls(a, sync, || {
+                    let mut loss = 0.0;
+                    for _ in 0..steps {
+                        let pass = model.loss_pass(be, x, labels, LossKind::CrossEntropy, true)?;
+                        if update {
+                            opt.step(be, model.params_mut(), &pass.grads)?;
+                        }
+                        if gd {
+                            // A training loop reads its loss back every step.
+                            loss = first_loss(be, &pass.loss)?;
+                        } else {
+                            black_box(&pass);
+                            last_loss = Some(pass.loss);
+                        }
                     }
-                    if gd {
-                        // A training loop reads its loss back every step.
-                        loss = first_loss(be, &pass.loss)?;
-                    } else {
-                        black_box(&pass);
-                        last_loss = Some(pass.loss);
-                    }
+                    Ok(CallInfo {
+                        value: gd.then_some(loss),
+                        ..CallInfo::default()
+                    })
+                })?;
+                // Read back after the timing, which a single step does not include.
+                if let Some(loss) = &last_loss {
+                    info.value = Some(first_loss(be, loss)?);
                 }
-                Ok(CallInfo {
-                    value: gd.then_some(loss),
-                    ..CallInfo::default()
-                })
-            })?;
-            // Read back after the timing, which a single step does not include.
-            if let Some(loss) = &last_loss {
-                info.value = Some(first_loss(be, loss)?);
+                (times, info, warm_done)
             }
-            (times, info, warm_done)
         }
         Workload::Hvp | Workload::HvpWarm => {
             let (v, v_flat) = direction(&s, a.seed.wrapping_add(2))?;

@@ -12,7 +12,7 @@ use crate::nn::loss::LossKind;
 use crate::nn::parametrization::{Init, LayerScale, OptimFamily};
 use crate::rng::Rng;
 use crate::tape::{LossHead, Tape, Var};
-use crate::tensor::{member_values, Tensor};
+use crate::tensor::{join_members, member_values, split_members, Tensor};
 
 pub struct Model<B: Backend> {
     pub spec: ModelSpec,
@@ -311,21 +311,60 @@ impl<B: Backend> Model<B> {
 
     /// Ensemble member `e` as a model of its own (a copy).
     pub fn member(&self, be: &B, e: usize) -> Result<Model<B>> {
-        let params = self
-            .params
-            .iter()
-            .map(|t| {
-                let mut shape = t.shape().to_vec();
-                shape[0] = 1;
-                be.from_f64(&shape, &member_values(be, t, e)?)
-            })
-            .collect::<Result<_>>()?;
         let one = |t: &Tensor<B>| -> Result<Tensor<B>> {
             let mut shape = t.shape().to_vec();
             shape[0] = 1;
             be.from_f64(&shape, &member_values(be, t, e)?)
         };
+        let params = self.params.iter().map(one).collect::<Result<_>>()?;
         let buffers = self.buffers.iter().map(one).collect::<Result<_>>()?;
+        self.one_member(params, buffers)
+    }
+
+    /// Every member as a model of its own (copies), each tensor downloaded
+    /// once (`member` for all E would download each E times).
+    pub fn split_members(&self, be: &B) -> Result<Vec<Model<B>>> {
+        let e = self.ensemble;
+        let per_member = |ts: &[Tensor<B>]| -> Result<Vec<Vec<Tensor<B>>>> {
+            let mut out = vec![Vec::with_capacity(ts.len()); e];
+            for t in ts {
+                for (m, part) in split_members(be, t, e)?.into_iter().enumerate() {
+                    out[m].push(part);
+                }
+            }
+            Ok(out)
+        };
+        let params = per_member(&self.params)?;
+        let buffers = per_member(&self.buffers)?;
+        params
+            .into_iter()
+            .zip(buffers)
+            .map(|(p, b)| self.one_member(p, b))
+            .collect()
+    }
+
+    /// Put back the members `split_members` made (after they trained).
+    pub fn join_members(&mut self, be: &B, members: &[Model<B>]) -> Result<()> {
+        if members.len() != self.ensemble {
+            return Err(Error::msg(format!(
+                "internal: joining {} members into an ensemble of {}",
+                members.len(),
+                self.ensemble
+            )));
+        }
+        for (i, t) in self.params.iter_mut().enumerate() {
+            let parts: Vec<&Tensor<B>> = members.iter().map(|m| &m.params[i]).collect();
+            *t = join_members(be, &parts)?;
+        }
+        for (i, t) in self.buffers.iter_mut().enumerate() {
+            let parts: Vec<&Tensor<B>> = members.iter().map(|m| &m.buffers[i]).collect();
+            *t = join_members(be, &parts)?;
+        }
+        Ok(())
+    }
+
+    /// A one-member model of this model's spec and layer scales.
+    fn one_member(&self, params: Vec<Tensor<B>>, buffers: Vec<Tensor<B>>) -> Result<Model<B>> {
         let mut graph = Graph::build(&self.spec)?;
         for (dst, src) in graph
             .weight_scales_mut()

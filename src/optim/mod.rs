@@ -9,7 +9,7 @@ pub mod schedule;
 use crate::backend::{AdamHyper, Backend, SgdHyper};
 use crate::error::{Error, Result};
 use crate::nn::parametrization::OptimFamily;
-use crate::tensor::Tensor;
+use crate::tensor::{join_members, split_members, Tensor};
 pub use schedule::Schedule;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -168,6 +168,57 @@ impl<B: Backend> Optimizer<B> {
     pub fn current_lr(&self) -> Vec<f64> {
         let f = self.schedule.factor(self.steps_done);
         self.base_lr.iter().map(|lr| lr * f).collect()
+    }
+
+    /// Every ensemble member's optimizer (its learning rate, its state, the
+    /// steps done), for members that train as separate models
+    /// (`Model::split_members`).
+    pub fn split_members(&self, be: &B) -> Result<Vec<Optimizer<B>>> {
+        let e = self.base_lr.len();
+        let mut states = vec![Vec::with_capacity(self.state.len()); e];
+        for (s1, s2) in &self.state {
+            let firsts = split_members(be, s1, e)?;
+            for (m, (a, b)) in firsts
+                .into_iter()
+                .zip(split_members(be, s2, e)?)
+                .enumerate()
+            {
+                states[m].push((a, b));
+            }
+        }
+        Ok(states
+            .into_iter()
+            .zip(&self.base_lr)
+            .map(|(state, &lr)| Optimizer {
+                hyper: self.hyper.clone(),
+                schedule: self.schedule.clone(),
+                base_lr: vec![lr],
+                lr_scales: self.lr_scales.clone(),
+                state,
+                steps_done: self.steps_done,
+            })
+            .collect())
+    }
+
+    /// Put back the members' state and step count after `split_members`.
+    pub fn join_members(&mut self, be: &B, members: &[Optimizer<B>]) -> Result<()> {
+        if members.len() != self.base_lr.len() {
+            return Err(Error::msg(format!(
+                "internal: joining {} optimizers into an ensemble of {}",
+                members.len(),
+                self.base_lr.len()
+            )));
+        }
+        for (i, (s1, s2)) in self.state.iter_mut().enumerate() {
+            let firsts: Vec<&Tensor<B>> = members.iter().map(|m| &m.state[i].0).collect();
+            let seconds: Vec<&Tensor<B>> = members.iter().map(|m| &m.state[i].1).collect();
+            *s1 = join_members(be, &firsts)?;
+            *s2 = join_members(be, &seconds)?;
+        }
+        // A member that left the ensemble (diverged) stops stepping; the rest
+        // agree.
+        self.steps_done = members.iter().map(|m| m.steps_done).max().unwrap_or(0);
+        Ok(())
     }
 
     /// Apply one update to `params` with gradients `grads` (same order).

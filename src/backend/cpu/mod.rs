@@ -85,6 +85,10 @@ impl Backend for Cpu {
         self.dtype
     }
 
+    fn steps_members_apart(&self) -> bool {
+        true
+    }
+
     fn from_f64(&self, shape: &[usize], data: &[f64]) -> Result<CpuTensor> {
         let _span = profile::span(Part::Upload);
         let n: usize = shape.iter().product();
