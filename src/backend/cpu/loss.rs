@@ -3,11 +3,38 @@
 //! per-member mean loss and d(mean loss)/df in one pass over the outputs.
 
 use super::pointwise::for_rows;
-use super::{Cpu, Elem};
+use super::recycle::scratch;
+use super::{rows_per_task, Cpu, Elem, PAR_MIN_ELEMS};
 use crate::backend::shapes::{loss_tangent, one_label_per_row, squared_loss_targets_shared};
 use crate::error::{Error, Result};
 use crate::nn::loss::LossKind;
 use crate::tensor::Tensor;
+use rayon::prelude::*;
+
+/// `f(row_index, row, row's value)` over the rows of `out` and one value
+/// per row, in parallel when the work is large enough.
+fn for_rows_with<T: Elem>(
+    out: &mut [T],
+    per_row: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T], &mut T) + Sync,
+) {
+    if row_len == 0 {
+        return;
+    }
+    if out.len() < PAR_MIN_ELEMS {
+        out.chunks_mut(row_len)
+            .zip(per_row.iter_mut())
+            .enumerate()
+            .for_each(|(i, (r, v))| f(i, r, v));
+    } else {
+        out.par_chunks_mut(row_len)
+            .zip(per_row.par_iter_mut())
+            .enumerate()
+            .with_min_len(rows_per_task(row_len))
+            .for_each(|(i, (r, v))| f(i, r, v));
+    }
+}
 
 pub fn loss<T: Elem>(
     kind: LossKind,
@@ -17,7 +44,8 @@ pub fn loss<T: Elem>(
     let (e, rows, k) = f.as_batched()?;
     let fv = T::view(f.storage())?;
     let tv = T::view(target.storage())?;
-    let mut grad = fv.to_vec();
+    let mut grad = scratch(fv.len());
+    grad.copy_from_slice(fv);
     // One loss value per row, summed afterwards in row order so the result
     // does not depend on how rows were spread over threads.
     let mut row_loss = vec![T::ZERO; e * rows];
@@ -34,34 +62,26 @@ pub fn loss<T: Elem>(
                     bad
                 )));
             }
-            for_rows(&mut grad, k, |r, g| {
+            // One pass per row: the softmax's exponentials give both the
+            // gradient and the log-sum-exp of the loss.
+            for_rows_with(&mut grad, &mut row_loss, k, |r, g, l| {
                 let label = tv[r % rows].to_f64() as usize;
                 let mut mx = g[0];
                 for &v in g.iter() {
                     mx = mx.max(v);
                 }
+                let f_label = g[label];
                 let mut s = T::ZERO;
                 for v in g.iter_mut() {
                     *v = (*v - mx).exp();
                     s += *v;
                 }
+                *l = mx + s.ln() - f_label;
                 for v in g.iter_mut() {
                     *v = *v / s * inv_b;
                 }
                 g[label] = g[label] - inv_b;
             });
-            for (r, l) in row_loss.iter_mut().enumerate() {
-                let row = &fv[r * k..(r + 1) * k];
-                let mut mx = row[0];
-                for &v in row {
-                    mx = mx.max(v);
-                }
-                let mut s = T::ZERO;
-                for &v in row {
-                    s += (v - mx).exp();
-                }
-                *l = mx + s.ln() - row[tv[r % rows].to_f64() as usize];
-            }
         }
         LossKind::Mse | LossKind::MseMean => {
             let shared = squared_loss_targets_shared(target.shape(), f.shape(), e, rows, k)?;
@@ -75,21 +95,16 @@ pub fn loss<T: Elem>(
                 ),
             };
             let toff = |r: usize| if shared { (r % rows) * k } else { r * k };
-            for_rows(&mut grad, k, |r, g| {
-                let t = &tv[toff(r)..toff(r) + k];
-                for (v, &y) in g.iter_mut().zip(t) {
-                    *v = (*v - y) * gscale;
-                }
-            });
-            for (r, l) in row_loss.iter_mut().enumerate() {
-                let row = &fv[r * k..(r + 1) * k];
+            for_rows_with(&mut grad, &mut row_loss, k, |r, g, l| {
                 let t = &tv[toff(r)..toff(r) + k];
                 let mut s = T::ZERO;
-                for (&v, &y) in row.iter().zip(t) {
-                    s += (v - y) * (v - y);
+                for (v, &y) in g.iter_mut().zip(t) {
+                    let d = *v - y;
+                    s += d * d;
+                    *v = d * gscale;
                 }
                 *l = lscale * s;
-            }
+            });
         }
     }
     let losses: Vec<T> = (0..e)
@@ -117,7 +132,8 @@ pub fn loss_hvp<T: Elem>(
     loss_tangent(f.shape(), f_dot.shape())?;
     let fv = T::view(f.storage())?;
     let inv_b = T::from_f64(1.0 / rows.max(1) as f64);
-    let mut out = T::view(f_dot.storage())?.to_vec();
+    let mut out = scratch(f_dot.numel());
+    out.copy_from_slice(T::view(f_dot.storage())?);
     match kind {
         LossKind::CrossEntropy => {
             one_label_per_row("cross-entropy", target.shape(), f.shape(), rows)?;
@@ -129,7 +145,15 @@ pub fn loss_hvp<T: Elem>(
                     mx = mx.max(v);
                 }
                 let mut s = T::ZERO;
-                let mut p = vec![T::ZERO; k];
+                // The row's probabilities, on the stack for up to 64 classes
+                // (an allocation per row would cost more than the row).
+                let (mut stack, mut heap) = ([T::ZERO; 64], Vec::new());
+                let p: &mut [T] = if k <= stack.len() {
+                    &mut stack[..k]
+                } else {
+                    heap.resize(k, T::ZERO);
+                    &mut heap
+                };
                 for (pj, &v) in p.iter_mut().zip(row) {
                     *pj = (v - mx).exp();
                     s += *pj;
@@ -139,7 +163,7 @@ pub fn loss_hvp<T: Elem>(
                     *pj = *pj / s;
                     pd += *pj * dj;
                 }
-                for (dj, &pj) in d.iter_mut().zip(&p) {
+                for (dj, &pj) in d.iter_mut().zip(p.iter()) {
                     *dj = pj * (*dj - pd) * inv_b;
                 }
             });

@@ -62,6 +62,34 @@ pub(super) fn for_rows<T: Elem>(out: &mut [T], row_len: usize, f: impl Fn(usize,
     }
 }
 
+/// `f(row_index, a_row, b_row)` over the rows of two same-length outputs,
+/// as `for_rows` does for one.
+fn for_row_pairs<T: Elem>(
+    a: &mut [T],
+    b: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T], &mut [T]) + Sync,
+) {
+    if row_len == 0 {
+        return;
+    }
+    if a.len() < PAR_MIN_ELEMS {
+        a.chunks_mut(row_len)
+            .zip(b.chunks_mut(row_len))
+            .enumerate()
+            .for_each(|(i, (x, y))| f(i, x, y));
+    } else {
+        a.par_chunks_mut(row_len)
+            .zip(b.par_chunks_mut(row_len))
+            .enumerate()
+            .with_min_len(rows_per_task(row_len))
+            .for_each(|(i, (x, y))| f(i, x, y));
+    }
+}
+
+/// `pre = z + bias_scale * bias` (the bias per member, or shared) and
+/// `post = act(pre)`, in one pass: each row's `pre` is still in cache when
+/// its activation is taken.
 pub fn bias_act<T: Elem>(
     z: &Tensor<Cpu>,
     bias: Option<&Tensor<Cpu>>,
@@ -70,44 +98,54 @@ pub fn bias_act<T: Elem>(
 ) -> Result<(Tensor<Cpu>, Tensor<Cpu>)> {
     let (e, rows, n) = z.as_batched()?;
     let shape = z.shape().to_vec();
-    let pre = match bias {
-        None => z.clone(),
-        Some(b) => {
-            let (be, br, bn) = b.as_batched()?;
-            // A bias is [E, n] (rank 2) or [n]: as_batched reads [E, n] as one
-            // batch of E rows.
-            let members = be * br;
-            if bn != n || (members != e && members != 1) {
-                return Err(Error::shape(format!(
-                    "bias {:?} does not fit activations {:?}",
-                    b.shape(),
-                    z.shape()
-                )));
-            }
-            let bv = T::view(b.storage())?;
-            let zv = T::view(z.storage())?;
-            let scale = T::from_f64(bias_scale);
-            let mut pre = scratch(zv.len());
-            for_rows(&mut pre, n, |r, row| {
-                let member = if members == 1 { 0 } else { r / rows };
-                let b = &bv[member * n..(member + 1) * n];
-                let z = &zv[r * n..(r + 1) * n];
-                for ((x, &zz), &bb) in row.iter_mut().zip(z).zip(b) {
-                    *x = zz + scale * bb;
-                }
-            });
-            Tensor::from_parts(shape.clone(), T::wrap(pre))
+    let Some(b) = bias else {
+        if act == Activation::Identity {
+            return Ok((z.clone(), z.clone()));
+        }
+        let zv = T::view(z.storage())?;
+        let mut post = scratch(zv.len());
+        for_rows(&mut post, n, |r, row| {
+            apply_row(act, &zv[r * n..(r + 1) * n], row)
+        });
+        return Ok((z.clone(), Tensor::from_parts(shape, T::wrap(post))));
+    };
+    let (be, br, bn) = b.as_batched()?;
+    // A bias is [E, n] (rank 2) or [n]: as_batched reads [E, n] as one
+    // batch of E rows.
+    let members = be * br;
+    if bn != n || (members != e && members != 1) {
+        return Err(Error::shape(format!(
+            "bias {:?} does not fit activations {:?}",
+            b.shape(),
+            z.shape()
+        )));
+    }
+    let bv = T::view(b.storage())?;
+    let zv = T::view(z.storage())?;
+    let scale = T::from_f64(bias_scale);
+    let add_bias = |r: usize, row: &mut [T]| {
+        let member = if members == 1 { 0 } else { r / rows };
+        let b = &bv[member * n..(member + 1) * n];
+        let z = &zv[r * n..(r + 1) * n];
+        for ((x, &zz), &bb) in row.iter_mut().zip(z).zip(b) {
+            *x = zz + scale * bb;
         }
     };
+    let mut pre = scratch(zv.len());
     if act == Activation::Identity {
+        for_rows(&mut pre, n, add_bias);
+        let pre = Tensor::from_parts(shape, T::wrap(pre));
         return Ok((pre.clone(), pre));
     }
-    let pv = T::view(pre.storage())?;
-    let mut post = scratch(pv.len());
-    for_rows(&mut post, n, |r, row| {
-        apply_row(act, &pv[r * n..(r + 1) * n], row)
+    let mut post = scratch(zv.len());
+    for_row_pairs(&mut pre, &mut post, n, |r, pre_row, post_row| {
+        add_bias(r, pre_row);
+        apply_row(act, pre_row, post_row);
     });
-    Ok((pre, Tensor::from_parts(shape, T::wrap(post))))
+    Ok((
+        Tensor::from_parts(shape.clone(), T::wrap(pre)),
+        Tensor::from_parts(shape, T::wrap(post)),
+    ))
 }
 
 /// `dst = act(src)`.
