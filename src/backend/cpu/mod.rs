@@ -374,7 +374,7 @@ impl Backend for Cpu {
 
 /// Rows of at least this many elements in total go to rayon; smaller work
 /// runs on the calling thread, where spawning would cost more than it saves.
-pub(crate) const PAR_MIN_ELEMS: usize = 1 << 15;
+pub(crate) const PAR_MIN_ELEMS: usize = 1 << 17;
 
 /// How many rows one rayon task takes, so a task holds about
 /// `PAR_MIN_ELEMS / 4` elements.
