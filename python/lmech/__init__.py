@@ -18,6 +18,7 @@ from ._lmech import LmechError, __version__
 from .results import Cost, Density, Eigs, Gradient, Hvp, Ntk, PerSampleNorms, Trace
 from .model import Model
 from .runs import Run, Sweep, sweep, train
+from .torch_bridge import from_torch
 
 __all__ = [
     "Cost",
@@ -33,6 +34,7 @@ __all__ = [
     "Sweep",
     "Trace",
     "__version__",
+    "from_torch",
     "sweep",
     "train",
 ]

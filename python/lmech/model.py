@@ -102,6 +102,13 @@ class Model:
     def __repr__(self) -> str:
         return f"lmech.Model({self.path!r}, {self.param_count} parameters, {self.device})"
 
+    def to_torch(self) -> Any:
+        """The ``torch.nn.Sequential`` (float64) computing what this model
+        computes, with its weights (see :func:`lmech.from_torch`)."""
+        from .torch_bridge import to_torch  # noqa: PLC0415: torch only when asked
+
+        return to_torch(self)
+
     def gradient(self, x: Any, y: Any) -> Gradient:
         """The mean loss over ``(x, y)`` and its flattened gradient."""
         d = self._native.gradient(to_native(x), to_native(y))

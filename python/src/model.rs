@@ -4,15 +4,17 @@
 //! arrays for the Python half to wrap.
 
 use crate::arrays::{self, HostArray};
-use crate::engine::{self, with_engine, Engine};
+use crate::engine::{self, with_engine, Engine, Source};
 use crate::errors::IntoPy;
 use crate::measure::{self, Cost};
 use lmech::config::Config;
 use lmech::linalg::LanczosOptions;
 use lmech::nn::loss::LossKind;
+use lmech::run::{NamedTensor, TensorData};
 use lmech::{DType, Error};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// A trained lmech model (`Model.load` in the Python package).
@@ -77,7 +79,7 @@ impl Model {
                 .transpose()?
                 .unwrap_or(run_loss);
             let device = engine::device(device, dtype)?;
-            let engine = Engine::load(&path, device, dtype)?;
+            let engine = Engine::load(&Source::File(path.clone()), device, dtype)?;
             Ok(Model {
                 engine,
                 loss,
@@ -86,6 +88,65 @@ impl Model {
             })
         })
         .py_err()
+    }
+
+    /// Model.from_contents(meta, tensors, loss, device="cpu", dtype="f64"):
+    /// the model a checkpoint's metadata and (name, float64 array) tensors
+    /// describe, without a file (the PyTorch bridge).
+    #[staticmethod]
+    #[pyo3(signature = (meta, tensors, loss, device="cpu", dtype="f64"))]
+    fn from_contents(
+        py: Python<'_>,
+        meta: BTreeMap<String, String>,
+        tensors: Vec<(String, Bound<'_, PyAny>)>,
+        loss: &str,
+        device: &str,
+        dtype: &str,
+    ) -> PyResult<Model> {
+        let tensors = tensors
+            .iter()
+            .map(|(name, a)| {
+                let a = arrays::read(a, name)?;
+                Ok(NamedTensor {
+                    name: name.clone(),
+                    shape: a.shape,
+                    data: TensorData::F64(a.values),
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        py.detach(|| {
+            let loss = LossKind::parse("loss", loss)?;
+            let dtype = parse_dtype(dtype)?;
+            let device = engine::device(device, dtype)?;
+            let engine = Engine::load(&Source::Contents { tensors, meta }, device, dtype)?;
+            Ok(Model {
+                engine,
+                loss,
+                dtype,
+                path: PathBuf::from("<from_torch>"),
+            })
+        })
+        .py_err()
+    }
+
+    /// (tensors, meta) as the model's checkpoint would hold them: each
+    /// tensor as (name, float64 array in PyTorch's layout).
+    fn contents<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (tensors, meta) = with_engine!(&self.engine, |be, m| {
+            lmech::nn::checkpoint::checkpoint_contents(be, m, "")
+        })
+        .py_err()?;
+        let list = tensors
+            .iter()
+            .map(|t| {
+                let values: Vec<f64> = match &t.data {
+                    TensorData::F32(v) => v.iter().map(|&x| x as f64).collect(),
+                    TensorData::F64(v) => v.clone(),
+                };
+                (t.name.clone(), arrays::write(py, &values, t.shape.clone()))
+            })
+            .collect::<Vec<_>>();
+        (list, meta).into_pyobject(py).map(|o| o.into_any())
     }
 
     /// The checkpoint file this model was loaded from.
