@@ -2,7 +2,7 @@
 pure-Python package around it."""
 
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 __version__: str
 
@@ -16,6 +16,7 @@ def train(
     out: str,
     device: str,
     progress: bool,
+    callback: Optional[Callable[[int, int], Any]] = None,
 ) -> tuple[str, str]: ...
 def sweep(
     spec_source: str,

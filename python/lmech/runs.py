@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tomllib
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
 from . import _lmech
 from .model import Model
+from .progress import progress_bar
 
 Config = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 
@@ -49,21 +51,36 @@ def _source(config: Config) -> tuple[str, bool]:
 
 def train(config: Config, out: "str | os.PathLike[str]", device: str = "cpu",
           overrides: Union[None, Mapping[str, Any], Iterable[str]] = None,
-          progress: bool = True, **kwargs: Any) -> "Run":
+          progress: Union[bool, Callable[[int, int], Any]] = True, **kwargs: Any) -> "Run":
     """Train one run and return it as a :class:`Run`.
 
     ``config`` is a TOML file or a dict of the same tables; ``overrides``
     are dotted keys, as ``lmech train --set`` takes them (a dict
     ``{"optim.lr": 0.1}`` or strings ``"optim.lr=0.1"``), and keyword
     arguments with ``__`` for the dots (``optim__lr=0.1``). ``device`` is
-    ``cpu``, ``wgpu``, ``cuda[:N]`` or ``auto``. The GIL is released while
-    it trains; Ctrl-C raises KeyboardInterrupt before the next step, leaving
+    ``cpu``, ``wgpu``, ``cuda[:N]`` or ``auto``. ``progress``: the
+    engine's bar in a terminal; elsewhere (Jupyter) tqdm's ``tqdm.auto``
+    when installed, else a text line; False for none, or a callable
+    ``f(step, total)``. The GIL is released while it trains; Ctrl-C raises KeyboardInterrupt before the next step, leaving
     the run directory as a killed run leaves it.
     """
     source, is_path = _source(config)
-    run_dir, _status = _lmech.train(source, is_path, _override_args(overrides, kwargs),
-                                    os.fspath(out), device, progress)
-    return Run(run_dir)
+    args = _override_args(overrides, kwargs)
+    if callable(progress):
+        run_dir, _ = _lmech.train(source, is_path, args, os.fspath(out), device, False, progress)
+        return Run(run_dir)
+    if not progress or sys.stderr.isatty():
+        # The engine's own bar, in a terminal.
+        run_dir, _ = _lmech.train(source, is_path, args, os.fspath(out), device, bool(progress))
+        return Run(run_dir)
+    bar = progress_bar()
+    try:
+        run_dir, _ = _lmech.train(source, is_path, args, os.fspath(out), device, False, bar.update)
+        run = Run(run_dir)
+        bar.update(run.summary.get("steps_done", 0), run.config["train"]["steps"])
+    finally:
+        bar.close()
+    return run
 
 
 def sweep(spec: Config, out: "str | os.PathLike[str]", device: str = "cpu", jobs: int = 1,

@@ -12,8 +12,9 @@ use lmech::train::{train_ensemble_guarded, Member};
 use lmech::Error;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// A config from a TOML file, or from the JSON text of a Python dict.
 fn config(source: &str, is_path: bool, overrides: &[String]) -> lmech::Result<Config> {
@@ -26,9 +27,35 @@ fn config(source: &str, is_path: bool, overrides: &[String]) -> lmech::Result<Co
     Config::from_toml_str(&text, overrides)
 }
 
-/// train(config, is_path, overrides, out, device, progress) -> (run dir, status)
+/// Counts the steps and says when progress is worth reporting: at the
+/// first and last step and at most every 0.2 s between.
+#[derive(Default)]
+struct Ticker {
+    steps: u64,
+    last: Option<Instant>,
+}
+
+impl Ticker {
+    /// The steps done before this one, when they should be reported.
+    fn tick(&mut self, total: u64) -> Option<u64> {
+        let done = self.steps;
+        self.steps += 1;
+        let due = self
+            .last
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(200));
+        if due || done + 1 >= total {
+            self.last = Some(Instant::now());
+            return Some(done);
+        }
+        None
+    }
+}
+
+/// train(config, is_path, overrides, out, device, progress, callback=None)
+/// -> (run dir, status); `callback(step, total)` is called as steps go.
 #[pyfunction]
-#[pyo3(signature = (config_source, is_path, overrides, out, device, progress))]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (config_source, is_path, overrides, out, device, progress, callback=None))]
 pub fn train(
     py: Python<'_>,
     config_source: &str,
@@ -37,20 +64,33 @@ pub fn train(
     out: PathBuf,
     device: &str,
     progress: bool,
+    callback: Option<Py<PyAny>>,
 ) -> PyResult<(PathBuf, String)> {
     let outcome = py.detach(|| {
         let interrupted: RefCell<Option<PyErr>> = RefCell::new(None);
-        // Runs on this (the main) thread, so taking the GIL back here lets
-        // Python run its signal handlers: Ctrl-C becomes an error that ends
-        // the run before its next step.
+        let total = Cell::new(0u64);
+        let ticker = RefCell::new(Ticker::default());
+        // Runs on this (the main) thread before every step, so taking the
+        // GIL back here lets Python run its signal handlers (Ctrl-C becomes
+        // an error that ends the run before its next step) and report
+        // progress to `callback(step, total)`.
         let guard = || {
-            Python::attach(|py| py.check_signals()).map_err(|e| {
+            Python::attach(|py| {
+                py.check_signals()?;
+                let step = ticker.borrow_mut().tick(total.get());
+                match (&callback, step) {
+                    (Some(f), Some(step)) => f.call1(py, (step, total.get())).map(|_| ()),
+                    _ => Ok(()),
+                }
+            })
+            .map_err(|e| {
                 *interrupted.borrow_mut() = Some(e);
                 Error::msg("interrupted")
             })
         };
         let run = || {
             let cfg = config(config_source, is_path, &overrides)?;
+            total.set(cfg.train.steps);
             let device = engine::device(device, cfg.resolve()?.dtype)?;
             let member = Member { cfg, out };
             train_ensemble_guarded(&[member], device, progress, &guard, &mut |_, _| Ok(()))

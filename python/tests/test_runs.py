@@ -108,3 +108,31 @@ def test_ctrl_c_during_train_raises_keyboard_interrupt(tmp_path):
     with open(os.path.join(run.path, "metrics.jsonl")) as f:
         steps = [json.loads(line)["step"] for line in f]
     assert steps[0] == 0 and steps[-1] < 10_000_000
+
+
+def test_progress_callback_sees_every_step_once_in_order(tmp_path):
+    seen = []
+    lmech.train(SMALL, out=tmp_path / "r", progress=lambda step, total: seen.append((step, total)))
+    assert seen[0] == (0, 40)
+    assert all(t == 40 for _, t in seen)
+    assert [s for s, _ in seen] == sorted(set(s for s, _ in seen))
+    assert seen[-1] == (40, 40)
+
+
+def test_progress_outside_a_terminal_is_a_text_line(tmp_path, capsys, monkeypatch):
+    import lmech.progress
+
+    monkeypatch.setattr(lmech.progress, "progress_bar", lambda: lmech.progress._TextBar())
+    monkeypatch.setattr("lmech.runs.progress_bar", lmech.progress.progress_bar)
+    lmech.train(SMALL, out=tmp_path / "r")
+    out = capsys.readouterr().out
+    assert out.startswith("\rtraining: step 0/40")
+    assert out.endswith("\rtraining: step 40/40\n")
+
+
+def test_an_error_in_the_progress_callback_stops_the_run(tmp_path):
+    def fail(step, total):
+        raise ValueError("from the callback")
+
+    with pytest.raises(ValueError, match="from the callback"):
+        lmech.train(SMALL, out=tmp_path / "r", progress=fail)
