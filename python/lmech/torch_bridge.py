@@ -10,6 +10,7 @@ refused, naming its path in the module and its type."""
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any, Optional
 
@@ -141,41 +142,107 @@ def _adaptive_then_flatten(children: list, i: int) -> bool:
         nxt.start_dim == 1 and nxt.end_dim == -1
 
 
-def describe(module: Any, example_input: Any) -> tuple[list[int], list[dict], list[list]]:
+def _run(m: Any, h: Any) -> Any:
+    """``m``'s output on ``h`` from a float64 copy in evaluation mode (the
+    user's module and its running statistics stay as they are)."""
+    import torch  # noqa: PLC0415
+
+    with torch.no_grad():
+        return copy.deepcopy(m).to(torch.float64).eval()(h)
+
+
+def _projection(path: str, p: Any) -> None:
+    import torch  # noqa: PLC0415
+
+    conv = isinstance(p, (torch.nn.Conv1d, torch.nn.Conv2d))
+    if conv and _square(path, p, "kernel_size") == 1 and p.bias is None and p.groups == 1 \
+            and _square(path, p, "padding") == 0:
+        return
+    if isinstance(p, torch.nn.Linear) and p.bias is None:
+        return
+    raise _refuse(path, p, "a projection is a bias-free 1x1 convolution or Linear")
+
+
+def _residual(path: str, m: Any, h: Any) -> tuple[dict, list, Any]:
+    specs, named, _ = _sequence(list(m.body.named_children()), h, f"{path}.body.")
+    tensors = [(f"body.{n}", t) for n, t in named]
+    spec: dict = {"kind": "residual", "layers": specs, "projection": m.projection is not None}
+    if m.projection is not None:
+        _projection(f"{path}.projection", m.projection)
+        tensors.append(("projection.weight", m.projection.weight))
+    if m.activation is not None:
+        act = _activation(f"{path}.activation", m.activation)
+        if act is None:
+            raise _refuse(f"{path}.activation", m.activation, "not an activation lmech has")
+        spec["activation"] = act
+    return spec, tensors, _run(m, h)
+
+
+def _sequence(children: list, h: Any, prefix: str) -> tuple[list[dict], list, Any]:
+    """lmech's layer tables for a sequence of ``(path, module)`` seeing
+    input ``h``, the tensors named within the sequence (``{j}.weight``),
+    and the sequence's output."""
+    from .torch_modules import Residual  # noqa: PLC0415
+
+    specs: list[dict] = []
+    tensors: list = []
+    i = 0
+    while i < len(children):
+        path, m = children[i]
+        full = prefix + path
+        if _adaptive_then_flatten(children, i):
+            spec, named = {"kind": "global_avg_pool"}, []
+            h = _run(children[i + 1][1], _run(m, h))
+            i += 1
+        elif isinstance(m, Residual):
+            spec, named, h = _residual(full, m, h)
+        else:
+            spec, state = _layer(full, m, h)
+            named = list(state.items())
+            h = _run(m, h)
+        tensors += [(f"{len(specs)}.{n}", t) for n, t in named]
+        specs.append(spec)
+        i += 1
+    return specs, tensors, h
+
+
+def describe(module: Any, example_input: Any) -> tuple[list[int], list[dict], list]:
     """lmech's input shape and layer tables for ``module`` (an
-    ``nn.Sequential``), and for each layer the (name, tensor) pairs of its
-    PyTorch module. Raises LmechError naming the first layer it cannot
-    express."""
+    ``nn.Sequential``), and its tensors under lmech's checkpoint names.
+    Raises LmechError naming the first layer it cannot express."""
     import torch  # noqa: PLC0415
 
     if not isinstance(module, torch.nn.Sequential):
         raise _lmech.LmechError(
             f"from_torch: expected an nn.Sequential, got {type(module).__name__}")
-    x = torch.as_tensor(example_input)
-    children = list(module.named_children())
-    layers, tensors = [], []
-    i = 0
-    with torch.no_grad():
-        h = x.to(torch.float64)
-        m64 = [c.to(torch.float64) if hasattr(c, "to") else c for _, c in children]
-        while i < len(children):
-            path, m = children[i]
-            if _adaptive_then_flatten(children, i):
-                layers.append({"kind": "global_avg_pool"})
-                tensors.append([])
-                h = m64[i + 1](m64[i](h))
-                i += 2
-                continue
-            spec, state = _layer(path, m, h)
-            layers.append(spec)
-            tensors.append(list(state.items()))
-            h = m64[i](h)
-            i += 1
+    x = torch.as_tensor(example_input).to(torch.float64)
+    specs, named, h = _sequence(list(module.named_children()), x, "")
     if h.dim() != 2:
         raise _lmech.LmechError(
             f"from_torch: the module's output has shape {list(h.shape)}; lmech models end "
             "in vectors [n, outputs]")
-    return list(x.shape[1:]), layers, tensors
+    return list(x.shape[1:]), specs, [(f"layers.{n}", t) for n, t in named]
+
+
+def _flat(layers: list[dict]) -> list[dict]:
+    """Every layer table, a residual block's body included."""
+    out = []
+    for l in layers:
+        out.append(l)
+        out += _flat(l.get("layers", []))
+    return out
+
+
+def _scaled(name: str, layers: list[dict]) -> bool:
+    """Whether the weight ``name`` (``layers.3.body.0.weight``) belongs to a
+    dense or convolution layer (or a projection), which carry multipliers."""
+    parts = name.split(".")[1:-1]
+    if parts[-1] == "projection":
+        return True
+    spec: dict = {"layers": layers}
+    for p in parts:
+        spec = spec["layers"][int(p)] if p.isdigit() else spec
+    return spec["kind"] in ("dense", "conv1d", "conv2d")
 
 
 def from_torch(module: Any, example_input: Any, loss: str = "xent", device: str = "cpu",
@@ -183,9 +250,9 @@ def from_torch(module: Any, example_input: Any, loss: str = "xent", device: str 
     """An :class:`lmech.Model` computing what ``module`` computes, with its
     weights (a copy), measuring ``loss`` (``xent``, ``mse``, ``mse_mean``).
     ``example_input`` is one batch ``[n, *input_shape]`` (channels first)."""
-    input_shape, layers, per_layer = describe(module, example_input)
-    scaled = sum(1 for l in layers if l["kind"] in ("dense", "conv1d", "conv2d"))
-    width = max([l.get("width", l.get("channels", 1)) for l in layers] + [1])
+    input_shape, layers, named = describe(module, example_input)
+    scaled = sum(1 for n, _ in named if n.endswith("weight") and _scaled(n, layers))
+    width = max([l.get("width", l.get("channels", 1)) for l in _flat(layers)] + [1])
     meta = {
         "format": "pt",
         "architecture": "graph",
@@ -198,10 +265,8 @@ def from_torch(module: Any, example_input: Any, loss: str = "xent", device: str 
         "bias_multipliers": json.dumps([1.0] * scaled),
         "ensemble": "1",
     }
-    tensors = [
-        (f"layers.{i}.{name}", np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64))
-        for i, pairs in enumerate(per_layer) for name, t in pairs
-    ]
+    tensors = [(name, np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float64))
+               for name, t in named]
     return Model(_lmech.Model.from_contents(meta, tensors, loss, device, dtype))
 
 
@@ -250,6 +315,9 @@ def _module(spec: dict, shape: list[int], tensors: dict, prefix: str) -> tuple[A
                 raise _lmech.LmechError("to_torch: nn.RMSNorm has no bias")
             m = torch.nn.RMSNorm(shape[0], eps=spec.get("eps", 1e-5), elementwise_affine=affine)
         out = shape
+    elif kind == "residual":
+        block, out = _residual_module(spec, shape, tensors, prefix)
+        return [block], out
     elif kind == "batch_norm":
         cls = torch.nn.BatchNorm1d if spatial <= 1 else torch.nn.BatchNorm2d
         m = cls(shape[0], eps=spec.get("eps", 1e-5), momentum=spec.get("momentum", 0.1),
@@ -269,6 +337,34 @@ def _module(spec: dict, shape: list[int], tensors: dict, prefix: str) -> tuple[A
         modules += _module({"kind": "activation", "activation": spec["activation"]}, out, {},
                            prefix)[0]
     return modules, out
+
+
+def _residual_module(spec: dict, shape: list[int], tensors: dict, prefix: str) -> Any:
+    """``lmech.torch_modules.Residual`` for a residual layer table."""
+    import torch  # noqa: PLC0415
+
+    from .torch_modules import Residual  # noqa: PLC0415
+
+    body, out = [], shape
+    for j, s in enumerate(spec["layers"]):
+        ms, out = _module(s, out, tensors, f"{prefix}.body.{j}")
+        body += ms
+    projection = None
+    if spec.get("projection") or out != shape:
+        if len(shape) == 1:
+            projection = torch.nn.Linear(shape[0], out[0], bias=False)
+        else:
+            stride = next(s for s in range(1, shape[1] + 1) if (shape[1] - 1) // s + 1 == out[1])
+            cls = torch.nn.Conv1d if len(shape) == 2 else torch.nn.Conv2d
+            projection = cls(shape[0], out[0], 1, stride=stride, bias=False)
+        projection = projection.to(torch.float64)
+        with torch.no_grad():
+            projection.weight.copy_(torch.from_numpy(tensors[f"{prefix}.projection.weight"]))
+    act = None
+    if spec.get("activation"):
+        act = _module({"kind": "activation", "activation": spec["activation"]}, out, {},
+                      prefix)[0][0]
+    return Residual(*body, projection=projection, activation=act), out
 
 
 def to_torch(model: Model) -> Any:

@@ -12,6 +12,7 @@ import lmech
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: the bridge is untested")
 nn = torch.nn
 F = torch.nn.functional
+from lmech.torch_modules import Residual  # noqa: E402
 
 
 def _seeded(build):
@@ -49,6 +50,18 @@ CASES = {
     "batch_norm": (lambda: nn.Sequential(
         nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(), nn.Linear(48, 8),
         nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 4)), (2, 6, 6)),
+    "resnet_blocks": (lambda: nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
+        Residual(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                 nn.Conv2d(4, 4, 3, padding=1), activation=nn.ReLU()),
+        Residual(nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.Tanh(), nn.Conv2d(6, 6, 3, padding=1),
+                 projection=nn.Conv2d(4, 6, 1, stride=2, bias=False)),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(6, 5)), (2, 8, 8)),
+    "mlp_residual": (lambda: nn.Sequential(
+        nn.Linear(6, 8), Residual(nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 8)),
+        Residual(nn.Linear(8, 5), nn.GELU(), projection=nn.Linear(8, 5, bias=False),
+                 activation=nn.Tanh()),
+        nn.Linear(5, 3)), (6,)),
 }
 
 
@@ -143,6 +156,12 @@ def test_unsupported_layers_are_refused_by_path_and_type():
     m = nn.Sequential(nn.Conv2d(1, 2, 3, dilation=2), nn.Flatten(), nn.Linear(8, 2))
     with pytest.raises(lmech.LmechError, match=r"`0` \(Conv2d\)"):
         lmech.from_torch(m, img)
+    m = nn.Sequential(Residual(nn.Linear(6, 3), projection=nn.Linear(6, 3)))
+    with pytest.raises(lmech.LmechError, match=r"`0.projection` \(Linear\).*bias-free"):
+        lmech.from_torch(m, x)
+    m = nn.Sequential(Residual(nn.Linear(6, 6), nn.Dropout()))
+    with pytest.raises(lmech.LmechError, match=r"`0.body.1` \(Dropout\)"):
+        lmech.from_torch(m, x)
     with pytest.raises(lmech.LmechError, match="expected an nn.Sequential"):
         lmech.from_torch(nn.Linear(6, 2), x)
     with pytest.raises(lmech.LmechError, match="output has shape"):
