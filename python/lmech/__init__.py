@@ -17,7 +17,7 @@ long call releases the GIL. Errors from the engine raise
 from ._lmech import LmechError, __version__
 from .results import Cost, Density, Eigs, Gradient, Hvp, Ntk, PerSampleNorms, Trace
 from .model import Model
-from .runs import Run, Sweep, sweep, train
+from .runs import Run, Sweep, measure, sweep, train
 from .torch_bridge import from_torch
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "Trace",
     "__version__",
     "from_torch",
+    "measure",
     "sweep",
     "train",
 ]

@@ -29,6 +29,10 @@ def sweep(
     max_ensemble: Optional[int] = None,
 ) -> dict[str, Any]: ...
 def write_report(dir: str) -> str: ...
+def measure(
+    target: str, observe: list[str], split: str, n: Optional[int], k: int, tol: float,
+    max_iter: int, probes: int, steps: int, seed: int, device: str,
+) -> tuple[str, str]: ...
 
 Array = tuple[bytearray, list[int]]
 

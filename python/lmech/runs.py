@@ -164,6 +164,14 @@ class Run:
                     r[k] = float(v)
         return _frame(records, backend)
 
+    def measure(self, observe: Iterable[str] = ("sharpness",), step: Optional[int] = None,
+                **kwargs: Any) -> dict:
+        """:func:`lmech.measure` on this run's model, or its checkpoint at
+        ``step``."""
+        target = (self.path if step is None else
+                  os.path.join(self.path, "checkpoints", f"step_{step}.safetensors"))
+        return measure(target, observe, **kwargs)
+
     def checkpoints(self) -> list[int]:
         """Steps with a checkpoint under ``checkpoints/``."""
         folder = os.path.join(self.path, "checkpoints")
@@ -179,6 +187,20 @@ class Run:
         name = ("model.safetensors" if step is None
                 else os.path.join("checkpoints", f"step_{step}.safetensors"))
         return Model.load(os.path.join(self.path, name), device=device, dtype=dtype)
+
+
+def measure(target: "str | os.PathLike[str]", observe: Iterable[str] = ("sharpness",),
+            data: str = "train", n: Optional[int] = None, k: int = 5, tol: float = 1e-6,
+            max_iter: int = 100, probes: int = 10, steps: int = 80, seed: int = 0,
+            device: str = "cpu") -> dict:
+    """``lmech measure``: the observables ``observe`` (``sharpness``,
+    ``eigs``, ``gn_eigs``, ``trace``, ``density``, ``per_sample``) of a run
+    directory's model or a checkpoint, on the run's own ``data`` split
+    (``train`` or ``test``, its first ``n`` examples), written as
+    ``NAME.measure.json`` beside the checkpoint and returned as a dict."""
+    _path, text = _lmech.measure(os.fspath(target), list(observe), data, n, k, tol, max_iter,
+                                 probes, steps, seed, device)
+    return json.loads(text)
 
 
 class Sweep:

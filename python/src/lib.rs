@@ -20,6 +20,7 @@ fn _lmech(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runs::train, m)?)?;
     m.add_function(wrap_pyfunction!(runs::sweep, m)?)?;
     m.add_function(wrap_pyfunction!(runs::write_report, m)?)?;
+    m.add_function(wrap_pyfunction!(runs::measure, m)?)?;
     m.add_class::<model::Model>()?;
     Ok(())
 }

@@ -178,3 +178,41 @@ pub fn write_report(py: Python<'_>, dir: PathBuf) -> PyResult<PathBuf> {
     py.detach(|| lmech::sweep::write_report(&dir).map(|r| r.table))
         .py_err()
 }
+
+/// measure(target, observe, split, n, k, tol, max_iter, probes, steps,
+/// seed, device) -> (path of the JSON written, its text): `lmech measure`.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (target, observe, split, n, k, tol, max_iter, probes, steps, seed, device))]
+pub fn measure(
+    py: Python<'_>,
+    target: PathBuf,
+    observe: Vec<String>,
+    split: String,
+    n: Option<usize>,
+    k: usize,
+    tol: f64,
+    max_iter: usize,
+    probes: usize,
+    steps: usize,
+    seed: u64,
+    device: &str,
+) -> PyResult<(PathBuf, String)> {
+    py.detach(|| {
+        let opts = lmech::measure::MeasureOptions {
+            observe,
+            split,
+            n,
+            k,
+            tol,
+            max_iter,
+            probes,
+            steps,
+            seed,
+            device: engine::device(device, lmech::DType::F32)?,
+        };
+        let (path, doc) = lmech::measure::measure(&target, &opts)?;
+        Ok((path, doc.to_string()))
+    })
+    .py_err()
+}

@@ -136,3 +136,14 @@ def test_an_error_in_the_progress_callback_stops_the_run(tmp_path):
 
     with pytest.raises(ValueError, match="from the callback"):
         lmech.train(SMALL, out=tmp_path / "r", progress=fail)
+
+
+def test_measure_writes_json_beside_the_checkpoint(small_run, small_model, digits):
+    doc = small_run.measure(["sharpness", "trace"], n=200, tol=1e-10, max_iter=300, probes=5)
+    path = os.path.join(small_run.path, "model.measure.json")
+    with open(path) as f:
+        assert json.load(f) == doc
+    assert doc["examples"] == 200 and doc["data"] == "train"
+    assert doc["observables"]["trace"]["hvps"] == 5
+    with pytest.raises(lmech.LmechError, match="unknown observable"):
+        lmech.measure(small_run.path, ["curvature"])
