@@ -9,6 +9,7 @@ pub mod data;
 pub mod eos;
 pub mod error;
 pub mod linalg;
+pub mod measure;
 pub mod member_steps;
 pub mod nn;
 pub mod observe;

@@ -133,6 +133,44 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+    /// Measure a trained checkpoint after the fact (sharpness, top
+    /// eigenvalues, Gauss-Newton eigenvalues, Hessian trace, spectral
+    /// density, per-sample gradient norms) on its run's data; writes
+    /// NAME.measure.json beside NAME.safetensors.
+    Measure {
+        /// A run directory (its model.safetensors) or a checkpoint file.
+        target: PathBuf,
+        /// The split of the run's data: train or test.
+        #[arg(long, default_value = "train")]
+        data: String,
+        /// Observables, comma-separated: sharpness, eigs, gn_eigs, trace,
+        /// density, per_sample.
+        #[arg(long, value_delimiter = ',', default_value = "sharpness")]
+        observe: Vec<String>,
+        /// Only the first n examples of the split.
+        #[arg(long)]
+        n: Option<usize>,
+        /// Eigenvalues for eigs and gn_eigs.
+        #[arg(long, default_value_t = 5)]
+        k: usize,
+        /// Relative error bound of the eigenvalues.
+        #[arg(long, default_value_t = 1e-6)]
+        tol: f64,
+        /// Most curvature products per eigensolve.
+        #[arg(long, default_value_t = 100)]
+        max_iter: usize,
+        /// Probes of trace and density.
+        #[arg(long, default_value_t = 10)]
+        probes: usize,
+        /// Lanczos steps per density probe.
+        #[arg(long, default_value_t = 80)]
+        steps: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// auto, cpu, cuda, cuda:N or wgpu.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
     /// List the devices lmech can run on here.
     Devices,
 }
@@ -350,6 +388,46 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Measure {
+            target,
+            data,
+            observe,
+            n,
+            k,
+            tol,
+            max_iter,
+            probes,
+            steps,
+            seed,
+            device,
+        } => {
+            let opts = lmech::measure::MeasureOptions {
+                observe,
+                split: data,
+                n,
+                k,
+                tol,
+                max_iter,
+                probes,
+                steps,
+                seed,
+                device: resolve_device(&device)?,
+            };
+            let (out, doc) = lmech::measure::measure(&target, &opts)?;
+            for (name, v) in doc["observables"].as_object().into_iter().flatten() {
+                let main = ["values", "estimate", "mean_norm"]
+                    .iter()
+                    .find_map(|k| v.get(*k))
+                    .map_or(String::new(), |x| x.to_string());
+                println!(
+                    "{name}: {main} ({} HVPs, {:.3} s)",
+                    v["hvps"],
+                    v["seconds"].as_f64().unwrap_or(0.0)
+                );
+            }
+            println!("-> {}", out.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::Devices => {
             for line in describe_devices() {

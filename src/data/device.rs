@@ -111,8 +111,9 @@ impl<B: Backend> DeviceData<B> {
 }
 
 /// `ds`'s inputs `[n, d]` and loss targets (`loss_target`), uploaded: what
-/// a loss needs, without the class labels accuracy needs.
-pub(crate) fn upload_inputs_and_targets<B: Backend>(
+/// a loss needs, without the class labels accuracy needs. Public for the
+/// Python package, which measures on data sets given as arrays.
+pub fn upload_inputs_and_targets<B: Backend>(
     be: &B,
     ds: &Dataset,
     loss: LossKind,

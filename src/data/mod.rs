@@ -19,6 +19,7 @@ mod synthetic;
 mod validate;
 
 pub use config::DataConfig;
+pub use device::upload_inputs_and_targets;
 pub use validate::check_token_ids;
 
 use crate::error::{Error, Result};

@@ -179,12 +179,24 @@ fn spec_of(path: &Path, meta: &BTreeMap<String, String>) -> Result<ModelSpec> {
 /// Rebuild the model a checkpoint holds, on backend `be`.
 pub fn load_model<B: Backend>(be: &B, path: &Path) -> Result<Model<B>> {
     let (tensors, meta) = load_checkpoint(path)?;
-    let spec = spec_of(path, &meta)?;
-    let ensemble = number(path, &meta, "ensemble")?;
+    model_from_contents(be, path, &tensors, &meta)
+}
+
+/// The model that `checkpoint_contents`' tensors and metadata describe, on
+/// backend `be`, without a file (the Python package builds PyTorch modules'
+/// weights into models this way); `path` names the source in errors.
+pub fn model_from_contents<B: Backend>(
+    be: &B,
+    path: &Path,
+    tensors: &[NamedTensor],
+    meta: &BTreeMap<String, String>,
+) -> Result<Model<B>> {
+    let spec = spec_of(path, meta)?;
+    let ensemble = number(path, meta, "ensemble")?;
     let seeds: Vec<u64> = (0..ensemble.max(1) as u64).collect();
     let mut model = Model::init(be, spec, &seeds).map_err(|e| Error::data(path, e.to_string()))?;
-    let multipliers: Vec<f64> = json_value(path, &meta, "multipliers")?;
-    let bias_multipliers: Vec<f64> = json_value(path, &meta, "bias_multipliers")?;
+    let multipliers: Vec<f64> = json_value(path, meta, "multipliers")?;
+    let bias_multipliers: Vec<f64> = json_value(path, meta, "bias_multipliers")?;
     let mut scales = model.layer_scales_mut();
     if multipliers.len() != scales.len() || bias_multipliers.len() != scales.len() {
         return Err(Error::data(path, "layers and multipliers disagree"));
@@ -201,7 +213,7 @@ pub fn load_model<B: Backend>(be: &B, path: &Path) -> Result<Model<B>> {
         *dst = read(
             be,
             path,
-            &tensors,
+            tensors,
             &info.name,
             &info.torch_shape,
             ensemble,
@@ -213,7 +225,7 @@ pub fn load_model<B: Backend>(be: &B, path: &Path) -> Result<Model<B>> {
         *dst = read(
             be,
             path,
-            &tensors,
+            tensors,
             &info.name,
             &[info.len],
             ensemble,
