@@ -406,6 +406,8 @@ fn train_members_on<B: Backend>(
     }
     cfg.observe.validate(model.param_count(), train_ds.n)?;
     crate::observe::check_examples_separate(&cfg.observe, &model, train_ds.n)?;
+    let flow =
+        crate::observe::central_flow_optimizer(cfg, res, full_batch, &model.lr_scales(family))?;
     let mut dirs = Vec::with_capacity(ensemble);
     for m in members {
         let dir = run::prepare_run_dir(&m.out)?;
@@ -445,6 +447,7 @@ fn train_members_on<B: Backend>(
             loss,
             cfg.seed,
             runs[0].dir.clone(),
+            flow,
         )?)
     } else {
         None
