@@ -288,6 +288,7 @@ fn finish_member<B: Backend>(
     run.log.write_csv()?;
     run::plot_loss(&run.dir, &run.log)?;
     run::plot_accuracy(&run.dir, &run.log)?;
+    run::plot_central_flow(&run.dir, &run.log)?;
     if run.checkpoint && matches!(status, Status::Finished) {
         save_weights(be, model, e, run, &run.dir.join("model.safetensors"))?;
     }

@@ -23,30 +23,38 @@ pub fn central_flow_optimizer(
     let o = &cfg.optim;
     let refuse =
         |key: &str, why: String| Err(Error::config(key, format!("observe.central_flow: {why}")));
-    let opt = match res.optim.kind {
-        OptimizerKind::Gd if o.momentum != 0.0 => return refuse(
-            "optim.momentum",
-            format!(
+    let opt =
+        match res.optim.kind {
+            OptimizerKind::Gd if o.momentum != 0.0 => {
+                return refuse(
+                    "optim.momentum",
+                    format!(
                 "the central flow is derived for plain GD and RMSProp; momentum {} is not covered",
                 o.momentum
             ),
-        ),
-        OptimizerKind::Gd => FlowOptimizer::Gd { eta: o.lr },
-        OptimizerKind::RmsProp => FlowOptimizer::RmsProp {
-            lr: o.lr,
-            alpha: res.optim.beta2,
-            eps: res.optim.eps,
-        },
-        other => {
-            return refuse(
-                "optim.name",
-                format!(
-                    "the central flow is derived for gd and rmsprop, not {}",
-                    other.name()
-                ),
-            )
-        }
-    };
+                )
+            }
+            OptimizerKind::Gd => FlowOptimizer::Gd { eta: o.lr },
+            OptimizerKind::RmsProp if res.optim.beta2 == 0.0 => return refuse(
+                "optim.alpha",
+                "nu's ODE has rate (1 - alpha) / alpha; alpha = 0 (nu = g^2 each step) has no flow"
+                    .into(),
+            ),
+            OptimizerKind::RmsProp => FlowOptimizer::RmsProp {
+                lr: o.lr,
+                alpha: res.optim.beta2,
+                eps: res.optim.eps,
+            },
+            other => {
+                return refuse(
+                    "optim.name",
+                    format!(
+                        "the central flow is derived for gd and rmsprop, not {}",
+                        other.name()
+                    ),
+                )
+            }
+        };
     if !full_batch {
         return refuse(
             "train.batch_size",

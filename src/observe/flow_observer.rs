@@ -14,7 +14,8 @@
 //!   the predicted time average of the real loss, `L(w) + 1/2 <Sigma, H>`;
 //! - `central_flow_sharpness` (and `central_flow_top_k.{i}` for k > 1): the
 //!   flow's top eigenvalues (of the preconditioned Hessian for RMSProp),
-//!   `central_flow_edge` the line they are held at (2/eta, or 2);
+//!   `central_flow_edge` the line they are held at (2/eta, or 2), and
+//!   `central_flow_optimizer` ("gd" or "rmsprop");
 //! - `central_flow_x.{i}`: the eigenvalues of X;
 //! - `central_flow_distance`, `gradient_flow_distance`: |w_flow - w_real|;
 //! - `gradient_flow_loss`;
@@ -133,6 +134,7 @@ impl<B: Backend> FlowObserver<B> {
             }
         }
         rec.set("central_flow_edge", self.opt.threshold());
+        rec.set("central_flow_optimizer", self.opt.name());
         for (i, v) in at.x_eigenvalues.iter().enumerate() {
             rec.set(format!("central_flow_x.{i}"), *v);
         }

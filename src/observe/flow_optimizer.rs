@@ -12,7 +12,11 @@
 //! at the edge includes the oscillation's share, `E[g^2] = g^2 + diag(H
 //! Sigma H)`:
 //!
-//! `dnu/dt = (1 - alpha) (g^2 + diag(H Sigma H) - nu)`.
+//! `dnu/dt = (1 - alpha) / alpha (g^2 + diag(H Sigma H) - nu)`.
+//!
+//! The factor is `(1 - alpha) / alpha`, not `1 - alpha`, because the nu an
+//! update uses already holds that step's gradient: `nu_t - nu_{t-1} =
+//! (1 - alpha) / alpha (g_t^2 - nu_t)` exactly.
 //!
 //! It starts where PyTorch's first update stands, `nu = (1 - alpha)
 //! g(w_0)^2` (PyTorch averages into nu = 0 before its first step).
@@ -47,14 +51,14 @@ impl FlowOptimizer {
         let fine = match *self {
             FlowOptimizer::Gd { eta } => ok(eta),
             FlowOptimizer::RmsProp { lr, alpha, eps } => {
-                ok(lr) && ok(eps) && (0.0..1.0).contains(&alpha)
+                ok(lr) && ok(eps) && alpha > 0.0 && alpha < 1.0
             }
         };
         if fine {
             Ok(())
         } else {
             Err(Error::msg(format!(
-                "central flow: {self:?} needs positive, finite rates (and alpha in [0, 1))"
+                "central flow: {self:?} needs positive, finite rates (and alpha in (0, 1))"
             )))
         }
     }
@@ -86,7 +90,7 @@ impl Nu {
         (0..self.nu.len())
             .map(|p| {
                 let extra = hsh.map_or(0.0, |h| h[p]);
-                (1.0 - alpha) * (g[p] * g[p] + extra - self.nu[p])
+                (1.0 - alpha) / alpha * (g[p] * g[p] + extra - self.nu[p])
             })
             .collect()
     }
