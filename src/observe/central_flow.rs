@@ -163,12 +163,7 @@ impl<B: Backend> CentralFlow<B> {
 
     /// One forward-Euler substep of length `dt` (in training steps).
     pub fn substep(&mut self, dt: f64) -> Result<FlowStep> {
-        let like: Vec<Tensor<B>> = self.model.params().into_iter().cloned().collect();
-        let refs: Vec<&Tensor<B>> = like.iter().collect();
-        let tensors = unflatten(&self.be, &self.w, &refs)?;
-        for (dst, t) in self.model.params_mut().into_iter().zip(tensors) {
-            *dst = t;
-        }
+        self.load_weights()?;
         let lod = LossOnData::new(&self.be, &self.model, self.kind, self.chunks.clone())?;
         let (loss, grad) = lod.gradient()?;
         let g = flatten(&self.be, &grad)?;
@@ -187,21 +182,14 @@ impl<B: Backend> CentralFlow<B> {
                 converged: true,
             });
         };
-        let eig = {
-            let mut op = |v: &[f64]| -> Result<Vec<f64>> {
-                let dv: Vec<f64> = v.iter().zip(&d).map(|(a, b)| a * b).collect();
-                let hv = lod.product(&dv, Curvature::Hessian)?;
-                Ok(hv.iter().zip(&d).map(|(a, b)| a * b).collect())
-            };
-            let opts = LanczosOptions {
-                k,
-                max_iter: (4 * k + 40).min(self.w.len()),
-                tol: lanczos_tolerance(self.be.dtype()),
-                seed: self.seed,
-                start: self.warm.clone(),
-            };
-            linalg::lanczos(self.w.len(), &mut op, &opts)?
+        let opts = LanczosOptions {
+            k,
+            max_iter: (4 * k + 40).min(self.w.len()),
+            tol: lanczos_tolerance(self.be.dtype()),
+            seed: self.seed,
+            start: self.warm.clone(),
         };
+        let eig = preconditioned_top(&lod, &d, &opts)?;
         self.warm = Some(eig.next_start());
         let v: Vec<Vec<f64>> = eig
             .vectors
@@ -246,6 +234,33 @@ impl<B: Backend> CentralFlow<B> {
             converged: eig.converged,
         })
     }
+}
+
+impl<B: Backend> CentralFlow<B> {
+    /// Puts the flow's flat weights into its model copy.
+    fn load_weights(&mut self) -> Result<()> {
+        let like: Vec<Tensor<B>> = self.model.params().into_iter().cloned().collect();
+        let refs: Vec<&Tensor<B>> = like.iter().collect();
+        let tensors = unflatten(&self.be, &self.w, &refs)?;
+        for (dst, t) in self.model.params_mut().into_iter().zip(tensors) {
+            *dst = t;
+        }
+        Ok(())
+    }
+}
+
+/// The top eigenpairs of the preconditioned Hessian `d H d` by Lanczos.
+fn preconditioned_top<B: Backend>(
+    lod: &LossOnData<'_, B>,
+    d: &[f64],
+    opts: &LanczosOptions,
+) -> Result<linalg::LanczosResult> {
+    let mut op = |v: &[f64]| -> Result<Vec<f64>> {
+        let dv: Vec<f64> = v.iter().zip(d).map(|(a, b)| a * b).collect();
+        let hv = lod.product(&dv, Curvature::Hessian)?;
+        Ok(hv.iter().zip(d).map(|(a, b)| a * b).collect())
+    };
+    linalg::lanczos(d.len(), &mut op, opts)
 }
 
 /// Lanczos's relative residual for U: 1e-7 in f64; f32 and f16 products
