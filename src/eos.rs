@@ -7,12 +7,20 @@
 //! keeps falling, non-monotonically. One plot per learning rate shows
 //! sharpness against the 2/eta line with the loss beside it, and a table
 //! gives, per eta, when sharpness first reached 2/eta and its median after.
+//! With `--central-flow` each run also integrates its central flow
+//! (`[observe.central_flow]`, logging the real loss at every step): the
+//! plots gain the flow's predicted loss, the real loss's running average
+//! and gradient flow's loss, and the flow's sharpness; the table the
+//! predicted and averaged final losses and how far each flow's loss was,
+//! on average, from the running average.
 
 use crate::backend::device::Device;
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::observe::config::SpectrumTop;
-use crate::run::{plot_panels, write_atomic, Panel, Record};
+use crate::observe::config::{CentralFlowConfig, SpectrumTop};
+use crate::run::{
+    plot_panels, running_average, write_atomic, Panel, Record, RUNNING_AVERAGE_HALF_WINDOW,
+};
 use crate::train::{train, RunOptions};
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -37,6 +45,9 @@ pub struct EosOptions {
     /// tracked every `every` steps unless it sets `[observe.sharpness]`
     /// itself. `width` and `n_train` do not apply.
     pub base: Option<Config>,
+    /// Integrate each run's central flow (`lmech eos --central-flow`): this
+    /// table unless the config sets `[observe.central_flow]` itself.
+    pub central_flow: Option<CentralFlowConfig>,
 }
 
 impl Default for EosOptions {
@@ -52,6 +63,7 @@ impl Default for EosOptions {
             device: Device::Cpu,
             progress: true,
             base: None,
+            central_flow: None,
         }
     }
 }
@@ -69,6 +81,22 @@ pub struct EosRow {
     pub final_loss: f64,
     pub diverged: bool,
     pub dir: PathBuf,
+    /// The central flow's outcome, with `--central-flow`.
+    pub flow: Option<FlowRow>,
+}
+
+/// How the central flow and gradient flow compare with the real run's
+/// running average (`run::running_average`) over the flow's records.
+#[derive(Clone, Debug)]
+pub struct FlowRow {
+    /// The flow's predicted time-averaged loss at the last record.
+    pub predicted_final: f64,
+    /// The real loss's running average at the last record.
+    pub average_final: f64,
+    /// Mean over records of |predicted - average| / average.
+    pub mean_error: f64,
+    /// The same for gradient flow's loss.
+    pub gradient_flow_error: f64,
 }
 
 /// The sharpness observer the experiment adds when the config has none.
@@ -88,6 +116,22 @@ fn sharpness_every(every: u64) -> SpectrumTop {
 /// `transformer_eos_config`), MSE loss `0.5 ||f - y||^2`, full-batch GD,
 /// sharpness by warm-started Lanczos.
 pub fn eos_config(opts: &EosOptions, lr: f64) -> Config {
+    let mut cfg = eos_config_without_flow(opts, lr);
+    if let Some(flow) = &opts.central_flow {
+        if cfg.observe.central_flow.is_none() {
+            cfg.observe.central_flow = Some(CentralFlowConfig {
+                every: Some(opts.every),
+                ..flow.clone()
+            });
+        }
+        // The running average needs the loss of every step: at the edge it
+        // oscillates with a period of a few steps.
+        cfg.train.log_every = 1;
+    }
+    cfg
+}
+
+fn eos_config_without_flow(opts: &EosOptions, lr: f64) -> Config {
     if let Some(base) = &opts.base {
         let mut cfg = base.clone();
         cfg.name = Some(format!("{} lr={lr}", base.name.as_deref().unwrap_or("eos")));
@@ -278,6 +322,11 @@ pub fn run_eos(opts: &EosOptions) -> Result<Vec<EosRow>> {
                 log_y: loss.iter().all(|p| p.1 > 0.0),
             },
         ];
+        let flow = flow_row(&report.records);
+        let panels = match flow {
+            Some(_) => with_flow_series(panels, &report.records, &loss),
+            None => Vec::from(panels),
+        };
         plot_panels(&opts.out.join(format!("eos_lr{lr}.svg")), &panels)?;
         rows.push(EosRow {
             lr,
@@ -287,6 +336,7 @@ pub fn run_eos(opts: &EosOptions) -> Result<Vec<EosRow>> {
             final_loss: loss.last().map(|p| p.1).unwrap_or(f64::NAN),
             diverged: report.diverged(),
             dir: report.dir,
+            flow,
         });
     }
     write_atomic(&opts.out.join("eos.csv"), table_csv(&rows).as_bytes())?;
@@ -294,11 +344,16 @@ pub fn run_eos(opts: &EosOptions) -> Result<Vec<EosRow>> {
 }
 
 fn table_csv(rows: &[EosRow]) -> String {
+    let flows = rows.iter().any(|r| r.flow.is_some());
     let mut s = String::from(
-        "eta,two_over_eta,first_step_at_2_over_eta,median_sharpness_after,final_loss,diverged\n",
+        "eta,two_over_eta,first_step_at_2_over_eta,median_sharpness_after,final_loss,diverged",
     );
+    if flows {
+        s.push_str(",central_flow_predicted_final,running_average_final,central_flow_mean_error,gradient_flow_mean_error");
+    }
+    s.push('\n');
     for r in rows {
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{},{},{},{},{},{}",
             r.lr,
@@ -308,15 +363,81 @@ fn table_csv(rows: &[EosRow]) -> String {
             r.final_loss,
             r.diverged
         );
+        if flows {
+            let _ = match &r.flow {
+                Some(f) => write!(
+                    s,
+                    ",{},{},{},{}",
+                    f.predicted_final, f.average_final, f.mean_error, f.gradient_flow_error
+                ),
+                None => write!(s, ",,,,"),
+            };
+        }
+        s.push('\n');
     }
     s
 }
 
+/// The eos figure's panels with the flows added: the central flow's
+/// sharpness beside the real one, and in the loss panel the running
+/// average, the flow's prediction and gradient flow's loss.
+fn with_flow_series(panels: [Panel; 2], records: &[Record], loss: &[(f64, f64)]) -> Vec<Panel> {
+    let [mut sharp, mut loss_panel] = panels;
+    sharp.series.push((
+        "central flow".into(),
+        series(records, "central_flow_sharpness"),
+    ));
+    let more = [
+        (
+            "running average",
+            running_average(loss, RUNNING_AVERAGE_HALF_WINDOW),
+        ),
+        (
+            "central flow",
+            series(records, "central_flow_predicted_loss"),
+        ),
+        ("gradient flow", series(records, "gradient_flow_loss")),
+    ];
+    for (name, points) in more {
+        loss_panel.series.push((name.into(), points));
+    }
+    vec![sharp, loss_panel]
+}
+
+/// The flows against the running average of the real loss, at the steps
+/// the flow recorded; None without a central flow.
+pub fn flow_row(records: &[Record]) -> Option<FlowRow> {
+    let loss = series(records, "loss");
+    let average = running_average(&loss, RUNNING_AVERAGE_HALF_WINDOW);
+    let at = |step: f64| average.iter().find(|p| p.0 == step).map(|p| p.1);
+    let predicted = series(records, "central_flow_predicted_loss");
+    let gradient = series(records, "gradient_flow_loss");
+    let error = |points: &[(f64, f64)]| -> f64 {
+        let errs: Vec<f64> = points
+            .iter()
+            .filter_map(|&(s, v)| at(s).map(|a| (v - a).abs() / a))
+            .collect();
+        errs.iter().sum::<f64>() / errs.len().max(1) as f64
+    };
+    let &(last, predicted_final) = predicted.last()?;
+    Some(FlowRow {
+        predicted_final,
+        average_final: at(last).unwrap_or(f64::NAN),
+        mean_error: error(&predicted),
+        gradient_flow_error: error(&gradient),
+    })
+}
+
 /// The table as printed by `lmech eos`.
 pub fn table_text(rows: &[EosRow]) -> String {
+    let flows = rows.iter().any(|r| r.flow.is_some());
     let mut s = String::from(
-        "   eta    2/eta   reached 2/eta at step   median sharpness after   (ratio)   final loss\n",
+        "   eta    2/eta   reached 2/eta at step   median sharpness after   (ratio)   final loss",
     );
+    if flows {
+        s.push_str("   flow prediction   running avg   flow error   gradient flow error");
+    }
+    s.push('\n');
     for r in rows {
         let reached = r
             .reached_at
@@ -326,17 +447,22 @@ pub fn table_text(rows: &[EosRow]) -> String {
             Some(m) => (format!("{m:.3}"), format!("{:.3}", m / r.threshold)),
             None => ("-".into(), "-".into()),
         };
-        let _ = writeln!(
+        let _ = write!(
             s,
-            "{:>6} {:>8.3} {:>23} {:>24} {:>9} {:>12.5}{}",
-            r.lr,
-            r.threshold,
-            reached,
-            median,
-            ratio,
-            r.final_loss,
-            if r.diverged { "  (diverged)" } else { "" }
+            "{:>6} {:>8.3} {:>23} {:>24} {:>9} {:>12.5}",
+            r.lr, r.threshold, reached, median, ratio, r.final_loss,
         );
+        if let Some(f) = &r.flow {
+            let _ = write!(
+                s,
+                " {:>17.5} {:>13.5} {:>11.1}% {:>20.1}%",
+                f.predicted_final,
+                f.average_final,
+                100.0 * f.mean_error,
+                100.0 * f.gradient_flow_error
+            );
+        }
+        s.push_str(if r.diverged { "  (diverged)\n" } else { "\n" });
     }
     s
 }

@@ -72,6 +72,13 @@ enum Command {
         /// [observe.sharpness] of its own).
         #[arg(long, default_value_t = 10)]
         every: u64,
+        /// Also integrate each run's central flow (Cohen, Damian et al.
+        /// 2024; k = 2, 4 substeps a step, recorded every --every steps,
+        /// unless CONFIG sets [observe.central_flow]) and add its
+        /// predicted loss, gradient flow's and the flow's sharpness to the
+        /// plots and table; the real loss is then logged at every step.
+        #[arg(long)]
+        central_flow: bool,
         /// Hidden width of the digits MLP, or channels of the CNN/ResNet
         /// [default: 64 for mlp, 32 for cnn and transformer, 16 for resnet] (not with
         /// CONFIG: use --set).
@@ -442,6 +449,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
             lrs,
             steps,
             every,
+            central_flow,
             width,
             arch,
             n_train,
@@ -498,6 +506,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                 device,
                 progress: !quiet,
                 base,
+                central_flow: central_flow.then(Default::default),
             };
             let rows = run_eos(&opts)?;
             print!("{}", table_text(&rows));

@@ -289,6 +289,7 @@ fn finish_member<B: Backend>(
     run.log.write_csv()?;
     run::plot_loss(&run.dir, &run.log)?;
     run::plot_accuracy(&run.dir, &run.log)?;
+    run::plot_central_flow(&run.dir, &run.log)?;
     if run.checkpoint && matches!(status, Status::Finished) {
         save_weights(be, model, e, run, &run.dir.join("model.safetensors"))?;
     }
@@ -436,6 +437,8 @@ fn train_members_on<B: Backend>(
     }
     cfg.observe.validate(model.param_count(), train_ds.n)?;
     crate::observe::check_examples_separate(&cfg.observe, &model, train_ds.n)?;
+    let flow =
+        crate::observe::central_flow_optimizer(cfg, res, full_batch, &model.lr_scales(family))?;
     let mut dirs = Vec::with_capacity(ensemble);
     for m in members {
         let dir = run::prepare_run_dir(&m.out)?;
@@ -475,6 +478,7 @@ fn train_members_on<B: Backend>(
             loss,
             cfg.seed,
             runs[0].dir.clone(),
+            flow,
         )?)
     } else {
         None

@@ -24,6 +24,7 @@ fn check_edge_of_stability(arch: &str, width: usize, n_train: usize, lr: f64, st
         device: Device::Cpu,
         progress: false,
         base: None,
+        central_flow: None,
     };
     let rows = run_eos(&opts).unwrap();
     let r = &rows[0];
@@ -93,4 +94,56 @@ fn summary_finds_the_crossing_and_the_median_after_it() {
     let cfg = eos_config(&EosOptions::default(), 0.1);
     assert_eq!(cfg.train.loss, "mse");
     assert!(cfg.observe.sharpness.is_some());
+}
+
+/// `lmech eos --central-flow`: each run integrates its central flow, the
+/// table gains the flow's columns and the runs' loss is logged every step;
+/// without it the configuration (and so the output) is the default's.
+#[test]
+fn eos_with_the_central_flow_adds_its_prediction() {
+    use lmech::eos::table_text;
+    use lmech::observe::config::CentralFlowConfig;
+    let plain = EosOptions::default();
+    let cfg = eos_config(&plain, 0.1);
+    assert!(cfg.observe.central_flow.is_none());
+    assert_eq!(cfg.train.log_every, plain.every);
+    let out = std::env::temp_dir().join(format!("lmech-eos-flow-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = EosOptions {
+        out: out.clone(),
+        lrs: vec![0.3],
+        steps: 30,
+        every: 5,
+        width: 16,
+        n_train: 100,
+        progress: false,
+        central_flow: Some(CentralFlowConfig {
+            k: 1,
+            substeps: 2,
+            ..CentralFlowConfig::default()
+        }),
+        ..EosOptions::default()
+    };
+    let with_flow = eos_config(&opts, 0.3);
+    assert_eq!(with_flow.train.log_every, 1);
+    assert_eq!(
+        with_flow.observe.central_flow.as_ref().unwrap().every,
+        Some(5)
+    );
+    let rows = run_eos(&opts).unwrap();
+    let flow = rows[0].flow.as_ref().expect("no central flow in the row");
+    assert!(flow.predicted_final.is_finite() && flow.average_final.is_finite());
+    assert!(flow.mean_error.is_finite() && flow.gradient_flow_error.is_finite());
+    assert!(table_text(&rows).contains("flow prediction"));
+    let csv = std::fs::read_to_string(out.join("eos.csv")).unwrap();
+    assert!(csv
+        .lines()
+        .next()
+        .unwrap()
+        .ends_with("gradient_flow_mean_error"));
+    assert_eq!(csv.lines().nth(1).unwrap().split(',').count(), 10);
+    let svg = std::fs::read_to_string(out.join("eos_lr0.3.svg")).unwrap();
+    assert!(svg.contains("running average") && svg.contains("gradient flow"));
+    assert!(out.join("lr_0.3").join("central_flow.svg").exists());
+    let _ = std::fs::remove_dir_all(&out);
 }

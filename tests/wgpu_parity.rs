@@ -580,6 +580,7 @@ fn edge_of_stability_table_matches_cpu() {
                 device,
                 progress: false,
                 base: None,
+                central_flow: None,
             };
             run_eos(&opts).unwrap().remove(0)
         })

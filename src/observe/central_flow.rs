@@ -1,4 +1,4 @@
-//! The central flow of full-batch gradient descent (Cohen, Damian et al.,
+//! The central flow of full-batch gradient descent and RMSProp (Cohen, Damian et al.,
 //! "Understanding Optimization in Deep Learning with Central Flows",
 //! arXiv:2410.24206): an ODE for the time-averaged GD trajectory at the edge
 //! of stability, integrated by forward Euler beside the real run. Time t
@@ -36,7 +36,22 @@
 //! X>`; for the loss, `L(w) + 1/2 sum_i X_ii S_ii` (at the edge, S_ii =
 //! 2/eta: `L(w) + tr(X) / eta`).
 
-use crate::backend::Backend;
+//!
+//! RMSProp (`observe::flow_optimizer`) is the same law in preconditioned
+//! coordinates: with `d = P^{-1/2}` (diagonal), U the top-k eigenvectors
+//! of `d H d` with eigenvalues s, `V = d U` and `Sigma = V Y V^T`,
+//!
+//! `dw/dt = -d^2 [ g + 1/2 sum_ij Y_ij T[v_i, v_j, .] ]`, `A = 2I - s`,
+//!
+//! and the rate of `S_ij = v_i^T H v_j` gains nu's share, `(s_i + s_j)
+//! sum_p (d log d_p / dt) u_ip u_jp`, with nu's rate taken at the previous
+//! substep's Y (an explicit step: the share is O(1 - alpha) and keeps the
+//! problem's operator the symmetric Gram matrix the solver needs). GD is
+//! the case `d = sqrt(eta)`, where Y = X / eta; the code runs both through
+//! the preconditioned form and reports X (GD) or Y (RMSProp).
+
+use super::flow_optimizer::{FlowOptimizer, Nu};
+use crate::backend::{Backend, DType};
 use crate::curvature::{flatten, unflatten, LossOnData, ThirdOnData};
 use crate::error::{Error, Result};
 use crate::linalg::{self, dot, LanczosOptions};
@@ -50,14 +65,17 @@ use crate::tensor::Tensor;
 pub struct FlowStep {
     /// L(w) at the flow's point.
     pub loss: f64,
-    /// The predicted time-averaged loss `L(w) + 1/2 <X, S>`.
+    /// The predicted time-averaged loss `L(w) + 1/2 <Sigma, H>`.
     pub predicted_loss: f64,
-    /// The top-k Hessian eigenvalues at w (descending).
+    /// The top-k eigenvalues at w (descending): of H for GD, of the
+    /// preconditioned `P^{-1/2} H P^{-1/2}` for RMSProp.
     pub sharpness: Vec<f64>,
-    /// Eigenvalues of X (descending).
+    /// Eigenvalues of X (descending; Y for RMSProp, module doc).
     pub x_eigenvalues: Vec<f64>,
     /// Hessian-vector products this substep spent.
     pub hvps: usize,
+    /// Whether Lanczos met its tolerance (true for gradient flow).
+    pub converged: bool,
 }
 
 /// The state of a central (or plain gradient) flow.
@@ -66,10 +84,14 @@ pub struct CentralFlow<B: Backend> {
     model: Model<B>,
     kind: LossKind,
     chunks: Vec<(Tensor<B>, Tensor<B>)>,
-    eta: f64,
+    opt: FlowOptimizer,
     /// None: plain gradient flow (X = 0, no curvature measured).
     k: Option<usize>,
     w: Vec<f64>,
+    /// RMSProp's nu, set at the first substep.
+    nu: Option<Nu>,
+    /// The previous substep's Y (k x k), for nu's share of dS/dt.
+    y_prev: Vec<f64>,
     warm: Option<Vec<f64>>,
     seed: u64,
 }
@@ -86,6 +108,22 @@ impl<B: Backend> CentralFlow<B> {
         k: Option<usize>,
         seed: u64,
     ) -> Result<Self> {
+        Self::following(be, model, kind, chunks, FlowOptimizer::Gd { eta }, k, seed)
+    }
+
+    /// A flow from `model`'s current weights for `opt`; `k = None`
+    /// integrates the flow without oscillations (gradient flow, or
+    /// RMSProp's preconditioned gradient flow with nu's ODE).
+    pub fn following(
+        be: &B,
+        model: &Model<B>,
+        kind: LossKind,
+        chunks: Vec<(Tensor<B>, Tensor<B>)>,
+        opt: FlowOptimizer,
+        k: Option<usize>,
+        seed: u64,
+    ) -> Result<Self> {
+        opt.check()?;
         let copy = model.member(be, 0)?;
         let w = flatten(be, &copy.params().into_iter().cloned().collect::<Vec<_>>())?;
         if let Some(k) = k {
@@ -102,9 +140,11 @@ impl<B: Backend> CentralFlow<B> {
             model: copy,
             kind,
             chunks,
-            eta,
+            opt,
             k,
             w,
+            nu: None,
+            y_prev: Vec::new(),
             warm: None,
             seed,
         })
@@ -115,65 +155,155 @@ impl<B: Backend> CentralFlow<B> {
         &self.w
     }
 
-    /// One forward-Euler substep of length `dt` (in GD steps).
+    /// RMSProp's nu along the flow (None for GD, or before the first
+    /// substep).
+    pub fn nu(&self) -> Option<&[f64]> {
+        self.nu.as_ref().map(|n| n.nu.as_slice())
+    }
+
+    /// One forward-Euler substep of length `dt` (in training steps).
     pub fn substep(&mut self, dt: f64) -> Result<FlowStep> {
-        let like: Vec<Tensor<B>> = self.model.params().into_iter().cloned().collect();
-        let refs: Vec<&Tensor<B>> = like.iter().collect();
-        let tensors = unflatten(&self.be, &self.w, &refs)?;
-        for (dst, t) in self.model.params_mut().into_iter().zip(tensors) {
-            *dst = t;
-        }
+        self.load_weights()?;
         let lod = LossOnData::new(&self.be, &self.model, self.kind, self.chunks.clone())?;
         let (loss, grad) = lod.gradient()?;
         let g = flatten(&self.be, &grad)?;
+        let (d, rms) = scale(&self.opt, &mut self.nu, &g);
         let Some(k) = self.k else {
-            for (w, gi) in self.w.iter_mut().zip(&g) {
-                *w -= dt * self.eta * gi;
+            for ((w, gi), di) in self.w.iter_mut().zip(&g).zip(&d) {
+                *w -= dt * di * di * gi;
             }
+            advance_nu(&mut self.nu, dt, rms, &g, None);
             return Ok(FlowStep {
                 loss,
                 predicted_loss: loss,
                 sharpness: Vec::new(),
                 x_eigenvalues: Vec::new(),
                 hvps: 0,
+                converged: true,
             });
         };
-        let eig = {
-            let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);
-            let opts = LanczosOptions {
-                k,
-                max_iter: (4 * k + 40).min(self.w.len()),
-                tol: 1e-7,
-                seed: self.seed,
-                start: self.warm.clone(),
-            };
-            linalg::lanczos(self.w.len(), &mut op, &opts)?
+        let opts = LanczosOptions {
+            k,
+            max_iter: (4 * k + 40).min(self.w.len()),
+            tol: lanczos_tolerance(self.be.dtype()),
+            seed: self.seed,
+            start: self.warm.clone(),
         };
+        let eig = preconditioned_top(&lod, &d, &opts)?;
         self.warm = Some(eig.next_start());
+        let v: Vec<Vec<f64>> = eig
+            .vectors
+            .iter()
+            .map(|u| u.iter().zip(&d).map(|(a, b)| a * b).collect())
+            .collect();
         let third = ThirdOnData::new(&self.be, &self.model, self.kind, self.chunks.clone())?;
-        let grad_s = pair_gradients(&third, &eig.vectors)?;
-        let (x, drift) = self.solve_x(&eig.values, &g, &grad_s, dt)?;
-        for (i, w) in self.w.iter_mut().enumerate() {
-            *w += dt * (-self.eta * (g[i] + 0.5 * drift[i]));
+        let grad_s = pair_gradients(&third, &v)?;
+        let oscillation = Oscillation {
+            s: &eig.values,
+            u: &eig.vectors,
+            d: &d,
+        };
+        let nu_share = match (rms, &self.nu) {
+            (Some((alpha, eps)), Some(nu)) => {
+                let hsh = oscillation.diag_hsh(&self.y_prev);
+                Some(oscillation.nu_share(nu, alpha, eps, &g, hsh.as_deref()))
+            }
+            _ => None,
+        };
+        let (y, drift) = self.solve_y(&oscillation, &g, &grad_s, nu_share.as_deref(), dt)?;
+        for i in 0..self.w.len() {
+            self.w[i] -= dt * d[i] * d[i] * (g[i] + 0.5 * drift[i]);
         }
-        let predicted_loss = loss + 0.5 * (0..k).map(|i| x[i * k + i] * eig.values[i]).sum::<f64>();
+        let hsh = oscillation.diag_hsh(&y);
+        advance_nu(&mut self.nu, dt, rms, &g, hsh.as_deref());
+        let predicted_loss = loss + 0.5 * (0..k).map(|i| y[i * k + i] * eig.values[i]).sum::<f64>();
+        let (sharpness, x) = match self.opt {
+            FlowOptimizer::Gd { eta } => (
+                eig.values.iter().map(|s| s / eta).collect(),
+                y.iter().map(|v| v * eta).collect::<Vec<_>>(),
+            ),
+            FlowOptimizer::RmsProp { .. } => (eig.values.clone(), y.clone()),
+        };
+        self.y_prev = y;
         Ok(FlowStep {
             loss,
             predicted_loss,
-            sharpness: eig.values.clone(),
+            sharpness,
             x_eigenvalues: linalg::sym_eigen(&x, k)?.values,
             hvps: lod.products() + third.hvps(),
+            converged: eig.converged,
         })
     }
 }
 
-/// `grad S_ij = T[u_i, u_j, .]` for all i, j (k x k, symmetric: the pairs
+impl<B: Backend> CentralFlow<B> {
+    /// Puts the flow's flat weights into its model copy.
+    fn load_weights(&mut self) -> Result<()> {
+        let like: Vec<Tensor<B>> = self.model.params().into_iter().cloned().collect();
+        let refs: Vec<&Tensor<B>> = like.iter().collect();
+        let tensors = unflatten(&self.be, &self.w, &refs)?;
+        for (dst, t) in self.model.params_mut().into_iter().zip(tensors) {
+            *dst = t;
+        }
+        Ok(())
+    }
+}
+
+/// The top eigenpairs of the preconditioned Hessian `d H d` by Lanczos.
+fn preconditioned_top<B: Backend>(
+    lod: &LossOnData<'_, B>,
+    d: &[f64],
+    opts: &LanczosOptions,
+) -> Result<linalg::LanczosResult> {
+    let mut op = |v: &[f64]| -> Result<Vec<f64>> {
+        let dv: Vec<f64> = v.iter().zip(d).map(|(a, b)| a * b).collect();
+        let hv = lod.product(&dv, Curvature::Hessian)?;
+        Ok(hv.iter().zip(d).map(|(a, b)| a * b).collect())
+    };
+    linalg::lanczos(d.len(), &mut op, opts)
+}
+
+/// Lanczos's relative residual for U: 1e-7 in f64; f32 and f16 products
+/// are good to about 1e-6 of their norm, so 1e-7 would never be met there
+/// and every substep would run to its iteration cap.
+fn lanczos_tolerance(dtype: DType) -> f64 {
+    match dtype {
+        DType::F64 => 1e-7,
+        DType::F32 | DType::F16 => 1e-5,
+    }
+}
+
+/// `d = P^{-1/2}` at the flow's point, and RMSProp's (alpha, eps).
+fn scale(opt: &FlowOptimizer, nu: &mut Option<Nu>, g: &[f64]) -> (Vec<f64>, Option<(f64, f64)>) {
+    match *opt {
+        FlowOptimizer::Gd { eta } => (vec![eta.sqrt(); g.len()], None),
+        FlowOptimizer::RmsProp { lr, alpha, eps } => {
+            let nu = nu.get_or_insert_with(|| Nu::first(alpha, g));
+            (nu.scale(lr, eps), Some((alpha, eps)))
+        }
+    }
+}
+
+fn advance_nu(
+    nu: &mut Option<Nu>,
+    dt: f64,
+    rms: Option<(f64, f64)>,
+    g: &[f64],
+    hsh: Option<&[f64]>,
+) {
+    if let (Some((alpha, _)), Some(nu)) = (rms, nu.as_mut()) {
+        let rate = nu.rate(alpha, g, hsh);
+        nu.advance(dt, &rate);
+    }
+}
+
+/// `grad S_ij = T[v_i, v_j, .]` for all i, j (k x k, symmetric: the pairs
 /// j >= i are computed, k(k+1)/2 of them at 2 displaced points per i).
-fn pair_gradients<B: Backend>(third: &ThirdOnData<'_, B>, u: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
-    let k = u.len();
+fn pair_gradients<B: Backend>(third: &ThirdOnData<'_, B>, v: &[Vec<f64>]) -> Result<Vec<Vec<f64>>> {
+    let k = v.len();
     let mut out = vec![Vec::new(); k * k];
     for i in 0..k {
-        let row = third.along(&u[i], &u[i..].to_vec())?;
+        let row = third.along(&v[i], &v[i..].to_vec())?;
         for (off, t) in row.into_iter().enumerate() {
             let j = i + off;
             out[j * k + i] = t.clone();
@@ -183,41 +313,98 @@ fn pair_gradients<B: Backend>(third: &ThirdOnData<'_, B>, u: &[Vec<f64>]) -> Res
     Ok(out)
 }
 
+/// The top of the preconditioned spectrum at the flow's point.
+struct Oscillation<'a> {
+    s: &'a [f64],
+    u: &'a [Vec<f64>],
+    d: &'a [f64],
+}
+
+impl Oscillation<'_> {
+    /// `diag(H Sigma H)` for `Sigma = V Y V^T`: with `H v_k = s_k u_k / d`,
+    /// `sum_kl Y_kl (s_k u_k / d) (s_l u_l / d)`; None when Y is absent.
+    fn diag_hsh(&self, y: &[f64]) -> Option<Vec<f64>> {
+        let k = self.s.len();
+        if y.len() != k * k || y.iter().all(|v| *v == 0.0) {
+            return None;
+        }
+        let mut out = vec![0.0; self.d.len()];
+        for (p, o) in out.iter_mut().enumerate() {
+            let h: Vec<f64> = (0..k)
+                .map(|i| self.s[i] * self.u[i][p] / self.d[p])
+                .collect();
+            *o = (0..k)
+                .flat_map(|i| (0..k).map(move |j| (i, j)))
+                .map(|(i, j)| y[i * k + j] * h[i] * h[j])
+                .sum();
+        }
+        Some(out)
+    }
+
+    /// nu's share of `dS_ij/dt`: `(s_i + s_j) sum_p (d log d_p/dt) u_ip u_jp`.
+    fn nu_share(&self, nu: &Nu, alpha: f64, eps: f64, g: &[f64], hsh: Option<&[f64]>) -> Vec<f64> {
+        let k = self.s.len();
+        let rate = nu.rate(alpha, g, hsh);
+        let slope = nu.log_scale_slope(eps);
+        let dlog: Vec<f64> = rate.iter().zip(&slope).map(|(r, c)| r * c).collect();
+        let mut out = vec![0.0; k * k];
+        for i in 0..k {
+            for j in i..k {
+                let sum: f64 = (0..dlog.len())
+                    .map(|p| dlog[p] * self.u[i][p] * self.u[j][p])
+                    .sum();
+                out[i * k + j] = (self.s[i] + self.s[j]) * sum;
+                out[j * k + i] = out[i * k + j];
+            }
+        }
+        out
+    }
+}
+
 impl<B: Backend> CentralFlow<B> {
-    /// X from the complementarity problem `Q = A + dt eta^2 B`,
-    /// `L = dt eta^2 / 2 G` (module doc), and `sum_ij X_ij grad S_ij`.
-    fn solve_x(
+    /// Y from the complementarity problem `Q = A + dt (B - N)`, `L = dt / 2
+    /// G` with `B_ij = <grad S_ij, d^2 g>`, `G_ij,kl = <grad S_ij, d^2
+    /// grad S_kl>` and N nu's share of dS/dt (module doc), and `sum_ij Y_ij
+    /// grad S_ij`.
+    fn solve_y(
         &self,
-        s: &[f64],
+        osc: &Oscillation<'_>,
         g: &[f64],
         grad_s: &[Vec<f64>],
+        nu_share: Option<&[f64]>,
         dt: f64,
     ) -> Result<(Vec<f64>, Vec<f64>)> {
-        let k = s.len();
+        let k = osc.s.len();
         let kk = k * k;
-        let c = dt * self.eta * self.eta;
+        let d2: Vec<f64> = osc.d.iter().map(|x| x * x).collect();
+        let d2g: Vec<f64> = g.iter().zip(&d2).map(|(a, b)| a * b).collect();
         let mut q = vec![0.0; kk];
         for i in 0..k {
             for j in 0..k {
-                let a = if i == j { 2.0 - self.eta * s[i] } else { 0.0 };
-                q[i * k + j] = a + c * dot(&grad_s[i * k + j], g);
+                let a = if i == j { 2.0 - osc.s[i] } else { 0.0 };
+                let n = nu_share.map_or(0.0, |n| n[i * k + j]);
+                q[i * k + j] = a + dt * (dot(&grad_s[i * k + j], &d2g) - n);
             }
         }
+        let scaled: Vec<Vec<f64>> = grad_s
+            .iter()
+            .map(|t| t.iter().zip(&d2).map(|(a, b)| a * b).collect())
+            .collect();
         let mut op = vec![0.0; kk * kk];
         for r in 0..kk {
             for col in r..kk {
-                let v = 0.5 * c * dot(&grad_s[r], &grad_s[col]);
+                let v = 0.5 * dt * dot(&grad_s[r], &scaled[col]);
                 op[r * kk + col] = v;
                 op[col * kk + r] = v;
             }
         }
-        let x = linalg::solve_complementarity(&q, &op, k)?.x;
+        let y = linalg::solve_complementarity(&q, &op, k)?.x;
         let mut drift = vec![0.0; g.len()];
         for (pair, gs) in grad_s.iter().enumerate() {
-            if x[pair] != 0.0 {
-                linalg::axpy(x[pair], gs, &mut drift);
+            if y[pair] != 0.0 {
+                linalg::axpy(y[pair], gs, &mut drift);
             }
         }
-        Ok((x, drift))
+        Ok((y, drift))
     }
 }

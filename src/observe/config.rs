@@ -26,6 +26,7 @@ pub struct ObserveConfig {
     pub ntk: Option<NtkConfig>,
     pub coord: Option<BatchConfig>,
     pub weights: Option<Schedule>,
+    pub central_flow: Option<CentralFlowConfig>,
 }
 
 impl Default for ObserveConfig {
@@ -42,6 +43,7 @@ impl Default for ObserveConfig {
             ntk: None,
             coord: None,
             weights: None,
+            central_flow: None,
         }
     }
 }
@@ -186,6 +188,38 @@ impl Default for NtkConfig {
     }
 }
 
+/// The central flow of GD or RMSProp (`observe::central_flow`), integrated
+/// from the initialization beside the run, with plain gradient flow.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CentralFlowConfig {
+    pub every: Option<u64>,
+    pub log_spaced: Option<bool>,
+    /// Top eigenvectors the flow tracks: all that reach the edge must be
+    /// among them, or the sharpness leaves 2/eta when the (k+1)-th arrives.
+    pub k: usize,
+    /// Forward-Euler substeps per training step.
+    pub substeps: usize,
+    /// Examples per pass (the flow always uses the whole training set, the
+    /// loss full-batch training descends).
+    pub chunk: usize,
+}
+
+/// The largest k the complementarity solver takes.
+pub const CENTRAL_FLOW_MAX_K: usize = 8;
+
+impl Default for CentralFlowConfig {
+    fn default() -> Self {
+        CentralFlowConfig {
+            every: None,
+            log_spaced: None,
+            k: 2,
+            substeps: 4,
+            chunk: 2048,
+        }
+    }
+}
+
 impl ObserveConfig {
     pub fn any(&self) -> bool {
         self.sharpness.is_some()
@@ -196,6 +230,7 @@ impl ObserveConfig {
             || self.ntk.is_some()
             || self.coord.is_some()
             || self.weights.is_some()
+            || self.central_flow.is_some()
     }
 
     /// Check against the model's parameter count and the training set's
@@ -335,6 +370,25 @@ impl ObserveConfig {
         }
         if let Some(w) = &self.weights {
             schedule("weights", w.every)?;
+        }
+        if let Some(c) = &self.central_flow {
+            schedule("central_flow", c.every)?;
+            subset("central_flow", None, c.chunk)?;
+            if c.k == 0 || c.k > CENTRAL_FLOW_MAX_K || c.k >= params {
+                return Err(Error::config(
+                    "observe.central_flow.k",
+                    format!(
+                        "must be in 1..={CENTRAL_FLOW_MAX_K} and below the model's {params} parameters, got {}",
+                        c.k
+                    ),
+                ));
+            }
+            if c.substeps == 0 {
+                return Err(Error::config(
+                    "observe.central_flow.substeps",
+                    "must be at least 1",
+                ));
+            }
         }
         Ok(())
     }

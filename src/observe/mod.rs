@@ -5,6 +5,9 @@
 
 pub mod central_flow;
 pub mod config;
+mod flow_check;
+mod flow_observer;
+pub mod flow_optimizer;
 pub mod ntk;
 pub mod per_sample;
 mod runner;
@@ -13,4 +16,5 @@ pub mod stats;
 mod uploads;
 
 pub use config::ObserveConfig;
+pub use flow_check::central_flow_optimizer;
 pub use runner::{check_examples_separate, Observers};

@@ -5,6 +5,8 @@
 //! at the first measurement, initial weights and recent parameters.
 
 use super::config::{ObserveConfig, SpectrumTop};
+use super::flow_observer::FlowObserver;
+use super::flow_optimizer::FlowOptimizer;
 use super::ntk::{empirical_ntk, Ntk};
 use super::per_sample::per_sample_norms;
 use super::sites::Method;
@@ -37,6 +39,7 @@ pub struct Observers<B: Backend> {
     init_weights: Vec<Tensor<B>>,
     /// Parameters at recent steps, newest last, for update alignment.
     recent: Vec<(u64, Vec<f64>)>,
+    central_flow: Option<FlowObserver<B>>,
 }
 
 impl<B: Backend> Observers<B> {
@@ -47,10 +50,22 @@ impl<B: Backend> Observers<B> {
         loss: LossKind,
         seed: u64,
         dir: PathBuf,
+        flow: Option<FlowOptimizer>,
     ) -> Result<Self> {
         cfg.validate(model.param_count(), train.n)?;
         check_examples_separate(&cfg, model, train.n)?;
+        let central_flow = match (&cfg.central_flow, flow) {
+            (Some(c), Some(opt)) => Some(FlowObserver::new(c.clone(), opt)),
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "observe.central_flow",
+                    "needs the optimizer the flow follows (gd or rmsprop)",
+                ))
+            }
+            (None, _) => None,
+        };
         Ok(Observers {
+            central_flow,
             cfg,
             seed,
             loss,
@@ -90,6 +105,9 @@ impl<B: Backend> Observers<B> {
             || c.ntk.as_ref().is_some_and(|s| d(s.every, s.log_spaced))
             || c.coord.as_ref().is_some_and(|s| d(s.every, s.log_spaced))
             || c.weights.as_ref().is_some_and(|s| d(s.every, s.log_spaced))
+            || c.central_flow
+                .as_ref()
+                .is_some_and(|s| d(s.every, s.log_spaced))
     }
 
     /// Called before the update of `step`: keeps the parameters the update
@@ -217,6 +235,13 @@ impl<B: Backend> Observers<B> {
                     for (h, e) in heads.into_iter().enumerate() {
                         rec.set(format!("attn_entropy.{a}.{h}"), e);
                     }
+                }
+            }
+        }
+        if let Some(c) = &cfg.central_flow {
+            if self.due(c.every, c.log_spaced, step, total) {
+                if let Some(flow) = self.central_flow.as_mut() {
+                    flow.observe(be, model, &mut self.data, self.loss, self.seed, step, rec)?;
                 }
             }
         }
@@ -384,6 +409,10 @@ pub fn check_examples_separate<B: Backend>(
         (
             "observe.spectrum",
             cfg.spectrum.as_ref().map(|d| (d.n, d.chunk)),
+        ),
+        (
+            "observe.central_flow",
+            cfg.central_flow.as_ref().map(|c| (None, c.chunk)),
         ),
     ];
     for (key, on) in curvature {

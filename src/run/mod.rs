@@ -6,6 +6,7 @@
 pub mod atomic;
 pub mod checkpoint;
 pub mod dir;
+pub mod flow_plot;
 pub mod metrics;
 pub mod plot;
 pub mod progress;
@@ -15,6 +16,7 @@ pub mod summary;
 pub use atomic::write_atomic;
 pub use checkpoint::{load_checkpoint, save_checkpoint, NamedTensor, TensorData};
 pub use dir::{prepare_run_dir, unique_run_dir};
+pub use flow_plot::{plot_central_flow, running_average, RUNNING_AVERAGE_HALF_WINDOW};
 pub use metrics::MetricsLog;
 pub use plot::{plot_accuracy, plot_curves, plot_loss, plot_panels, Panel};
 pub use progress::Progress;
