@@ -322,6 +322,15 @@ fn finish_member<B: Backend>(
 /// (backends index with them). The message names the key that set the
 /// vocabulary (`model.vocab` for a preset) and, for a built-in task, which
 /// ids its inputs hold.
+/// The progress bar at `step`, with the loss of the first member still
+/// training.
+fn update_progress(progress: &Option<Progress>, runs: &[MemberRun], step: u64, losses: &[f64]) {
+    if let Some(p) = progress {
+        let shown = runs.iter().position(|r| !r.done).unwrap_or(0);
+        p.update(step, losses[shown]);
+    }
+}
+
 /// Finish the members whose training loss first became NaN or infinite at
 /// `step` (their last record is that loss).
 #[allow(clippy::too_many_arguments)]
@@ -557,10 +566,7 @@ fn train_members_on<B: Backend>(
             if runs.iter().all(|r| r.done) {
                 break;
             }
-            if let Some(p) = &progress {
-                let shown = runs.iter().position(|r| !r.done).unwrap_or(0);
-                p.update(step, losses[shown]);
-            }
+            update_progress(&progress, &runs, step, &losses);
             continue;
         }
         if let Some(members) = apart.take() {
@@ -684,10 +690,7 @@ fn train_members_on<B: Backend>(
                 run.last = rec;
             }
         }
-        if let Some(p) = &progress {
-            let shown = runs.iter().position(|r| !r.done).unwrap_or(0);
-            p.update(step, losses[shown]);
-        }
+        update_progress(&progress, &runs, step, &losses);
     }
     if let Some(p) = &progress {
         let diverged = runs.iter().filter(|r| r.done).count();

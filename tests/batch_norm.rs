@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{fd_check, max_rel_err, randn, tensor, values};
+use common::{batch_norm_layer, fd_check, max_rel_err, randn, tensor, values};
 use lmech::curvature::{flatten, LossOnData};
 use lmech::nn::graph::ModelSpec;
 use lmech::nn::layer_spec::LayerSpec;
@@ -19,15 +19,6 @@ use lmech::observe::per_sample::per_sample_norms;
 use lmech::rng::Rng;
 use lmech::tape::{Curvature, LossHead};
 use lmech::{Cpu, Tensor};
-
-fn bn() -> LayerSpec {
-    LayerSpec::BatchNorm {
-        gain: true,
-        bias: true,
-        eps: 1e-5,
-        momentum: 0.1,
-    }
-}
 
 /// conv -> BatchNorm -> softplus -> max pool -> flatten -> dense ->
 /// BatchNorm1d -> tanh -> dense, on 2x4x4 images. The layers before a
@@ -44,7 +35,7 @@ fn cnn() -> ModelSpec {
                 bias: false,
                 activation: None,
             },
-            bn(),
+            batch_norm_layer(),
             LayerSpec::Activation {
                 activation: "softplus".into(),
             },
@@ -58,7 +49,7 @@ fn cnn() -> ModelSpec {
                 bias: false,
                 activation: None,
             },
-            bn(),
+            batch_norm_layer(),
             LayerSpec::Activation {
                 activation: "tanh".into(),
             },
@@ -150,7 +141,7 @@ fn bn_only(be: &Cpu, d: usize) -> Model<Cpu> {
     let spec = ModelSpec {
         input: Shape::Flat(d),
         layers: vec![
-            bn(),
+            batch_norm_layer(),
             LayerSpec::Dense {
                 width: d,
                 bias: false,

@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{randn, tensor, values};
+use common::{batch_norm_layer, randn, tensor, values};
 use lmech::member_steps::MemberSteps;
 use lmech::nn::activation::Activation;
 use lmech::nn::graph::ModelSpec;
@@ -33,12 +33,7 @@ fn bn_mlp() -> ModelSpec {
                 bias: false,
                 activation: None,
             },
-            LayerSpec::BatchNorm {
-                gain: true,
-                bias: true,
-                eps: 1e-5,
-                momentum: 0.1,
-            },
+            batch_norm_layer(),
             LayerSpec::Activation {
                 activation: "tanh".into(),
             },

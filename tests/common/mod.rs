@@ -6,6 +6,7 @@
 pub mod model_parity;
 pub mod wgpu_pair;
 
+use lmech::nn::layer_spec::LayerSpec;
 use lmech::rng::Rng;
 use lmech::tape::{Tape, Var};
 use lmech::{Backend, Cpu, Result, Tensor};
@@ -194,4 +195,15 @@ pub fn write_npz(path: &Path, method: zip::CompressionMethod, members: &[(&str, 
 pub fn skip(msg: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "skipped: {msg}");
+}
+
+/// BatchNorm with PyTorch's defaults (gain and shift, eps 1e-5, momentum
+/// 0.1), as the BatchNorm tests put it in their models.
+pub fn batch_norm_layer() -> LayerSpec {
+    LayerSpec::BatchNorm {
+        gain: true,
+        bias: true,
+        eps: 1e-5,
+        momentum: 0.1,
+    }
 }
