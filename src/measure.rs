@@ -183,7 +183,7 @@ fn observe<B: Backend>(
             seed: opts.seed,
             start: None,
         };
-        linalg::lanczos(n, &mut op, &o)
+        linalg::lanczos_in(n, &mut op, &o, lod.basis_storage(o.tol))
             .map(|r| json!({"values": r.values, "bounds": r.bounds, "converged": r.converged}))
     };
     let mut op = |v: &[f64]| lod.product(v, Curvature::Hessian);

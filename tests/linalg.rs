@@ -5,7 +5,8 @@
 
 use lmech::error::Result;
 use lmech::linalg::{
-    hutchinson_trace, lanczos, power_iteration, slq, sym_eigen, LanczosOptions, PowerOptions,
+    hutchinson_trace, lanczos, lanczos_in, power_iteration, slq, sym_eigen, BasisStorage,
+    LanczosOptions, PowerOptions,
 };
 use lmech::rng::Rng;
 
@@ -245,6 +246,87 @@ fn lanczos_finds_the_algebraically_largest_of_an_indefinite_spectrum() {
             norm(&res)
         );
     }
+}
+
+#[test]
+fn lanczos_with_an_f32_basis_agrees_with_f64_within_bounds_that_carry_its_rounding() {
+    let d = indefinite_spectrum();
+    let n = d.len();
+    let (a, _) = with_spectrum(&d, 3);
+    for tol in [1e-3, 1e-5] {
+        let opts = LanczosOptions {
+            k: 3,
+            max_iter: 300,
+            tol,
+            seed: 1,
+            start: None,
+        };
+        let mut calls = 0;
+        let wide = lanczos_in(n, &mut operator(&a, &mut calls), &opts, BasisStorage::F64).unwrap();
+        let narrow =
+            lanczos_in(n, &mut operator(&a, &mut calls), &opts, BasisStorage::F32).unwrap();
+        assert!(wide.converged && narrow.converged, "tol {tol}");
+        for (i, exact) in [10.0, 9.0, 8.0].into_iter().enumerate() {
+            let (theta, bound) = (narrow.values[i], narrow.bounds[i]);
+            assert!(
+                (exact - theta).abs() <= bound * theta,
+                "tol {tol}: lambda_{i} = {exact} but {theta} +- {}",
+                bound * theta
+            );
+            assert!(
+                (theta - wide.values[i]).abs() <= 1e-6 * exact,
+                "tol {tol}: f32 basis {theta}, f64 basis {}",
+                wide.values[i]
+            );
+            assert!((norm(&narrow.vectors[i]) - 1.0).abs() <= 1e-12);
+        }
+        assert!(
+            narrow.matvecs <= wide.matvecs + 2,
+            "tol {tol}: {} products with an f32 basis, {} with f64",
+            narrow.matvecs,
+            wide.matvecs
+        );
+    }
+}
+
+#[test]
+fn lanczos_with_an_f32_basis_claims_no_accuracy_below_its_rounding() {
+    // tol 1e-10 is below what an f32 basis can certify: it must report not
+    // converged, even after spanning the whole space, where an f64 basis is
+    // exact.
+    let mut d = vec![10.0, 9.0, 8.0];
+    d.extend(spread(-5.0, 5.0, 57));
+    let n = d.len();
+    let (a, _) = with_spectrum(&d, 4);
+    let opts = LanczosOptions {
+        k: 3,
+        max_iter: n,
+        tol: 1e-10,
+        seed: 1,
+        start: None,
+    };
+    let mut calls = 0;
+    let wide = lanczos_in(n, &mut operator(&a, &mut calls), &opts, BasisStorage::F64).unwrap();
+    assert!(wide.converged);
+    let narrow = lanczos_in(n, &mut operator(&a, &mut calls), &opts, BasisStorage::F32).unwrap();
+    assert_eq!(narrow.matvecs, n);
+    assert!(!narrow.converged, "bounds {:?}", narrow.bounds);
+    assert!(
+        narrow.bounds.iter().all(|&b| b > 1e-10),
+        "{:?}",
+        narrow.bounds
+    );
+    for (theta, exact) in narrow.values.iter().zip([10.0, 9.0, 8.0]) {
+        assert!((theta - exact).abs() <= 1e-6 * exact, "{theta} vs {exact}");
+    }
+}
+
+#[test]
+fn the_basis_is_f32_only_for_f32_operators_at_tolerances_it_can_certify() {
+    assert_eq!(BasisStorage::for_operator(true, 1e-3), BasisStorage::F64);
+    assert_eq!(BasisStorage::for_operator(false, 1e-3), BasisStorage::F32);
+    assert_eq!(BasisStorage::for_operator(false, 1e-5), BasisStorage::F32);
+    assert_eq!(BasisStorage::for_operator(false, 1e-7), BasisStorage::F64);
 }
 
 #[test]

@@ -179,7 +179,7 @@ pub fn eigs<B: Backend>(
 ) -> Result<(LanczosResult, Cost)> {
     on_loss(be, model, kind, ds, |lod| {
         let mut op = |v: &[f64]| lod.product(v, curvature(gauss_newton));
-        linalg::lanczos(lod.dim(), &mut op, opts)
+        linalg::lanczos_in(lod.dim(), &mut op, opts, lod.basis_storage(opts.tol))
     })
 }
 

@@ -92,7 +92,9 @@ use lmech::backend::profile::{self, Part, ProcessTimes};
 use lmech::backend::wgpu::Wgpu;
 use lmech::config::ModelConfig;
 use lmech::curvature::{unflatten, LossOnData};
-use lmech::linalg::{hutchinson_trace, lanczos, power_iteration, LanczosOptions, PowerOptions};
+use lmech::linalg::{
+    hutchinson_trace, lanczos_in, power_iteration, BasisStorage, LanczosOptions, PowerOptions,
+};
 use lmech::member_steps::MemberSteps;
 use lmech::nn::activation::Activation;
 use lmech::nn::checkpoint::checkpoint_contents;
@@ -211,6 +213,10 @@ struct Args {
     /// `lanczos_basis`.
     #[arg(long, default_value_t = 200)]
     max_iter: usize,
+    /// Storage of the Lanczos basis: auto (what the observers choose: f32
+    /// for this f32 operator when `--tol` >= 1e-5), f32 or f64.
+    #[arg(long, default_value = "auto")]
+    basis: String,
     /// Probes of the Hutchinson trace estimate.
     #[arg(long, default_value_t = 10)]
     probes: usize,
@@ -293,7 +299,18 @@ fn top_eigenvalue(
         seed: a.seed.wrapping_add(3),
         start: None,
     };
-    let r = lanczos(n, &mut op, &opts)?;
+    let storage = match a.basis.as_str() {
+        "auto" => BasisStorage::for_operator(false, tol),
+        "f32" => BasisStorage::F32,
+        "f64" => BasisStorage::F64,
+        other => {
+            return Err(lmech::Error::config(
+                "basis",
+                format!("`{other}`: expected auto, f32 or f64"),
+            ))
+        }
+    };
+    let r = lanczos_in(n, &mut op, &opts, storage)?;
     drop(op);
     Ok(CallInfo {
         value: r.values.first().copied(),

@@ -12,8 +12,9 @@
 //! life of a `LossOnData`, so the point cannot move under the cache.
 
 use super::flat::{flatten, unflatten};
-use crate::backend::Backend;
+use crate::backend::{Backend, DType};
 use crate::error::{Error, Result};
+use crate::linalg::BasisStorage;
 use crate::nn::loss::{scored_rows, LossKind};
 use crate::nn::model::Model;
 use crate::tape::{Curvature, Grads, LossHead, Tape, Var};
@@ -90,6 +91,13 @@ impl<'a, B: Backend> LossOnData<'a, B> {
     /// Number of parameters (the dimension of the products).
     pub fn dim(&self) -> usize {
         self.model.params().iter().map(|p| p.numel()).sum()
+    }
+
+    /// The Lanczos basis that suits these products at relative tolerance
+    /// `tol`: `f32` where they are computed in `f32` or `f16` (see
+    /// `BasisStorage::for_operator`).
+    pub fn basis_storage(&self, tol: f64) -> BasisStorage {
+        BasisStorage::for_operator(self.be.dtype() == DType::F64, tol)
     }
 
     pub fn examples(&self) -> usize {

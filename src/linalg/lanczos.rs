@@ -16,26 +16,40 @@
 //! assumed to be.
 //!
 //! The price is memory: the basis holds up to `min(max_iter, n)` vectors of
-//! `n` `f64`s, i.e. `8 * n * max_iter` bytes (800 MB for a 1M-parameter
-//! model and 100 iterations). Work on top of the operator call: two reads
-//! of the `m`-vector basis per step (its coefficients; the update and its
-//! measurement), `16 * n * m` bytes of memory traffic, half of what
-//! Gram-Schmidt applied twice reads. It is still not small: a cold
-//! sharpness solve at 1.86M parameters (50 steps, two cores) spends 30 %
-//! of its time there, about 0.4x its HVPs' time (BENCHMARKS.md). Add the
-//! convergence check's dense Jacobi solve of the `m x m` `T` (a few ms at
-//! `m = 100`, ~20 ms at `m = 200`).
+//! `n` values, i.e. `8 * n * max_iter` bytes in `f64` (800 MB for a
+//! 1M-parameter model and 100 iterations), half that in `f32`. Work on top
+//! of the operator call: two reads of the `m`-vector basis per step (its
+//! coefficients; the update and its measurement), `16 * n * m` bytes of
+//! memory traffic in `f64`, half of what Gram-Schmidt applied twice reads.
+//! Add the convergence check's dense Jacobi solve of the `m x m` `T` (a few
+//! ms at `m = 100`, ~20 ms at `m = 200`).
 //!
-//! The basis stays `f64`: stored in `f32` it would be orthonormal only to
-//! the `f32` rounding of each vector (`~6e-8`), which the residual bounds
-//! would have to carry and the `f64` exactness checks could not pass, for
-//! at most another halving of the traffic.
+//! The basis may be stored in `f32` (`BasisStorage`), all arithmetic still
+//! in `f64`: an operator computed in `f32` (an `f32` model's Hessian-vector
+//! product) is accurate to about `1e-7` of its norm, and its products have
+//! measured components of `1e-8` along the basis that full
+//! reorthogonalization removes, so an `f64` basis stores digits the
+//! operator never had. The stored vectors are orthonormal only to their
+//! `f32` rounding (at most `2^-24` of each), which is measured as each is
+//! stored and added to the bounds; `f64` operators keep the `f64` basis and
+//! its exactness.
+//!
+//! The bounds stay linear in the residuals (Kahan's), not the quadratic
+//! Kato-Temple bound `r^2 / gap`: that one is as valid once the Krylov
+//! space has found the top eigenvalues, but it lets a warm-started solve
+//! stop before the random part of its start has uncovered an eigenvalue
+//! the warm part lacked (two crossing eigenvalues: the tests in
+//! `tests/linalg.rs` then get a converged value of the second one), and it
+//! saved at most 3 of 20-53 products on the benchmark grid.
 
 use crate::error::{Error, Result};
 use crate::linalg::eigen::sym_eigen;
 use crate::linalg::operator::{apply, start_vector, Operator};
-use crate::linalg::vector::{add_combination, axpy, gaussian, norm, scale, subtract_and_dots};
+use crate::linalg::vector::{
+    add_combination, axpy, gaussian, norm, round_to, scale, subtract_and_dots, widen, Stored,
+};
 use crate::rng::Rng;
+use std::borrow::Cow;
 
 /// `beta` below this fraction of the largest `||A q||` seen means the Krylov
 /// space is invariant to working precision (what is left of `A q` after
@@ -57,11 +71,12 @@ const MAX_PASSES: usize = 3;
 
 /// The Lanczos process: an orthonormal basis `q_0, q_1, ...` of the Krylov
 /// space of a start vector and the tridiagonal projection `T = Q^T A Q`
-/// (diagonal `alphas`, off-diagonal `betas`).
-pub(crate) struct LanczosProcess {
+/// (diagonal `alphas`, off-diagonal `betas`), the basis stored as `T`
+/// (`f64`, or `f32` with the rounding measured: see `BasisStorage`).
+pub(crate) struct LanczosProcess<S: Stored = f64> {
     n: usize,
     /// `q_0 ..= q_m`: one vector ahead of `alphas` between steps.
-    basis: Vec<Vec<f64>>,
+    basis: Vec<Vec<S>>,
     alphas: Vec<f64>,
     /// `betas[j]` couples `q_j` and `q_{j+1}` in `T`.
     betas: Vec<f64>,
@@ -73,21 +88,72 @@ pub(crate) struct LanczosProcess {
     /// The last residual could not be made orthogonal to the basis: it is
     /// rounding noise inside the span, a breakdown whatever its norm.
     unorthogonalizable: bool,
+    /// What storing the basis rounded: the sum of `||q_j - stored q_j||^2`,
+    /// and the same weighted by each vector's coupling `beta_{j-1}^2` (see
+    /// `storage_error`). Zero for an `f64` basis.
+    rounded_sq: f64,
+    coupled_rounded_sq: f64,
 }
 
-impl LanczosProcess {
+impl<S: Stored> LanczosProcess<S> {
     /// A process started from the unit vector `q0`.
     pub(crate) fn new(q0: Vec<f64>) -> Self {
-        LanczosProcess {
+        let mut process = LanczosProcess {
             n: q0.len(),
-            basis: vec![q0],
+            basis: Vec::new(),
             alphas: Vec::new(),
             betas: Vec::new(),
             residual: Vec::new(),
             beta: 0.0,
             op_scale: 0.0,
             unorthogonalizable: false,
+            rounded_sq: 0.0,
+            coupled_rounded_sq: 0.0,
+        };
+        process.store(&q0, 0.0);
+        process
+    }
+
+    /// Appends the unit vector `q`, coupled to the last one by `beta`, to
+    /// the basis in storage precision, keeping account of the rounding.
+    fn store(&mut self, q: &[f64], beta: f64) {
+        let (stored, lost_sq) = if S::EXACT {
+            (round_to::<S>(q).0, 0.0)
+        } else {
+            round_to::<S>(q)
+        };
+        self.rounded_sq += lost_sq;
+        self.coupled_rounded_sq += beta * beta * lost_sq;
+        self.basis.push(stored);
+    }
+
+    /// `q_j` in `f64`, borrowed when stored so.
+    fn vector(&self, j: usize) -> Cow<'_, [f64]> {
+        let v = &self.basis[j];
+        match S::as_f64(v) {
+            Some(exact) => Cow::Borrowed(exact),
+            None => Cow::Owned(widen(v)),
         }
+    }
+
+    /// What storing the basis in less than `f64` can hide from `T`'s
+    /// bounds: `(coupling, orthonormality)`. Storing `q_{j+1} = w_j /
+    /// beta_j` as `q_{j+1} + d_{j+1}` makes the Lanczos relation `A Q = Q T
+    /// + beta_m q_{m+1} e_m^T + G` with `||G||_F <= coupling = sqrt(sum
+    /// beta_j^2 ||d_{j+1}||^2)`, which adds at most that to every residual;
+    /// and the stored basis is orthonormal only to `orthonormality = 2
+    /// sqrt(sum ||d_j||^2)` (plus the measured `ORTHOGONALITY` per pair),
+    /// which moves its Ritz values by at most that relative to `||T||`.
+    /// Both `(0, 0)` for an `f64` basis, whose rounding is `T`'s own.
+    pub(crate) fn storage_error(&self) -> (f64, f64) {
+        if S::EXACT {
+            return (0.0, 0.0);
+        }
+        let pairs = self.basis.len() as f64;
+        (
+            self.coupled_rounded_sq.sqrt(),
+            2.0 * self.rounded_sq.sqrt() + pairs * ORTHOGONALITY,
+        )
     }
 
     /// Steps taken so far (= operator calls = order of `T`).
@@ -100,7 +166,7 @@ impl LanczosProcess {
     /// residual.
     pub(crate) fn step(&mut self, op: &mut Operator<'_>) -> Result<()> {
         let m = self.alphas.len();
-        let mut w = apply(op, &self.basis[m], self.n)?;
+        let mut w = apply(op, &self.vector(m), self.n)?;
         self.op_scale = self.op_scale.max(norm(&w));
         let (local, first) = self.three_term(&mut w, m);
         let done = orthogonalize(&mut w, &self.basis, first);
@@ -146,7 +212,7 @@ impl LanczosProcess {
     pub(crate) fn advance(&mut self) {
         let mut q = std::mem::take(&mut self.residual);
         scale(1.0 / self.beta, &mut q);
-        self.basis.push(q);
+        self.store(&q, self.beta);
         self.betas.push(self.beta);
     }
 
@@ -169,7 +235,7 @@ impl LanczosProcess {
         scale(1.0 / after, &mut q);
         self.residual.clear();
         self.unorthogonalizable = false;
-        self.basis.push(q);
+        self.store(&q, 0.0);
         self.betas.push(0.0);
         Ok(())
     }
@@ -219,7 +285,7 @@ struct Orthogonalized {
 /// rounding is large relative to what is left); the second makes it
 /// orthogonal to rounding ("twice is enough", Kahan and Parlett), and a
 /// vector still not orthogonal after `MAX_PASSES` is noise inside the span.
-fn orthogonalize(w: &mut [f64], basis: &[Vec<f64>], first: Vec<f64>) -> Orthogonalized {
+fn orthogonalize<S: Stored>(w: &mut [f64], basis: &[Vec<S>], first: Vec<f64>) -> Orthogonalized {
     let mut coefficients = vec![0.0; basis.len()];
     let mut h = first;
     let mut passes = 0;
@@ -239,6 +305,41 @@ fn orthogonalize(w: &mut [f64], basis: &[Vec<f64>], first: Vec<f64>) -> Orthogon
             };
         }
         h = left;
+    }
+}
+
+/// Tolerances below this keep an `f64` basis (`BasisStorage::for_operator`):
+/// an `f32` basis adds about `1e-6` of the top value to the bounds at 50
+/// steps, which must stay well below the tolerance.
+const F32_BASIS_MIN_TOL: f64 = 1e-5;
+
+/// How `lanczos_in` stores its Krylov basis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BasisStorage {
+    /// `f64` vectors: orthonormal to `1e-12`, bounds as exact as the dense
+    /// solve of `T`.
+    F64,
+    /// `f32` vectors with all arithmetic in `f64`: half the memory and half
+    /// the re-orthogonalization's memory traffic. The rounding (at most
+    /// `2^-24` of each vector) is measured and added to the bounds (see
+    /// `LanczosProcess::storage_error`), which it keeps above about
+    /// `2e-8 * sqrt(steps)` of the top value.
+    F32,
+}
+
+impl BasisStorage {
+    /// The storage for an operator computed in `f64` or not, at relative
+    /// tolerance `tol`: `f32` when the operator is computed in `f32` (its
+    /// products are accurate to about `1e-7` of their norm, and leave
+    /// components of `1e-8` along the basis that re-orthogonalization
+    /// removes: an `f64` basis stores digits the operator never had) and
+    /// the tolerance leaves room for the storage term; `f64` otherwise.
+    pub fn for_operator(operator_f64: bool, tol: f64) -> Self {
+        if operator_f64 || tol < F32_BASIS_MIN_TOL {
+            BasisStorage::F64
+        } else {
+            BasisStorage::F32
+        }
     }
 }
 
@@ -284,7 +385,8 @@ pub struct LanczosResult {
     /// its Ritz value; when the Krylov space has found the top k (the
     /// random part of every start is there for that), they are
     /// `lambda_1..lambda_k`, so `theta_i <= lambda_i <= theta_i + bound *
-    /// |theta_i|`.
+    /// |theta_i|`. An `f32` basis adds its measured rounding (see
+    /// `LanczosProcess::storage_error`).
     pub bounds: Vec<f64>,
     /// Whether every bound reached `tol` and the values settled (moved by
     /// at most `tol` in the last step), or the Krylov space is the whole
@@ -321,14 +423,36 @@ impl LanczosResult {
 /// the warm part lacked. If the Krylov space becomes invariant (`beta ~ 0`)
 /// the search continues from a random direction orthogonal to it. A run
 /// that stops unconverged returns `Ok` with `converged == false` and its
-/// bounds, for the caller to report.
+/// bounds, for the caller to report. The basis is `f64` (`lanczos_in`
+/// chooses).
 pub fn lanczos(n: usize, op: &mut Operator<'_>, opts: &LanczosOptions) -> Result<LanczosResult> {
+    lanczos_in(n, op, opts, BasisStorage::F64)
+}
+
+/// `lanczos` with the basis stored as `storage` says.
+pub fn lanczos_in(
+    n: usize,
+    op: &mut Operator<'_>,
+    opts: &LanczosOptions,
+    storage: BasisStorage,
+) -> Result<LanczosResult> {
+    match storage {
+        BasisStorage::F64 => solve::<f64>(n, op, opts),
+        BasisStorage::F32 => solve::<f32>(n, op, opts),
+    }
+}
+
+fn solve<S: Stored>(
+    n: usize,
+    op: &mut Operator<'_>,
+    opts: &LanczosOptions,
+) -> Result<LanczosResult> {
     check_options(n, opts)?;
     let k = opts.k;
     let max_steps = opts.max_iter.min(n);
     let mut rng = Rng::stream(opts.seed, "lanczos");
     let q0 = start_vector(n, opts.start.as_deref(), &mut rng)?;
-    let mut process = LanczosProcess::new(q0);
+    let mut process = LanczosProcess::<S>::new(q0);
     let mut previous: Option<Vec<f64>> = None;
 
     loop {
@@ -344,7 +468,10 @@ pub fn lanczos(n: usize, op: &mut Operator<'_>, opts: &LanczosOptions) -> Result
                     .zip(&ritz.values)
                     .all(|(a, b)| (a - b).abs() <= opts.tol * b.abs())
             });
-            let converged = m == n || (settled && ritz.bounds.iter().all(|&b| b <= opts.tol));
+            // The whole space is exact only in an f64 basis; an f32 one
+            // still carries its rounding, which the bounds hold.
+            let whole = m == n && S::EXACT;
+            let converged = whole || (settled && ritz.bounds.iter().all(|&b| b <= opts.tol));
             previous = Some(ritz.values.clone());
             if converged || m == max_steps {
                 return Ok(ritz.into_result(&process, converged));
@@ -401,12 +528,13 @@ struct RitzPairs {
 }
 
 impl RitzPairs {
-    fn of(process: &LanczosProcess, k: usize, beta: f64) -> Result<Self> {
+    fn of<S: Stored>(process: &LanczosProcess<S>, k: usize, beta: f64) -> Result<Self> {
         let m = process.steps();
         let eig = sym_eigen(&process.tridiagonal(), m)?;
         // Relative to |theta|, but never to less than rounding of T's scale:
         // a Ritz value of exactly 0 would otherwise give 0/0.
-        let floor = f64::EPSILON * eig.values[0].abs().max(eig.values[m - 1].abs());
+        let t_norm = eig.values[0].abs().max(eig.values[m - 1].abs());
+        let floor = f64::EPSILON * t_norm;
         let relative = |r: f64, theta: f64| {
             // An exact pair (e.g. of the zero operator) has residual 0.
             if r == 0.0 {
@@ -415,11 +543,17 @@ impl RitzPairs {
                 r / theta.abs().max(floor)
             }
         };
+        // A basis stored in less than f64 adds its measured rounding to
+        // every residual and its loss of orthonormality to every value
+        // (to first order; both 0 for an f64 basis).
+        let (coupling, orthonormality) = process.storage_error();
+        let stored = coupling + orthonormality * t_norm;
         let absolute: Vec<f64> = eig.vectors[..k]
             .iter()
-            .map(|s| (beta * s[m - 1]).abs())
+            .map(|s| (beta * s[m - 1]).abs() + stored)
             .collect();
         let block = absolute.iter().map(|r| r * r).sum::<f64>().sqrt();
+        let block = block + 2.0 * orthonormality * t_norm;
         let residuals = absolute
             .iter()
             .zip(&eig.values)
@@ -443,7 +577,7 @@ impl RitzPairs {
         })
     }
 
-    fn into_result(self, process: &LanczosProcess, converged: bool) -> LanczosResult {
+    fn into_result<S: Stored>(self, process: &LanczosProcess<S>, converged: bool) -> LanczosResult {
         LanczosResult {
             vectors: self
                 .coefficients
@@ -591,5 +725,32 @@ mod tests {
             process.basis.len()
         );
         assert!(restarts >= 1, "the run never reached an invariant subspace");
+    }
+
+    #[test]
+    fn an_f32_basis_is_orthonormal_within_its_measured_storage_error() {
+        let d = clustered_spectrum();
+        let n = d.len();
+        let mut op = reflected(d, 3);
+        let mut rng = Rng::new(4);
+        let q0 = start_vector(n, None, &mut rng).unwrap();
+        let mut process = LanczosProcess::<f32>::new(q0);
+        for _ in 0..80 {
+            process.step(&mut op).unwrap();
+            if process.broke_down() {
+                process.restart(&mut rng).unwrap();
+            } else {
+                process.advance();
+            }
+        }
+        let widened: Vec<Vec<f64>> = process.basis.iter().map(|q| widen(q)).collect();
+        let lost = loss_of_orthogonality(&widened);
+        let (coupling, orthonormality) = process.storage_error();
+        assert!(lost > 1e-12, "an f32 basis orthonormal to {lost:e}?");
+        assert!(
+            lost <= orthonormality,
+            "max |Q^T Q - I| = {lost:e} beyond the bound {orthonormality:e}"
+        );
+        assert!(coupling > 0.0 && orthonormality < 1e-5);
     }
 }

@@ -28,7 +28,7 @@ mod vector;
 
 pub use complementarity::{solve_complementarity, Complementarity};
 pub use eigen::{sym_eigen, SymEigen};
-pub use lanczos::{lanczos, LanczosOptions, LanczosResult};
+pub use lanczos::{lanczos, lanczos_in, BasisStorage, LanczosOptions, LanczosResult};
 pub use operator::Operator;
 pub use power::{power_iteration, PowerOptions, PowerResult};
 pub use slq::{slq, SpectralDensity};

@@ -99,7 +99,7 @@ pub fn slq(
     for _ in 0..probes {
         let mut v = rademacher(n, &mut rng);
         scale(1.0 / (n as f64).sqrt(), &mut v);
-        let mut process = LanczosProcess::new(v);
+        let mut process: LanczosProcess = LanczosProcess::new(v);
         // On breakdown the Krylov space is invariant and the quadrature
         // rule already exact for this probe: stop rather than restart,
         // which would change the measure.

@@ -1,6 +1,8 @@
 //! Dense `f64` vector kernels for the spectral algorithms: dot products,
 //! norms, axpy, scaling, Gram-Schmidt's fused update-and-measure pass, a
-//! linear combination of many vectors, and random probe vectors.
+//! linear combination of many vectors, and random probe vectors. The
+//! kernels over a Krylov basis also take one stored in `f32` (`Stored`),
+//! always accumulating in `f64`.
 //!
 //! Vectors are as long as a model's parameter count (millions), so the
 //! kernels run in parallel over fixed-size chunks. Every reduction adds its
@@ -23,20 +25,80 @@ const CHUNK: usize = 1 << 14;
 /// the update and the dots.
 const BLOCK: usize = 1 << 10;
 
+/// The element type of a stored basis vector: `f64`, or `f32` for half the
+/// memory and memory traffic where the operator itself is computed in
+/// `f32` (see `lanczos`'s `BasisStorage`). Arithmetic is always in `f64`.
+pub(crate) trait Stored: Copy + Send + Sync + Into<f64> + 'static {
+    /// Whether storing an `f64` loses nothing (no rounding to measure).
+    const EXACT: bool;
+    /// The nearest stored value.
+    fn round(x: f64) -> Self;
+    /// `v` itself when it is already `f64` (read in place, not widened).
+    fn as_f64(v: &[Self]) -> Option<&[f64]>;
+}
+
+impl Stored for f64 {
+    const EXACT: bool = true;
+    fn round(x: f64) -> Self {
+        x
+    }
+    fn as_f64(v: &[Self]) -> Option<&[f64]> {
+        Some(v)
+    }
+}
+
+impl Stored for f32 {
+    const EXACT: bool = false;
+    fn round(x: f64) -> Self {
+        x as f32
+    }
+    fn as_f64(_: &[Self]) -> Option<&[f64]> {
+        None
+    }
+}
+
+/// `v` rounded to storage, and the squared norm of what the rounding lost.
+pub(crate) fn round_to<T: Stored>(v: &[f64]) -> (Vec<T>, f64) {
+    let mut out = vec![T::round(0.0); v.len()];
+    let lost: Vec<f64> = out
+        .par_chunks_mut(CHUNK)
+        .zip(v.par_chunks(CHUNK))
+        .map(|(o, x)| {
+            let mut sq = 0.0;
+            for (oi, &xi) in o.iter_mut().zip(x) {
+                *oi = T::round(xi);
+                let d = xi - (*oi).into();
+                sq += d * d;
+            }
+            sq
+        })
+        .collect();
+    (out, lost.iter().sum())
+}
+
+/// A stored vector widened to `f64`.
+pub(crate) fn widen<T: Stored>(v: &[T]) -> Vec<f64> {
+    let mut out = vec![0.0; v.len()];
+    out.par_chunks_mut(CHUNK)
+        .zip(v.par_chunks(CHUNK))
+        .for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(oi, &xi)| *oi = xi.into()));
+    out
+}
+
 /// Sum of `a[i] * b[i]` within one chunk, over four interleaved accumulators
 /// (a fixed order that the compiler can vectorize).
-fn dot_serial(a: &[f64], b: &[f64]) -> f64 {
+fn dot_serial<T: Stored>(a: &[T], b: &[f64]) -> f64 {
     let mut acc = [0.0f64; 4];
     let (a4, b4) = (a.chunks_exact(4), b.chunks_exact(4));
     let (ta, tb) = (a4.remainder(), b4.remainder());
     for (x, y) in a4.zip(b4) {
         for l in 0..4 {
-            acc[l] += x[l] * y[l];
+            acc[l] += x[l].into() * y[l];
         }
     }
     let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
-    for (x, y) in ta.iter().zip(tb) {
-        s += x * y;
+    for (&x, y) in ta.iter().zip(tb) {
+        s += x.into() * y;
     }
     s
 }
@@ -87,11 +149,11 @@ pub fn scale(alpha: f64, x: &mut [f64]) {
 /// cache. The update adds its terms in index order for each element; the
 /// sums run in block order within a chunk and in chunk order across chunks
 /// (deterministic, see the module doc).
-pub(crate) fn subtract_and_dots(
+pub(crate) fn subtract_and_dots<T: Stored>(
     w: &mut [f64],
-    subtract: &[Vec<f64>],
+    subtract: &[Vec<T>],
     coeffs: &[f64],
-    against: &[Vec<f64>],
+    against: &[Vec<T>],
 ) -> (Vec<f64>, f64) {
     let n = w.len();
     assert_eq!(subtract.len(), coeffs.len(), "subtract_and_dots: count");
@@ -127,7 +189,7 @@ pub(crate) fn subtract_and_dots(
 /// four vectors at a time so that `wb` is loaded and stored once per four
 /// (the load and store, not the arithmetic, bound a one-vector loop). Each
 /// element still subtracts its terms one by one in index order.
-fn subtract_block(wb: &mut [f64], vectors: &[Vec<f64>], coeffs: &[f64], from: usize) {
+fn subtract_block<T: Stored>(wb: &mut [f64], vectors: &[Vec<T>], coeffs: &[f64], from: usize) {
     let r = from..from + wb.len();
     let fours = vectors.chunks_exact(4).zip(coeffs.chunks_exact(4));
     for (v, a) in fours {
@@ -136,21 +198,23 @@ fn subtract_block(wb: &mut [f64], vectors: &[Vec<f64>], coeffs: &[f64], from: us
             .zip(&v[1][r.clone()])
             .zip(&v[2][r.clone()])
             .zip(&v[3][r.clone()]);
-        for (wi, (((x0, x1), x2), x3)) in wb.iter_mut().zip(pieces) {
+        for (wi, (((&x0, &x1), &x2), &x3)) in wb.iter_mut().zip(pieces) {
+            let (x0, x1, x2, x3): (f64, f64, f64, f64) =
+                (x0.into(), x1.into(), x2.into(), x3.into());
             *wi = (((*wi - a[0] * x0) - a[1] * x1) - a[2] * x2) - a[3] * x3;
         }
     }
     let done = vectors.len() / 4 * 4;
     for (v, &a) in vectors[done..].iter().zip(&coeffs[done..]) {
-        for (wi, vi) in wb.iter_mut().zip(&v[r.clone()]) {
-            *wi -= a * vi;
+        for (wi, &vi) in wb.iter_mut().zip(&v[r.clone()]) {
+            *wi -= a * vi.into();
         }
     }
 }
 
 /// `y += sum_i coeffs[i] * vectors[i]`, adding the terms in index order for
 /// each element, in one pass over memory.
-pub(crate) fn add_combination(y: &mut [f64], vectors: &[Vec<f64>], coeffs: &[f64]) {
+pub(crate) fn add_combination<T: Stored>(y: &mut [f64], vectors: &[Vec<T>], coeffs: &[f64]) {
     assert_eq!(vectors.len(), coeffs.len(), "add_combination: count");
     assert!(
         vectors.iter().all(|v| v.len() == y.len()),
@@ -159,8 +223,8 @@ pub(crate) fn add_combination(y: &mut [f64], vectors: &[Vec<f64>], coeffs: &[f64
     y.par_chunks_mut(CHUNK).enumerate().for_each(|(c, yc)| {
         let r = c * CHUNK..c * CHUNK + yc.len();
         for (v, &a) in vectors.iter().zip(coeffs) {
-            for (yi, vi) in yc.iter_mut().zip(&v[r.clone()]) {
-                *yi += a * vi;
+            for (yi, &vi) in yc.iter_mut().zip(&v[r.clone()]) {
+                *yi += a * vi.into();
             }
         }
     });

@@ -260,7 +260,7 @@ fn preconditioned_top<B: Backend>(
         let hv = lod.product(&dv, Curvature::Hessian)?;
         Ok(hv.iter().zip(d).map(|(a, b)| a * b).collect())
     };
-    linalg::lanczos(d.len(), &mut op, opts)
+    linalg::lanczos_in(d.len(), &mut op, opts, lod.basis_storage(opts.tol))
 }
 
 /// Lanczos's relative residual for U: 1e-7 in f64; f32 and f16 products

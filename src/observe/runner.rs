@@ -308,7 +308,8 @@ impl<B: Backend> Observers<B> {
                 seed: self.seed,
                 start,
             };
-            let r = linalg::lanczos(lod.dim(), &mut op, &opts)?;
+            let storage = lod.basis_storage(opts.tol);
+            let r = linalg::lanczos_in(lod.dim(), &mut op, &opts, storage)?;
             let worst = r.residuals.iter().cloned().fold(0.0, f64::max);
             let error = r.bounds.iter().cloned().fold(0.0, f64::max);
             let next = r.next_start();
