@@ -309,6 +309,10 @@ fn lanczos_with_an_f32_basis_claims_no_accuracy_below_its_rounding() {
     let wide = lanczos_in(n, &mut operator(&a, &mut calls), &opts, BasisStorage::F64).unwrap();
     assert!(wide.converged);
     let narrow = lanczos_in(n, &mut operator(&a, &mut calls), &opts, BasisStorage::F32).unwrap();
+    eprintln!(
+        "f32 basis over the whole space ({n} steps): bounds {:?}",
+        narrow.bounds
+    );
     assert_eq!(narrow.matvecs, n);
     assert!(!narrow.converged, "bounds {:?}", narrow.bounds);
     assert!(

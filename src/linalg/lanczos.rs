@@ -323,7 +323,7 @@ pub enum BasisStorage {
     /// the re-orthogonalization's memory traffic. The rounding (at most
     /// `2^-24` of each vector) is measured and added to the bounds (see
     /// `LanczosProcess::storage_error`), which it keeps above about
-    /// `2e-8 * sqrt(steps)` of the top value.
+    /// `2e-7 * sqrt(steps)` of the top value (1.4e-6 at 50 steps).
     F32,
 }
 
