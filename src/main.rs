@@ -362,6 +362,7 @@ fn run(cmd: Command) -> lmech::Result<ExitCode> {
                     max_ensemble,
                     progress: !quiet,
                     lease: std::time::Duration::from_secs_f64(lease_seconds),
+                    cancel: None,
                 },
             )?;
             let who = if split {

@@ -3,7 +3,8 @@
 //! and restarted until the grid is done, a worker stalled past its lease,
 //! committed runs that went bad (named by `check` and `report`, trained
 //! again by `--resume`), a disk that fills up, what a killed commit or
-//! claim leaves behind, and `sweep status`.
+//! claim leaves behind, a sweep cancelled through its flag (the Python
+//! package's Ctrl-C), and `sweep status`.
 
 mod common;
 
@@ -779,4 +780,68 @@ fn status_counts_done_claimed_failed_and_pending_runs() {
         again.contains("2 finished, 0 diverged, 1 done before, 1 in progress elsewhere"),
         "{again}"
     );
+}
+
+#[test]
+fn a_cancelled_sweep_commits_nothing_lets_its_claims_go_and_the_next_worker_finishes_it() {
+    let dir = temp_dir("sweep-cancel");
+    let spec_path = write(
+        &dir,
+        "s.toml",
+        &STRESS_SWEEP
+            .replace("seed = [0, 1, 2, 3, 4, 5, 6, 7]", "seed = [0, 1]")
+            .replace("\"optim.lr\" = [0.05, 0.1, 0.2]", "\"optim.lr\" = [0.1]")
+            .replace("max_ensemble = 2", "max_ensemble = 1")
+            .replace("steps = 800", "steps = 4000"),
+    );
+    let out = dir.join("out");
+    let spec = SweepSpec::load(&spec_path).unwrap();
+    let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let opts = lmech::sweep::SweepOptions {
+        out: out.clone(),
+        resume: false,
+        shard: lmech::sweep::Shard::WHOLE,
+        devices: vec![Device::Cpu],
+        jobs: 1,
+        max_ensemble: None,
+        progress: false,
+        lease: lmech::sweep::claim::DEFAULT_LEASE,
+        cancel: Some(cancel.clone()),
+    };
+    let work = out.join("work");
+    let restart_point = || {
+        names(&work).iter().any(|id| {
+            names(&work.join(id))
+                .iter()
+                .any(|w| work.join(id).join(w).join("resume.safetensors").exists())
+        })
+    };
+    let ended = std::thread::scope(|s| {
+        s.spawn(|| {
+            let start = Instant::now();
+            while !restart_point() && start.elapsed() < Duration::from_secs(120) {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
+        lmech::sweep::run_sweep(&spec, &opts)
+    });
+    let err = ended.expect_err("a cancelled sweep says so").to_string();
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(restart_point());
+    assert!(names(&out.join("runs")).is_empty());
+    let mut claims = 0;
+    for id in names(&out.join("claims")) {
+        for c in names(&out.join("claims").join(&id)) {
+            let text = std::fs::read_to_string(out.join("claims").join(&id).join(c)).unwrap();
+            let rec: ClaimRecord = serde_json::from_str(&text).unwrap();
+            assert!(rec.released && rec.failure.is_none(), "{text}");
+            claims += 1;
+        }
+    }
+    assert!(claims > 0);
+    // Released, not left to expire: the next worker takes the runs at once.
+    let next = sweep_ok(&spec_path, &out, &[]);
+    assert!(next.contains("2 runs: "), "{next}");
+    assert_eq!(names(&out.join("runs")), grid_ids(&spec_path));
 }

@@ -89,7 +89,9 @@ def sweep(spec: Config, out: "str | os.PathLike[str]", device: str = "cpu", jobs
     """Run a sweep (a sweep TOML file, or a dict of its tables) into the
     results store ``out`` and return it as a :class:`Sweep`; the report is
     written when the grid is done, as ``lmech sweep`` does. Failed runs
-    raise :class:`lmech.LmechError` after the others are committed."""
+    raise :class:`lmech.LmechError` after the others are committed. Ctrl-C
+    raises KeyboardInterrupt before the next step, leaving the store as a
+    killed worker does (with the claims let go): sweeping it again resumes."""
     source, is_path = _source(spec)
     outcome = _lmech.sweep(source, is_path, os.fspath(out), device, jobs, progress, resume,
                            max_ensemble)

@@ -1,7 +1,10 @@
 """The PyTorch bridge: ``from_torch(module, example_input)`` turns an
 ``nn.Sequential`` of layers lmech has (Linear, Conv1d/Conv2d, max and
 average pooling, AdaptiveAvgPool to 1, Flatten, LayerNorm and RMSNorm on
-vectors, BatchNorm1d/2d, the pointwise activations) into an
+vectors, BatchNorm1d/2d, the pointwise activations, and the modules of
+``lmech.torch_modules``: residual blocks and the transformer's token and
+position embeddings, self-attention, norms over a sequence's channels,
+pick-position and unembeddings) into an
 :class:`lmech.Model` with the same weights, and ``to_torch(model)`` builds
 the ``nn.Sequential`` back. Weights go across under lmech's checkpoint
 names (``layers.{i}.weight``, PyTorch's layouts), so the engine's own
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from typing import Any, Optional
 
 import numpy as np
@@ -94,6 +98,9 @@ def _layer(path: str, m: Any, x: Any) -> tuple[dict, dict]:
     if act is not None:
         return {"kind": "activation", "activation": act}, {}
     state = {k: v for k, v in m.state_dict().items() if k != "num_batches_tracked"}
+    sequence = _sequence_layer(path, m, x)
+    if sequence is not None:
+        return sequence, state
     if isinstance(m, torch.nn.Linear):
         if x.dim() != 2:
             raise _refuse(path, m, "lmech's dense layer takes vectors: flatten first")
@@ -128,6 +135,51 @@ def _layer(path: str, m: Any, x: Any) -> tuple[dict, dict]:
         return {"kind": "batch_norm", "gain": m.affine, "bias": m.affine, "eps": m.eps,
                 "momentum": m.momentum}, state
     raise _refuse(path, m)
+
+
+def _sequence_layer(path: str, m: Any, x: Any) -> Optional[dict]:
+    """lmech's layer table for a transformer module (``lmech.torch_modules``'
+    or one of PyTorch's that those stand for, refused with the reason), or
+    None for any other module."""
+    import torch  # noqa: PLC0415
+
+    from . import torch_modules as tm  # noqa: PLC0415
+
+    if isinstance(m, tm.TokenEmbedding):
+        if m.padding_idx is not None or m.max_norm is not None or m.scale_grad_by_freq:
+            raise _refuse(path, m, "no padding_idx, max_norm or scale_grad_by_freq")
+        return {"kind": "embedding", "vocab": m.num_embeddings, "width": m.embedding_dim}
+    if isinstance(m, torch.nn.Embedding):
+        raise _refuse(path, m, "its sequences are [n, T, width]; lmech's are channels first: "
+                               "use lmech.torch_modules.TokenEmbedding")
+    if isinstance(m, torch.nn.MultiheadAttention):
+        raise _refuse(path, m, "it takes [n, T, width] (query, key, value) and returns a "
+                               "tuple; use lmech.torch_modules.SelfAttention")
+    if isinstance(m, (tm.SequenceLayerNorm, tm.SequenceRMSNorm)):
+        if x.dim() != 3 or len(m.normalized_shape) != 1:
+            raise _refuse(path, m, "it normalizes the channels of a [n, width, T] sequence")
+        kind = "layer_norm" if isinstance(m, tm.SequenceLayerNorm) else "rms_norm"
+        eps = m.eps if m.eps is not None else torch.finfo(x.dtype).eps
+        bias = m.elementwise_affine and getattr(m, "bias", None) is not None
+        return {"kind": kind, "gain": m.elementwise_affine, "bias": bias, "eps": eps}
+    if x.dim() != 3 and isinstance(m, (tm.PositionEmbedding, tm.SelfAttention,
+                                       tm.PickPosition)):
+        raise _refuse(path, m, f"it takes a [n, width, T] sequence, not {list(x.shape)}")
+    if isinstance(m, tm.PositionEmbedding):
+        return {"kind": "position_embedding"}
+    if isinstance(m, tm.SelfAttention):
+        if not math.isclose(m.scale, 1.0 / math.sqrt(m.head_dim), rel_tol=1e-12):
+            raise _refuse(path, m, f"scale {m.scale}: a model from PyTorch is SP, whose "
+                                   "scores are scaled by 1/sqrt(head_dim)")
+        return {"kind": "attention", "heads": m.heads, "head_dim": m.head_dim,
+                "causal": m.causal, "bias": m.bias}
+    if isinstance(m, tm.PickPosition):
+        return {"kind": "pick_position", "index": m.index}
+    if isinstance(m, tm.Unembedding):
+        return {"kind": "unembedding", "tied": False, "bias": m.bias is not None}
+    if isinstance(m, tm.TiedUnembedding):
+        return {"kind": "unembedding", "tied": True, "bias": False}
+    return None
 
 
 def _adaptive_then_flatten(children: list, i: int) -> bool:
@@ -206,6 +258,17 @@ def _sequence(children: list, h: Any, prefix: str) -> tuple[list[dict], list, An
     return specs, tensors, h
 
 
+def _check_tie(module: Any) -> None:
+    """A ``TiedUnembedding`` reads the model's first layer, its embedding."""
+    from .torch_modules import TiedUnembedding  # noqa: PLC0415
+
+    first = module[0] if len(module) else None
+    for path, m in module.named_modules():
+        if isinstance(m, TiedUnembedding) and m.embedding is not first:
+            raise _refuse(path, m, "it must be tied to the model's first layer, its "
+                                   "TokenEmbedding")
+
+
 def describe(module: Any, example_input: Any) -> tuple[list[int], list[dict], list]:
     """lmech's input shape and layer tables for ``module`` (an
     ``nn.Sequential``), and its tensors under lmech's checkpoint names.
@@ -216,11 +279,12 @@ def describe(module: Any, example_input: Any) -> tuple[list[int], list[dict], li
         raise _lmech.LmechError(
             f"from_torch: expected an nn.Sequential, got {type(module).__name__}")
     x = torch.as_tensor(example_input).to(torch.float64)
+    _check_tie(module)
     specs, named, h = _sequence(list(module.named_children()), x, "")
-    if h.dim() != 2:
+    if h.dim() not in (2, 3):
         raise _lmech.LmechError(
             f"from_torch: the module's output has shape {list(h.shape)}; lmech models end "
-            "in vectors [n, outputs]")
+            "in vectors [n, outputs] or in outputs at every position [n, outputs, T]")
     return list(x.shape[1:]), specs, [(f"layers.{n}", t) for n, t in named]
 
 
@@ -233,25 +297,30 @@ def _flat(layers: list[dict]) -> list[dict]:
     return out
 
 
-def _scaled(name: str, layers: list[dict]) -> bool:
-    """Whether the weight ``name`` (``layers.3.body.0.weight``) belongs to a
-    dense or convolution layer (or a projection), which carry multipliers."""
-    parts = name.split(".")[1:-1]
-    if parts[-1] == "projection":
-        return True
-    spec: dict = {"layers": layers}
-    for p in parts:
-        spec = spec["layers"][int(p)] if p.isdigit() else spec
-    return spec["kind"] in ("dense", "conv1d", "conv2d")
+# The forward multipliers each layer kind carries (one per weight matrix),
+# in the engine's order (`Layer::weight_parts_mut`).
+_SCALED = {"dense": 1, "conv1d": 1, "conv2d": 1, "embedding": 1, "unembedding": 1,
+           "attention": 4}
+
+
+def _multipliers(layers: list[dict]) -> int:
+    """How many forward multipliers the layers carry (residual projections
+    included)."""
+    return sum(_SCALED.get(l["kind"], 0) + (1 if l.get("projection") else 0)
+               for l in _flat(layers))
 
 
 def from_torch(module: Any, example_input: Any, loss: str = "xent", device: str = "cpu",
                dtype: str = "f64") -> Model:
     """An :class:`lmech.Model` computing what ``module`` computes, with its
     weights (a copy), measuring ``loss`` (``xent``, ``mse``, ``mse_mean``).
-    ``example_input`` is one batch ``[n, *input_shape]`` (channels first)."""
+    ``example_input`` is one batch ``[n, *input_shape]`` (channels first;
+    token ids ``[n, T]`` for a model starting with a ``TokenEmbedding``).
+    A module ending in outputs at every position ``[n, c, T]`` gives a
+    model whose outputs are ``[n, T * c]``, position by position (lmech's
+    order), and whose ``xent`` labels are ``[n, T]``."""
     input_shape, layers, named = describe(module, example_input)
-    scaled = sum(1 for n, _ in named if n.endswith("weight") and _scaled(n, layers))
+    scaled = _multipliers(layers)
     width = max([l.get("width", l.get("channels", 1)) for l in _flat(layers)] + [1])
     meta = {
         "format": "pt",
@@ -305,15 +374,21 @@ def _module(spec: dict, shape: list[int], tensors: dict, prefix: str) -> tuple[A
             raise _lmech.LmechError(f"to_torch: activation {spec['activation']!r} has no "
                                     "PyTorch module here")
         m, out = getattr(torch.nn, names[spec["activation"]])(), shape
-    elif kind in ("layer_norm", "rms_norm") and spatial == 0:
+    elif kind in _TRANSFORMER:
+        m, out = _transformer_module(spec, shape)
+    elif kind in ("layer_norm", "rms_norm") and spatial <= 1:
+        from . import torch_modules as tm  # noqa: PLC0415
+
         affine = spec.get("gain", True)
+        layer_norm = tm.SequenceLayerNorm if spatial else torch.nn.LayerNorm
+        rms_norm = tm.SequenceRMSNorm if spatial else torch.nn.RMSNorm
         if kind == "layer_norm":
-            m = torch.nn.LayerNorm(shape[0], eps=spec.get("eps", 1e-5), elementwise_affine=affine,
+            m = layer_norm(shape[0], eps=spec.get("eps", 1e-5), elementwise_affine=affine,
                                    bias=spec.get("bias", True))
         else:
             if spec.get("bias", False):
                 raise _lmech.LmechError("to_torch: nn.RMSNorm has no bias")
-            m = torch.nn.RMSNorm(shape[0], eps=spec.get("eps", 1e-5), elementwise_affine=affine)
+            m = rms_norm(shape[0], eps=spec.get("eps", 1e-5), elementwise_affine=affine)
         out = shape
     elif kind == "residual":
         block, out = _residual_module(spec, shape, tensors, prefix)
@@ -337,6 +412,33 @@ def _module(spec: dict, shape: list[int], tensors: dict, prefix: str) -> tuple[A
         modules += _module({"kind": "activation", "activation": spec["activation"]}, out, {},
                            prefix)[0]
     return modules, out
+
+
+_TRANSFORMER = ("embedding", "position_embedding", "attention", "pick_position", "unembedding")
+
+
+def _transformer_module(spec: dict, shape: list[int]) -> tuple[Any, list[int]]:
+    """The ``lmech.torch_modules`` module of a transformer layer table (a
+    tied unembedding is built by ``to_torch``, which holds the embedding),
+    and its output shape."""
+    from . import torch_modules as tm  # noqa: PLC0415
+
+    kind = spec["kind"]
+    if kind == "embedding":
+        return tm.TokenEmbedding(spec["vocab"], spec["width"]), [spec["width"]] + shape
+    if kind == "position_embedding":
+        return tm.PositionEmbedding(shape[1], shape[0]), shape
+    if kind == "attention":
+        dh = spec.get("head_dim") or shape[0] // spec["heads"]
+        scale = 1.0 / dh if spec.get("mu") else 1.0 / math.sqrt(dh)
+        m = tm.SelfAttention(shape[0], spec["heads"], head_dim=dh,
+                             causal=spec.get("causal", True), bias=spec.get("bias", False),
+                             scale=scale)
+        return m, shape
+    if kind == "pick_position":
+        return tm.PickPosition(spec.get("index", -1)), shape[:1]
+    m = tm.Unembedding(shape[0], spec["vocab"], bias=spec.get("bias", False))
+    return m, [spec["vocab"]] + shape[1:]
 
 
 def _residual_module(spec: dict, shape: list[int], tensors: dict, prefix: str) -> Any:
@@ -369,8 +471,10 @@ def _residual_module(spec: dict, shape: list[int], tensors: dict, prefix: str) -
 
 def to_torch(model: Model) -> Any:
     """The ``nn.Sequential`` (float64) computing what ``model`` computes, its
-    weights copied; for models whose dense and convolution layers have unit
-    multipliers (SP, and every model from ``from_torch``)."""
+    weights copied; for models whose layers have unit forward multipliers
+    (SP, and every model from ``from_torch``). Transformer layers become
+    ``lmech.torch_modules``' modules, attention scores scaled as the model's
+    parametrization scales them."""
     import torch  # noqa: PLC0415
 
     pairs, meta = model._native.contents()
@@ -381,9 +485,23 @@ def to_torch(model: Model) -> Any:
         raise _lmech.LmechError(
             "to_torch: this model's layers have forward multipliers (muP, NTK or mean-field "
             "parametrization); bench/pytorch/lmech_checkpoint.py rebuilds it with them")
+    from .torch_modules import TiedUnembedding  # noqa: PLC0415
+
     shape = json.loads(meta["input_shape"])
+    layers = json.loads(meta["layers"])
+    # The attention scores' factor is the parametrization's (attention.rs).
+    mu = meta.get("parametrization") in ("mup", "mf")
+    for l in _flat(layers):
+        if l["kind"] == "attention":
+            l["mu"] = mu
+        if l["kind"] == "unembedding":
+            l["vocab"] = layers[0].get("vocab")
     modules = []
-    for i, spec in enumerate(json.loads(meta["layers"])):
+    for i, spec in enumerate(layers):
+        if spec["kind"] == "unembedding" and spec.get("tied"):
+            modules.append(TiedUnembedding(modules[0]))
+            shape = [spec["vocab"]] + shape[1:]
+            continue
         ms, shape = _module(spec, shape, tensors, f"layers.{i}")
         modules += ms
     return torch.nn.Sequential(*modules)

@@ -2,7 +2,8 @@
 //! scheduler, called with the GIL released. Training checks for Ctrl-C
 //! before every step (the engine's step guard), so KeyboardInterrupt stops
 //! a run where a killed process would, leaving its run directory as a kill
-//! leaves it.
+//! leaves it; a sweep polls for it while its own thread trains, and stops
+//! through the sweep's cancel flag.
 
 use crate::engine;
 use crate::errors::{to_py, IntoPy};
@@ -14,6 +15,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A config from a TOML file, or from the JSON text of a Python dict.
@@ -127,40 +130,67 @@ pub fn sweep<'py>(
     resume: bool,
     max_ensemble: Option<usize>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let outcome = py
-        .detach(|| {
-            let spec = if is_path {
-                SweepSpec::load(Path::new(spec_source))?
-            } else {
-                let table: toml::Table = serde_json::from_str(spec_source)
-                    .map_err(|e| Error::msg(format!("the sweep dict is not a TOML table: {e}")))?;
-                let text =
-                    toml::to_string(&table).map_err(|e| Error::msg(format!("sweep dict: {e}")))?;
-                SweepSpec::parse(&text, "sweep", Path::new("."))?
-            };
-            let devices = device
-                .split(',')
-                .map(|d| engine::device(d.trim(), lmech::DType::F32))
-                .collect::<lmech::Result<Vec<_>>>()?;
-            let outcome = run_sweep(
-                &spec,
-                &SweepOptions {
-                    out: out.clone(),
-                    resume,
-                    shard: Shard::WHOLE,
-                    devices,
-                    jobs,
-                    max_ensemble,
-                    progress,
-                    lease: lmech::sweep::claim::DEFAULT_LEASE,
-                },
-            )?;
-            if outcome.grid_done || outcome.elsewhere == 0 {
-                lmech::sweep::write_report(&out)?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let run = || {
+        let spec = if is_path {
+            SweepSpec::load(Path::new(spec_source))?
+        } else {
+            let table: toml::Table = serde_json::from_str(spec_source)
+                .map_err(|e| Error::msg(format!("the sweep dict is not a TOML table: {e}")))?;
+            let text =
+                toml::to_string(&table).map_err(|e| Error::msg(format!("sweep dict: {e}")))?;
+            SweepSpec::parse(&text, "sweep", Path::new("."))?
+        };
+        let devices = device
+            .split(',')
+            .map(|d| engine::device(d.trim(), lmech::DType::F32))
+            .collect::<lmech::Result<Vec<_>>>()?;
+        let outcome = run_sweep(
+            &spec,
+            &SweepOptions {
+                out: out.clone(),
+                resume,
+                shard: Shard::WHOLE,
+                devices,
+                jobs,
+                max_ensemble,
+                progress,
+                lease: lmech::sweep::claim::DEFAULT_LEASE,
+                cancel: Some(cancel.clone()),
+            },
+        )?;
+        if outcome.grid_done || outcome.elsewhere == 0 {
+            lmech::sweep::write_report(&out)?;
+        }
+        Ok(outcome)
+    };
+    // The sweep runs on a thread of its own so that this (the main) thread
+    // can take the GIL back now and then for Python's signal handlers:
+    // Ctrl-C sets the sweep's cancel flag, which stops it before its next
+    // step.
+    let (outcome, interrupted) = py.detach(|| {
+        std::thread::scope(|s| {
+            let sweeper = s.spawn(run);
+            let mut interrupted = None;
+            while !sweeper.is_finished() {
+                std::thread::sleep(Duration::from_millis(50));
+                if interrupted.is_none() {
+                    if let Err(e) = Python::attach(|py| py.check_signals()) {
+                        interrupted = Some(e);
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                }
             }
-            Ok(outcome)
+            let outcome = sweeper
+                .join()
+                .unwrap_or_else(|_| Err(Error::msg("the sweep thread panicked")));
+            (outcome, interrupted)
         })
-        .py_err()?;
+    });
+    if let Some(interrupt) = interrupted {
+        return Err(interrupt);
+    }
+    let outcome = outcome.py_err()?;
     let d = PyDict::new(py);
     d.set_item("total", outcome.total)?;
     d.set_item("finished", outcome.finished)?;

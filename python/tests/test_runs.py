@@ -1,5 +1,6 @@
 """lmech.train, Run, lmech.sweep and Sweep end to end on the bundled digits."""
 
+import glob
 import json
 import os
 import signal
@@ -108,6 +109,67 @@ def test_ctrl_c_during_train_raises_keyboard_interrupt(tmp_path):
     with open(os.path.join(run.path, "metrics.jsonl")) as f:
         steps = [json.loads(line)["step"] for line in f]
     assert steps[0] == 0 and steps[-1] < 10_000_000
+
+
+def _logged_steps(store):
+    """The steps of every metrics record under a sweep store."""
+    steps = []
+    for path in glob.glob(os.path.join(store, "**", "metrics.jsonl"), recursive=True):
+        with open(path) as f:
+            steps += [json.loads(line)["step"] for line in f if line.strip()]
+    return steps
+
+
+def _interrupt_when(ready):
+    """Sends this process SIGINT once ``ready()`` holds (polled every 20 ms,
+    for at most two minutes); returns the thread and its stop event."""
+    stop = threading.Event()
+
+    def watch():
+        for _ in range(6000):
+            if stop.wait(0.02):
+                return
+            if ready():
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t, stop
+
+
+def test_ctrl_c_during_sweep_raises_keyboard_interrupt_and_a_later_sweep_resumes(tmp_path):
+    base = dict(SMALL, train=dict(SMALL["train"], steps=10_000_000, log_every=100,
+                                  checkpoint_every=200))
+    spec = {"name": "py-killed-sweep", "base": base, "axes": {"seed": [0, 1]}}
+    store = str(tmp_path / "sweep")
+    restart_points = lambda: glob.glob(os.path.join(store, "**", "resume.safetensors"),  # noqa: E731
+                                       recursive=True)
+    watcher, stop = _interrupt_when(lambda: bool(restart_points()))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lmech.sweep(spec, out=store, progress=False)
+    finally:
+        stop.set()
+        watcher.join()
+    # As a killed worker leaves the store: nothing committed, no report, the
+    # runs' restart points in their work directories.
+    assert not glob.glob(os.path.join(store, "runs", "*"))
+    assert not os.path.exists(os.path.join(store, "report.csv"))
+    assert restart_points()
+    reached = max(_logged_steps(store))
+    assert reached < 10_000_000
+
+    # A later sweep on the store takes the runs up again at once (their
+    # claims were let go) and trains them past where the first one stopped.
+    watcher, stop = _interrupt_when(lambda: max(_logged_steps(store)) > reached + 200)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lmech.sweep(spec, out=store, progress=False)
+    finally:
+        stop.set()
+        watcher.join()
+    assert max(_logged_steps(store)) > reached + 200
 
 
 def test_progress_callback_sees_every_step_once_in_order(tmp_path):

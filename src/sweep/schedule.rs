@@ -6,6 +6,10 @@
 //! A run that diverges is a result like any other; an ensemble that fails
 //! (an I/O error, say) is reported, its claims are released with the
 //! reason, and the sweep goes on, leaving those runs to a later worker.
+//! A set `cancel` flag (Ctrl-C in the Python package) stops every thread
+//! before its next step or pack; the runs in training keep their work
+//! directories and restart points, as a killed worker's do, and their claims
+//! are released without a failure, so the next worker resumes them at once.
 
 use crate::backend::device::Device;
 use crate::error::{Error, Result};
@@ -21,6 +25,7 @@ use crate::sweep::store::{Begin, Manifest, Store};
 use crate::sweep::tidy::tidy_committed;
 use crate::train::{train_ensemble_guarded, Member};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,6 +42,8 @@ pub struct SweepOptions {
     pub progress: bool,
     /// How long a claim holds without renewal.
     pub lease: Duration,
+    /// Stops the sweep when set (checked before every step and every pack).
+    pub cancel: Option<Arc<AtomicBool>>,
 }
 
 /// What one `lmech sweep` process did.
@@ -84,6 +91,7 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
         claims: &claims,
         picker: Picker::new(&runs, &store, &claims, opts.resume, packs),
         heartbeat: Heartbeat::new(&claims),
+        cancel: opts.cancel.as_deref(),
         progress: SweepProgress::new(
             &spec.name,
             mine.len(),
@@ -98,6 +106,11 @@ pub fn run_sweep(spec: &SweepSpec, opts: &SweepOptions) -> Result<SweepOutcome> 
         }),
     };
     shared.run_threads(&opts.devices, opts.jobs)?;
+    if shared.cancelled() {
+        return Err(Error::msg(
+            "the sweep was interrupted; running it again resumes it",
+        ));
+    }
     let mut outcome = shared
         .result
         .into_inner()
@@ -116,6 +129,7 @@ struct Shared<'a> {
     claims: &'a Claims,
     picker: Picker<'a>,
     heartbeat: Heartbeat<'a>,
+    cancel: Option<&'a AtomicBool>,
     progress: SweepProgress,
     result: Mutex<SweepOutcome>,
 }
@@ -151,6 +165,10 @@ impl Shared<'_> {
         ended.into_iter().collect()
     }
 
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
     fn tally(&self) -> std::sync::MutexGuard<'_, SweepOutcome> {
         self.result.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -162,7 +180,10 @@ impl Shared<'_> {
             self.tally().skipped += 1;
             self.progress.run_elsewhere();
         };
-        while let Some(taken) = self.picker.next(&mut found_done)? {
+        while !self.cancelled() {
+            let Some(taken) = self.picker.next(&mut found_done)? else {
+                break;
+            };
             let members = taken
                 .into_iter()
                 .filter_map(|(i, claim)| self.begin(i, claim))
@@ -217,9 +238,14 @@ impl Shared<'_> {
                 }
             })
             .collect();
-        let guard = || match members.iter().find(|m| !self.heartbeat.confirm(&m.held)) {
-            Some(m) => Err(lost(&self.runs[m.index].id)),
-            None => Ok(()),
+        let guard = || {
+            if self.cancelled() {
+                return Err(Error::msg("interrupted"));
+            }
+            match members.iter().find(|m| !self.heartbeat.confirm(&m.held)) {
+                Some(m) => Err(lost(&self.runs[m.index].id)),
+                None => Ok(()),
+            }
         };
         let mut committed = vec![false; members.len()];
         let trained = train_ensemble_guarded(&ms, device, false, &guard, &mut |e, report| {
@@ -240,7 +266,13 @@ impl Shared<'_> {
         });
         if let Err(err) = trained {
             for (m, _) in members.iter().zip(&committed).filter(|(_, &c)| !c) {
-                self.fail(&self.runs[m.index].id, &m.held, &err);
+                if self.cancelled() {
+                    self.heartbeat.let_go(&m.held);
+                    // A failed release leaves the claim to expire, as a killed worker's does.
+                    let _ = self.claims.release(&m.held.claim, "");
+                } else {
+                    self.fail(&self.runs[m.index].id, &m.held, &err);
+                }
             }
         }
     }
