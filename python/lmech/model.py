@@ -12,7 +12,8 @@ import numpy as np
 
 from . import _lmech
 from ._arrays import from_native, to_native
-from .results import Cost, Density, Eigs, Gradient, Hvp, Ntk, PerSampleNorms, Trace
+from .results import (Cost, Density, Diagonal, Eigs, Gradient, Hvp, Ntk, PerSampleGrads,
+                      PerSampleNorms, Trace)
 
 
 def _cost(d: dict) -> Cost:
@@ -120,6 +121,17 @@ class Model:
         d = self._native.hvp(to_native(x), to_native(y), to_native(v), gauss_newton)
         return Hvp(from_native(d["product"]), _cost(d["cost"]))
 
+    def hessian_operator(self, x: Any, y: Any, gauss_newton: bool = False) -> Any:
+        """The Hessian of the mean loss over ``(x, y)`` (the Gauss-Newton
+        matrix with ``gauss_newton``) as a ``scipy.sparse.linalg.LinearOperator``
+        of shape ``(P, P)``, float64, whose products are :meth:`hvp`'s (as
+        curvlinops' ``HessianLinearOperator``): each ``matvec`` is one cold
+        product, a ``matmat`` of k columns one cold and k - 1 warm ones (see
+        the operator's docstring); ``op.cost`` adds them up. Needs scipy."""
+        from .operator import hessian_operator  # noqa: PLC0415: scipy only when asked
+
+        return hessian_operator(self, x, y, gauss_newton)
+
     def _eigs(self, x: Any, y: Any, k: int, tol: float, max_iter: int, seed: int,
               vectors: bool, gauss_newton: bool) -> Eigs:
         d = self._native.eigs(to_native(x), to_native(y), k, tol, max_iter, seed, vectors,
@@ -153,6 +165,19 @@ class Model:
         return Trace(float(d["estimate"]), float(d["std_error"]), int(d["probes"]),
                      _cost(d["cost"]))
 
+    def hessian_diagonal(self, x: Any, y: Any, probes: int = 100, seed: int = 0,
+                         gauss_newton: bool = False) -> Diagonal:
+        """Hutchinson's estimate of ``diag(H)`` (or ``diag(G)``): the mean
+        of ``z * (H z)`` over ``probes`` Rademacher probes ``z`` (Bekas et
+        al. 2007), with each entry's standard error; entry i's variance per
+        probe is ``sum_{j != i} H_ij^2``. All products share one warm tape
+        (one cold product, then ``probes - 1`` warm ones, when ``(x, y)``
+        fits one chunk). The probes are :meth:`hessian_trace`'s for the same
+        ``seed``, so the estimate sums to its trace estimate."""
+        d = self._native.diagonal(to_native(x), to_native(y), probes, seed, gauss_newton)
+        return Diagonal(from_native(d["estimate"]), from_native(d["std_error"]),
+                        int(d["probes"]), _cost(d["cost"]))
+
     def spectral_density(self, x: Any, y: Any, probes: int = 10, steps: int = 80,
                          seed: int = 0) -> Density:
         """The Hessian's spectral density by stochastic Lanczos quadrature
@@ -176,6 +201,20 @@ class Model:
             mean_grad_sq=float(d["mean_grad_sq"]),
             cost=_cost(d["cost"]),
         )
+
+    def per_sample_grads(self, x: Any, y: Any, max_entries: int = 2**25) -> PerSampleGrads:
+        """Each example's loss gradient, ``[n, P]`` (BackPACK's
+        ``BatchGrad``), from one backward pass over the batch: row i is the
+        gradient of example i's own loss, ``n`` times its term in the
+        batch-mean loss, so the rows' mean is :meth:`gradient` (BackPACK's
+        rows under a mean-reduced loss are these over ``n``). With labels
+        ``[n, t]`` and ignored positions, example i's loss is the sum over
+        its kept positions over the batch's mean kept count. Needs n >= 2;
+        refused past ``max_entries`` values (``n * P``) and for models with
+        BatchNorm, which mixes examples; :meth:`per_sample_grad_norms`
+        gives the rows' norms without materializing them."""
+        d = self._native.per_sample_grads(to_native(x), to_native(y), max_entries)
+        return PerSampleGrads(from_native(d["grads"]), _cost(d["cost"]))
 
     def ntk(self, x: Any) -> Ntk:
         """The empirical neural tangent kernel ``J J^T`` on inputs ``x``."""

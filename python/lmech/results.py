@@ -55,6 +55,17 @@ class Trace(NamedTuple):
     cost: Cost
 
 
+class Diagonal(NamedTuple):
+    """Hutchinson's estimate of a curvature matrix's diagonal ``[P]`` (in
+    the order of :meth:`lmech.Model.param_names`), with each entry's
+    standard error (NaN for one probe)."""
+
+    estimate: np.ndarray
+    std_error: np.ndarray
+    probes: int
+    cost: Cost
+
+
 class Density(NamedTuple):
     """The spectral density by stochastic Lanczos quadrature: Ritz values
     ``nodes`` and their ``weights`` over all probes (the weights sum to 1),
@@ -86,6 +97,16 @@ class PerSampleNorms(NamedTuple):
     per_layer: np.ndarray
     layer_names: list[str]
     mean_grad_sq: float
+    cost: Cost
+
+
+class PerSampleGrads(NamedTuple):
+    """Each example's loss gradient: ``grads`` ``[n, P]``, row i the
+    gradient of example i's own loss (n times its term in the batch mean,
+    so the rows' mean is the batch gradient), columns in the order of
+    :meth:`lmech.Model.param_names`."""
+
+    grads: np.ndarray
     cost: Cost
 
 

@@ -5,13 +5,14 @@
 //! `observe`), timed and with its count of curvature products.
 
 use crate::arrays::HostArray;
+use crate::diagonal::{hutchinson_diagonal, DiagonalEstimate};
 use lmech::curvature::LossOnData;
 use lmech::data::{upload_inputs_and_targets, Dataset, Targets};
 use lmech::linalg::{self, LanczosOptions, LanczosResult, SpectralDensity, TraceEstimate};
 use lmech::nn::loss::LossKind;
 use lmech::nn::model::Model;
 use lmech::observe::ntk::{empirical_ntk, Ntk};
-use lmech::observe::per_sample::{per_sample_norms, PerSampleNorms};
+use lmech::observe::per_sample::{per_sample_gradients, per_sample_norms, PerSampleNorms};
 use lmech::tape::Curvature;
 use lmech::{Backend, Error, Result, Tensor};
 use std::time::Instant;
@@ -168,6 +169,36 @@ pub fn gradient<B: Backend>(
     })
 }
 
+/// The products with the `k` directions `vs` (`[k, P]` row-major), all
+/// on one `LossOnData`: with the data in one chunk, every product after
+/// the first reuses its tape.
+pub fn products<B: Backend>(
+    be: &B,
+    model: &Model<B>,
+    kind: LossKind,
+    ds: &Dataset,
+    vs: &HostArray,
+    gauss_newton: bool,
+) -> Result<(Vec<f64>, Cost)> {
+    on_loss(be, model, kind, ds, |lod| {
+        let p = lod.dim();
+        if p == 0 {
+            return Err(Error::msg("curvature products of a 0-parameter model"));
+        }
+        if vs.shape.len() != 2 || vs.shape[1] != p {
+            return Err(Error::shape(format!(
+                "directions of shape {:?} for a {p}-parameter model (need [k, {p}])",
+                vs.shape
+            )));
+        }
+        let mut out = Vec::with_capacity(vs.values.len());
+        for v in vs.values.chunks(p) {
+            out.extend(lod.product(v, curvature(gauss_newton))?);
+        }
+        Ok(out)
+    })
+}
+
 /// Top-k eigenpairs by Lanczos.
 pub fn eigs<B: Backend>(
     be: &B,
@@ -196,6 +227,22 @@ pub fn trace<B: Backend>(
     on_loss(be, model, kind, ds, |lod| {
         let mut op = |v: &[f64]| lod.product(v, curvature(gauss_newton));
         linalg::hutchinson_trace(lod.dim(), &mut op, probes, seed)
+    })
+}
+
+/// Hutchinson's estimate of the diagonal of `H` (or `G`).
+pub fn diagonal<B: Backend>(
+    be: &B,
+    model: &Model<B>,
+    kind: LossKind,
+    ds: &Dataset,
+    probes: usize,
+    seed: u64,
+    gauss_newton: bool,
+) -> Result<(DiagonalEstimate, Cost)> {
+    on_loss(be, model, kind, ds, |lod| {
+        let mut op = |v: &[f64]| lod.product(v, curvature(gauss_newton));
+        hutchinson_diagonal(lod.dim(), &mut op, probes, seed)
     })
 }
 
@@ -231,6 +278,25 @@ pub fn per_sample<B: Backend>(
         seconds: started.elapsed().as_secs_f64(),
     };
     Ok((norms, cost))
+}
+
+/// Each example's full loss gradient `[n][P]` (in `param_names` order),
+/// on the whole of `ds` as one batch; refused past `max_entries` values.
+pub fn per_sample_grads<B: Backend>(
+    be: &B,
+    model: &Model<B>,
+    kind: LossKind,
+    ds: &Dataset,
+    max_entries: usize,
+) -> Result<(Vec<Vec<f64>>, Cost)> {
+    let started = Instant::now();
+    let (x, t) = upload_inputs_and_targets(be, ds, kind)?;
+    let grads = per_sample_gradients(be, model, &x, &t, kind, max_entries)?;
+    let cost = Cost {
+        products: 0,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((grads, cost))
 }
 
 /// Uploads inputs `[n, ...]` as `[n, features]`.

@@ -268,6 +268,32 @@ impl Model {
         Ok(d)
     }
 
+    /// The products with each row of `v` `[k, P]` on one loss: the first
+    /// is cold, the rest reuse its tape when (x, y) fits one chunk.
+    #[pyo3(signature = (x, y, v, gauss_newton=false))]
+    fn products<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        v: &Bound<'py, PyAny>,
+        gauss_newton: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ds = self.data(x, y)?;
+        let v = arrays::read(v, "v")?;
+        let (hv, cost) = py
+            .detach(|| {
+                with_engine!(&self.engine, |be, m| {
+                    measure::products(be, m, self.loss, &ds, &v, gauss_newton)
+                })
+            })
+            .py_err()?;
+        let d = PyDict::new(py);
+        d.set_item("products", arrays::write(py, &hv, v.shape.clone()))?;
+        d.set_item("cost", cost_dict(py, &cost)?)?;
+        Ok(d)
+    }
+
     #[allow(clippy::too_many_arguments)]
     #[pyo3(signature = (x, y, k, tol, max_iter, seed, vectors, gauss_newton))]
     fn eigs<'py>(
@@ -340,6 +366,33 @@ impl Model {
         Ok(d)
     }
 
+    #[pyo3(signature = (x, y, probes, seed, gauss_newton))]
+    fn diagonal<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        probes: usize,
+        seed: u64,
+        gauss_newton: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ds = self.data(x, y)?;
+        let (e, cost) = py
+            .detach(|| {
+                with_engine!(&self.engine, |be, m| {
+                    measure::diagonal(be, m, self.loss, &ds, probes, seed, gauss_newton)
+                })
+            })
+            .py_err()?;
+        let d = PyDict::new(py);
+        let n = e.estimate.len();
+        d.set_item("estimate", arrays::write(py, &e.estimate, vec![n]))?;
+        d.set_item("std_error", arrays::write(py, &e.std_error, vec![n]))?;
+        d.set_item("probes", e.probes)?;
+        d.set_item("cost", cost_dict(py, &cost)?)?;
+        Ok(d)
+    }
+
     #[pyo3(signature = (x, y, probes, steps, seed))]
     fn density<'py>(
         &self,
@@ -388,6 +441,29 @@ impl Model {
             arrays::write(py, &flat, vec![p.per_layer.len(), n]),
         )?;
         d.set_item("mean_grad_sq", p.mean_grad_sq)?;
+        d.set_item("cost", cost_dict(py, &cost)?)?;
+        Ok(d)
+    }
+
+    #[pyo3(signature = (x, y, max_entries))]
+    fn per_sample_grads<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        y: &Bound<'py, PyAny>,
+        max_entries: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let ds = self.data(x, y)?;
+        let (g, cost) = py
+            .detach(|| {
+                with_engine!(&self.engine, |be, m| {
+                    measure::per_sample_grads(be, m, self.loss, &ds, max_entries)
+                })
+            })
+            .py_err()?;
+        let d = PyDict::new(py);
+        let (n, p) = (g.len(), g.first().map_or(0, Vec::len));
+        d.set_item("grads", arrays::write(py, &g.concat(), vec![n, p]))?;
         d.set_item("cost", cost_dict(py, &cost)?)?;
         Ok(d)
     }

@@ -33,6 +33,11 @@ def test_measurements_match_the_cpu(both, digits):
     np.testing.assert_allclose(gpu.per_sample_grad_norms(x, y).total,
                                cpu.per_sample_grad_norms(x, y).total, rtol=1e-4)
     np.testing.assert_allclose(gpu.ntk(x[:5]).kernel, cpu.ntk(x[:5]).kernel, rtol=1e-4)
+    g, c = gpu.per_sample_grads(x, y).grads, cpu.per_sample_grads(x, y).grads
+    np.testing.assert_allclose(g, c, rtol=1e-3, atol=1e-5 * np.abs(c).max())
+    g, c = gpu.hessian_diagonal(x, y, probes=20), cpu.hessian_diagonal(x, y, probes=20)
+    np.testing.assert_allclose(g.estimate, c.estimate, rtol=1e-3,
+                               atol=1e-4 * np.abs(c.estimate).max())
 
 
 def test_train_on_wgpu(both, tmp_path):
