@@ -5,8 +5,8 @@
 
 use lmech::error::Result;
 use lmech::linalg::{
-    hutchinson_trace, lanczos, lanczos_in, power_iteration, slq, sym_eigen, BasisStorage,
-    LanczosOptions, PowerOptions,
+    hutchinson_diagonal, hutchinson_trace, lanczos, lanczos_in, power_iteration, slq, sym_eigen,
+    BasisStorage, LanczosOptions, PowerOptions,
 };
 use lmech::rng::Rng;
 
@@ -614,6 +614,37 @@ fn hutchinson_is_unbiased_for_a_dense_matrix() {
         "std error {} vs {expected}",
         est.std_error
     );
+}
+
+#[test]
+fn hutchinson_diagonal_is_exact_for_a_diagonal_matrix_and_sums_to_the_trace_estimate() {
+    let d = spread(-3.0, 7.0, 40);
+    let n = d.len();
+    let mut a = vec![0.0; n * n];
+    for (i, di) in d.iter().enumerate() {
+        a[i * n + i] = *di;
+    }
+    let mut calls = 0;
+    let one = hutchinson_diagonal(n, &mut operator(&a, &mut calls), 1, 5).unwrap();
+    assert_eq!(one.estimate, d);
+    assert!(one.std_error.iter().all(|s| s.is_nan()));
+
+    let (dense, _) = with_spectrum(&spread(-1.0, 4.0, n), 8);
+    let mut calls = 0;
+    let diag = hutchinson_diagonal(n, &mut operator(&dense, &mut calls), 400, 9).unwrap();
+    assert_eq!(calls, 400);
+    let trace = hutchinson_trace(n, &mut operator(&dense, &mut calls), 400, 9).unwrap();
+    let sum: f64 = diag.estimate.iter().sum();
+    assert!((sum - trace.estimate).abs() <= 1e-10 * trace.estimate.abs());
+    for i in 0..n {
+        let exact = dense[i * n + i];
+        assert!(
+            (diag.estimate[i] - exact).abs() <= 5.0 * diag.std_error[i],
+            "entry {i}: {} +- {}, exact {exact}",
+            diag.estimate[i],
+            diag.std_error[i]
+        );
+    }
 }
 
 #[test]

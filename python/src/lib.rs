@@ -5,7 +5,6 @@
 //! nothing here computes what the engine already does.
 
 mod arrays;
-mod diagonal;
 mod engine;
 mod errors;
 mod measure;

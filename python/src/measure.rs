@@ -5,10 +5,11 @@
 //! `observe`), timed and with its count of curvature products.
 
 use crate::arrays::HostArray;
-use crate::diagonal::{hutchinson_diagonal, DiagonalEstimate};
 use lmech::curvature::LossOnData;
 use lmech::data::{upload_inputs_and_targets, Dataset, Targets};
-use lmech::linalg::{self, LanczosOptions, LanczosResult, SpectralDensity, TraceEstimate};
+use lmech::linalg::{
+    self, DiagonalEstimate, LanczosOptions, LanczosResult, SpectralDensity, TraceEstimate,
+};
 use lmech::nn::loss::LossKind;
 use lmech::nn::model::Model;
 use lmech::observe::ntk::{empirical_ntk, Ntk};
@@ -242,7 +243,7 @@ pub fn diagonal<B: Backend>(
 ) -> Result<(DiagonalEstimate, Cost)> {
     on_loss(be, model, kind, ds, |lod| {
         let mut op = |v: &[f64]| lod.product(v, curvature(gauss_newton));
-        hutchinson_diagonal(lod.dim(), &mut op, probes, seed)
+        linalg::hutchinson_diagonal(lod.dim(), &mut op, probes, seed)
     })
 }
 

@@ -6,6 +6,7 @@
 //!
 //! - `complementarity`: the small semidefinite complementarity problem of
 //!   the central flow.
+//! - `diagonal`: Hutchinson's estimator of the diagonal.
 //! - `eigen`: dense symmetric eigen-decomposition (Jacobi), for small
 //!   matrices.
 //! - `lanczos`: top-k eigenpairs with full reorthogonalization.
@@ -18,6 +19,7 @@
 //! sum runs in a fixed order independent of the thread count.
 
 mod complementarity;
+mod diagonal;
 mod eigen;
 mod lanczos;
 mod operator;
@@ -27,6 +29,7 @@ mod trace;
 mod vector;
 
 pub use complementarity::{solve_complementarity, Complementarity};
+pub use diagonal::{hutchinson_diagonal, DiagonalEstimate};
 pub use eigen::{sym_eigen, SymEigen};
 pub use lanczos::{lanczos, lanczos_in, BasisStorage, LanczosOptions, LanczosResult};
 pub use operator::Operator;

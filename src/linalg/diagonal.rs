@@ -5,34 +5,25 @@
 //! comes out exact from one probe. PyHessian's and BackPACK's diagonal
 //! estimates are this one.
 //!
-//! The probes are the ones `lmech::linalg::hutchinson_trace` draws for the
-//! same seed (same stream, same signs per draw), so the estimate's sum is
-//! the trace estimate: `sum_i z_i (A z)_i = z^T A z` probe by probe.
+//! The probes are the ones `hutchinson_trace` draws for the same seed (same
+//! stream, same signs per draw), so the estimate's sum is the trace
+//! estimate: `sum_i z_i (A z)_i = z^T A z` probe by probe.
 
-use lmech::rng::Rng;
-use lmech::{Error, Result};
+use crate::error::{Error, Result};
+use crate::linalg::operator::{apply, Operator};
+use crate::linalg::vector::rademacher;
+use crate::rng::Rng;
 
 /// A Monte Carlo estimate of a diagonal.
+#[derive(Debug, Clone)]
 pub struct DiagonalEstimate {
     /// Mean of `z * (A z)` over the probes, per entry.
     pub estimate: Vec<f64>,
     /// Each entry's standard error of the mean (sample standard deviation
     /// over `sqrt(probes)`); NaN for a single probe.
     pub std_error: Vec<f64>,
+    /// Probes used (= operator calls).
     pub probes: usize,
-}
-
-/// Random signs +-1, 64 per draw, in the order `linalg::vector::rademacher`
-/// takes them (which the crate keeps private), so that the probes are the
-/// trace estimator's.
-fn rademacher(n: usize, rng: &mut Rng) -> Vec<f64> {
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        let bits = rng.next_u64();
-        let take = (n - out.len()).min(64);
-        out.extend((0..take).map(|b| if bits >> b & 1 == 1 { 1.0 } else { -1.0 }));
-    }
-    out
 }
 
 /// Hutchinson's estimate of the diagonal of the operator `op` on `R^n`
@@ -40,7 +31,7 @@ fn rademacher(n: usize, rng: &mut Rng) -> Vec<f64> {
 /// and variance are accumulated in one pass (Welford), holding O(n).
 pub fn hutchinson_diagonal(
     n: usize,
-    op: &mut dyn FnMut(&[f64]) -> Result<Vec<f64>>,
+    op: &mut Operator<'_>,
     probes: usize,
     seed: u64,
 ) -> Result<DiagonalEstimate> {
@@ -55,13 +46,7 @@ pub fn hutchinson_diagonal(
     let mut m2 = vec![0.0; n];
     for k in 1..=probes {
         let z = rademacher(n, &mut rng);
-        let az = op(&z)?;
-        if az.len() != n {
-            return Err(Error::shape(format!(
-                "the operator returned {} values for a probe of {n}",
-                az.len()
-            )));
-        }
+        let az = apply(op, &z, n)?;
         for i in 0..n {
             let s = z[i] * az[i];
             let delta = s - mean[i];
