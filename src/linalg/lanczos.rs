@@ -46,7 +46,7 @@ use crate::error::{Error, Result};
 use crate::linalg::eigen::sym_eigen;
 use crate::linalg::operator::{apply, start_vector, Operator};
 use crate::linalg::vector::{
-    add_combination, axpy, gaussian, norm, round_to, scale, subtract_and_dots, widen, Stored,
+    add_combination, axpy, gaussian, norm, round_scaled, scale, subtract_and_dots, widen, Stored,
 };
 use crate::rng::Rng;
 use std::borrow::Cow;
@@ -110,17 +110,21 @@ impl<S: Stored> LanczosProcess<S> {
             rounded_sq: 0.0,
             coupled_rounded_sq: 0.0,
         };
-        process.store(&q0, 0.0);
+        process.store(q0, 1.0, 0.0);
         process
     }
 
-    /// Appends the unit vector `q`, coupled to the last one by `beta`, to
-    /// the basis in storage precision, keeping account of the rounding.
-    fn store(&mut self, q: &[f64], beta: f64) {
-        let (stored, lost_sq) = if S::EXACT {
-            (round_to::<S>(q).0, 0.0)
-        } else {
-            round_to::<S>(q)
+    /// Appends the unit vector `factor * q`, coupled to the last one by
+    /// `beta`, to the basis in storage precision, keeping account of the
+    /// rounding: an `f64` vector is scaled in place and moved, any other
+    /// scaled and rounded in one pass.
+    fn store(&mut self, mut q: Vec<f64>, factor: f64, beta: f64) {
+        if S::EXACT && factor != 1.0 {
+            scale(factor, &mut q);
+        }
+        let (stored, lost_sq) = match S::exact(q) {
+            Ok(moved) => (moved, 0.0),
+            Err(q) => round_scaled::<S>(&q, factor),
         };
         self.rounded_sq += lost_sq;
         self.coupled_rounded_sq += beta * beta * lost_sq;
@@ -210,9 +214,8 @@ impl<S: Stored> LanczosProcess<S> {
     /// Extends the basis by the normalized residual (call only if it did not
     /// break down).
     pub(crate) fn advance(&mut self) {
-        let mut q = std::mem::take(&mut self.residual);
-        scale(1.0 / self.beta, &mut q);
-        self.store(&q, self.beta);
+        let q = std::mem::take(&mut self.residual);
+        self.store(q, 1.0 / self.beta, self.beta);
         self.betas.push(self.beta);
     }
 
@@ -232,10 +235,9 @@ impl<S: Stored> LanczosProcess<S> {
                 "Lanczos restart: no direction left orthogonal to the Krylov basis",
             ));
         }
-        scale(1.0 / after, &mut q);
         self.residual.clear();
         self.unorthogonalizable = false;
-        self.store(&q, 0.0);
+        self.store(q, 1.0 / after, 0.0);
         self.betas.push(0.0);
         Ok(())
     }

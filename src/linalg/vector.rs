@@ -35,6 +35,9 @@ pub(crate) trait Stored: Copy + Send + Sync + Into<f64> + 'static {
     fn round(x: f64) -> Self;
     /// `v` itself when it is already `f64` (read in place, not widened).
     fn as_f64(v: &[Self]) -> Option<&[f64]>;
+    /// `v` moved into storage when that loses nothing (no copy), else `v`
+    /// back to be rounded.
+    fn exact(v: Vec<f64>) -> std::result::Result<Vec<Self>, Vec<f64>>;
 }
 
 impl Stored for f64 {
@@ -44,6 +47,9 @@ impl Stored for f64 {
     }
     fn as_f64(v: &[Self]) -> Option<&[f64]> {
         Some(v)
+    }
+    fn exact(v: Vec<f64>) -> std::result::Result<Vec<Self>, Vec<f64>> {
+        Ok(v)
     }
 }
 
@@ -55,10 +61,14 @@ impl Stored for f32 {
     fn as_f64(_: &[Self]) -> Option<&[f64]> {
         None
     }
+    fn exact(v: Vec<f64>) -> std::result::Result<Vec<Self>, Vec<f64>> {
+        Err(v)
+    }
 }
 
-/// `v` rounded to storage, and the squared norm of what the rounding lost.
-pub(crate) fn round_to<T: Stored>(v: &[f64]) -> (Vec<T>, f64) {
+/// `factor * v` rounded to storage (scaled and rounded in one pass), and
+/// the squared norm of what the rounding lost.
+pub(crate) fn round_scaled<T: Stored>(v: &[f64], factor: f64) -> (Vec<T>, f64) {
     let mut out = vec![T::round(0.0); v.len()];
     let lost: Vec<f64> = out
         .par_chunks_mut(CHUNK)
@@ -66,8 +76,9 @@ pub(crate) fn round_to<T: Stored>(v: &[f64]) -> (Vec<T>, f64) {
         .map(|(o, x)| {
             let mut sq = 0.0;
             for (oi, &xi) in o.iter_mut().zip(x) {
-                *oi = T::round(xi);
-                let d = xi - (*oi).into();
+                let y = factor * xi;
+                *oi = T::round(y);
+                let d = y - (*oi).into();
                 sq += d * d;
             }
             sq
