@@ -118,8 +118,8 @@ class Model:
     def hvp(self, x: Any, y: Any, v: Any, gauss_newton: bool = False) -> Hvp:
         """The Hessian-vector product ``H v`` of the mean loss over
         ``(x, y)`` (``G v`` with ``gauss_newton``), by Pearlmutter's R-op."""
-        d = self._native.hvp(to_native(x), to_native(y), to_native(v), gauss_newton)
-        return Hvp(from_native(d["product"]), _cost(d["cost"]))
+        d = self._native.products(to_native(x), to_native(y), to_native(v), gauss_newton)
+        return Hvp(from_native(d["products"]), _cost(d["cost"]))
 
     def hessian_operator(self, x: Any, y: Any, gauss_newton: bool = False) -> Any:
         """The Hessian of the mean loss over ``(x, y)`` (the Gauss-Newton

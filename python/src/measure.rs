@@ -136,27 +136,6 @@ fn on_loss<B: Backend, T>(
     Ok((out, cost))
 }
 
-/// The Hessian (or Gauss-Newton) product with `v`.
-pub fn product<B: Backend>(
-    be: &B,
-    model: &Model<B>,
-    kind: LossKind,
-    ds: &Dataset,
-    v: &[f64],
-    gauss_newton: bool,
-) -> Result<(Vec<f64>, Cost)> {
-    on_loss(be, model, kind, ds, |lod| {
-        if v.len() != lod.dim() {
-            return Err(Error::shape(format!(
-                "v has {} values for a {}-parameter model",
-                v.len(),
-                lod.dim()
-            )));
-        }
-        lod.product(v, curvature(gauss_newton))
-    })
-}
-
 /// The mean loss over `ds` and its flattened gradient.
 pub fn gradient<B: Backend>(
     be: &B,
@@ -170,9 +149,9 @@ pub fn gradient<B: Backend>(
     })
 }
 
-/// The products with the `k` directions `vs` (`[k, P]` row-major), all
-/// on one `LossOnData`: with the data in one chunk, every product after
-/// the first reuses its tape.
+/// The Hessian (or Gauss-Newton) products with `vs`: one direction `[P]`
+/// or `k` of them (`[k, P]` row-major), all on one `LossOnData`: with the
+/// data in one chunk, every product after the first reuses its tape.
 pub fn products<B: Backend>(
     be: &B,
     model: &Model<B>,
@@ -183,17 +162,27 @@ pub fn products<B: Backend>(
 ) -> Result<(Vec<f64>, Cost)> {
     on_loss(be, model, kind, ds, |lod| {
         let p = lod.dim();
-        if p == 0 {
-            return Err(Error::msg("curvature products of a 0-parameter model"));
-        }
-        if vs.shape.len() != 2 || vs.shape[1] != p {
-            return Err(Error::shape(format!(
-                "directions of shape {:?} for a {p}-parameter model (need [k, {p}])",
-                vs.shape
-            )));
+        match vs.shape[..] {
+            [n] if n != p => {
+                return Err(Error::shape(format!(
+                    "v has {n} values for a {p}-parameter model"
+                )))
+            }
+            [_] => {}
+            [_, _] if p == 0 => {
+                return Err(Error::msg("curvature products of a 0-parameter model"));
+            }
+            [_, n] if n == p => {}
+            _ => {
+                return Err(Error::shape(format!(
+                    "directions of shape {:?} for a {p}-parameter model (need [k, {p}])",
+                    vs.shape
+                )))
+            }
         }
         let mut out = Vec::with_capacity(vs.values.len());
-        for v in vs.values.chunks(p) {
+        // (max: a 0-parameter model's one empty direction has no chunks)
+        for v in vs.values.chunks(p.max(1)) {
             out.extend(lod.product(v, curvature(gauss_newton))?);
         }
         Ok(out)

@@ -243,33 +243,9 @@ impl Model {
         Ok(d)
     }
 
-    #[pyo3(signature = (x, y, v, gauss_newton=false))]
-    fn hvp<'py>(
-        &self,
-        py: Python<'py>,
-        x: &Bound<'py, PyAny>,
-        y: &Bound<'py, PyAny>,
-        v: &Bound<'py, PyAny>,
-        gauss_newton: bool,
-    ) -> PyResult<Bound<'py, PyDict>> {
-        let ds = self.data(x, y)?;
-        let v = arrays::read(v, "v")?;
-        let (hv, cost) = py
-            .detach(|| {
-                with_engine!(&self.engine, |be, m| {
-                    measure::product(be, m, self.loss, &ds, &v.values, gauss_newton)
-                })
-            })
-            .py_err()?;
-        let d = PyDict::new(py);
-        let n = hv.len();
-        d.set_item("product", arrays::write(py, &hv, vec![n]))?;
-        d.set_item("cost", cost_dict(py, &cost)?)?;
-        Ok(d)
-    }
-
-    /// The products with each row of `v` `[k, P]` on one loss: the first
-    /// is cold, the rest reuse its tape when (x, y) fits one chunk.
+    /// The products with one direction `v` `[P]`, or with each row of `v`
+    /// `[k, P]`, on one loss: the first is cold, the rest reuse its tape
+    /// when (x, y) fits one chunk. Returned in `v`'s shape.
     #[pyo3(signature = (x, y, v, gauss_newton=false))]
     fn products<'py>(
         &self,
