@@ -9,8 +9,9 @@
 //! stream, same signs per draw), so the estimate's sum is the trace
 //! estimate: `sum_i z_i (A z)_i = z^T A z` probe by probe.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::linalg::operator::{apply, Operator};
+use crate::linalg::trace::check_probes;
 use crate::linalg::vector::rademacher;
 use crate::rng::Rng;
 
@@ -35,12 +36,7 @@ pub fn hutchinson_diagonal(
     probes: usize,
     seed: u64,
 ) -> Result<DiagonalEstimate> {
-    if n == 0 {
-        return Err(Error::msg("diagonal estimate of a 0-parameter model"));
-    }
-    if probes == 0 {
-        return Err(Error::config("probes", "need at least 1 probe"));
-    }
+    check_probes(n, probes, "diagonal")?;
     let mut rng = Rng::stream(seed, "hutchinson");
     let mut mean = vec![0.0; n];
     let mut m2 = vec![0.0; n];

@@ -22,6 +22,18 @@ pub struct TraceEstimate {
     pub matvecs: usize,
 }
 
+/// Refuses an estimate (`what`: trace, diagonal) of a 0-parameter model or
+/// from no probes.
+pub(crate) fn check_probes(n: usize, probes: usize, what: &str) -> Result<()> {
+    if n == 0 {
+        return Err(Error::msg(format!("{what} estimate of a 0-parameter model")));
+    }
+    if probes == 0 {
+        return Err(Error::config("probes", "need at least 1 probe"));
+    }
+    Ok(())
+}
+
 /// Hutchinson's estimate of `tr(A)` for the operator `op` on `R^n` from
 /// `probes` Rademacher probes drawn from `seed`.
 pub fn hutchinson_trace(
@@ -30,12 +42,7 @@ pub fn hutchinson_trace(
     probes: usize,
     seed: u64,
 ) -> Result<TraceEstimate> {
-    if n == 0 {
-        return Err(Error::msg("trace estimate of a 0-parameter model"));
-    }
-    if probes == 0 {
-        return Err(Error::config("probes", "need at least 1 probe"));
-    }
+    check_probes(n, probes, "trace")?;
     let mut rng = Rng::stream(seed, "hutchinson");
     let mut samples = Vec::with_capacity(probes);
     for _ in 0..probes {
