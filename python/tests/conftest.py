@@ -1,6 +1,7 @@
-"""Shared fixtures: the bundled digits as arrays, and one small trained run
+"""Shared fixtures: the bundled digits as arrays, one small trained run
 (a width-8 tanh MLP in f64, seconds to train) that the measurement tests
-share."""
+share, and a tiny PyTorch MLP with its loss as a function of the flat
+parameters, for the checks against PyTorch."""
 
 import os
 
@@ -40,3 +41,30 @@ def small_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def small_model(small_run):
     return small_run.model()
+
+
+@pytest.fixture(scope="session")
+def torch_mlp():
+    """A 6 -> 5 -> 3 tanh MLP (53 parameters) on 20 examples, in PyTorch
+    and in lmech (``from_torch``), and its cross-entropy
+    ``loss_of(theta, x, y)`` as a function of the flat parameters (lmech's
+    order): ``(lm, x, y, flat, loss_of)``. Skips without PyTorch."""
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed: the checks need it")
+    torch.manual_seed(3)
+    m = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Tanh(),
+                            torch.nn.Linear(5, 3)).to(torch.float64)
+    x = torch.randn(20, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (20,))
+    shapes = [p.shape for p in m.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+
+    def loss_of(theta, xb, yb):
+        params, at = [], 0
+        for s in shapes:
+            n = int(np.prod(s))
+            params.append(theta[at:at + n].reshape(s))
+            at += n
+        h = torch.tanh(xb @ params[0].T + params[1])
+        return torch.nn.functional.cross_entropy(h @ params[2].T + params[3], yb)
+
+    return lmech.from_torch(m, x), x, y, flat, loss_of

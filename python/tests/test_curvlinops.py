@@ -12,42 +12,16 @@ import lmech
 
 torch = pytest.importorskip("torch", reason="PyTorch is not installed: the checks need it")
 nn = torch.nn
-F = torch.nn.functional
 
 
 @pytest.fixture(scope="module")
-def mlp():
-    """A 6 -> 5 -> 3 tanh MLP (53 parameters) on 20 examples, in PyTorch
-    and in lmech, and its cross-entropy as a function of the flat
-    parameters (lmech's order)."""
-    torch.manual_seed(3)
-    m = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).to(torch.float64)
-    x = torch.randn(20, 6, dtype=torch.float64)
-    y = torch.randint(0, 3, (20,))
-    shapes = [p.shape for p in m.parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
-
-    def loss_of(theta, xb, yb):
-        params, at = [], 0
-        for s in shapes:
-            n = int(np.prod(s))
-            params.append(theta[at:at + n].reshape(s))
-            at += n
-        h = torch.tanh(xb @ params[0].T + params[1])
-        return F.cross_entropy(h @ params[2].T + params[3], yb)
-
-    lm = lmech.from_torch(m, x)
-    return lm, x, y, flat, loss_of
-
-
-@pytest.fixture(scope="module")
-def hessian(mlp):
-    _, x, y, flat, loss_of = mlp
+def hessian(torch_mlp):
+    _, x, y, flat, loss_of = torch_mlp
     return torch.autograd.functional.hessian(lambda t: loss_of(t, x, y), flat).numpy()
 
 
-def test_per_sample_grads_against_torch_per_example_gradients(mlp):
-    lm, x, y, flat, loss_of = mlp
+def test_per_sample_grads_against_torch_per_example_gradients(torch_mlp):
+    lm, x, y, flat, loss_of = torch_mlp
     one = lambda t, xi, yi: loss_of(t, xi[None], yi[None])  # noqa: E731
     want = torch.func.vmap(torch.func.grad(one), in_dims=(None, 0, 0))(flat, x, y).numpy()
     g = lm.per_sample_grads(x.numpy(), y.numpy())
@@ -61,8 +35,8 @@ def test_per_sample_grads_against_torch_per_example_gradients(mlp):
                                rtol=1e-10, atol=1e-14)
 
 
-def test_per_sample_grads_refusals(mlp):
-    lm, x, y, _, _ = mlp
+def test_per_sample_grads_refusals(torch_mlp):
+    lm, x, y, _, _ = torch_mlp
     with pytest.raises(lmech.LmechError, match="20 examples x 53 parameters exceed the limit of 1000"):
         lm.per_sample_grads(x.numpy(), y.numpy(), max_entries=1000)
     torch.manual_seed(0)
@@ -72,8 +46,8 @@ def test_per_sample_grads_refusals(mlp):
         lmech.from_torch(bn, x).per_sample_grads(x.numpy(), y.numpy())
 
 
-def test_hessian_diagonal_against_torchs_dense_hessian(mlp, hessian):
-    lm, x, y, _, _ = mlp
+def test_hessian_diagonal_against_torchs_dense_hessian(torch_mlp, hessian):
+    lm, x, y, _, _ = torch_mlp
     xs, ys = x.numpy(), y.numpy()
     d = lm.hessian_diagonal(xs, ys, probes=300, seed=4)
     exact = np.diag(hessian)
@@ -112,17 +86,17 @@ def test_hessian_diagonal_is_exact_for_a_diagonal_hessian():
         np.testing.assert_allclose(d.std_error, 0.0, atol=1e-13)
 
 
-def test_gauss_newton_diagonal_within_its_standard_errors(mlp):
-    lm, x, y, _, _ = mlp
+def test_gauss_newton_diagonal_within_its_standard_errors(torch_mlp):
+    lm, x, y, _, _ = torch_mlp
     xs, ys = x.numpy(), y.numpy()
     g = np.stack([lm.hvp(xs, ys, e, gauss_newton=True).product for e in np.eye(lm.param_count)])
     d = lm.hessian_diagonal(xs, ys, probes=300, seed=2, gauss_newton=True)
     assert np.all(np.abs(d.estimate - np.diag(g)) < 5 * d.std_error)
 
 
-def test_hessian_operator_in_scipy(mlp, hessian):
+def test_hessian_operator_in_scipy(torch_mlp, hessian):
     sla = pytest.importorskip("scipy.sparse.linalg", reason="scipy is not installed")
-    lm, x, y, _, _ = mlp
+    lm, x, y, _, _ = torch_mlp
     xs, ys = x.numpy(), y.numpy()
     op = lm.hessian_operator(xs, ys)
     p = lm.param_count
@@ -145,10 +119,10 @@ def test_hessian_operator_in_scipy(mlp, hessian):
     assert top_gn == pytest.approx(lm.gauss_newton_eigs(xs, ys, tol=1e-10).values[0], rel=1e-9)
 
 
-def test_hessian_operator_without_scipy_says_so(mlp, monkeypatch):
+def test_hessian_operator_without_scipy_says_so(torch_mlp, monkeypatch):
     from lmech import operator  # noqa: PLC0415
 
-    lm, x, y, _, _ = mlp
+    lm, x, y, _, _ = torch_mlp
     operator._operator_class.cache_clear()
     monkeypatch.setitem(sys.modules, "scipy.sparse.linalg", None)
     try:

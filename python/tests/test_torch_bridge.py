@@ -112,26 +112,10 @@ def test_round_trip_outputs_loss_gradient(name, loss):
     assert [p.shape for p in back.parameters()] == [p.shape for p in m.parameters()]
 
 
-def test_hessian_eigs_against_torchs_dense_hessian():
-    torch.manual_seed(3)
-    m = nn.Sequential(nn.Linear(6, 5), nn.Tanh(), nn.Linear(5, 3)).to(torch.float64)
-    x = torch.randn(20, 6, dtype=torch.float64)
-    y = torch.randint(0, 3, (20,))
-    shapes = [p.shape for p in m.parameters()]
-    flat = torch.cat([p.detach().reshape(-1) for p in m.parameters()])
-
-    def loss_of(theta):
-        params, at = [], 0
-        for s in shapes:
-            n = int(np.prod(s))
-            params.append(theta[at:at + n].reshape(s))
-            at += n
-        h = torch.tanh(x @ params[0].T + params[1])
-        return F.cross_entropy(h @ params[2].T + params[3], y)
-
-    hessian = torch.autograd.functional.hessian(loss_of, flat).numpy()
+def test_hessian_eigs_against_torchs_dense_hessian(torch_mlp):
+    lm, x, y, flat, loss_of = torch_mlp
+    hessian = torch.autograd.functional.hessian(lambda t: loss_of(t, x, y), flat).numpy()
     exact = np.linalg.eigvalsh(hessian)[::-1]
-    lm = lmech.from_torch(m, x)
     e = lm.hessian_eigs(x.numpy(), y.numpy(), k=4, tol=1e-10, max_iter=200, vectors=True)
     np.testing.assert_allclose(e.values, exact[:4], rtol=1e-8, atol=1e-12)
     v = np.random.default_rng(0).standard_normal(lm.param_count)
