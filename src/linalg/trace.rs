@@ -26,7 +26,9 @@ pub struct TraceEstimate {
 /// from no probes.
 pub(crate) fn check_probes(n: usize, probes: usize, what: &str) -> Result<()> {
     if n == 0 {
-        return Err(Error::msg(format!("{what} estimate of a 0-parameter model")));
+        return Err(Error::msg(format!(
+            "{what} estimate of a 0-parameter model"
+        )));
     }
     if probes == 0 {
         return Err(Error::config("probes", "need at least 1 probe"));
