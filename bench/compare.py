@@ -380,6 +380,9 @@ class Runner:
             cmd = [self.args.lmech_bin] + self.common(workload, size, warmup, reps)
             if self.args.split:
                 cmd.append("--split")
+        elif side == "before":
+            # An older binary may lack --split; it runs the same workload.
+            cmd = [self.args.lmech_before] + self.common(workload, size, warmup, reps)
         else:
             cmd = [sys.executable, os.path.abspath(__file__), "--torch-child"]
             cmd += self.common(workload, size, warmup, reps)
@@ -486,6 +489,57 @@ def merge_rounds(rounds):
     return out
 
 
+def add_before(row, before, differ):
+    """The older binary's result of a row (--lmech-before), its time over
+    lmech's (the speedup) and PyTorch's time over its (the ratio before)."""
+    row["before"] = before
+    row["speedup"] = row["ratio_before"] = None
+    if before.get("status") != "ok" or before["median_ms"] <= 0 or differ:
+        return
+    lm, pt = row["lmech"], row["torch"]
+    if lm.get("status") == "ok" and lm["median_ms"] > 0:
+        row["speedup"] = before["median_ms"] / lm["median_ms"]
+    if pt.get("status") == "ok":
+        row["ratio_before"] = pt["median_ms"] / before["median_ms"]
+
+
+def before_after_table(results):
+    """The rows with the older binary beside lmech and PyTorch, and each
+    row's FLOP-bound time when the GEMM peak was measured (--peak)."""
+    m = results["meta"]
+    peak = m.get("peak_gflops")
+    lines = [
+        f"lmech before: {m['before']}; lmech after: {m['lmech_commit']}."
+        + (f" FLOP-bound: the row's matrix-product FLOPs (bench/split.py) at the measured "
+           f"GEMM peak, {peak:.0f} GFLOP/s." if peak else ""),
+        "",
+        "| workload | width x depth | batch | input | FLOP-bound ms | lmech before ms "
+        "| lmech after ms | speedup (before / after) | PyTorch ms | PyTorch / lmech before "
+        "| PyTorch / lmech after | peak MiB before / after / PyTorch | notes |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results["rows"]:
+        lm, pt, bf = r["lmech"], r["torch"], r.get("before", {})
+        _, _, batch, inp, arch, _ = split_size(r["size"])
+        ms = lambda s: fmt_ms(s.get("median_ms")) if s.get("status") == "ok" \
+            else s.get("status", "—")  # noqa: E731
+        mib = lambda s: str(round(s["peak_rss_mib"])) if s.get("status") == "ok" \
+            and s.get("peak_rss_mib") is not None else "—"  # noqa: E731
+        num = lambda x, f: f.format(x) if x is not None else "—"  # noqa: E731
+        bound = None
+        if peak and arch == "mlp":
+            flops = split.product_flops(r["workload"], r["width"], r["depth"], r["batch"],
+                                        r["input"], hvps=lm.get("hvps"),
+                                        steps=r.get("gd_steps"))
+            bound = flops / (peak * 1e9) * 1e3 if flops else None
+        lines.append(
+            f"| {r['workload']} | {shape_name(r)} | {batch} | {inp} | {num(bound, '{:.3g}')} "
+            f"| {ms(bf)} | {ms(lm)} | {num(r.get('speedup'), '{:.2f}x')} | {ms(pt)} "
+            f"| {num(r.get('ratio_before'), '{:.2f}')} | {num(r.get('ratio'), '{:.2f}')} "
+            f"| {mib(bf)} / {mib(lm)} / {mib(pt)} | {row_notes(r)} |")
+    return lines
+
+
 def row_notes(row):
     w = row["workload"]
     lm, pt = row["lmech"], row["torch"]
@@ -590,6 +644,10 @@ def markdown(results):
             "curvature and per-example workloads (torch's CPU SDPA has no forward-mode AD "
             "nor double backward).",
         ]
+    if m.get("before"):
+        lines += ["", "Before and after, in the same run (each row's three sides alternate):",
+                  ""]
+        lines += before_after_table(results)
     if any(r["lmech"].get("split") for r in results["rows"]):
         peak = m.get("peak_gflops")
         lines += ["", "Where lmech's time goes (ms per call; lmech-bench --split, "
@@ -719,6 +777,12 @@ def parse_args(argv):
                          "give each MLP row's FLOP-bound time in the --split table")
     ap.add_argument("--lmech-bin", default=os.path.join(ROOT, "target", "release",
                                                           "lmech-bench"))
+    ap.add_argument("--lmech-before", default=None, metavar="BIN",
+                    help="an older lmech-bench run as a third side of every row (before / "
+                         "after in the same run, alternating with the others); the table "
+                         "gains its times, the speedup and its ratio to PyTorch")
+    ap.add_argument("--before-label", default=None,
+                    help="what --lmech-before is, for the table (default: its path)")
     ap.add_argument("--out", default=None,
                     help="JSON path (default bench/results/compare-<device>-<date>.json)")
     ap.add_argument("--list", action="store_true", help="print the grid and exit")
@@ -869,6 +933,7 @@ def main(argv):
             "gd_lr": args.lr,
             "time_budget_s": args.time_budget,
             "load_average_start": os.getloadavg(),
+            "before": (args.before_label or args.lmech_before) if args.lmech_before else None,
         },
         "rows": [],
     }
@@ -890,9 +955,11 @@ def main(argv):
             reps = min(reps, 3)
         if args.quick and args.warmup is None:
             warmup = 1
-        rounds = {"lmech": [], "torch": []}
+        sides = ["before", "lmech", "torch"] if args.lmech_before else ["lmech", "torch"]
+        rounds = {side: [] for side in sides}
         for rnd in range(max(1, args.rounds)):
-            order = ("lmech", "torch") if rnd % 2 == 0 else ("torch", "lmech")
+            # Each round starts with another side, so none always runs first.
+            order = sides[rnd % len(sides):] + sides[:rnd % len(sides)]
             for side in order:
                 why = runner.skip_reason(side, workload, size, opts)
                 if why:
@@ -935,6 +1002,8 @@ def main(argv):
             row["vocab"] = args.vocab
         if workload == "gemm":
             row["gemm"] = args.gemm
+        if args.lmech_before:
+            add_before(row, merge_rounds(rounds["before"]), differ)
         if workload == "hvp":
             row["hvp_method"] = opts["hvp_method"]
         if workload == "per_sample_norms":

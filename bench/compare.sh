@@ -105,6 +105,13 @@
 #                             hooks on a transformer: skipped (Linear and
 #                             Conv2d layers only). ntk on a transformer:
 #                             skipped (T*vocab outputs per example)
+#   --lmech-bin BIN           the lmech-bench to run (default target/release's)
+#   --lmech-before BIN [--before-label TEXT]
+#                             an older lmech-bench as a third side of every row,
+#                             alternating with the other two in the same run:
+#                             adds a before/after table (both times, the speedup,
+#                             both ratios to PyTorch, peak memory; the FLOP-bound
+#                             time with --peak)
 #   --out PATH                JSON path;  --list  print the grid and exit
 #
 # Environment: PYTHON (default python3; it also runs the PyTorch side) with torch (bench/pytorch/

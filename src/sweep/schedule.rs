@@ -24,6 +24,7 @@ use crate::sweep::spec::{RunSpec, SweepSpec};
 use crate::sweep::store::{Begin, Manifest, Store};
 use crate::sweep::tidy::tidy_committed;
 use crate::train::{train_ensemble_guarded, Member};
+use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -184,8 +185,10 @@ impl Shared<'_> {
             let Some(taken) = self.picker.next(&mut found_done)? else {
                 break;
             };
+            // Each run's directory is its own (synced) file work: in
+            // parallel, in pack order.
             let members = taken
-                .into_iter()
+                .into_par_iter()
                 .filter_map(|(i, claim)| self.begin(i, claim))
                 .collect::<Vec<_>>();
             if !members.is_empty() {
