@@ -536,8 +536,21 @@ def before_after_table(results):
             f"| {r['workload']} | {shape_name(r)} | {batch} | {inp} | {num(bound, '{:.3g}')} "
             f"| {ms(bf)} | {ms(lm)} | {num(r.get('speedup'), '{:.2f}x')} | {ms(pt)} "
             f"| {num(r.get('ratio_before'), '{:.2f}')} | {num(r.get('ratio'), '{:.2f}')} "
-            f"| {mib(bf)} / {mib(lm)} / {mib(pt)} | {row_notes(r)} |")
+            f"| {mib(bf)} / {mib(lm)} / {mib(pt)} | {before_notes(r)} |")
     return lines
+
+
+def before_notes(row):
+    """A before/after row's notes: the row's own, and how many HVPs the
+    older binary took where that is what its time is made of."""
+    notes = row_notes(row)
+    bf = row.get("before", {})
+    if bf.get("status") == "ok" and bf.get("hvps") and row["workload"] in (
+            "sharpness_power", "sharpness_lanczos", "hutchinson"):
+        notes += f"; before {bf['hvps']} HVPs, value {fmt_value(bf.get('value'))}"
+    elif bf.get("status") not in ("ok", None):
+        notes += f"; before {bf['status']}: {bf.get('reason', '')}"
+    return notes
 
 
 def row_notes(row):
