@@ -275,3 +275,45 @@ fn results_do_not_depend_on_the_thread_count() {
     assert_eq!(one, two, "1 vs 2 threads");
     assert_eq!(one, three, "1 vs 3 threads");
 }
+
+/// A product past the size that runs on the `gemm` crate's own threads
+/// (512^3, every transpose) gives the same bits on 1, 2 and 3 threads as
+/// the single-threaded product, and matches an f64 reference.
+#[test]
+fn the_largest_products_do_not_depend_on_the_thread_count() {
+    let n = 512;
+    let mut rng = Rng::new(21);
+    let a = randn(&mut rng, n * n, 1.0);
+    let b = randn(&mut rng, n * n, 1.0);
+    let product = |threads: usize, ta: bool, tb: bool| -> Vec<f64> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let be = Cpu::f32();
+            let (x, y) = (tensor(&be, &[n, n], &a), tensor(&be, &[n, n], &b));
+            values(&be, &be.matmul(&x, ta, &y, tb, 1.0).unwrap())
+        })
+    };
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let one = product(1, ta, tb);
+        for threads in [2, 3] {
+            assert_eq!(
+                one,
+                product(threads, ta, tb),
+                "{threads} threads, ta {ta} tb {tb}"
+            );
+        }
+        let at = |i: usize, k: usize| if ta { a[k * n + i] } else { a[i * n + k] };
+        let bt = |k: usize, j: usize| if tb { b[j * n + k] } else { b[k * n + j] };
+        for (i, j) in [(0, 0), (3, 500), (511, 7), (255, 256)] {
+            let exact: f64 = (0..n).map(|k| at(i, k) * bt(k, j)).sum();
+            let got = one[i * n + j];
+            assert!(
+                (got - exact).abs() < 1e-3 * (1.0 + exact.abs()),
+                "{got} vs {exact}"
+            );
+        }
+    }
+}

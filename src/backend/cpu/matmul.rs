@@ -1,8 +1,10 @@
 //! Batched matmul with transposes through the `gemm` crate. Transposes are
 //! expressed as strides, so no operand is copied. Threads get whole
 //! blocks: an ensemble's members, or bands of one product's rows or
-//! columns, each a single-threaded `gemm` call. Every block reduces over all
-//! of k in the same order, so results do not depend on the thread count.
+//! columns, each a single-threaded `gemm` call; only the largest products
+//! run on the crate's own threads, which share their packed operand. Every
+//! output element reduces over all of k in the same order either way, so
+//! results do not depend on the thread count.
 
 use super::recycle::{scratch, zeroed};
 use super::{Cpu, Elem};
@@ -18,6 +20,14 @@ use rayon::prelude::*;
 /// a 64-wide MLP step at batch 100 (products up to 2^18) took 0.10 ms
 /// serial and 0.145 ms split (BENCHMARKS.md, "small steps").
 const SERIAL_PRODUCT: usize = 1 << 19;
+
+/// Work from which one product runs on the `gemm` crate's own threads
+/// instead of one block per thread. As fast there (1024^3: 21.6 ms either
+/// way; 1000 x 256 x 784: 3.35 against 3.15 ms), and the threads share
+/// one packed copy of the right operand, where a block per thread packs
+/// its own: that took 12 MiB more peak memory in a 1024-wide training step
+/// at batch 1000 and 75 MiB more at 4096 x 4 (BENCHMARKS.md, 2026-12-02).
+const CRATE_THREADS_PRODUCT: usize = 1 << 27;
 
 pub fn matmul<T: Elem>(
     a: &Tensor<Cpu>,
@@ -53,8 +63,13 @@ pub fn matmul<T: Elem>(
     };
     let alpha = T::from_f64(alpha);
     // One block of one product: rows `r0..r0 + rows` and columns
-    // `c0..c0 + cols` of member i's output, on the calling thread.
-    let block = |i: usize, dst: *mut T, (r0, rows): (usize, usize), (c0, cols): (usize, usize)| {
+    // `c0..c0 + cols` of member i's output, on the calling thread or, with
+    // `Parallelism::Rayon`, on the crate's split of the pool.
+    let block = |i: usize,
+                 dst: *mut T,
+                 (r0, rows): (usize, usize),
+                 (c0, cols): (usize, usize),
+                 threads: gemm::Parallelism| {
         let a_off = if ea == 1 { 0 } else { i * ar * ac };
         let b_off = if eb == 1 { 0 } else { i * br * bc };
         // SAFETY: the pointers and strides describe in-bounds matrices of the
@@ -81,24 +96,30 @@ pub fn matmul<T: Elem>(
                 false,
                 false,
                 false,
-                gemm::Parallelism::None,
+                threads,
             )
         }
     };
     let threads = rayon::current_num_threads();
+    let one = gemm::Parallelism::None;
     if m * n == 0 || k == 0 {
     } else if e > 1 && by_member(e, m * n * k, threads) {
         out.par_chunks_mut(m * n)
             .enumerate()
-            .for_each(|(i, dst)| block(i, dst.as_mut_ptr(), (0, m), (0, n)));
+            .for_each(|(i, dst)| block(i, dst.as_mut_ptr(), (0, m), (0, n), one));
     } else if threads == 1 || m * n * k < SERIAL_PRODUCT {
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
-            block(i, dst.as_mut_ptr(), (0, m), (0, n));
+            block(i, dst.as_mut_ptr(), (0, m), (0, n), one);
+        }
+    } else if m * n * k >= CRATE_THREADS_PRODUCT {
+        let all = gemm::Parallelism::Rayon(threads);
+        for (i, dst) in out.chunks_mut(m * n).enumerate() {
+            block(i, dst.as_mut_ptr(), (0, m), (0, n), all);
         }
     } else {
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
             split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| {
-                block(i, dst, r, c)
+                block(i, dst, r, c, one)
             });
         }
     }
