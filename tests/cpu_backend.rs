@@ -317,3 +317,39 @@ fn the_largest_products_do_not_depend_on_the_thread_count() {
         }
     }
 }
+
+/// A mid-sized product is timed split and serial on its first calls
+/// (`split_choice`: split, then serial and split in turn): every one of
+/// those calls, and the calls after the choice, give the same bits as the
+/// product on one thread. k = 1100 spans several of the gemm crate's
+/// k-blocks; every transpose is its own shape.
+#[test]
+fn a_product_gives_the_same_bits_split_or_serial() {
+    let (m, n, k) = (300, 23, 1100);
+    let mut rng = Rng::new(22);
+    let a = randn(&mut rng, m * k, 1.0);
+    let b = randn(&mut rng, k * n, 1.0);
+    let product = |threads: usize, ta: bool, tb: bool, calls: usize| -> Vec<Vec<f64>> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let be = Cpu::f32();
+            let (xs, ys) = (
+                if ta { [k, m] } else { [m, k] },
+                if tb { [n, k] } else { [k, n] },
+            );
+            let (x, y) = (tensor(&be, &xs, &a), tensor(&be, &ys, &b));
+            (0..calls)
+                .map(|_| values(&be, &be.matmul(&x, ta, &y, tb, 1.0).unwrap()))
+                .collect()
+        })
+    };
+    for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+        let one = product(1, ta, tb, 1).remove(0);
+        for (call, got) in product(2, ta, tb, 10).iter().enumerate() {
+            assert_eq!(&one, got, "call {call}, ta {ta} tb {tb}");
+        }
+    }
+}

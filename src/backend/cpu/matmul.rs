@@ -2,11 +2,14 @@
 //! expressed as strides, so no operand is copied. Threads get whole
 //! blocks: an ensemble's members, or bands of one product's rows or
 //! columns, each a single-threaded `gemm` call; only the largest products
-//! run on the crate's own threads, which share their packed operand. Every
+//! run on the crate's own threads, which share their packed operand. Mid-
+//! sized products split or not as timing their first calls showed faster
+//! (`split_choice`). Every
 //! output element reduces over all of k in the same order either way, so
 //! results do not depend on the thread count.
 
 use super::recycle::{scratch, zeroed};
+use super::split_choice::{Call, ProductKey, Way};
 use super::{Cpu, Elem};
 use crate::backend::shapes::matmul_dims;
 use crate::error::Result;
@@ -28,6 +31,11 @@ const SERIAL_PRODUCT: usize = 1 << 19;
 /// its own: that took 12 MiB more peak memory in a 1024-wide training step
 /// at batch 1000 and 75 MiB more at 4096 x 4 (BENCHMARKS.md, 2026-12-02).
 const CRATE_THREADS_PRODUCT: usize = 1 << 27;
+
+/// Work under which a product that could split over the threads is timed
+/// both ways on its first calls, and runs the faster way after
+/// (`split_choice`). Past it splitting always won.
+const TUNED_PRODUCT: usize = 1 << 24;
 
 pub fn matmul<T: Elem>(
     a: &Tensor<Cpu>,
@@ -111,6 +119,27 @@ pub fn matmul<T: Elem>(
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
             block(i, dst.as_mut_ptr(), (0, m), (0, n), one);
         }
+    } else if m * n * k < TUNED_PRODUCT {
+        let call = Call::start(ProductKey {
+            e,
+            m,
+            n,
+            k,
+            ta,
+            tb,
+            elem_bytes: std::mem::size_of::<T>(),
+            threads,
+            in_pool: rayon::current_thread_index().is_some(),
+        });
+        for (i, dst) in out.chunks_mut(m * n).enumerate() {
+            match call.way {
+                Way::Serial => block(i, dst.as_mut_ptr(), (0, m), (0, n), one),
+                Way::Split => split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| {
+                    block(i, dst, r, c, one)
+                }),
+            }
+        }
+        call.finish();
     } else if m * n * k >= CRATE_THREADS_PRODUCT {
         let all = gemm::Parallelism::Rayon(threads);
         for (i, dst) in out.chunks_mut(m * n).enumerate() {

@@ -17,6 +17,7 @@ mod pool;
 mod recycle;
 mod reduce;
 mod softmax;
+mod split_choice;
 
 pub use elem::{CpuStorage, Elem};
 pub use recycle::{cached_bytes, release_cached};
