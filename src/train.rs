@@ -273,10 +273,19 @@ fn save_weights<B: Backend>(
     run: &MemberRun,
     path: &Path,
 ) -> Result<()> {
-    let member = model.member(be, e)?;
-    let (tensors, meta) =
-        crate::nn::checkpoint::checkpoint_contents(be, &member, &run.config_toml)?;
+    let (tensors, meta) = member_checkpoint(be, model, e, run)?;
     run::save_checkpoint(path, &tensors, &meta)
+}
+
+/// Member `e`'s checkpoint contents, read from the backend.
+fn member_checkpoint<B: Backend>(
+    be: &B,
+    model: &Model<B>,
+    e: usize,
+    run: &MemberRun,
+) -> Result<CheckpointContents> {
+    let member = model.member(be, e)?;
+    crate::nn::checkpoint::checkpoint_contents(be, &member, &run.config_toml)
 }
 
 /// The subdirectory of a run directory that holds its step checkpoints.
@@ -329,8 +338,7 @@ fn final_weights<B: Backend>(
     if !(run.checkpoint && matches!(status, Status::Finished)) {
         return Ok(None);
     }
-    let member = model.member(be, e)?;
-    crate::nn::checkpoint::checkpoint_contents(be, &member, &run.config_toml).map(Some)
+    member_checkpoint(be, model, e, run).map(Some)
 }
 
 /// The tensors and metadata of a safetensors checkpoint, on the host.

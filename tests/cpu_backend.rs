@@ -230,14 +230,19 @@ fn ensemble_members_compute_what_separate_models_compute() {
     }
 }
 
+/// `f` on a fresh pool of `threads` threads.
+fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(f)
+}
+
 /// Ten SGD steps of an MLP big enough that gemm splits work over threads,
 /// returning the final parameters.
 fn train_steps(threads: usize) -> Vec<Vec<f64>> {
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build()
-        .unwrap();
-    pool.install(|| {
+    on_threads(threads, || {
         let be = Cpu::f32();
         let spec = MlpSpec::new(100, 512, 3, 10, Activation::Tanh);
         let mut model = Model::init(&be, spec, &[5, 6]).unwrap();
@@ -286,11 +291,7 @@ fn the_largest_products_do_not_depend_on_the_thread_count() {
     let a = randn(&mut rng, n * n, 1.0);
     let b = randn(&mut rng, n * n, 1.0);
     let product = |threads: usize, ta: bool, tb: bool| -> Vec<f64> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let be = Cpu::f32();
             let (x, y) = (tensor(&be, &[n, n], &a), tensor(&be, &[n, n], &b));
             values(&be, &be.matmul(&x, ta, &y, tb, 1.0).unwrap())
@@ -330,11 +331,7 @@ fn a_product_gives_the_same_bits_split_or_serial() {
     let a = randn(&mut rng, m * k, 1.0);
     let b = randn(&mut rng, k * n, 1.0);
     let product = |threads: usize, ta: bool, tb: bool, calls: usize| -> Vec<Vec<f64>> {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let be = Cpu::f32();
             let (xs, ys) = (
                 if ta { [k, m] } else { [m, k] },

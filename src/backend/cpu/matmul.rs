@@ -119,37 +119,37 @@ pub fn matmul<T: Elem>(
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
             block(i, dst.as_mut_ptr(), (0, m), (0, n), one);
         }
-    } else if m * n * k < TUNED_PRODUCT {
-        let call = Call::start(ProductKey {
-            e,
-            m,
-            n,
-            k,
-            ta,
-            tb,
-            elem_bytes: std::mem::size_of::<T>(),
-            threads,
-            in_pool: rayon::current_thread_index().is_some(),
-        });
-        for (i, dst) in out.chunks_mut(m * n).enumerate() {
-            match call.way {
-                Way::Serial => block(i, dst.as_mut_ptr(), (0, m), (0, n), one),
-                Way::Split => split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| {
-                    block(i, dst, r, c, one)
-                }),
-            }
-        }
-        call.finish();
     } else if m * n * k >= CRATE_THREADS_PRODUCT {
         let all = gemm::Parallelism::Rayon(threads);
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
             block(i, dst.as_mut_ptr(), (0, m), (0, n), all);
         }
     } else {
+        // Past TUNED_PRODUCT splitting always won; below it, timed.
+        let call = (m * n * k < TUNED_PRODUCT).then(|| {
+            Call::start(ProductKey {
+                e,
+                m,
+                n,
+                k,
+                ta,
+                tb,
+                elem_bytes: std::mem::size_of::<T>(),
+                threads,
+                in_pool: rayon::current_thread_index().is_some(),
+            })
+        });
+        let way = call.as_ref().map_or(Way::Split, |c| c.way);
         for (i, dst) in out.chunks_mut(m * n).enumerate() {
-            split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| {
-                block(i, dst, r, c, one)
-            });
+            match way {
+                Way::Serial => block(i, dst.as_mut_ptr(), (0, m), (0, n), one),
+                Way::Split => split_over_threads(dst.as_mut_ptr(), m, n, threads, |dst, r, c| {
+                    block(i, dst, r, c, one)
+                }),
+            }
+        }
+        if let Some(call) = call {
+            call.finish();
         }
     }
     let shape = d.out_shape.clone();
