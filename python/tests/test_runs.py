@@ -1,5 +1,6 @@
 """lmech.train, Run, lmech.sweep and Sweep end to end on the bundled digits."""
 
+import contextlib
 import glob
 import json
 import os
@@ -120,9 +121,11 @@ def _logged_steps(store):
     return steps
 
 
+@contextlib.contextmanager
 def _interrupt_when(ready):
-    """Sends this process SIGINT once ``ready()`` holds (polled every 20 ms,
-    for at most two minutes); returns the thread and its stop event."""
+    """Within the block, sends this process SIGINT once ``ready()`` holds
+    (polled every 20 ms, for at most two minutes); the watcher is stopped
+    and joined when the block ends."""
     stop = threading.Event()
 
     def watch():
@@ -135,7 +138,11 @@ def _interrupt_when(ready):
 
     t = threading.Thread(target=watch, daemon=True)
     t.start()
-    return t, stop
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_ctrl_c_during_sweep_raises_keyboard_interrupt_and_a_later_sweep_resumes(tmp_path):
@@ -145,13 +152,9 @@ def test_ctrl_c_during_sweep_raises_keyboard_interrupt_and_a_later_sweep_resumes
     store = str(tmp_path / "sweep")
     restart_points = lambda: glob.glob(os.path.join(store, "**", "resume.safetensors"),  # noqa: E731
                                        recursive=True)
-    watcher, stop = _interrupt_when(lambda: bool(restart_points()))
-    try:
+    with _interrupt_when(lambda: bool(restart_points())):
         with pytest.raises(KeyboardInterrupt):
             lmech.sweep(spec, out=store, progress=False)
-    finally:
-        stop.set()
-        watcher.join()
     # As a killed worker leaves the store: nothing committed, no report, the
     # runs' restart points in their work directories.
     assert not glob.glob(os.path.join(store, "runs", "*"))
@@ -162,13 +165,9 @@ def test_ctrl_c_during_sweep_raises_keyboard_interrupt_and_a_later_sweep_resumes
 
     # A later sweep on the store takes the runs up again at once (their
     # claims were let go) and trains them past where the first one stopped.
-    watcher, stop = _interrupt_when(lambda: max(_logged_steps(store)) > reached + 200)
-    try:
+    with _interrupt_when(lambda: max(_logged_steps(store)) > reached + 200):
         with pytest.raises(KeyboardInterrupt):
             lmech.sweep(spec, out=store, progress=False)
-    finally:
-        stop.set()
-        watcher.join()
     assert max(_logged_steps(store)) > reached + 200
 
 
